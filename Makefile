@@ -1,0 +1,38 @@
+# Lepton Inspect: two commands on a fresh machine.
+#   make run   - set up .venv (pinned torch) and start the GUI on the embedded default
+#   make test  - set up the same and run the whole test suite
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup bench demo-model screenshot clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/lepton-inspect gui
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/bench_pipeline.py
+
+# Rebuild the bundled demo model from the ball-screw development data in ../shared/datasets.
+demo-model: $(STAMP)
+	$(PY) -m models.training.build_demo --dataset ../shared/datasets/bsdata_ballscrew --out resources/models/demo_ballscrew.lpkg
+
+# GUI screenshot for the README, on a virtual screen (needs Debian's xvfb).
+screenshot: $(STAMP)
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m app.screenshot docs/screenshot.png
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""The Qt GUI and the command line. Nothing imports `app`."""

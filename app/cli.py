@@ -1,0 +1,169 @@
+"""`lepton-inspect`: the command line. Headless commands never import Qt.
+
+    lepton-inspect cameras
+    lepton-inspect run --camera SPEC [--model PKG] [--db PATH] [--parts N] [--json]
+    lepton-inspect gui [--camera SPEC] [--model PKG] [--db PATH]      (the default command)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("app.cli")
+
+
+def default_camera_spec() -> str:
+    import resources
+
+    return f"emu:{resources.DEMO_SAMPLES}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    from camera.spec import SPEC_HELP
+
+    p = argparse.ArgumentParser(prog="lepton-inspect", description="Lepton Inspect: industrial visual inspection station.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def line_options(sp: argparse.ArgumentParser, camera_required: bool) -> None:
+        sp.add_argument("--camera", required=camera_required, default=None, metavar="SPEC", help=SPEC_HELP)
+        sp.add_argument("--model", type=Path, default=None, metavar="PKG", help="model package (.lpkg); default: the recipe's, else the bundled demo model")
+        sp.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+        sp.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="recipe (.toml) merged over the default recipe")
+        sp.add_argument("--config", type=Path, default=None, metavar="FILE", help="station config (.toml) merged over the default")
+        sp.add_argument("--device", default="auto", help="torch device for the model: auto (GPU when there is one), cpu, cuda")
+
+    sub.add_parser("cameras", help="list Basler cameras, real and emulated")
+    run = sub.add_parser("run", help="inspect parts headless, then print a summary")
+    line_options(run, camera_required=True)
+    run.add_argument("--parts", type=int, default=None, metavar="N", help="stop after N parts (default: until Ctrl-C)")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    gui = sub.add_parser("gui", help="the operator window (default)")
+    line_options(gui, camera_required=False)
+    return p
+
+
+def _setup_logging(verbose: bool) -> None:
+    from inspection.config import data_dir
+
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    err.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(err)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        folder = data_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        fh = logging.handlers.RotatingFileHandler(folder / "lepton-inspect.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8")
+    except OSError as exc:
+        log.warning("no log file: %s", exc)
+        return
+    fh.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(fh)
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from camera.spec import list_cameras
+
+    cams = list_cameras()
+    if not cams:
+        print("No Basler cameras found (set PYLON_CAMEMU=N for N emulated ones). Simulated cameras: sim:DIR.")
+        return 0
+    print(f"{'SPEC':<24} {'KIND':<10} {'MODEL':<20} SERIAL")
+    for c in cams:
+        print(f"{c.spec:<24} {c.kind:<10} {c.model:<20} {c.serial}")
+    print("Also: sim:DIR (simulated camera) and emu:DIR (Basler emulator playing image folder DIR).")
+    return 0
+
+
+def build_line(args: argparse.Namespace, camera_spec: str) -> Any:
+    """Recipe, model, camera and store for a line, opened in an order that leaves nothing behind
+    when one of them fails: the database is created only once everything else is ready."""
+    from camera.spec import open_camera
+    from inspection.config import default_db, load_config, load_recipe
+    from inspection.line import Line
+    from inspection.store import open_store
+    from models.package import load_package
+
+    camera = open_camera(camera_spec)
+    config = load_config(args.config)
+    recipe = load_recipe(args.recipe)
+    inspector = load_package(args.model or recipe.model, device=args.device)
+    inspector.warmup()
+    camera.open()
+    try:
+        store = open_store(args.db or default_db())
+    except BaseException:
+        camera.close()
+        raise
+    return Line(store=store, config=config, recipe=recipe, camera_spec=camera_spec, inspector=inspector, camera=camera)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.parts is not None and args.parts < 1:
+        raise SystemExit("lepton-inspect run: --parts must be at least 1.")
+    line = build_line(args, args.camera)
+    try:
+        runner = line.start(max_parts=args.parts)
+        previous = signal.signal(signal.SIGINT, lambda *_: runner._stop.set())  # Ctrl-C: stop between parts
+        try:
+            while not runner.wait(0.5):
+                pass
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        status = line.stop()
+    finally:
+        line.store.close()
+    assert status is not None
+    summary = {
+        "parts": status.parts, "ok": status.ok, "ng": status.ng, "review": status.review,
+        "dropped": status.dropped, "failed_grabs": status.failed_grabs, "recorded": status.recorded,
+        "throughput_pps": round(status.parts_per_s, 3),
+        "latency_ms_p50": round(status.latency_ms_p50, 2), "latency_ms_p99": round(status.latency_ms_p99, 2),
+        "db": str(line.store.path), "run_id": status.run_id, "state": status.state.value, "message": status.message,
+        "model": f"{line.inspector.info.name} v{line.inspector.info.version}",
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{status.parts} parts: {status.ok} OK, {status.ng} NG, {status.review} REVIEW; "
+              f"{status.dropped} dropped, {status.failed_grabs} failed grabs; {status.recorded} recorded in {line.store.path}")
+        print(f"{status.parts_per_s:.1f} parts/s, latency p50 {status.latency_ms_p50:.0f} ms, p99 {status.latency_ms_p99:.0f} ms")
+    if status.state.value == "faulted":
+        print(f"error: {status.message}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from app.gui.main import run_gui
+
+    return run_gui(args, default_camera_spec())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        args = _parser().parse_args(["gui", *(argv or [])])
+    from inspection.errors import USER_ERRORS
+
+    _setup_logging(args.verbose)
+    try:
+        return {"cameras": cmd_cameras, "run": cmd_run, "gui": cmd_gui}[args.command](args)
+    except USER_ERRORS as exc:
+        log.debug("user error", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

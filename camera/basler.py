@@ -1,0 +1,361 @@
+"""Basler cameras through pypylon: real cameras and Basler's camera emulator alike.
+
+This is the only module that imports pypylon. Feature names differ between camera generations
+(`ExposureTime` on SFNC 2 cameras, `ExposureTimeAbs` on older ones); `_FEATURES` maps them here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camera.base import Camera, CameraInfo, CameraSettings, Frame, Roi, TriggerMode, image_files
+from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
+
+log = logging.getLogger(__name__)
+
+EMULATOR_CLASS = "BaslerCamEmu"
+
+# Our name -> the feature names cameras use for it, newest first.
+_FEATURES: dict[str, tuple[str, ...]] = {
+    "exposure_us": ("ExposureTime", "ExposureTimeAbs"),
+    "gain_db": ("Gain", "GainAbs"),
+    "frame_rate": ("AcquisitionFrameRate", "AcquisitionFrameRateAbs"),
+    "frame_rate_enable": ("AcquisitionFrameRateEnable",),
+}
+# Our pixel format -> pylon's names for it.
+_PIXEL_FORMATS: dict[str, tuple[str, ...]] = {"Mono8": ("Mono8",), "RGB8": ("RGB8", "RGB8Packed")}
+
+
+def _pylon() -> Any:
+    """Import pypylon on first use. Emulated cameras are enumerated unless PYLON_CAMEMU says otherwise."""
+    os.environ.setdefault("PYLON_CAMEMU", "1")
+    from pypylon import pylon
+
+    return pylon
+
+
+def _genicam() -> Any:
+    from pypylon import genicam
+
+    return genicam
+
+
+def list_basler() -> list[CameraInfo]:
+    """Every Basler camera pylon can see, emulated ones included."""
+    pylon = _pylon()
+    infos = []
+    for dev in pylon.TlFactory.GetInstance().EnumerateDevices():
+        emulated = dev.GetDeviceClass() == EMULATOR_CLASS
+        infos.append(
+            CameraInfo(
+                spec=f"basler:{dev.GetSerialNumber()}",
+                kind="emulator" if emulated else "basler",
+                model=dev.GetModelName(),
+                serial=dev.GetSerialNumber(),
+            )
+        )
+    return infos
+
+
+def _describe(infos: list[CameraInfo]) -> str:
+    if not infos:
+        return "pylon sees no cameras at all"
+    return "pylon sees: " + ", ".join(f"{i.model} {i.serial} ({i.kind})" for i in infos)
+
+
+class BaslerCamera(Camera):
+    """A Basler camera by serial number, or the first real one (`serial=None`), or the first
+    emulated one playing `playback_dir` (`emulator=True`)."""
+
+    def __init__(self, serial: str | None = None, *, emulator: bool = False, playback_dir: str | Path | None = None) -> None:
+        self.serial = serial
+        self.emulator = emulator
+        self.playback_dir = Path(playback_dir) if playback_dir is not None else None
+        self.camera_id = f"basler:{serial}" if serial else ("emu" if emulator else "basler")
+        self._cam: Any = None
+        self._removed = threading.Event()
+        self._settings = CameraSettings()
+        self._converter: Any = None
+
+    # -- open / close ------------------------------------------------------------------
+    def _find_device(self) -> Any:
+        pylon = _pylon()
+        devices = list(pylon.TlFactory.GetInstance().EnumerateDevices())
+        for dev in devices:
+            is_emu = dev.GetDeviceClass() == EMULATOR_CLASS
+            if self.serial is not None:
+                if dev.GetSerialNumber() == self.serial:
+                    return dev
+            elif is_emu == self.emulator:
+                return dev
+        infos = list_basler()
+        if self.serial is not None:
+            raise CameraNotFoundError(f"No Basler camera with serial {self.serial}; {_describe(infos)}.")
+        what = "emulated Basler camera (is PYLON_CAMEMU=0?)" if self.emulator else "real Basler camera is connected"
+        raise CameraNotFoundError(f"No {what}; {_describe(infos)}.")
+
+    def open(self) -> None:
+        if self.playback_dir is not None:
+            if not self.playback_dir.is_dir():
+                raise CameraError(f"Image folder {self.playback_dir} does not exist or is not a folder.")
+            if not image_files(self.playback_dir):
+                raise CameraError(f"Image folder {self.playback_dir} holds no PNG, JPG, BMP or TIFF images.")
+        pylon = _pylon()
+        device = self._find_device()
+        try:
+            cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(device))
+            cam.RegisterConfiguration(_removal_handler(self._removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
+            cam.Open()
+        except _genicam().GenericException as exc:
+            raise CameraError(f"Basler camera {device.GetSerialNumber()} cannot be opened (in use by another program?): {_short(exc)}.") from exc
+        self._cam = cam
+        self._removed.clear()
+        self.serial = device.GetSerialNumber()
+        self.camera_id = f"basler:{self.serial}"
+        self._is_emulator = device.GetDeviceClass() == EMULATOR_CLASS
+        if self.playback_dir is not None:
+            if not self._is_emulator:
+                raise CameraError("Image playback works only on Basler's camera emulator, not on a real camera.")
+            self._set("TestImageSelector", "Off")
+            self._set("ImageFileMode", "On")
+            # Full sensor, so that played images are not cropped (the image size wins over Width/Height).
+            self._cam.OffsetX.Value = 0
+            self._cam.OffsetY.Value = 0
+            self._cam.Width.Value = self._cam.Width.Max
+            self._cam.Height.Value = self._cam.Height.Max
+            self._set("ImageFilename", str(self.playback_dir.resolve()))
+        self.configure(CameraSettings())
+
+    def close(self) -> None:
+        cam, self._cam = self._cam, None
+        if cam is None:
+            return
+        try:
+            if cam.IsGrabbing():
+                cam.StopGrabbing()
+            cam.Close()
+            cam.DestroyDevice()
+        except _genicam().GenericException as exc:  # a removed device may refuse politely
+            log.debug("closing %s: %s", self.camera_id, exc)
+
+    @property
+    def is_open(self) -> bool:
+        return self._cam is not None and self._cam.IsOpen()
+
+    @property
+    def is_grabbing(self) -> bool:
+        return self._cam is not None and self._cam.IsGrabbing()
+
+    @property
+    def removed(self) -> bool:
+        return self._removed.is_set() or (self._cam is not None and self._cam.IsCameraDeviceRemoved())
+
+    def fire_removal(self) -> None:
+        """Emulator only: pretend the cable was pulled (pylon's `FirePnPCallback`)."""
+        self._require_open()
+        self._cam.FirePnPCallback.Execute()
+
+    def fail_next(self, count: int = 1) -> None:
+        """Emulator only: make the next `count` grabs fail (`ForceFailedBuffer`)."""
+        self._require_open()
+        self._cam.ForceFailedBufferCount.Value = count
+        self._cam.ForceFailedBuffer.Execute()
+
+    def _require_open(self) -> None:
+        if self.removed:
+            raise CameraRemovedError(f"Camera {self.camera_id} was disconnected.")
+        if self._cam is None:
+            raise CameraError(f"Camera {self.camera_id} is not open.")
+
+    # -- features ----------------------------------------------------------------------
+    def _node(self, name: str) -> Any:
+        node = self._cam.GetNodeMap().GetNode(name)
+        genicam = _genicam()
+        if node is None or not genicam.IsAvailable(node):
+            return None
+        return node
+
+    def _set(self, name: str, value: Any) -> None:
+        node = self._node(name)
+        if node is None:
+            raise CameraError(f"Camera {self.camera_id} has no feature {name}.")
+        node.SetValue(value) if not isinstance(value, str) else node.FromString(value)
+
+    def _feature(self, ours: str) -> Any:
+        for name in _FEATURES[ours]:
+            node = self._node(name)
+            if node is not None:
+                return node
+        return None
+
+    def configure(self, settings: CameraSettings) -> None:
+        self._require_open()
+        if self._cam.IsGrabbing():
+            raise CameraError("Camera settings can only change while the camera is not grabbing.")
+        genicam = _genicam()
+        try:
+            self._set_pixel_format(settings.pixel_format)
+            if settings.roi is not None:
+                self._apply_roi(settings.roi)
+            for ours in ("exposure_us", "gain_db"):
+                value = getattr(settings, ours)
+                if value is not None:
+                    node = self._feature(ours)
+                    if node is None:
+                        raise CameraError(f"Camera {self.camera_id} cannot set {ours.split('_')[0]}.")
+                    node.SetValue(float(value))
+            enable = self._feature("frame_rate_enable")
+            rate = self._feature("frame_rate")
+            if settings.frame_rate is not None and rate is not None:
+                if enable is not None:
+                    enable.SetValue(True)
+                rate.SetValue(float(settings.frame_rate))
+            self._apply_trigger(settings.trigger)
+        except genicam.GenericException as exc:
+            raise CameraError(f"Camera {self.camera_id} refused the settings: {_short(exc)}.") from exc
+        self._settings = settings
+
+    def _set_pixel_format(self, fmt: str) -> None:
+        node = self._node("PixelFormat")
+        available = list(node.Symbolics)
+        for name in _PIXEL_FORMATS[fmt]:
+            if name in available:
+                node.FromString(name)
+                return
+        raise CameraError(f"Camera {self.camera_id} does not offer pixel format {fmt}; it offers {', '.join(available)}.")
+
+    def _apply_roi(self, roi: Roi) -> None:
+        cam = self._cam
+        cam.OffsetX.Value = 0
+        cam.OffsetY.Value = 0
+        cam.Width.Value = roi.width
+        cam.Height.Value = roi.height
+        cam.OffsetX.Value = roi.x
+        cam.OffsetY.Value = roi.y
+
+    def _apply_trigger(self, mode: TriggerMode) -> None:
+        self._set("TriggerSelector", "FrameStart")
+        if mode is TriggerMode.FREE_RUN:
+            self._set("TriggerMode", "Off")
+            return
+        self._set("TriggerMode", "On")
+        self._set("TriggerSource", "Software" if mode is TriggerMode.SOFTWARE else "Line1")
+        if mode is TriggerMode.HARDWARE and self._node("TriggerActivation") is not None:
+            self._set("TriggerActivation", "RisingEdge")
+
+    def settings(self) -> CameraSettings:
+        return self._settings
+
+    def save_settings(self, path: Path) -> None:
+        self._require_open()
+        try:
+            _pylon().FeaturePersistence.Save(str(path), self._cam.GetNodeMap())
+        except _genicam().GenericException as exc:
+            raise CameraError(f"Cannot save camera settings to {path}: {_short(exc)}.") from exc
+
+    def load_settings(self, path: Path) -> None:
+        self._require_open()
+        if not Path(path).is_file():
+            raise CameraError(f"Camera settings file {path} does not exist.")
+        try:
+            _pylon().FeaturePersistence.Load(str(path), self._cam.GetNodeMap(), True)
+        except _genicam().GenericException as exc:
+            raise CameraError(f"Camera settings file {path} does not fit camera {self.camera_id}: {_short(exc)}.") from exc
+        self._settings = self._read_settings()
+
+    def _read_settings(self) -> CameraSettings:
+        pixel = self._node("PixelFormat").ToString()
+        fmt = next((ours for ours, names in _PIXEL_FORMATS.items() if pixel in names), "Mono8")
+        trigger = TriggerMode.FREE_RUN
+        if self._node("TriggerMode").ToString() == "On":
+            trigger = TriggerMode.SOFTWARE if self._node("TriggerSource").ToString() == "Software" else TriggerMode.HARDWARE
+        exposure, gain = self._feature("exposure_us"), self._feature("gain_db")
+        return CameraSettings(
+            pixel_format=fmt,  # type: ignore[arg-type]
+            trigger=trigger,
+            exposure_us=exposure.GetValue() if exposure is not None else None,
+            gain_db=gain.GetValue() if gain is not None else None,
+        )
+
+    # -- grabbing ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._require_open()
+        pylon = _pylon()
+        # OneByOne: every part image is delivered in order; none is silently replaced by a newer one.
+        self._cam.MaxNumBuffer.Value = 16
+        self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
+
+    def stop(self) -> None:
+        if self._cam is not None and self._cam.IsGrabbing():
+            self._cam.StopGrabbing()
+
+    def grab(self, timeout_s: float = 1.0) -> Frame:
+        self._require_open()
+        pylon, genicam = _pylon(), _genicam()
+        cam = self._cam
+        timeout_ms = max(1, int(timeout_s * 1000))
+        try:
+            if self._settings.trigger is TriggerMode.SOFTWARE:
+                if not cam.WaitForFrameTriggerReady(timeout_ms, pylon.TimeoutHandling_Return):
+                    raise GrabTimeout(f"Camera {self.camera_id} was not ready for a trigger within {timeout_s:.1f} s.")
+                cam.ExecuteSoftwareTrigger()
+            result = cam.RetrieveResult(timeout_ms, pylon.TimeoutHandling_Return)
+        except genicam.GenericException as exc:
+            if self.removed:
+                raise CameraRemovedError(f"Camera {self.camera_id} was disconnected.") from exc
+            raise GrabFailed(f"Grab from camera {self.camera_id} failed: {_short(exc)}.") from exc
+        if self.removed:
+            if result is not None and result.IsValid():
+                result.Release()
+            raise CameraRemovedError(f"Camera {self.camera_id} was disconnected.")
+        if result is None or not result.IsValid():
+            raise GrabTimeout(f"No frame from camera {self.camera_id} within {timeout_s:.1f} s.")
+        try:
+            if not result.GrabSucceeded():
+                raise GrabFailed(f"Frame {result.BlockID} from camera {self.camera_id} failed: {result.ErrorDescription}")
+            image = self._copy_image(result)
+            return Frame(
+                image=image,
+                frame_id=int(result.BlockID),
+                timestamp=time.time(),
+                camera_id=self.camera_id,
+                exposure_us=self._settings.exposure_us,
+                grabbed_at=time.perf_counter(),
+            )
+        finally:
+            result.Release()  # hand the buffer back to the driver at once
+
+    def _copy_image(self, result: Any) -> np.ndarray:
+        pylon = _pylon()
+        ptype = result.GetPixelType()
+        if ptype in (pylon.PixelType_Mono8, pylon.PixelType_RGB8packed):
+            return np.array(result.GetArray(), dtype=np.uint8, copy=True)
+        if self._converter is None:
+            self._converter = pylon.ImageFormatConverter()
+        want = self._settings.pixel_format
+        self._converter.OutputPixelFormat = pylon.PixelType_Mono8 if want == "Mono8" else pylon.PixelType_RGB8packed
+        return np.array(self._converter.Convert(result).GetArray(), dtype=np.uint8, copy=True)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(" : ")[0].rstrip(".")
+
+
+def _removal_handler(flag: threading.Event) -> Any:
+    """A pylon configuration handler that sets `flag` when the device is removed (pylon's thread)."""
+
+    class RemovalHandler(_pylon().ConfigurationEventHandler):  # type: ignore[misc]
+        def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 (pylon's name)
+            log.warning("camera %s removed", camera.GetDeviceInfo().GetSerialNumber())
+            flag.set()
+
+    return RemovalHandler()

@@ -1,0 +1,1 @@
+"""The inspection core: runner, verdicts, config and recipes, the SQLite record. No Qt here."""

@@ -1,0 +1,185 @@
+"""Station config and recipes: TOML files merged over the packaged defaults, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import datetime as dt
+import tomllib
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import resources
+from camera.base import CameraSettings, TriggerMode
+from inspection.errors import ConfigError
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with Path(path).open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"The {what} file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The {what} file {path} is not valid TOML: {exc}.") from None
+    except OSError as exc:
+        raise ConfigError(f"The {what} file {path} cannot be read: {exc.strerror}.") from None
+
+
+def merge(default: dict[str, Any], user: dict[str, Any], where: str) -> dict[str, Any]:
+    """`user` over `default`; a key or a type that the default does not have is an error."""
+    out = dict(default)
+    for key, value in user.items():
+        name = f"{where}.{key}" if where else key
+        if key not in default:
+            raise ConfigError(f"Unknown key {name!r} (known here: {', '.join(sorted(default))}).")
+        base = default[key]
+        if isinstance(base, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"Key {name!r} must be a table.")
+            out[key] = merge(base, value, name)
+        elif isinstance(base, bool) or isinstance(value, bool):
+            if type(base) is not type(value):
+                raise ConfigError(f"Key {name!r} must be {type(base).__name__}, not {value!r}.")
+            out[key] = value
+        elif isinstance(base, (int, float)) and isinstance(value, (int, float)):
+            out[key] = type(base)(value) if isinstance(base, float) else value
+        elif isinstance(base, str) and isinstance(value, (str, int, float)):
+            out[key] = value  # "model"-or-number keys
+        elif type(base) is not type(value):
+            raise ConfigError(f"Key {name!r} must be {type(base).__name__}, not {value!r}.")
+        else:
+            out[key] = value
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftPattern:
+    names: tuple[str, ...]
+    starts: tuple[dt.time, ...]
+    tz: zoneinfo.ZoneInfo
+
+    def shift_at(self, when: dt.datetime) -> tuple[str, dt.datetime, dt.datetime]:
+        """(name, start, end) of the shift `when` falls in; start and end are aware datetimes in UTC."""
+        local = when.astimezone(self.tz)
+        starts = sorted(
+            (dt.datetime.combine(local.date() + dt.timedelta(days=k), t, tzinfo=self.tz), n)
+            for k in (-1, 0, 1)
+            for n, t in zip(self.names, self.starts)
+        )
+        for (begin, name), (end, _) in zip(starts, starts[1:]):
+            if begin <= local < end:
+                return name, begin.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+        raise AssertionError("shift pattern does not cover the day")  # pragma: no cover
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    line: str
+    station: str
+    shifts: ShiftPattern
+    queue_size: int
+    commit_interval_s: float
+    commit_batch: int
+
+
+def load_config(path: Path | None = None) -> Config:
+    raw = _read_toml(resources.DEFAULT_CONFIG, "default config")
+    if path is not None:
+        raw = merge(raw, _read_toml(path, "config"), "")
+    where = f"config {path}" if path else "default config"
+    try:
+        tz = zoneinfo.ZoneInfo(raw["line"]["timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"Time zone {raw['line']['timezone']!r} in {where} is not a known IANA time zone.") from None
+    names, starts = raw["shifts"]["names"], raw["shifts"]["starts"]
+    if not names or len(names) != len(starts):
+        raise ConfigError(f"Shifts in {where} need as many names as starts, at least one.")
+    try:
+        times = tuple(dt.time.fromisoformat(s) for s in starts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"Shift starts in {where} must be times like \"06:00\", not {starts}.") from None
+    if list(times) != sorted(set(times)):
+        raise ConfigError(f"Shift starts in {where} must be distinct and in order through the day.")
+    r = raw["runner"]
+    if r["queue_size"] < 1 or r["commit_batch"] < 1 or r["commit_interval_s"] <= 0:
+        raise ConfigError(f"Runner queue_size, commit_batch and commit_interval_s in {where} must be positive.")
+    return Config(
+        line=raw["line"]["name"],
+        station=raw["line"]["station"],
+        shifts=ShiftPattern(tuple(names), times, tz),
+        queue_size=int(r["queue_size"]),
+        commit_interval_s=float(r["commit_interval_s"]),
+        commit_batch=int(r["commit_batch"]),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str
+    model: Path  # model package
+    camera: CameraSettings
+    settings_file: Path | None
+    ok_below: float | None  # None: the model's
+    ng_at: float | None
+    min_defect_area_px: int
+    save_ok_every: int
+
+
+def _threshold(value: Any, key: str, where: str) -> float | None:
+    if value == "model":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"verdict.{key} in {where} must be a number or \"model\", not {value!r}.")
+
+
+def load_recipe(path: Path | None = None) -> Recipe:
+    raw = _read_toml(resources.DEFAULT_RECIPE, "default recipe")
+    base = Path(".")
+    if path is not None:
+        raw = merge(raw, _read_toml(path, "recipe"), "")
+        base = Path(path).parent
+    where = f"recipe {path}" if path else "default recipe"
+    cam = raw["camera"]
+    try:
+        settings = CameraSettings(
+            pixel_format=cam["pixel_format"],
+            trigger=TriggerMode(cam["trigger"]),
+            exposure_us=cam["exposure_us"] or None,
+            gain_db=cam["gain_db"] if cam["gain_db"] >= 0 else None,
+            frame_rate=cam["frame_rate"] or None,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"Camera settings in {where} are not valid: {exc}.") from None
+    v = raw["verdict"]
+    ok_below, ng_at = _threshold(v["ok_below"], "ok_below", where), _threshold(v["ng_at"], "ng_at", where)
+    if ok_below is not None and ng_at is not None and ok_below > ng_at:
+        raise ConfigError(f"verdict.ok_below ({ok_below}) exceeds verdict.ng_at ({ng_at}) in {where}.")
+    if v["min_defect_area_px"] < 0 or raw["images"]["save_ok_every"] < 0:
+        raise ConfigError(f"min_defect_area_px and save_ok_every in {where} must not be negative.")
+    return Recipe(
+        name=raw["name"],
+        model=(base / raw["model"]) if raw["model"] else resources.DEMO_MODEL,
+        camera=settings,
+        settings_file=(base / cam["settings_file"]) if cam["settings_file"] else None,
+        ok_below=ok_below,
+        ng_at=ng_at,
+        min_defect_area_px=int(v["min_defect_area_px"]),
+        save_ok_every=int(raw["images"]["save_ok_every"]),
+    )
+
+
+def data_dir() -> Path:
+    """The user data folder (database, images, logs): $LEPTON_DATA_DIR, else the platform's own."""
+    env = os.environ.get("LEPTON_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("lepton-inspect", appauthor=False))
+
+
+def default_db() -> Path:
+    return data_dir() / "lepton.db"

@@ -1,0 +1,78 @@
+"""A line: one camera spec, one model, one recipe and one store, and the runs between them.
+
+`Line` is what the command line and the GUI drive; it builds a `Runner` per start and records
+each run's start and end in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+
+from camera.base import Camera
+from camera.spec import open_camera
+from inspection.config import Config, Recipe
+from inspection.runner import Runner, RunnerState, RunnerStatus
+from inspection.store import Store
+from inspection.writer import ResultWriter
+from models.base import Inspector
+
+log = logging.getLogger(__name__)
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("lepton-inspect")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+class Line:
+    def __init__(self, *, store: Store, config: Config, recipe: Recipe, camera_spec: str, inspector: Inspector,
+                 camera: Camera | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.recipe = recipe
+        self.camera_spec = camera_spec
+        self.inspector = inspector
+        self.camera = camera if camera is not None else open_camera(camera_spec)
+        self.model_version_id = store.model_version(inspector.info)
+        self.runner: Runner | None = None
+
+    def start(self, max_parts: int | None = None) -> Runner:
+        """Open the camera if needed and start a run; CameraError if the camera cannot start."""
+        if self.runner is not None and self.runner.state in (RunnerState.RUNNING, RunnerState.STOPPING):
+            raise RuntimeError("the line is already running")
+        if not self.camera.is_open:
+            self.camera.open()
+        run_id = self.store.start_run(
+            line=self.config.line, station=self.config.station, camera_spec=self.camera_spec, recipe=self.recipe.name,
+            model_version_id=self.model_version_id, software_version=software_version(),
+        )
+        writer = ResultWriter(self.store, self.config, self.recipe, self.model_version_id,
+                              on_error=lambda exc: log.error("record write failed: %s", exc))
+        runner = Runner(self.camera, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts)
+        try:
+            runner.start()
+        except Exception as exc:
+            writer.close()
+            self.camera.close()
+            self.store.end_run(run_id, "failed", f"Run {run_id} could not start: {exc}")
+            raise
+        self.runner = runner
+        return runner
+
+    def stop(self) -> RunnerStatus | None:
+        """Stop the current run (if any), commit everything, and record how it ended."""
+        runner = self.runner
+        if runner is None:
+            return None
+        status = runner.stop()
+        self.runner = None
+        ended = "faulted" if status.state is RunnerState.FAULTED else "stopped"
+        lost = runner.writer.unwritten
+        message = status.message if ended == "faulted" else f"Run {status.run_id} stopped after {status.parts} parts ({status.recorded} recorded)."
+        if lost:
+            message += f" {lost} results could not be written."
+        self.store.end_run(runner.run_id, ended, message)
+        return status

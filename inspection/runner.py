@@ -1,0 +1,334 @@
+"""The line runner: camera grab thread -> bounded queue -> inspection worker -> writer thread.
+
+The runner owns its threads. Its state (`RunnerState`) and a frozen `RunnerStatus` snapshot are
+what the CLI and the GUI read; listeners get every `InspectionResult` and every status change on
+the worker's thread, and an exception in a listener is logged, never allowed to stop the line.
+Stop takes effect between parts: frames already grabbed are inspected and recorded.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from camera.base import Camera, Frame, TriggerMode
+from camera.errors import CameraError, CameraRemovedError, GrabFailed, GrabTimeout
+from inspection.config import Config, Recipe
+from inspection.result import InspectionResult, Timing, Verdict
+from inspection.verdict import decide, thresholds_in_force
+from inspection.writer import ResultWriter
+from models.base import Inspector
+
+log = logging.getLogger(__name__)
+
+
+class RunnerState(str, enum.Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAULTED = "faulted"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerStatus:
+    state: RunnerState
+    run_id: int | None
+    parts: int
+    ok: int
+    ng: int
+    review: int
+    dropped: int  # frames grabbed (or skipped by the camera) but never inspected
+    failed_grabs: int  # incomplete or corrupt frames, never inspected
+    recorded: int  # rows committed to the database
+    parts_per_s: float
+    latency_ms_p50: float
+    latency_ms_p99: float
+    message: str
+
+
+ResultListener = Callable[[InspectionResult], None]
+StatusListener = Callable[[RunnerStatus], None]
+
+
+class Runner:
+    """Runs one camera, one model and one recipe into one store until stopped, faulted, or
+    `max_parts` parts are inspected. Construct, `start()`, then `wait()` or `stop()`."""
+
+    def __init__(self, camera: Camera, inspector: Inspector, recipe: Recipe, writer: ResultWriter, config: Config,
+                 *, run_id: int, max_parts: int | None = None) -> None:
+        self.camera = camera
+        self.inspector = inspector
+        self.recipe = recipe
+        self.writer = writer
+        self.config = config
+        self.run_id = run_id
+        self.max_parts = max_parts
+        self.thresholds = thresholds_in_force(recipe, inspector.info)
+        self._queue: collections.deque[tuple[Frame, float]] = collections.deque()
+        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._state = RunnerState.IDLE
+        self._message = ""
+        self._stop = threading.Event()
+        self._grab_done = threading.Event()
+        self._inspected_all = threading.Event()
+        self._counts = {v: 0 for v in Verdict}
+        self._dropped = 0
+        self._failed = 0
+        self._accepted = 0
+        self._latencies: collections.deque[float] = collections.deque(maxlen=2000)
+        self._t_start = 0.0
+        self._t_last = 0.0
+        self._threads: list[threading.Thread] = []
+        self._result_listeners: list[ResultListener] = []
+        self._status_listeners: list[StatusListener] = []
+
+    # -- listeners ---------------------------------------------------------------------
+    def add_result_listener(self, fn: ResultListener) -> None:
+        self._result_listeners.append(fn)
+
+    def add_status_listener(self, fn: StatusListener) -> None:
+        self._status_listeners.append(fn)
+
+    def _emit(self, listeners: list, value: object) -> None:  # type: ignore[type-arg]
+        for fn in listeners:
+            try:
+                fn(value)
+            except Exception:
+                log.exception("listener %r failed; the line goes on", fn)
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def state(self) -> RunnerState:
+        with self._lock:
+            return self._state
+
+    def _set_state(self, state: RunnerState, message: str = "") -> None:
+        with self._lock:
+            self._state = state
+            if message:
+                self._message = message
+        self._emit(self._status_listeners, self.status())
+
+    def status(self) -> RunnerStatus:
+        with self._lock:
+            lat = np.fromiter(self._latencies, dtype=np.float64)
+            parts = sum(self._counts.values())
+            elapsed = (self._t_last - self._t_start) if parts else 0.0
+            return RunnerStatus(
+                state=self._state,
+                run_id=self.run_id,
+                parts=parts,
+                ok=self._counts[Verdict.OK],
+                ng=self._counts[Verdict.NG],
+                review=self._counts[Verdict.REVIEW],
+                dropped=self._dropped,
+                failed_grabs=self._failed,
+                recorded=self.writer.recorded,
+                parts_per_s=parts / elapsed if elapsed > 0 else 0.0,
+                latency_ms_p50=float(np.percentile(lat, 50)) if lat.size else 0.0,
+                latency_ms_p99=float(np.percentile(lat, 99)) if lat.size else 0.0,
+                message=self._message,
+            )
+
+    # -- control -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open and configure the camera (if needed), start grabbing and the threads.
+        Raises CameraError if the camera cannot be opened; the runner then stays idle."""
+        if self.state is not RunnerState.IDLE:
+            raise RuntimeError("a runner starts once")
+        if not self.camera.is_open:
+            self.camera.open()
+        self.camera.configure(self.recipe.camera)
+        if self.recipe.settings_file is not None:
+            self.camera.load_settings(self.recipe.settings_file)
+        self.writer.start()
+        self.camera.start()
+        self._t_start = time.perf_counter()
+        self._threads = [
+            threading.Thread(target=self._grab_loop, name="lepton-grab", daemon=True),
+            threading.Thread(target=self._inspect_loop, name="lepton-inspect", daemon=True),
+        ]
+        self._set_state(RunnerState.RUNNING, "Running.")
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout_s: float = 30.0) -> RunnerStatus:
+        """Stop between parts: frames already grabbed are inspected and every result committed."""
+        if self.state is RunnerState.RUNNING:
+            self._set_state(RunnerState.STOPPING, "Stopping.")
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout_s)
+        self.writer.close()
+        try:
+            self.camera.stop()
+        except CameraError as exc:
+            log.warning("stopping camera: %s", exc)
+        self.camera.close()
+        if self.state is not RunnerState.FAULTED:
+            self._set_state(RunnerState.IDLE, self._end_message())
+        return self.status()
+
+    def _end_message(self) -> str:
+        s = self.status()
+        return f"Stopped after {s.parts} parts ({s.recorded} recorded)."
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until `max_parts` are inspected, the camera faults, or stop() is called."""
+        return self._inspected_all.wait(timeout_s)
+
+    # -- threads -------------------------------------------------------------------------
+    def _grab_loop(self) -> None:
+        last_id: int | None = None
+        failed_since = 0
+        # With a software trigger the station decides when a part is imaged: trigger only when
+        # the queue has room, so nothing is dropped. Free-run and hardware-triggered frames come
+        # when they come; a full queue then drops its oldest frame.
+        paced = self.recipe.camera.trigger is TriggerMode.SOFTWARE
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    if self.max_parts is not None and self._accepted >= self.max_parts:
+                        break
+                if paced and not self._wait_for_room():
+                    break
+                t0 = time.perf_counter()
+                try:
+                    frame = self.camera.grab(timeout_s=0.5)
+                except GrabTimeout:
+                    continue
+                except GrabFailed as exc:
+                    failed_since += 1
+                    with self._lock:
+                        self._failed += 1
+                    log.warning("%s", exc)
+                    continue
+                if last_id is not None and frame.frame_id > last_id + 1:
+                    skipped = frame.frame_id - last_id - 1 - failed_since
+                    if skipped > 0:  # the camera delivered frames we never got (buffers full)
+                        with self._lock:
+                            self._dropped += skipped
+                last_id, failed_since = frame.frame_id, 0
+                with self._cond:
+                    if len(self._queue) >= self.config.queue_size:
+                        self._queue.popleft()  # drop the oldest waiting frame, and count it
+                        with self._lock:
+                            self._dropped += 1
+                            self._accepted -= 1
+                    self._queue.append((frame, t0))
+                    with self._lock:
+                        self._accepted += 1
+                    self._cond.notify()
+        except CameraRemovedError as exc:
+            self._fault(f"{exc} Inspection stopped; every part inspected before was recorded.")
+        except CameraError as exc:
+            self._fault(f"{exc} Inspection stopped.")
+        except Exception as exc:  # never let the grab thread die silently
+            log.exception("grab thread failed")
+            self._fault(f"The camera thread failed: {exc}.")
+        finally:
+            self._grab_done.set()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _wait_for_room(self) -> bool:
+        """Paced mode: at most one frame waits while the previous one is inspected (low latency)."""
+        with self._cond:
+            while len(self._queue) >= 1:
+                if self._stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+        return not self._stop.is_set()
+
+    def _fault(self, message: str) -> None:
+        log.error("%s", message)
+        self._set_state(RunnerState.FAULTED, message)
+
+    def _next_frame(self) -> tuple[Frame, float] | None:
+        with self._cond:
+            while not self._queue:
+                if self._grab_done.is_set():
+                    return None
+                self._cond.wait(0.2)
+            item = self._queue.popleft()
+            self._cond.notify_all()
+            return item
+
+    def _inspect_loop(self) -> None:
+        try:
+            while (item := self._next_frame()) is not None:
+                frame, t0 = item
+                result = self._inspect(frame, t0)
+                self.writer.put(result)
+                with self._lock:
+                    self._counts[result.verdict] += 1
+                    self._latencies.append(result.timing.total_ms)
+                    self._t_last = time.perf_counter()
+                    reached = self.max_parts is not None and sum(self._counts.values()) >= self.max_parts
+                self._emit(self._result_listeners, result)
+                if reached:
+                    self._stop.set()
+        finally:
+            self._inspected_all.set()
+
+    def _inspect(self, frame: Frame, t0: float) -> InspectionResult:
+        t_deq = time.perf_counter()
+        error = ""
+        try:
+            batch = self.inspector.preprocess(frame.image)
+            t_pre = time.perf_counter()
+            prediction = self.inspector.infer(batch, frame.image.shape)
+            t_inf = time.perf_counter()
+            verdict = decide(prediction, self.thresholds, self.recipe.min_defect_area_px)
+            score, classes = prediction.score, prediction.classes
+            mask, amap = prediction.defect_mask, prediction.anomaly_map
+        except Exception as exc:  # a model failure on one part: record it for a person to look at
+            log.exception("model failed on frame %s", frame.frame_id)
+            error = f"Model failed: {exc}"
+            t_pre = t_inf = time.perf_counter()
+            verdict, score, classes = Verdict.REVIEW, float("nan"), ()
+            mask = np.zeros(frame.image.shape[:2], dtype=bool)
+            amap = np.zeros(frame.image.shape[:2], dtype=np.float32)
+        t_end = time.perf_counter()
+        with self._lock:
+            seq = sum(self._counts.values()) + 1
+        info = self.inspector.info
+        return InspectionResult(
+            part_id=uuid.uuid4().hex,
+            seq=seq,
+            run_id=self.run_id,
+            timestamp=frame.timestamp,
+            camera_id=frame.camera_id,
+            frame_id=frame.frame_id,
+            recipe=self.recipe.name,
+            model_name=info.name,
+            model_version=info.version,
+            model_sha256=info.sha256,
+            score=score,
+            verdict=verdict,
+            classes=classes,
+            image=frame.image,
+            defect_mask=mask,
+            anomaly_map=amap,
+            timing=Timing(
+                grab_ms=(frame.grabbed_at - t0) * 1000,
+                queue_ms=(t_deq - frame.grabbed_at) * 1000,
+                preprocess_ms=(t_pre - t_deq) * 1000,
+                infer_ms=(t_inf - t_pre) * 1000,
+                decide_ms=(t_end - t_inf) * 1000,
+                total_ms=(t_end - t0) * 1000,
+            ),
+            error=error,
+        )

