@@ -14,7 +14,6 @@ import logging.handlers
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger("app.cli")
 
@@ -85,36 +84,15 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_line(args: argparse.Namespace, camera_spec: str) -> Any:
-    """Recipe, model, camera and store for a line, opened in an order that leaves nothing behind
-    when one of them fails: the database is created only once everything else is ready."""
-    from camera.spec import open_camera
-    from inspection.config import default_db, load_config, load_recipe
-    from inspection.line import Line
-    from inspection.store import open_store
-    from models.package import load_package
-
-    camera = open_camera(camera_spec)
-    config = load_config(args.config)
-    recipe = load_recipe(args.recipe)
-    inspector = load_package(args.model or recipe.model, device=args.device)
-    inspector.warmup()
-    camera.open()
-    try:
-        store = open_store(args.db or default_db())
-    except BaseException:
-        camera.close()
-        raise
-    return Line(store=store, config=config, recipe=recipe, camera_spec=camera_spec, inspector=inspector, camera=camera)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     if args.parts is not None and args.parts < 1:
         raise SystemExit("lepton-inspect run: --parts must be at least 1.")
-    line = build_line(args, args.camera)
+    from inspection.line import open_line
+
+    line = open_line(camera_spec=args.camera, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device)
     try:
         runner = line.start(max_parts=args.parts)
-        previous = signal.signal(signal.SIGINT, lambda *_: runner._stop.set())  # Ctrl-C: stop between parts
+        previous = signal.signal(signal.SIGINT, lambda *_: runner.request_stop())  # Ctrl-C: stop between parts
         try:
             while not runner.wait(0.5):
                 pass

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 from importlib import metadata
+from pathlib import Path
 
 from camera.base import Camera
 from camera.spec import open_camera
-from inspection.config import Config, Recipe
-from inspection.runner import Runner, RunnerState, RunnerStatus
-from inspection.store import Store
+from inspection.config import Config, Recipe, default_db, load_config, load_recipe
+from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, StatusListener
+from inspection.store import Store, open_store
 from inspection.writer import ResultWriter
 from models.base import Inspector
+from models.package import load_package
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,16 @@ class Line:
         self.camera = camera if camera is not None else open_camera(camera_spec)
         self.model_version_id = store.model_version(inspector.info)
         self.runner: Runner | None = None
+        self._result_listeners: list[ResultListener] = []
+        self._status_listeners: list[StatusListener] = []
+
+    def add_result_listener(self, fn: ResultListener) -> None:
+        """Called with every InspectionResult of every run, on the inspection thread."""
+        self._result_listeners.append(fn)
+
+    def add_status_listener(self, fn: StatusListener) -> None:
+        """Called on every state change of every run, on the thread that changed it."""
+        self._status_listeners.append(fn)
 
     def start(self, max_parts: int | None = None) -> Runner:
         """Open the camera if needed and start a run; CameraError if the camera cannot start."""
@@ -52,6 +64,10 @@ class Line:
         writer = ResultWriter(self.store, self.config, self.recipe, self.model_version_id,
                               on_error=lambda exc: log.error("record write failed: %s", exc))
         runner = Runner(self.camera, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts)
+        for fn in self._result_listeners:
+            runner.add_result_listener(fn)
+        for fn in self._status_listeners:
+            runner.add_status_listener(fn)
         try:
             runner.start()
         except Exception as exc:
@@ -61,6 +77,12 @@ class Line:
             raise
         self.runner = runner
         return runner
+
+    def close(self) -> None:
+        """Stop any run, close the camera and the store."""
+        self.stop()
+        self.camera.close()
+        self.store.close()
 
     def stop(self) -> RunnerStatus | None:
         """Stop the current run (if any), commit everything, and record how it ended."""
@@ -76,3 +98,26 @@ class Line:
             message += f" {lost} results could not be written."
         self.store.end_run(runner.run_id, ended, message)
         return status
+
+
+def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = None, recipe: Path | None = None,
+              config: Path | None = None, device: str = "auto") -> Line:
+    """Recipe, model, camera and store for a line, opened in an order that leaves nothing behind
+    when one fails: the database is created only once the camera and the model are ready."""
+    camera = open_camera(camera_spec)  # a malformed spec fails before anything is loaded
+    cfg = load_config(config)
+    rcp = load_recipe(recipe)
+    inspector = load_package(model or rcp.model, device=device)
+    inspector.warmup()
+    camera.open()
+    try:
+        store = open_store(db or default_db())
+    except BaseException:
+        camera.close()
+        raise
+    try:
+        return Line(store=store, config=cfg, recipe=rcp, camera_spec=camera_spec, inspector=inspector, camera=camera)
+    except BaseException:
+        camera.close()
+        store.close()
+        raise

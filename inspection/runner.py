@@ -162,6 +162,11 @@ class Runner:
         for t in self._threads:
             t.start()
 
+    def request_stop(self) -> None:
+        """Ask the line to stop after the current part (safe from any thread or a signal handler);
+        `stop()` then finishes the job."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 30.0) -> RunnerStatus:
         """Stop between parts: frames already grabbed are inspected and every result committed."""
         if self.state is RunnerState.RUNNING:
