@@ -52,6 +52,11 @@ class FeatureExtractor(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
 
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Channels of each tapped output."""
+        return tuple(self.blocks[t]._project_conv.out_channels for t in self.taps)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.act(self.stem(x))
         out = []

@@ -77,9 +77,9 @@ class GaussianPatchInspector(Inspector):
         if set(state) != {"mean", "inv_cov"}:
             raise ModelError(f"Model {info.name} weights hold {sorted(state)}, expected mean and inv_cov.")
         self.features = PatchFeatures(taps).to(self.device).eval()
-        channels = state["mean"].numel()
-        if state["inv_cov"].shape != (channels, channels):
-            raise ModelError(f"Model {info.name} has a covariance of shape {tuple(state['inv_cov'].shape)} for {channels} features.")
+        channels = sum(self.features.extractor.channels)
+        if state["mean"].shape != (channels,) or state["inv_cov"].shape != (channels, channels):
+            raise ModelError(f"Model {info.name} has weights for {state['mean'].numel()} features; backbone taps {taps} give {channels}.")
         self.mu = state["mean"].to(self.device)
         self.inv_cov = state["inv_cov"].to(self.device)
 

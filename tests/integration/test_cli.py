@@ -1,0 +1,123 @@
+"""`lepton-inspect` end to end, as a user runs it: a real process, real pylon, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import resources
+from inspection.store import open_store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, data_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LEPTON_DATA_DIR": str(data_dir), "PYLON_CAMEMU": "1"}
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def counts_in_db(db: Path) -> dict[str, int]:
+    con = sqlite3.connect(db)
+    try:
+        rows = dict(con.execute("select verdict, count(*) from inspections group by verdict").fetchall())
+        parts = con.execute("select count(*) from inspections").fetchone()[0]
+    finally:
+        con.close()
+    return {"parts": parts, "ok": rows.get("OK", 0), "ng": rows.get("NG", 0), "review": rows.get("REVIEW", 0)}
+
+
+def assert_one_sentence_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1, proc.stderr
+    for w in words:
+        assert w in err[0], err[0]
+
+
+@pytest.mark.parametrize("kind", ["emu", "sim"])
+def test_run_json_matches_the_rows(kind, tmp_path):
+    db = tmp_path / f"{kind}.db"
+    proc = cli("run", "--camera", f"{kind}:{resources.DEMO_SAMPLES}", "--parts", "24", "--db", str(db), "--json", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for key in ("parts", "ok", "ng", "review", "dropped", "throughput_pps", "latency_ms_p50", "latency_ms_p99", "db"):
+        assert key in out
+    assert out["parts"] == 24 and out["db"] == str(db)
+    assert counts_in_db(db) == {k: out[k] for k in ("parts", "ok", "ng", "review")}
+    # Three of the eight samples show pitting: the bundled model must reject them on every loop.
+    assert out["ng"] + out["review"] >= 9 and out["ok"] >= 9
+    con = sqlite3.connect(db)
+    row = con.execute("select camera_id, recipe, m.name, m.sha256, shift_id, latency_ms, t_infer_ms from inspections join model_versions m on m.id = model_version_id limit 1").fetchone()
+    assert row[1] == "demo-ballscrew" and row[2] == "demo-ballscrew" and len(row[3]) == 64 and row[4] is not None
+    assert row[5] >= row[6] > 0
+    assert con.execute("select end_state from runs").fetchall() == [("stopped",)]
+
+
+def test_default_db_is_in_the_user_data_folder(tmp_path):
+    proc = cli("run", "--camera", f"sim:{resources.DEMO_SAMPLES}", "--parts", "3", "--json", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["db"] == str(tmp_path / "lepton.db")
+    assert (tmp_path / "logs" / "lepton-inspect.log").is_file()
+
+
+def test_cameras_lists_the_emulator(tmp_path):
+    proc = cli("cameras", data_dir=tmp_path)
+    assert proc.returncode == 0 and "basler:0815-0000" in proc.stdout and "emulator" in proc.stdout
+
+
+def test_headless_commands_do_not_import_qt(tmp_path):
+    code = "import sys; from app.cli import main; main(['cameras']); assert 'PySide6' not in sys.modules, 'Qt imported'"
+    env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_bad_inputs_end_in_one_sentence_with_nothing_written(tmp_path):
+    db = tmp_path / "bad" / "x.db"
+    samples = str(resources.DEMO_SAMPLES)
+    corrupt = tmp_path / "corrupt.lpkg"
+    corrupt.write_bytes(b"PK\x03\x04 definitely not a model")
+    cases = [
+        (("--camera", "usb:3"), ("Unknown camera spec",)),
+        (("--camera", f"emu:{tmp_path / 'nowhere'}"), ("does not exist",)),
+        (("--camera", f"sim:{tmp_path}"), ("holds no",)),
+        (("--camera", "basler:NOPE-123"), ("No Basler camera with serial NOPE-123", "0815-0000")),
+        (("--camera", "basler"), ("No real Basler camera",)),
+        (("--camera", f"sim:{samples}", "--model", str(tmp_path / "none.lpkg")), ("does not exist",)),
+        (("--camera", f"sim:{samples}", "--model", str(corrupt)), ("corrupt",)),
+    ]
+    for args, words in cases:
+        proc = cli("run", *args, "--parts", "2", "--db", str(db), data_dir=tmp_path)
+        assert_one_sentence_error(proc, *words)
+        assert not db.parent.exists(), f"{args} left {list(db.parent.iterdir())}"
+
+
+def test_unwritable_db_and_second_instance(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = cli("run", "--camera", f"sim:{resources.DEMO_SAMPLES}", "--parts", "2", "--db", str(blocker / "x.db"), data_dir=tmp_path)
+    assert_one_sentence_error(proc, "Cannot create the database folder")
+    db = tmp_path / "busy.db"
+    with open_store(db):
+        proc = cli("run", "--camera", f"sim:{resources.DEMO_SAMPLES}", "--parts", "2", "--db", str(db), data_dir=tmp_path)
+        assert_one_sentence_error(proc, "in use by another Lepton Inspect instance")
+    assert counts_in_db(db)["parts"] == 0
+
+
+@pytest.mark.datasets
+@pytest.mark.parametrize("kind", ["emu", "sim"])
+def test_300_magnetic_tiles_through_the_line(kind, datasets, tmp_path):
+    """The issue's check: 300 real parts, exactly 300 rows, JSON equal to the rows."""
+    db = tmp_path / "mt.db"
+    proc = cli("run", "--camera", f"{kind}:{datasets / 'magnetic_tile' / 'good'}", "--parts", "300", "--db", str(db), "--json", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["parts"] == 300 and out["dropped"] == 0
+    assert counts_in_db(db) == {k: out[k] for k in ("parts", "ok", "ng", "review")}

@@ -1,0 +1,151 @@
+"""The runner with the simulated camera and a fake model: counts, faults, drops, listeners."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+from camera import CameraSettings, TriggerMode
+from camera.simulated import SimulatedCamera
+from inspection.config import load_config, load_recipe
+from inspection.line import Line
+from inspection.runner import RunnerState
+from inspection.store import open_store
+from models.base import DefectClass, Inspector, ModelInfo, Prediction, Thresholds
+
+
+class FakeInspector(Inspector):
+    """Scores a frame by its mean grey level; optionally slow, optionally failing on every k-th part."""
+
+    def __init__(self, delay_s: float = 0.0, fail_every: int = 0) -> None:
+        self.info = ModelInfo("fake", "1", "fake", "f" * 64, Thresholds(115.0, 125.0, 125.0), ("blob",), {})
+        self.delay_s, self.fail_every, self.calls = delay_s, fail_every, 0
+
+    def preprocess(self, image):
+        return image
+
+    def infer(self, batch, image_shape):
+        self.calls += 1
+        if self.fail_every and self.calls % self.fail_every == 0:
+            raise RuntimeError("injected model failure")
+        time.sleep(self.delay_s)
+        score = float(batch.mean())
+        amap = np.full(image_shape[:2], score, dtype=np.float32)
+        mask = amap >= self.info.thresholds.pixel
+        return Prediction(score, amap, mask, (DefectClass("blob", int(mask.sum()), score),) if mask.any() else ())
+
+
+@pytest.fixture
+def make_line(tmp_path, samples):
+    lines = []
+
+    def make(inspector=None, camera=None, trigger=TriggerMode.SOFTWARE, queue_size=None):
+        store = open_store(tmp_path / "runner.db")
+        config = load_config()
+        if queue_size:
+            config = dataclasses.replace(config, queue_size=queue_size)
+        recipe = load_recipe()
+        recipe = dataclasses.replace(recipe, camera=CameraSettings(pixel_format="Mono8", trigger=trigger, frame_rate=200.0))
+        line = Line(store=store, config=config, recipe=recipe, camera_spec=f"sim:{samples}",
+                    inspector=inspector or FakeInspector(), camera=camera or SimulatedCamera(samples))
+        lines.append(line)
+        return line
+
+    yield make
+    for line in lines:
+        line.close()
+
+
+def rows(line, run_id):
+    db = sqlite3.connect(line.store.path)
+    return db.execute("select count(*), sum(verdict='OK'), sum(verdict='NG'), sum(verdict='REVIEW') from inspections where run_id=?", (run_id,)).fetchone()
+
+
+def test_exactly_max_parts_are_inspected_and_recorded(make_line):
+    line = make_line()
+    runner = line.start(max_parts=25)
+    assert runner.wait(30)
+    s = line.stop()
+    assert (s.parts, s.recorded, s.dropped, s.state) == (25, 25, 0, RunnerState.IDLE)
+    assert rows(line, s.run_id) == (25, s.ok, s.ng, s.review)
+    assert s.ok > 0 and s.ng + s.review > 0  # the samples hold both bright and dark frames
+    assert 0 < s.latency_ms_p50 <= s.latency_ms_p99
+
+
+def test_failed_grabs_are_counted_never_inspected(make_line, samples):
+    cam = SimulatedCamera(samples)
+    line = make_line(camera=cam)
+    cam.open()
+    cam.fail_next(4)
+    runner = line.start(max_parts=10)
+    assert runner.wait(30)
+    s = line.stop()
+    assert (s.parts, s.failed_grabs, s.recorded) == (10, 4, 10)
+
+
+def test_pulled_cable_faults_the_run_and_keeps_every_inspected_part(make_line, samples):
+    cam = SimulatedCamera(samples)
+    line = make_line(camera=cam)
+    runner = line.start()
+    deadline = time.monotonic() + 10
+    while runner.status().parts < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cam.disconnect()
+    assert runner.wait(10)
+    assert runner.state is RunnerState.FAULTED
+    s = line.stop()
+    assert s.state is RunnerState.FAULTED and "disconnected" in s.message
+    assert s.parts >= 5 and rows(line, s.run_id)[0] == s.parts == s.recorded
+    end = sqlite3.connect(line.store.path).execute("select end_state, end_message from runs where id=?", (s.run_id,)).fetchone()
+    assert end[0] == "faulted" and "disconnected" in end[1]
+
+
+def test_free_run_overflow_drops_oldest_and_counts_it(make_line):
+    line = make_line(inspector=FakeInspector(delay_s=0.05), trigger=TriggerMode.FREE_RUN, queue_size=2)
+    runner = line.start(max_parts=15)
+    assert runner.wait(30)
+    s = line.stop()
+    assert s.parts == 15 == rows(line, s.run_id)[0]
+    assert s.dropped > 0  # 200 fps into a 20 parts/s model
+
+
+def test_a_model_failure_is_recorded_as_review_with_the_error(make_line):
+    line = make_line(inspector=FakeInspector(fail_every=3))
+    runner = line.start(max_parts=9)
+    assert runner.wait(30)
+    s = line.stop()
+    db = sqlite3.connect(line.store.path)
+    errors = db.execute("select verdict, score, error from inspections where error is not null").fetchall()
+    assert len(errors) == 3 and all(v == "REVIEW" and score is None and "injected" in e for v, score, e in errors)
+    assert s.parts == 9
+
+
+def test_a_failing_listener_does_not_stop_the_line(make_line):
+    line = make_line()
+    seen = []
+    line.add_result_listener(lambda r: (_ for _ in ()).throw(ValueError("bad listener")))
+    line.add_result_listener(seen.append)
+    runner = line.start(max_parts=6)
+    assert runner.wait(30)
+    line.stop()
+    assert [r.seq for r in seen] == [1, 2, 3, 4, 5, 6]
+
+
+def test_rejects_are_saved_as_png_with_masks_and_ok_parts_sampled(make_line):
+    line = make_line()
+    runner = line.start(max_parts=24)
+    assert runner.wait(30)
+    s = line.stop()
+    db = sqlite3.connect(line.store.path)
+    base = line.store.path.parent
+    for verdict, image, mask in db.execute("select verdict, image_path, mask_path from inspections"):
+        if verdict != "OK":
+            assert image and (base / image).is_file() and image.endswith(".png")
+        if mask:
+            assert (base / mask).is_file()
+    ok_saved = db.execute("select count(image_path) from inspections where verdict='OK'").fetchone()[0]
+    assert 0 < ok_saved < s.ok  # one in save_ok_every (10)

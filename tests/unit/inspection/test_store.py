@@ -1,0 +1,69 @@
+"""The record on a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from inspection.errors import StoreError
+from inspection.schema import Base
+from inspection.store import open_store
+
+
+def test_migrations_build_exactly_the_schema(tmp_path):
+    with open_store(tmp_path / "a.db") as store:
+        with store.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            assert diff == []
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    # Opening again is a no-op migration.
+    with open_store(tmp_path / "a.db") as store:
+        assert store.counts() == {"ok": 0, "ng": 0, "review": 0, "parts": 0}
+
+
+def test_a_second_instance_is_refused(tmp_path):
+    with open_store(tmp_path / "a.db"):
+        with pytest.raises(StoreError, match="in use by another"):
+            open_store(tmp_path / "a.db")
+    open_store(tmp_path / "a.db").close()  # free again once closed
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(StoreError, match="not writable"):
+        open_store(ro / "a.db")
+
+
+def test_unwritable_path_is_one_sentence(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="Cannot create the database folder"):
+        open_store(blocker / "sub" / "a.db")
+
+
+def test_a_file_that_is_not_a_database(tmp_path):
+    p = tmp_path / "junk.db"
+    p.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        open_store(p)
+    assert p.read_bytes() == b"this is not sqlite" * 100  # left as it was
+    with pytest.raises(StoreError, match="cannot be opened"):  # not "in use": the lock was released
+        open_store(p)
+
+
+def test_model_versions_are_recorded_once(tmp_path, demo_inspector):
+    with open_store(tmp_path / "a.db") as store:
+        a = store.model_version(demo_inspector.info)
+        b = store.model_version(demo_inspector.info)
+        assert a == b
+    rows = sqlite3.connect(tmp_path / "a.db").execute("select name, sha256 from model_versions").fetchall()
+    assert rows == [(demo_inspector.info.name, demo_inspector.info.sha256)]
