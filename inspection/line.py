@@ -13,7 +13,7 @@ from pathlib import Path
 from camera.base import Camera
 from camera.spec import open_camera
 from inspection.config import Config, Recipe, default_db, load_config, load_recipe
-from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, StatusListener
+from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus
 from inspection.store import Store, open_store
 from inspection.writer import ResultWriter
 from models.base import Inspector
@@ -41,15 +41,10 @@ class Line:
         self.model_version_id = store.model_version(inspector.info)
         self.runner: Runner | None = None
         self._result_listeners: list[ResultListener] = []
-        self._status_listeners: list[StatusListener] = []
 
     def add_result_listener(self, fn: ResultListener) -> None:
         """Called with every InspectionResult of every run, on the inspection thread."""
         self._result_listeners.append(fn)
-
-    def add_status_listener(self, fn: StatusListener) -> None:
-        """Called on every state change of every run, on the thread that changed it."""
-        self._status_listeners.append(fn)
 
     def start(self, max_parts: int | None = None) -> Runner:
         """Open the camera if needed and start a run; CameraError if the camera cannot start."""
@@ -63,11 +58,8 @@ class Line:
         )
         writer = ResultWriter(self.store, self.config, self.recipe, self.model_version_id,
                               on_error=lambda exc: log.error("record write failed: %s", exc))
-        runner = Runner(self.camera, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts)
-        for fn in self._result_listeners:
-            runner.add_result_listener(fn)
-        for fn in self._status_listeners:
-            runner.add_status_listener(fn)
+        runner = Runner(self.camera, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts,
+                        result_listeners=self._result_listeners)
         try:
             runner.start()
         except Exception as exc:

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -56,15 +56,17 @@ class RunnerStatus:
 
 
 ResultListener = Callable[[InspectionResult], None]
-StatusListener = Callable[[RunnerStatus], None]
 
 
 class Runner:
     """Runs one camera, one model and one recipe into one store until stopped, faulted, or
-    `max_parts` parts are inspected. Construct, `start()`, then `wait()` or `stop()`."""
+    `max_parts` parts are inspected. Construct, `start()`, then `wait()` or `stop()`.
+    Result listeners run on the inspection thread: they must be quick and must not touch Qt
+    widgets. State is read by polling `status()`."""
 
     def __init__(self, camera: Camera, inspector: Inspector, recipe: Recipe, writer: ResultWriter, config: Config,
-                 *, run_id: int, max_parts: int | None = None) -> None:
+                 *, run_id: int, max_parts: int | None = None,
+                 result_listeners: Sequence[ResultListener] = ()) -> None:
         self.camera = camera
         self.inspector = inspector
         self.recipe = recipe
@@ -89,20 +91,13 @@ class Runner:
         self._t_start = 0.0
         self._t_last = 0.0
         self._threads: list[threading.Thread] = []
-        self._result_listeners: list[ResultListener] = []
-        self._status_listeners: list[StatusListener] = []
+        self._result_listeners = list(result_listeners)
 
     # -- listeners ---------------------------------------------------------------------
-    def add_result_listener(self, fn: ResultListener) -> None:
-        self._result_listeners.append(fn)
-
-    def add_status_listener(self, fn: StatusListener) -> None:
-        self._status_listeners.append(fn)
-
-    def _emit(self, listeners: list, value: object) -> None:  # type: ignore[type-arg]
-        for fn in listeners:
+    def _emit(self, result: InspectionResult) -> None:
+        for fn in self._result_listeners:
             try:
-                fn(value)
+                fn(result)
             except Exception:
                 log.exception("listener %r failed; the line goes on", fn)
 
@@ -117,7 +112,6 @@ class Runner:
             self._state = state
             if message:
                 self._message = message
-        self._emit(self._status_listeners, self.status())
 
     def status(self) -> RunnerStatus:
         with self._lock:
@@ -282,7 +276,7 @@ class Runner:
                     self._latencies.append(result.timing.total_ms)
                     self._t_last = time.perf_counter()
                     reached = self.max_parts is not None and sum(self._counts.values()) >= self.max_parts
-                self._emit(self._result_listeners, result)
+                self._emit(result)
                 if reached:
                     self._stop.set()
         finally:
