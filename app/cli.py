@@ -84,6 +84,25 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+class Progress:
+    """A one-line progress bar on stderr (only when it is a terminal)."""
+
+    def __init__(self, total: int | None, width: int = 30) -> None:
+        self.total, self.width = total, width
+
+    def show(self, s) -> None:  # noqa: ANN001 - RunnerStatus
+        bar, done = "", str(s.parts)
+        if self.total:
+            filled = int(self.width * min(1.0, s.parts / self.total))
+            bar, done = f"[{'#' * filled}{'-' * (self.width - filled)}] ", f"{s.parts}/{self.total}"
+        hint = "" if self.total else " - Ctrl-C stops"
+        sys.stderr.write(f"\r{bar}{done} parts: {s.ok} OK, {s.ng} NG, {s.review} REVIEW, {s.parts_per_s:.1f}/s{hint}   ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.parts is not None and args.parts < 1:
         raise SystemExit("lepton-inspect run: --parts must be at least 1.")
@@ -93,11 +112,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         runner = line.start(max_parts=args.parts)
         previous = signal.signal(signal.SIGINT, lambda *_: runner.request_stop())  # Ctrl-C: stop between parts
+        progress = Progress(args.parts) if sys.stderr.isatty() else None
         try:
             while not runner.wait(0.5):
-                pass
+                if progress is not None:
+                    progress.show(runner.status())
         finally:
             signal.signal(signal.SIGINT, previous)
+            if progress is not None:
+                progress.done()
         status = line.stop()
     finally:
         line.store.close()
@@ -141,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("user error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted before the line started; nothing was inspected.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
