@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from models import ModelError
+from models.datasets import group_holdout, group_kfold, load_dataset, read_mask
+
+
+def test_mvtec_layout(tmp_path):
+    img = np.zeros((8, 8, 3), np.uint8)
+    for rel in ("train/good/000.png", "train/good/001.png", "test/good/000.png", "test/crack/000.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / rel), img)
+    (tmp_path / "ground_truth/crack").mkdir(parents=True)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:5] = 255
+    cv2.imwrite(str(tmp_path / "ground_truth/crack/000_mask.png"), mask)
+    ds = load_dataset(tmp_path)
+    assert ds.format == "mvtec" and ds.classes == ("crack",)
+    assert [(s.split, s.cls) for s in ds.samples] == [("train", "good"), ("train", "good"), ("test", "crack"), ("test", "good")]
+    crack = ds.samples[2]
+    assert read_mask(crack, (8, 8)).sum() == 6 and read_mask(ds.samples[0], (8, 8)).sum() == 0
+
+
+def test_manifest_errors(tmp_path):
+    (tmp_path / "manifest.csv").write_text("image,label\nx.png,good\n")
+    with pytest.raises(ModelError, match="lacks the column"):
+        load_dataset(tmp_path)
+    (tmp_path / "manifest.csv").write_text("image,label,class,mask,group\nx.png,maybe,,,g\n")
+    with pytest.raises(ModelError, match="line 2"):
+        load_dataset(tmp_path)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_group_splits_never_separate_a_group(datasets):
+    for name in ("magnetic_tile", "bsdata_ballscrew"):
+        ds = load_dataset(datasets / name)
+        folds = group_kfold(ds.samples, 4)
+        seen = []
+        for train, test in folds:
+            assert not {ds.samples[i].group for i in train} & {ds.samples[i].group for i in test}
+            assert any(ds.samples[i].is_defect for i in test)
+            seen += test
+        assert sorted(seen) == list(range(len(ds.samples)))
+        rest, held = group_holdout(ds.samples, folds[0][0], 0.2)
+        assert not {ds.samples[i].group for i in rest} & {ds.samples[i].group for i in held}
+        assert 0.1 < len(held) / len(folds[0][0]) < 0.45
