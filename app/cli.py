@@ -2,6 +2,9 @@
 
     lepton-inspect cameras
     lepton-inspect run --camera SPEC [--model PKG] [--db PATH] [--parts N] [--json]
+    lepton-inspect train --dataset DIR --kind anomaly|segmentation --out PKG [--epochs N] [--seed S]
+    lepton-inspect eval --model PKG --dataset DIR [--json FILE]
+    lepton-inspect predict --model PKG --input DIR_OR_FILES --out DIR
     lepton-inspect gui [--camera SPEC] [--model PKG] [--db PATH]      (the default command)
 """
 
@@ -44,9 +47,42 @@ def _parser() -> argparse.ArgumentParser:
     line_options(run, camera_required=True)
     run.add_argument("--parts", type=int, default=None, metavar="N", help="stop after N parts (default: until Ctrl-C)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    train = sub.add_parser("train", help="train a model package from a dataset folder")
+    train.add_argument("--dataset", type=Path, required=True, metavar="DIR", help="dataset folder: manifest.csv, or the MVTec AD layout")
+    train.add_argument("--kind", choices=("anomaly", "segmentation"), required=True,
+                       help="anomaly: PatchCore from good parts only; segmentation: U-Net from defect masks")
+    train.add_argument("--out", type=Path, required=True, metavar="PKG", help="model package to write (.lpkg)")
+    train.add_argument("--epochs", type=int, default=None, help="segmentation: at most this many epochs (early stopping may end sooner)")
+    train.add_argument("--time-limit", type=float, default=None, metavar="S", help="segmentation: stop training after S seconds")
+    train.add_argument("--size", type=_size, default=None, metavar="HxW|N", help="working size: HxW fixed, or N for the long side (anomaly only)")
+    train.add_argument("--grey", action="store_true", help="train on grey images (colour inputs are converted)")
+    train.add_argument("--false-reject", type=float, default=0.01, metavar="RATE", help="calibrate NG to reject this share of good parts (default 0.01)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="torch threads (limit when a line runs beside training)")
+    train.add_argument("--name", default=None, help="model name recorded in the package")
+    ev = sub.add_parser("eval", help="evaluate a model package on a labelled dataset folder")
+    ev.add_argument("--model", type=Path, required=True, metavar="PKG")
+    ev.add_argument("--dataset", type=Path, required=True, metavar="DIR")
+    ev.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the metrics as JSON")
+    ev.add_argument("--device", default="auto")
+    pr = sub.add_parser("predict", help="inspect image files: predictions.csv plus maps and masks as PNG")
+    pr.add_argument("--model", type=Path, required=True, metavar="PKG")
+    pr.add_argument("--input", type=Path, required=True, nargs="+", metavar="DIR_OR_FILES")
+    pr.add_argument("--out", type=Path, required=True, metavar="DIR")
+    pr.add_argument("--device", default="auto")
     gui = sub.add_parser("gui", help="the operator window (default)")
     line_options(gui, camera_required=False)
     return p
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    try:
+        if "x" in text:
+            h, w = (int(v) for v in text.lower().split("x"))
+            return (h, w)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW or N, not {text!r}") from None
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -145,6 +181,93 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+class StageProgress:
+    """`stage [#####-----] i/n` on stderr, redrawn in place on a terminal; elsewhere (a log file)
+    one line when a stage starts and one when it ends."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width, self.stage, self.tty = width, "", sys.stderr.isatty()
+
+    def __call__(self, stage: str, i: int, n: int) -> None:
+        changed = stage != self.stage
+        if changed and self.stage and self.tty:
+            sys.stderr.write("\n")
+        self.stage = stage
+        filled = int(self.width * i / max(n, 1))
+        line = f"{stage} [{'#' * filled}{'-' * (self.width - filled)}] {i}/{n}"
+        if self.tty:
+            sys.stderr.write(f"\r{line}   ")
+        elif changed or i == n:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty and self.stage:
+            sys.stderr.write("\n")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.training.train import train_package
+
+    progress = StageProgress()
+    try:
+        sha, meta = train_package(args.dataset, args.kind, args.out, size=args.size, color=not args.grey, epochs=args.epochs,
+                                  time_limit_s=args.time_limit, seed=args.seed, false_reject=args.false_reject, name=args.name,
+                                  threads=args.threads, progress=progress)
+    finally:
+        progress.close()
+    t = meta["thresholds"]
+    print(f"wrote {args.out} ({meta['kind']}, classes {', '.join(meta['classes'])}) sha256 {sha}")
+    print(f"thresholds: OK below {t['ok_below']:.4g}, NG at {t['ng_at']:.4g} (calibrated on {meta['calibration']['good_parts']} good parts "
+          f"of {meta['calibration']['groups']} groups not trained on)")
+    return 0
+
+
+def _metrics_table(m: dict) -> str:
+    keys = ("image_auroc", "pixel_auroc", "aupro", "f1", "false_reject_rate", "escape_rate", "review_rate",
+            "escape_rate_at_5pct_false_rejects", "latency_ms_p50", "latency_ms_p99")
+    lines = [f"{m['parts']} parts ({m['good']} good, {m['defective']} defective)"]
+    lines += [f"  {k:<36} {m[k]:.4f}" for k in keys if k in m]
+    lines += [f"  detected {c:<27} {v:.3f}" for c, v in m["per_class"].items()]
+    return "\n".join(lines)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from models.datasets import load_dataset
+    from models.evaluation import evaluate
+    from models.package import load_package
+
+    inspector = load_package(args.model, device=args.device)
+    ds = load_dataset(args.dataset)
+    samples = [s for s in ds.samples if s.split != "train"]  # MVTec: the test split
+    progress = StageProgress()
+    try:
+        metrics = evaluate(inspector, samples, progress=lambda i, n: progress("evaluate", i, n))
+    finally:
+        progress.close()
+    metrics["model"] = {"name": inspector.info.name, "version": inspector.info.version, "sha256": inspector.info.sha256}
+    metrics["dataset"] = str(args.dataset)
+    print(_metrics_table(metrics))
+    if args.json:
+        args.json.write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from inspection.batch import collect_inputs, predict_files
+    from models.package import load_package
+
+    files = collect_inputs(args.input)
+    inspector = load_package(args.model, device=args.device)
+    progress = StageProgress()
+    try:
+        csv_path = predict_files(inspector, files, args.out, progress=progress)
+    finally:
+        progress.close()
+    print(f"{len(files)} images inspected; verdicts in {csv_path}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.main import run_gui
 
@@ -159,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _setup_logging(args.verbose)
     try:
-        return {"cameras": cmd_cameras, "run": cmd_run, "gui": cmd_gui}[args.command](args)
+        commands = {"cameras": cmd_cameras, "run": cmd_run, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "gui": cmd_gui}
+        return commands[args.command](args)
     except USER_ERRORS as exc:
         log.debug("user error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)

@@ -35,22 +35,26 @@ def weights_sha256() -> str:
 
 
 class FeatureExtractor(nn.Module):
-    """The first `upto + 1` MBConv blocks of EfficientNet-Lite0; returns the outputs of `taps`."""
+    """The first MBConv blocks of EfficientNet-Lite0 (up to the last tap); returns the outputs of
+    the blocks in `taps`. Frozen (eval, no gradients) unless `frozen=False` for fine-tuning;
+    `pretrained=False` skips reading the ImageNet weights (a package's state dict follows)."""
 
-    def __init__(self, taps: tuple[int, ...]) -> None:
+    def __init__(self, taps: tuple[int, ...], *, pretrained: bool = True, frozen: bool = True) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
         net = EfficientNet.from_name(NAME)
-        state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-        net.load_state_dict(state, strict=True)
+        if pretrained:
+            state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+            net.load_state_dict(state, strict=True)
         self.taps = tuple(sorted(taps))
         self.stem = nn.Sequential(net._conv_stem, net._bn0)
         self.act = net._swish
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
+        if frozen:
+            self.eval()
+            for p in self.parameters():
+                p.requires_grad_(False)
 
     @property
     def channels(self) -> tuple[int, ...]:

@@ -13,47 +13,14 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models import backbone
 from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
+from models.features import PatchFeatures, to_tensor
 from models.package import register_kind
 
 KIND = "gaussian-patch"
-DEFAULT_TAPS = (4, 10)
-
-
-def input_size(h: int, w: int, long_side: int, multiple: int = 16) -> tuple[int, int]:
-    """Model input (height, width): the long side scaled to `long_side`, both rounded to `multiple`."""
-    scale = long_side / max(h, w)
-    return (max(multiple, round(h * scale / multiple) * multiple), max(multiple, round(w * scale / multiple) * multiple))
-
-
-class PatchFeatures(torch.nn.Module):
-    """Image tensor (N, 3, H, W) -> patch features (N, C, H/8, W/8)."""
-
-    def __init__(self, taps: tuple[int, ...] = DEFAULT_TAPS) -> None:
-        super().__init__()
-        self.extractor = backbone.FeatureExtractor(taps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.extractor(x)
-        size = feats[0].shape[-2:]
-        feats = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-        return F.avg_pool2d(torch.cat(feats, dim=1), 3, stride=1, padding=1)
-
-
-def to_tensor(image: np.ndarray, long_side: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 (H, W) or (H, W, 3) RGB -> normalized float tensor (1, 3, h, w)."""
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    h, w = input_size(image.shape[0], image.shape[1], long_side)
-    resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    x = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return ((x - m) / s).unsqueeze(0)
 
 
 class GaussianPatchInspector(Inspector):

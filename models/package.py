@@ -37,7 +37,9 @@ def register_kind(kind: str) -> Callable[[Any], Any]:
 
 
 def _known_kinds() -> dict[str, Any]:
-    import models.gaussian  # noqa: F401  (registers its kind)
+    import models.gaussian  # noqa: F401  (each model module registers its kind)
+    import models.patchcore  # noqa: F401
+    import models.segmentation  # noqa: F401
 
     return _KINDS
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.gaussian import DEFAULT_TAPS
+from models.features import DEFAULT_TAPS
 from models.package import load_package, save_package
 from models.training.gaussian_fit import auroc, calibrate, fingerprint, fit, metadata
 

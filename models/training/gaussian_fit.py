@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from models import backbone
-from models.gaussian import DEFAULT_TAPS, KIND, PatchFeatures, to_tensor
+from models.features import DEFAULT_TAPS, PatchFeatures, to_tensor
+from models.gaussian import KIND
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,61 @@
+"""Patch features shared by the anomaly models: image -> normalized tensor -> pretrained mid-level
+features, averaged over 3x3 neighbourhoods (PatchCore's locally aware patch features)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models import backbone
+
+DEFAULT_TAPS = (4, 10)  # EfficientNet-Lite0 blocks: stride 8 (40 ch) and stride 16 (112 ch)
+
+
+def input_size(h: int, w: int, long_side: int, multiple: int = 16) -> tuple[int, int]:
+    """Model input (height, width): the long side scaled to `long_side`, both rounded to `multiple`."""
+    scale = long_side / max(h, w)
+    return (max(multiple, round(h * scale / multiple) * multiple), max(multiple, round(w * scale / multiple) * multiple))
+
+
+class PatchFeatures(torch.nn.Module):
+    """Image tensor (N, 3, H, W) -> patch features (N, C, H/8, W/8)."""
+
+    def __init__(self, taps: tuple[int, ...] = DEFAULT_TAPS) -> None:
+        super().__init__()
+        self.extractor = backbone.FeatureExtractor(taps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.extractor(x)
+        size = feats[0].shape[-2:]
+        feats = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
+        return F.avg_pool2d(torch.cat(feats, dim=1), 3, stride=1, padding=1)
+
+
+def to_tensor(image: np.ndarray, size: int | tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
+              grey: bool = False) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, 3) RGB -> normalized float tensor (1, 3, h, w). `size` is either the
+    long side (aspect kept, rounded to 16) or a fixed (height, width). A model trained on grey
+    images (`grey`) sees colour images as grey, replicated to three channels."""
+    if grey and image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    h, w = size if isinstance(size, tuple) else input_size(image.shape[0], image.shape[1], size)
+    resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    return ((x - m) / s).unsqueeze(0)
+
+
+def is_grey(meta_input: dict) -> bool:
+    return meta_input.get("color") == "grey"
+
+
+def input_spec(meta_input: dict) -> int | tuple[int, int]:
+    """The `size` argument of to_tensor from a package's `input` metadata."""
+    if "height" in meta_input:
+        return (int(meta_input["height"]), int(meta_input["width"]))
+    return int(meta_input["long_side"])

@@ -1,0 +1,89 @@
+"""Train a PatchCore package from the good parts of a dataset, calibrated on other good parts."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from models import backbone
+from models.base import ModelInfo, Thresholds
+from models.datasets import Sample, group_holdout, read_image
+from models.features import DEFAULT_TAPS
+from models.patchcore import KIND, PatchCoreInspector
+from models.training.calibration import calibrate
+from models.training.patchcore_fit import collect_patches, greedy_coreset
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class AnomalyConfig:
+    size: int | tuple[int, int] = (256, 256)  # long side, or fixed (height, width)
+    color: bool = True
+    taps: tuple[int, ...] = DEFAULT_TAPS
+    coreset_size: int = 16384
+    pool_cap: int = 200_000
+    calibration_fraction: float = 0.2
+    false_reject: float = 0.01
+    review_false_reject: float = 0.05
+    map_blur_sigma: float = 4.0
+    seed: int = 0
+
+
+def fingerprint(samples: Sequence[Sample]) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(s.image.name.encode())
+        h.update(s.image.read_bytes())
+    return h.hexdigest()
+
+
+def input_meta(cfg: AnomalyConfig) -> dict[str, Any]:
+    size = {"height": cfg.size[0], "width": cfg.size[1]} if isinstance(cfg.size, tuple) else {"long_side": cfg.size}
+    return {**size, "multiple": 16, "mean": list(backbone.IMAGENET_MEAN), "std": list(backbone.IMAGENET_STD),
+            "color": "rgb" if cfg.color else "grey"}
+
+
+def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: AnomalyConfig, *, name: str, version: str = "1",
+                    progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Metadata and state dict of a PatchCore model trained on the good parts among `indices`;
+    a group-aware share of those good parts is held back to calibrate the thresholds."""
+    torch.manual_seed(cfg.seed)
+    good = [i for i in indices if not samples[i].is_defect]
+    fit_idx, cal_idx = group_holdout(samples, good, cfg.calibration_fraction, seed=cfg.seed)
+    if not fit_idx or not cal_idx:
+        raise ValueError("need good parts of at least two groups to train and calibrate")
+    fit = [samples[i] for i in fit_idx]
+    pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), cfg.size, taps=cfg.taps,
+                           pool_cap=cfg.pool_cap, seed=cfg.seed, progress=progress)
+    chosen = greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, progress=progress)
+    state = {"memory_bank": pool[chosen].contiguous()}
+    meta: dict[str, Any] = {
+        "kind": KIND, "name": name, "version": version,
+        "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": list(cfg.taps)},
+        "input": input_meta(cfg), "tiling": "none: whole image at the input size", "map_blur_sigma": cfg.map_blur_sigma,
+        "classes": ["anomaly"],
+        "thresholds": {"ok_below": 0.0, "ng_at": 0.0, "pixel": float("inf")},
+    }
+    provisional = PatchCoreInspector(_info(meta), meta, state, "cpu")
+    cal = [samples[i] for i in cal_idx]
+    cal_scores = []
+    for k, s in enumerate(cal):
+        cal_scores.append(provisional.predict(read_image(s.image, cfg.color)).score)
+        if progress:
+            progress("calibration", k + 1, len(cal))
+    meta["thresholds"] = calibrate(cal_scores, false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject)
+    meta["calibration"] = {"good_parts": len(cal), "groups": len({s.group for s in cal}), "false_reject_target": cfg.false_reject,
+                           "review_false_reject": cfg.review_false_reject, "good_scores": sorted(round(float(v), 6) for v in cal_scores)}
+    meta["training"] = {"good_parts": len(fit), "groups": len({s.group for s in fit}), "patch_pool": int(pool.shape[0]),
+                        "memory_bank": int(chosen.numel()), "seed": cfg.seed, "fingerprint": fingerprint(fit)}
+    return meta, state
+
+
+def _info(meta: dict[str, Any]) -> ModelInfo:
+    t = meta["thresholds"]
+    return ModelInfo(meta["name"], meta["version"], meta["kind"], "", Thresholds(t["ok_below"], t["ng_at"], t["pixel"]), tuple(meta["classes"]), meta)

@@ -1,0 +1,208 @@
+"""Train the supervised U-Net from pixel masks: augmentation suited to parts, class-balanced loss,
+early stopping on a group-aware validation split whose good parts also calibrate the thresholds."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models import backbone
+from models.base import ModelInfo, Thresholds
+from models.datasets import Sample, group_holdout, read_image, read_mask
+from models.features import to_tensor
+from models.metrics import auroc
+from models.segmentation import KIND, SCORE_POOL, UNet, defect_probability
+from models.training.anomaly import fingerprint
+from models.training.calibration import calibrate
+
+Progress = Callable[[str, int, int], None]
+FROZEN_BLOCKS = 3  # stem and MBConv blocks 0-2 (strides 2 and 4) stay as pretrained
+STEPS_PER_EPOCH = 40  # validation (and early stopping) at least this often
+
+
+@dataclasses.dataclass(frozen=True)
+class SegConfig:
+    size: tuple[int, int] = (256, 256)  # working (height, width), multiples of 32
+    color: bool = True
+    epochs: int = 60
+    time_limit_s: float = 600.0
+    batch_size: int = 8
+    lr: float = 1e-3
+    encoder_lr: float = 3e-4
+    patience: int = 8
+    validation_fraction: float = 0.15
+    defect_share: float = 0.5  # share of defective parts in each batch
+    false_reject: float = 0.01
+    review_false_reject: float = 0.05
+    seed: int = 0
+
+
+def _prepare(samples: Sequence[Sample], idx: Sequence[int], cfg: SegConfig, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as uint8 (N, 3, H, W) and class-index targets (N, H, W) at the working size."""
+    h, w = cfg.size
+    images = torch.empty((len(idx), 3, h, w), dtype=torch.uint8)
+    targets = torch.zeros((len(idx), h, w), dtype=torch.uint8)
+    import cv2
+
+    for k, i in enumerate(idx):
+        s = samples[i]
+        img = read_image(s.image, cfg.color)
+        mask = read_mask(s, img.shape[:2])
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        images[k] = torch.from_numpy(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)
+        if s.is_defect and mask.any():
+            m = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+            targets[k][torch.from_numpy(m)] = classes.index(s.cls) + 1
+    return images, targets
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    m = torch.tensor(backbone.IMAGENET_MEAN).view(1, 3, 1, 1)
+    s = torch.tensor(backbone.IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flips, 180-degree (and, for square inputs, 90-degree) turns, brightness and contrast."""
+    if torch.rand(1, generator=gen) < 0.5:
+        x, y = x.flip(-1), y.flip(-1)
+    if torch.rand(1, generator=gen) < 0.5:
+        x, y = x.flip(-2), y.flip(-2)
+    if x.shape[-1] == x.shape[-2] and torch.rand(1, generator=gen) < 0.5:
+        x, y = x.rot90(1, (-2, -1)), y.rot90(1, (-2, -1))
+    n = x.shape[0]
+    contrast = 1.0 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4
+    bright = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.2
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean + bright).clamp(0, 1), y
+
+
+def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
+    """Inverse square-root pixel frequency, background 1, capped at 50."""
+    counts = torch.bincount(targets.flatten().long(), minlength=n + 1).double().clamp(min=1)
+    w = torch.sqrt(counts[0] / counts).clamp(1.0, 50.0)
+    return w.float()
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    ce = F.cross_entropy(logits, y.long(), weight=weights)
+    p_def, _ = defect_probability(logits)
+    t = (y > 0).float()
+    inter = (p_def * t).sum()
+    dice = 1 - (2 * inter + 1) / (p_def.sum() + t.sum() + 1)
+    return ce + dice
+
+
+@torch.inference_mode()
+def _scores(net: UNet, images: torch.Tensor, batch: int = 16) -> np.ndarray:
+    net.eval()
+    out = []
+    for i in range(0, images.shape[0], batch):
+        x = _normalize(images[i : i + batch].float() / 255).contiguous(memory_format=torch.channels_last)
+        p_def, _ = defect_probability(net(x))
+        out.append(F.avg_pool2d(p_def[:, None], SCORE_POOL, stride=1, padding=SCORE_POOL // 2).amax(dim=(1, 2, 3)))
+    return torch.cat(out).numpy()
+
+
+def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: SegConfig, *, name: str, version: str = "1",
+                       progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    classes = sorted({samples[i].cls for i in indices if samples[i].is_defect})
+    if not classes:
+        raise ValueError("segmentation needs defective parts with masks")
+    fit_idx, val_idx = group_holdout(samples, indices, cfg.validation_fraction, seed=cfg.seed)
+    val_labels = np.array([samples[i].is_defect for i in val_idx])
+    if val_labels.all() or not val_labels.any():
+        raise ValueError("the validation split needs good and defective parts; use more groups")
+    x_fit, y_fit = _prepare(samples, fit_idx, cfg, classes)
+    x_val, _ = _prepare(samples, val_idx, cfg, classes)
+    weights = _class_weights(y_fit, len(classes))
+    defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect])
+    good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect])
+    net = UNet(len(classes)).to(memory_format=torch.channels_last)
+    # The high-resolution early blocks keep their ImageNet weights (and batch-norm statistics):
+    # generic edges and textures, and most of the backward cost on a CPU.
+    frozen = [net.encoder.stem, *net.encoder.blocks[:FROZEN_BLOCKS]]
+    for module in frozen:
+        module.requires_grad_(False)
+    encoder_params = [p for p in net.encoder.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": encoder_params, "lr": cfg.encoder_lr},
+                             {"params": list(net.decoder.parameters()) + list(net.head.parameters()), "lr": cfg.lr}], weight_decay=1e-4)
+    steps_per_epoch = max(1, min(STEPS_PER_EPOCH, math.ceil(len(fit_idx) / cfg.batch_size)))
+    total_steps = cfg.epochs * steps_per_epoch
+    step = 0
+    t0 = time.monotonic()
+
+    def lr_factor(_: int) -> float:
+        """Warm-up, then cosine decay over the training budget: steps or time, whichever runs out first."""
+        frac = max(step / total_steps, (time.monotonic() - t0) / cfg.time_limit_s)
+        return min(1.0, frac / 0.03) if frac < 0.03 else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    best = (-1.0, 0)
+    best_state: dict[str, torch.Tensor] = {}
+    history = []
+    n_def = max(1, round(cfg.batch_size * cfg.defect_share))
+    for epoch in range(cfg.epochs):
+        net.train()
+        for module in frozen:
+            module.eval()
+        total = 0.0
+        for _ in range(steps_per_epoch):
+            rows = torch.cat([defect_rows[torch.randint(len(defect_rows), (n_def,), generator=gen)],
+                              good_rows[torch.randint(len(good_rows), (cfg.batch_size - n_def,), generator=gen)]])
+            x, y = _augment(x_fit[rows].float() / 255, y_fit[rows], gen)
+            loss = _loss(net(_normalize(x).contiguous(memory_format=torch.channels_last)), y, weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            sched.step()
+            total += float(loss.detach())
+        val_auroc = auroc(val_labels, _scores(net, x_val))
+        history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_image_auroc": round(val_auroc, 4)})
+        if progress:
+            progress(f"epoch loss {total / steps_per_epoch:.3f} val AUROC {val_auroc:.3f}", epoch + 1, cfg.epochs)
+        if val_auroc > best[0]:
+            best = (val_auroc, epoch + 1)
+            best_state = copy.deepcopy(net.state_dict())
+        if epoch + 1 - best[1] >= cfg.patience or time.monotonic() - t0 > cfg.time_limit_s or step >= total_steps:
+            break
+    net.load_state_dict(best_state)
+    val_scores = _scores(net, x_val)
+    meta: dict[str, Any] = {
+        "kind": KIND, "name": name, "version": version,
+        "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": []},
+        "input": {"height": cfg.size[0], "width": cfg.size[1], "multiple": 32, "mean": list(backbone.IMAGENET_MEAN),
+                  "std": list(backbone.IMAGENET_STD), "color": "rgb" if cfg.color else "grey"},
+        "tiling": "none: whole image at the input size",
+        "classes": classes,
+        "thresholds": calibrate(val_scores[~val_labels], false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject),
+        "calibration": {"good_parts": int((~val_labels).sum()), "groups": len({samples[i].group for i in val_idx}),
+                        "false_reject_target": cfg.false_reject, "review_false_reject": cfg.review_false_reject,
+                        "good_scores": sorted(round(float(v), 6) for v in val_scores[~val_labels])},
+        "training": {"parts": len(fit_idx), "defective": int(len(defect_rows)), "groups": len({samples[i].group for i in fit_idx}),
+                     "epochs_run": len(history), "best_epoch": best[1], "history": history, "seed": cfg.seed,
+                     "class_weights": [round(float(w), 3) for w in weights], "seconds": round(time.monotonic() - t0, 1),
+                     "fingerprint": fingerprint([samples[i] for i in fit_idx])},
+        "metrics": {"validation_image_auroc": round(best[0], 4)},
+    }
+    return meta, {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _info(meta: dict[str, Any]) -> ModelInfo:
+    t = meta["thresholds"]
+    return ModelInfo(meta["name"], meta["version"], meta["kind"], "", Thresholds(t["ok_below"], t["ng_at"], t["pixel"]), tuple(meta["classes"]), meta)
+
+
+__all__ = ["SegConfig", "train_segmentation", "to_tensor"]

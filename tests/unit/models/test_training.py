@@ -1,0 +1,78 @@
+"""Both model kinds trained on a tiny synthetic dataset: packages round-trip, thresholds are
+calibrated on held-back good parts, defects outscore good parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import ModelError
+from models.datasets import load_dataset, read_image
+from models.evaluation import evaluate
+from models.package import load_package
+from models.training.calibration import calibrate
+from models.training.train import train_package
+
+
+@pytest.fixture(scope="module")
+def packages(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pkgs")
+    anomaly = out / "a.lpkg"
+    seg = out / "s.lpkg"
+    train_package(tiny_dataset, "anomaly", anomaly, size=(64, 64), color=False, seed=0)
+    train_package(tiny_dataset, "segmentation", seg, size=(64, 64), color=False, epochs=12, seed=0)
+    return {"anomaly": anomaly, "segmentation": seg}
+
+
+@pytest.mark.parametrize("kind", ["anomaly", "segmentation"])
+def test_trained_package_round_trip_and_scores(kind, packages, tiny_dataset):
+    inspector = load_package(packages[kind], device="cpu")
+    meta = inspector.info.metadata
+    for key in ("kind", "backbone", "input", "tiling", "classes", "thresholds", "training", "calibration", "created_at"):
+        assert key in meta
+    assert len(inspector.info.sha256) == 64 and meta["training"]["fingerprint"]
+    ds = load_dataset(tiny_dataset)
+    m = evaluate(inspector, ds.samples, color=False)
+    assert m["image_auroc"] > 0.9, m
+    assert m["pixel_auroc"] > 0.8, m
+    # Same package, same image, same score.
+    again = load_package(packages[kind], device="cpu")
+    img = read_image(ds.samples[0].image, color=False)
+    assert again.predict(img).score == pytest.approx(inspector.predict(img).score, rel=1e-5)
+
+
+def test_segmentation_names_the_class(packages, tiny_dataset):
+    inspector = load_package(packages["segmentation"], device="cpu")
+    ds = load_dataset(tiny_dataset)
+    defect = next(s for s in ds.samples if s.is_defect)
+    p = inspector.predict(read_image(defect.image, color=False))
+    assert inspector.info.classes == ("scratch",)
+    assert p.score >= inspector.info.thresholds.ok_below
+    assert [c.name for c in p.classes] == ["scratch"]
+
+
+def test_calibration_hits_its_target_on_the_calibration_goods():
+    rng = np.random.default_rng(3)
+    goods = rng.normal(10, 2, size=400)
+    t = calibrate(goods, false_reject=0.01, review_false_reject=0.05)
+    assert np.mean(goods >= t["ng_at"]) == pytest.approx(0.01)
+    assert np.mean(goods >= t["ok_below"]) == pytest.approx(0.05)
+    assert t["ok_below"] <= t["ng_at"]
+
+
+def test_mismatched_segmentation_weights_are_refused(packages, tmp_path):
+    import torch
+
+    from models.package import read_package, save_package
+
+    meta, state, _ = read_package(packages["segmentation"])
+    meta = {k: v for k, v in meta.items() if k not in ("format_version", "created_at")}
+    meta["classes"] = ["scratch", "dent"]  # the head has one class fewer
+    save_package(tmp_path / "m.lpkg", meta, state)
+    with pytest.raises(ModelError, match="do not fit a 2-class U-Net"):
+        load_package(tmp_path / "m.lpkg", device="cpu")
+    meta2, state2, _ = read_package(packages["anomaly"])
+    meta2 = {k: v for k, v in meta2.items() if k not in ("format_version", "created_at")}
+    save_package(tmp_path / "b.lpkg", meta2, {"memory_bank": torch.zeros(4, 7)})
+    with pytest.raises(ModelError, match="memory bank of shape"):
+        load_package(tmp_path / "b.lpkg", device="cpu")
