@@ -140,8 +140,10 @@ class Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from inspection.errors import ConfigError
+
     if args.parts is not None and args.parts < 1:
-        raise SystemExit("lepton-inspect run: --parts must be at least 1.")
+        raise ConfigError(f"--parts must be at least 1, not {args.parts}.")
     from inspection.line import open_line
 
     line = open_line(camera_spec=args.camera, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device)
@@ -153,13 +155,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             while not runner.wait(0.5):
                 if progress is not None:
                     progress.show(runner.status())
-        finally:
-            signal.signal(signal.SIGINT, previous)
             if progress is not None:
                 progress.done()
-        status = line.stop()
+            status = line.stop()  # Ctrl-C here, while the last rows are committed, changes nothing
+        finally:
+            signal.signal(signal.SIGINT, previous)
     finally:
-        line.store.close()
+        line.close()
     assert status is not None
     summary = {
         "parts": status.parts, "ok": status.ok, "ng": status.ng, "review": status.review,
@@ -274,10 +276,15 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(args, default_camera_spec())
 
 
+COMMANDS = ("cameras", "run", "train", "eval", "predict", "gui")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in COMMANDS or a in ("-h", "--help") for a in argv):  # no command: the GUI, with these options
+        verbose = [a for a in argv if a in ("-v", "--verbose")]
+        argv = [*verbose, "gui", *[a for a in argv if a not in verbose]]
     args = _parser().parse_args(argv)
-    if args.command is None:
-        args = _parser().parse_args(["gui", *(argv or [])])
     from inspection.errors import USER_ERRORS
 
     _setup_logging(args.verbose)

@@ -13,7 +13,10 @@ import enum
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
+
+from camera.errors import CameraError
 
 PixelFormat = Literal["Mono8", "RGB8"]
 PIXEL_FORMATS: tuple[str, ...] = ("Mono8", "RGB8")
@@ -140,4 +143,19 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 def image_files(folder: Path) -> list[Path]:
     """The image files of a playback folder in the order a camera plays them (alphabetical)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as exc:
+        raise CameraError(f"Image folder {folder} cannot be read: {exc.strerror}.") from None
+
+
+def check_playback_folder(folder: Path) -> list[Path]:
+    """The images of a playback folder; CameraError unless it exists and at least one image decodes."""
+    if not folder.is_dir():
+        raise CameraError(f"Image folder {folder} does not exist or is not a folder.")
+    files = image_files(folder)
+    if not files:
+        raise CameraError(f"Image folder {folder} holds no PNG, JPG, BMP or TIFF images.")
+    if not any(cv2.imread(str(f), cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None for f in files):
+        raise CameraError(f"None of the {len(files)} images in {folder} can be read.")
+    return files

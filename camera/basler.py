@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from camera.base import Camera, CameraInfo, CameraSettings, Frame, Roi, TriggerMode, image_files
+from camera.base import Camera, CameraInfo, CameraSettings, Frame, Roi, TriggerMode, check_playback_folder
 from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,7 @@ class BaslerCamera(Camera):
 
     def open(self) -> None:
         if self.playback_dir is not None:
-            if not self.playback_dir.is_dir():
-                raise CameraError(f"Image folder {self.playback_dir} does not exist or is not a folder.")
-            if not image_files(self.playback_dir):
-                raise CameraError(f"Image folder {self.playback_dir} holds no PNG, JPG, BMP or TIFF images.")
+            check_playback_folder(self.playback_dir)
         pylon = _pylon()
         device = self._find_device()
         try:

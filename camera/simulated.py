@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.base import Camera, CameraSettings, Frame, Roi, TriggerMode, image_files
+from camera.base import Camera, CameraSettings, Frame, Roi, TriggerMode, check_playback_folder
 from camera.errors import CameraError, CameraRemovedError, GrabFailed, GrabTimeout
 
 _PFS_HEADER = "# Lepton Inspect simulated camera settings (pylon .pfs layout: name<TAB>value)\n"
@@ -48,12 +48,7 @@ class SimulatedCamera(Camera):
 
     # -- Camera ------------------------------------------------------------------------
     def open(self) -> None:
-        if not self.folder.is_dir():
-            raise CameraError(f"Image folder {self.folder} does not exist or is not a folder.")
-        files = image_files(self.folder)
-        if not files:
-            raise CameraError(f"Image folder {self.folder} holds no PNG, JPG, BMP or TIFF images.")
-        self._files = files
+        self._files = check_playback_folder(self.folder)
         self._open = True
         self._removed = False
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import resources
-from camera.base import CameraSettings, TriggerMode
+from camera.base import CameraSettings, Roi, TriggerMode
 from inspection.errors import ConfigError
 
 
@@ -45,8 +45,8 @@ def merge(default: dict[str, Any], user: dict[str, Any], where: str) -> dict[str
             out[key] = value
         elif isinstance(base, (int, float)) and isinstance(value, (int, float)):
             out[key] = type(base)(value) if isinstance(base, float) else value
-        elif isinstance(base, str) and isinstance(value, (str, int, float)):
-            out[key] = value  # "model"-or-number keys
+        elif base == "model" and isinstance(value, (str, int, float)):
+            out[key] = value  # threshold keys: "model" or a number
         elif type(base) is not type(value):
             raise ConfigError(f"Key {name!r} must be {type(base).__name__}, not {value!r}.")
         else:
@@ -143,6 +143,9 @@ def load_recipe(path: Path | None = None) -> Recipe:
         base = Path(path).parent
     where = f"recipe {path}" if path else "default recipe"
     cam = raw["camera"]
+    roi_values = cam["roi"]
+    if len(roi_values) != 4 or not all(isinstance(v, int) and v >= 0 for v in roi_values):
+        raise ConfigError(f"camera.roi in {where} must be four whole numbers x, y, width, height (all 0 for the full sensor).")
     try:
         settings = CameraSettings(
             pixel_format=cam["pixel_format"],
@@ -150,6 +153,7 @@ def load_recipe(path: Path | None = None) -> Recipe:
             exposure_us=cam["exposure_us"] or None,
             gain_db=cam["gain_db"] if cam["gain_db"] >= 0 else None,
             frame_rate=cam["frame_rate"] or None,
+            roi=Roi(*roi_values) if any(roi_values) else None,
         )
     except ValueError as exc:
         raise ConfigError(f"Camera settings in {where} are not valid: {exc}.") from None

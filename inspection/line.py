@@ -88,7 +88,10 @@ class Line:
         message = status.message if ended == "faulted" else f"Run {status.run_id} stopped after {status.parts} parts ({status.recorded} recorded)."
         if lost:
             message += f" {lost} results could not be written."
-        self.store.end_run(runner.run_id, ended, message)
+        try:
+            self.store.end_run(runner.run_id, ended, message)
+        except Exception as exc:  # the record is what failed (a full disk): the status still says how the run ended
+            log.error("cannot record the end of run %s: %s", runner.run_id, exc)
         return status
 
 
@@ -103,6 +106,9 @@ def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = 
     inspector.warmup()
     camera.open()
     try:
+        camera.configure(rcp.camera)  # a setting the camera refuses fails here, before the database exists
+        if rcp.settings_file is not None:
+            camera.load_settings(rcp.settings_file)
         store = open_store(db or default_db())
     except BaseException:
         camera.close()

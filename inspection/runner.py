@@ -30,6 +30,8 @@ from models.base import Inspector
 
 log = logging.getLogger(__name__)
 
+MAX_FAILED_IN_A_ROW = 25  # failed grabs in a row that fault the run (unreadable images, a failing camera)
+
 
 class RunnerState(str, enum.Enum):
     IDLE = "idle"
@@ -49,6 +51,7 @@ class RunnerStatus:
     dropped: int  # frames grabbed (or skipped by the camera) but never inspected
     failed_grabs: int  # incomplete or corrupt frames, never inspected
     recorded: int  # rows committed to the database
+    unwritten: int  # results that could not be written (the run faults when this happens)
     parts_per_s: float
     latency_ms_p50: float
     latency_ms_p99: float
@@ -92,6 +95,7 @@ class Runner:
         self._t_last = 0.0
         self._threads: list[threading.Thread] = []
         self._result_listeners = list(result_listeners)
+        writer.on_error = self._on_write_error
 
     # -- listeners ---------------------------------------------------------------------
     def _emit(self, result: InspectionResult) -> None:
@@ -128,6 +132,7 @@ class Runner:
                 dropped=self._dropped,
                 failed_grabs=self._failed,
                 recorded=self.writer.recorded,
+                unwritten=self.writer.unwritten,
                 parts_per_s=parts / elapsed if elapsed > 0 else 0.0,
                 latency_ms_p50=float(np.percentile(lat, 50)) if lat.size else 0.0,
                 latency_ms_p99=float(np.percentile(lat, 99)) if lat.size else 0.0,
@@ -213,6 +218,8 @@ class Runner:
                     with self._lock:
                         self._failed += 1
                     log.warning("%s", exc)
+                    if failed_since >= MAX_FAILED_IN_A_ROW:
+                        raise CameraError(f"{MAX_FAILED_IN_A_ROW} frames in a row failed, the last with: {exc}") from exc
                     continue
                 if last_id is not None and frame.frame_id > last_id + 1:
                     skipped = frame.frame_id - last_id - 1 - failed_since
@@ -220,6 +227,10 @@ class Runner:
                         with self._lock:
                             self._dropped += skipped
                 last_id, failed_since = frame.frame_id, 0
+                # Latency runs from the moment the part was imaged: the software trigger we fired,
+                # else the frame's arrival (waiting for a free-running or triggered frame is idle time).
+                if not paced:
+                    t0 = frame.grabbed_at
                 with self._cond:
                     if len(self._queue) >= self.config.queue_size:
                         self._queue.popleft()  # drop the oldest waiting frame, and count it
@@ -251,6 +262,10 @@ class Runner:
                 self._cond.wait(0.2)
         return not self._stop.is_set()
 
+    def _on_write_error(self, exc: Exception) -> None:
+        self._fault(f"Inspection results cannot be recorded ({exc}); the line is stopped so that no part goes unrecorded.")
+        self._stop.set()
+
     def _fault(self, message: str) -> None:
         log.error("%s", message)
         self._set_state(RunnerState.FAULTED, message)
@@ -267,20 +282,27 @@ class Runner:
 
     def _inspect_loop(self) -> None:
         try:
-            while (item := self._next_frame()) is not None:
-                frame, t0 = item
-                result = self._inspect(frame, t0)
-                self.writer.put(result)
-                with self._lock:
-                    self._counts[result.verdict] += 1
-                    self._latencies.append(result.timing.total_ms)
-                    self._t_last = time.perf_counter()
-                    reached = self.max_parts is not None and sum(self._counts.values()) >= self.max_parts
-                self._emit(result)
-                if reached:
-                    self._stop.set()
+            self._inspect_frames()
+        except Exception as exc:  # never let the inspection thread die silently
+            log.exception("inspection thread failed")
+            self._fault(f"The inspection thread failed: {exc}.")
+            self._stop.set()
         finally:
             self._inspected_all.set()
+
+    def _inspect_frames(self) -> None:
+        while (item := self._next_frame()) is not None:
+            frame, t0 = item
+            result = self._inspect(frame, t0)
+            self.writer.put(result)
+            with self._lock:
+                self._counts[result.verdict] += 1
+                self._latencies.append(result.timing.total_ms)
+                self._t_last = time.perf_counter()
+                reached = self.max_parts is not None and sum(self._counts.values()) >= self.max_parts
+            self._emit(result)
+            if reached:
+                self._stop.set()
 
     def _inspect(self, frame: Frame, t0: float) -> InspectionResult:
         t_deq = time.perf_counter()

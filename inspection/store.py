@@ -146,7 +146,9 @@ class Store:
 
 def open_store(path: str | Path) -> Store:
     """Open (creating and migrating as needed) the database at `path`; one sentence if it cannot."""
-    path = Path(path).expanduser().absolute()
+    path = Path(path).expanduser().resolve()
+    if path.is_dir():
+        raise StoreError(f"The database path {path} is a folder; give a file name such as {path / 'lepton.db'}.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -162,11 +164,15 @@ def open_store(path: str | Path) -> Store:
         raise StoreError(f"Cannot lock the database {path}: {exc.strerror}.") from None
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
     event.listen(engine, "connect", _set_pragmas)
+    from alembic.util import CommandError
+
     try:
         _migrate(engine)
-    except (DatabaseError, OperationalError) as exc:
+    except (DatabaseError, OperationalError, CommandError) as exc:
         engine.dispose()
         lock.release()
+        if isinstance(exc, CommandError):
+            raise StoreError(f"The database {path} was written by a newer Lepton Inspect ({exc}).") from None
         reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
         raise StoreError(f"The database {path} cannot be opened ({reason}).") from None
     return Store(path, engine, lock)

@@ -89,9 +89,16 @@ def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
 
 
 def resolve_device(device: str = "auto") -> str:
+    """`auto` (a CUDA GPU when there is one), `cpu`, `cuda` or `cuda:N`."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"Device {device!r} is not one of auto, cpu, cuda, cuda:N.") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ModelError(f"Device {device!r} is not one of auto, cpu, cuda, cuda:N.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("CUDA was asked for but no CUDA GPU is available.")
     return device
 

@@ -104,10 +104,11 @@ class LineController(QObject):
 
         self._spawn("Starting the line", job)
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop the run in the background; False if another job is still busy (try again)."""
         line = self.line
         if line is None or line.runner is None:
-            return
+            return True
 
         def job() -> None:
             status = line.stop()
@@ -115,14 +116,13 @@ class LineController(QObject):
                 self._status = status
                 self.stopped.emit(status.message)
 
-        self._spawn("Stopping the line", job)
+        return self._spawn("Stopping the line", job)
 
     def check_fault(self) -> str | None:
         """On the GUI timer: a faulted run's message, once, and the run is wound up."""
         s = self.status()
-        if s is not None and s.state is RunnerState.FAULTED and not self._fault_handled:
-            self._fault_handled = True
-            self.stop()
+        if s is not None and s.state is RunnerState.FAULTED and not self._fault_handled and self.stop():
+            self._fault_handled = True  # the run is being wound up; asked again on the next tick otherwise
             return s.message
         return None
 
@@ -130,6 +130,8 @@ class LineController(QObject):
         """On window close: finish any job, stop the run, close camera and database."""
         if self._job is not None:
             self._job.join(timeout_s)
+            if self._job.is_alive():
+                log.error("a background job did not finish in %.0f s; closing anyway", timeout_s)
         if self.line is not None:
             self.line.close()
             self.line = None

@@ -73,7 +73,9 @@ def test_cameras_lists_the_emulator(tmp_path):
 
 
 def test_headless_commands_do_not_import_qt(tmp_path):
-    code = "import sys; from app.cli import main; main(['cameras']); assert 'PySide6' not in sys.modules, 'Qt imported'"
+    code = (f"import sys; from app.cli import main; main(['cameras']); "
+            f"main(['run', '--camera', 'sim:{resources.DEMO_SAMPLES}', '--parts', '2', '--db', '{tmp_path / 'q.db'}']); "
+            "assert 'PySide6' not in sys.modules, 'Qt imported'")
     env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -84,7 +86,24 @@ def test_bad_inputs_end_in_one_sentence_with_nothing_written(tmp_path):
     samples = str(resources.DEMO_SAMPLES)
     corrupt = tmp_path / "corrupt.lpkg"
     corrupt.write_bytes(b"PK\x03\x04 definitely not a model")
+    bad_recipe = tmp_path / "bad_recipe.toml"
+    bad_recipe.write_text("[verdict]\nng_att = 3\n")
+    typed_recipe = tmp_path / "typed_recipe.toml"
+    typed_recipe.write_text("model = 5\n")
+    bad_config = tmp_path / "bad_config.toml"
+    bad_config.write_text("[line]\ntimezone = 5\n")
+    missing_pfs = tmp_path / "pfs_recipe.toml"
+    missing_pfs.write_text("[camera]\nsettings_file = 'nope.pfs'\n")
+    bad_exposure = tmp_path / "exposure_recipe.toml"
+    bad_exposure.write_text("[camera]\nexposure_us = -5.0\n")
     cases = [
+        (("--camera", f"sim:{samples}", "--recipe", str(bad_recipe)), ("'verdict.ng_att'",)),
+        (("--camera", f"sim:{samples}", "--recipe", str(typed_recipe)), ("'model' must be str",)),
+        (("--camera", f"sim:{samples}", "--config", str(bad_config)), ("'line.timezone' must be str",)),
+        (("--camera", f"emu:{samples}", "--recipe", str(missing_pfs)), ("nope.pfs", "does not exist")),
+        (("--camera", f"emu:{samples}", "--recipe", str(bad_exposure)), ("refused the settings",)),
+        (("--camera", f"sim:{samples}", "--device", "cpu2"), ("not one of auto, cpu",)),
+        (("--camera", f"sim:{samples}", "--parts", "0"), ("--parts must be at least 1",)),
         (("--camera", "usb:3"), ("Unknown camera spec",)),
         (("--camera", f"emu:{tmp_path / 'nowhere'}"), ("does not exist",)),
         (("--camera", f"sim:{tmp_path}"), ("holds no",)),
@@ -94,7 +113,8 @@ def test_bad_inputs_end_in_one_sentence_with_nothing_written(tmp_path):
         (("--camera", f"sim:{samples}", "--model", str(corrupt)), ("corrupt",)),
     ]
     for args, words in cases:
-        proc = cli("run", *args, "--parts", "2", "--db", str(db), data_dir=tmp_path)
+        parts = () if "--parts" in args else ("--parts", "2")
+        proc = cli("run", *args, *parts, "--db", str(db), data_dir=tmp_path)
         assert_one_sentence_error(proc, *words)
         assert not db.parent.exists(), f"{args} left {list(db.parent.iterdir())}"
 
@@ -104,6 +124,8 @@ def test_unwritable_db_and_second_instance(tmp_path):
     blocker.write_text("x")
     proc = cli("run", "--camera", f"sim:{resources.DEMO_SAMPLES}", "--parts", "2", "--db", str(blocker / "x.db"), data_dir=tmp_path)
     assert_one_sentence_error(proc, "Cannot create the database folder")
+    proc = cli("run", "--camera", f"sim:{resources.DEMO_SAMPLES}", "--parts", "2", "--db", str(tmp_path), data_dir=tmp_path)
+    assert_one_sentence_error(proc, "is a folder")
     db = tmp_path / "busy.db"
     with open_store(db):
         proc = cli("run", "--camera", f"sim:{resources.DEMO_SAMPLES}", "--parts", "2", "--db", str(db), data_dir=tmp_path)

@@ -128,6 +128,14 @@ def test_missing_or_empty_folder_is_one_sentence(kind, tmp_path: Path):
             camera.open()
 
 
+@pytest.mark.parametrize("kind", ["sim", "emu"])
+def test_a_folder_of_unreadable_images_is_one_sentence(kind, tmp_path, samples):
+    (tmp_path / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "b.png").write_bytes(sorted(samples.glob("*.jpg"))[0].read_bytes()[:100])  # truncated
+    with pytest.raises(CameraError, match="None of the 2 images"):
+        open_camera(f"{kind}:{tmp_path}").open()
+
+
 def test_unknown_specs_are_refused():
     for spec in ("usb:0", "sim:", "basler:", "emu"):
         with pytest.raises(CameraError, match="(?i)camera spec"):

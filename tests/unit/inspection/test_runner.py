@@ -43,13 +43,13 @@ class FakeInspector(Inspector):
 def make_line(tmp_path, samples):
     lines = []
 
-    def make(inspector=None, camera=None, trigger=TriggerMode.SOFTWARE, queue_size=None):
+    def make(inspector=None, camera=None, trigger=TriggerMode.SOFTWARE, queue_size=None, frame_rate=200.0):
         store = open_store(tmp_path / "runner.db")
         config = load_config()
         if queue_size:
             config = dataclasses.replace(config, queue_size=queue_size)
         recipe = load_recipe()
-        recipe = dataclasses.replace(recipe, camera=CameraSettings(pixel_format="Mono8", trigger=trigger, frame_rate=200.0))
+        recipe = dataclasses.replace(recipe, camera=CameraSettings(pixel_format="Mono8", trigger=trigger, frame_rate=frame_rate))
         line = Line(store=store, config=config, recipe=recipe, camera_spec=f"sim:{samples}",
                     inspector=inspector or FakeInspector(), camera=camera or SimulatedCamera(samples))
         lines.append(line)
@@ -106,11 +106,16 @@ def test_pulled_cable_faults_the_run_and_keeps_every_inspected_part(make_line, s
 
 def test_free_run_overflow_drops_oldest_and_counts_it(make_line):
     line = make_line(inspector=FakeInspector(delay_s=0.05), trigger=TriggerMode.FREE_RUN, queue_size=2)
+    seen = []
+    line.add_result_listener(lambda r: seen.append(r.frame_id))
     runner = line.start(max_parts=15)
     assert runner.wait(30)
     s = line.stop()
     assert s.parts == 15 == rows(line, s.run_id)[0]
     assert s.dropped > 0  # 200 fps into a 20 parts/s model
+    assert seen == sorted(seen)  # the oldest frames went; the rest were inspected in order
+    # Every frame the camera handed over was either inspected, dropped, or still waiting at the stop.
+    assert seen[-1] - seen[0] + 1 <= s.parts + s.dropped
 
 
 def test_a_model_failure_is_recorded_as_review_with_the_error(make_line):
@@ -149,3 +154,62 @@ def test_rejects_are_saved_as_png_with_masks_and_ok_parts_sampled(make_line):
             assert (base / mask).is_file()
     ok_saved = db.execute("select count(image_path) from inspections where verdict='OK'").fetchone()[0]
     assert 0 < ok_saved < s.ok  # one in save_ok_every (10)
+
+
+def test_all_frames_failing_faults_the_run(make_line, samples):
+    cam = SimulatedCamera(samples)
+    line = make_line(camera=cam)
+    cam.open()
+    cam.fail_next(10_000)
+    runner = line.start()
+    assert runner.wait(20)
+    s = line.stop()
+    assert s.state is RunnerState.FAULTED and "25 frames in a row failed" in s.message
+    assert s.parts == 0 and s.failed_grabs == 25
+
+
+def test_a_database_that_cannot_be_written_faults_the_line_and_stop_returns(make_line, tmp_path):
+    line = make_line()
+    runner = line.start()
+    deadline = time.monotonic() + 10
+    while runner.status().recorded < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # The disk "fills": every later transaction fails (the run's end cannot be written either).
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    def refuse(*_args, **_kw):
+        raise OSError(28, "No space left on device")
+
+    event.listen(Session, "before_commit", refuse)
+    try:
+        assert runner.wait(30)
+        t0 = time.monotonic()
+        s = line.stop()
+        assert time.monotonic() - t0 < 15
+    finally:
+        event.remove(Session, "before_commit", refuse)
+    assert s.state is RunnerState.FAULTED and "cannot be recorded" in s.message
+    assert s.unwritten > 0 and s.recorded + s.unwritten == s.parts
+    assert rows(line, s.run_id)[0] == s.recorded
+
+
+def test_images_that_cannot_be_saved_still_get_their_rows(make_line):
+    line = make_line()
+    line.store.images_dir.parent.mkdir(parents=True, exist_ok=True)
+    line.store.images_dir.write_text("a file where the image folder should be")
+    runner = line.start(max_parts=5)
+    assert runner.wait(30)
+    s = line.stop()
+    assert s.state is RunnerState.FAULTED and "cannot be recorded" in s.message
+    db = sqlite3.connect(line.store.path)
+    saved = db.execute("select count(*) from inspections where image_path is null and error like 'Image not saved%'").fetchone()[0]
+    assert rows(line, s.run_id)[0] == s.recorded == s.parts and saved >= 1
+
+
+def test_latency_counts_from_the_frame_not_the_wait_for_it(make_line, samples):
+    line = make_line(trigger=TriggerMode.FREE_RUN, frame_rate=4.0)
+    runner = line.start(max_parts=4)
+    assert runner.wait(30)
+    s = line.stop()
+    assert s.latency_ms_p99 < 150  # frames come every 250 ms; the fake model takes ~1 ms
