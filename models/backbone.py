@@ -57,6 +57,17 @@ class FeatureExtractor(nn.Module):
                 p.requires_grad_(False)
 
     @property
+    def strides(self) -> tuple[int, ...]:
+        """Output stride of each tapped block (the stem halves the input)."""
+        out, stride = [], 2
+        for i, block in enumerate(self.blocks):
+            s = block._block_args.stride
+            stride *= s[0] if isinstance(s, (list, tuple)) else s
+            if i in self.taps:
+                out.append(stride)
+        return tuple(out)
+
+    @property
     def channels(self) -> tuple[int, ...]:
         """Channels of each tapped output."""
         return tuple(self.blocks[t]._project_conv.out_channels for t in self.taps)

@@ -28,9 +28,12 @@ class PatchFeatures(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.extractor(x)
-        size = feats[0].shape[-2:]
-        feats = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-        return F.avg_pool2d(torch.cat(feats, dim=1), 3, stride=1, padding=1)
+        # Inputs are multiples of 16, so each deeper tap is an exact power-of-two smaller. A scale
+        # factor (not a traced size) keeps the ONNX export valid for every input size.
+        up = [feats[0]]
+        for f, stride in zip(feats[1:], self.extractor.strides[1:]):
+            up.append(F.interpolate(f, scale_factor=stride // self.extractor.strides[0], mode="bilinear", align_corners=False))
+        return F.avg_pool2d(torch.cat(up, dim=1), 3, stride=1, padding=1)
 
 
 def to_tensor(image: np.ndarray, size: int | tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],

@@ -19,12 +19,13 @@ from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
 from models.features import PatchFeatures, to_tensor
 from models.package import register_kind
+from models.runtime import Runtime
 
 KIND = "gaussian-patch"
 
 
 class GaussianPatchInspector(Inspector):
-    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str) -> None:
+    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
         try:
@@ -43,19 +44,20 @@ class GaussianPatchInspector(Inspector):
             raise ModelError(f"Model {info.name} was trained on other {backbone.NAME} weights than the installed {backbone.WEIGHTS_PACKAGE}.")
         if set(state) != {"mean", "inv_cov"}:
             raise ModelError(f"Model {info.name} weights hold {sorted(state)}, expected mean and inv_cov.")
-        self.features = PatchFeatures(taps).to(self.device).eval()
-        channels = sum(self.features.extractor.channels)
+        features = PatchFeatures(taps)
+        channels = sum(features.extractor.channels)
         if state["mean"].shape != (channels,) or state["inv_cov"].shape != (channels, channels):
             raise ModelError(f"Model {info.name} has weights for {state['mean'].numel()} features; backbone taps {taps} give {channels}.")
         self.mu = state["mean"].to(self.device)
         self.inv_cov = state["inv_cov"].to(self.device)
+        self.features = Runtime(features, torch.zeros(1, 3, self.long_side, self.long_side), backend=backend, device=device)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return to_tensor(image, self.long_side, self.mean, self.std)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor, image_shape: tuple[int, ...]) -> Prediction:
-        f = self.features(batch.to(self.device))  # (1, C, h, w)
+        f = self.features(batch).to(self.device)  # (1, C, h, w)
         n, c, h, w = f.shape
         d = f.permute(0, 2, 3, 1).reshape(-1, c) - self.mu
         dist = torch.sqrt(torch.clamp(((d @ self.inv_cov) * d).sum(1), min=0)).reshape(h, w)
@@ -72,5 +74,5 @@ class GaussianPatchInspector(Inspector):
 
 
 @register_kind(KIND)
-def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str) -> Inspector:
-    return GaussianPatchInspector(info, meta, state, device)
+def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str) -> Inspector:
+    return GaussianPatchInspector(info, meta, state, device, backend)

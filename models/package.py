@@ -24,8 +24,8 @@ FORMAT_VERSION = 1
 SUFFIX = ".lpkg"
 REQUIRED_KEYS = ("format_version", "kind", "name", "version", "created_at", "thresholds", "classes")
 
-# kind -> factory(info, metadata, state_dict, device) -> Inspector. Filled by the model modules.
-_KINDS: dict[str, Callable[[ModelInfo, dict[str, Any], dict[str, torch.Tensor], str], Inspector]] = {}
+# kind -> factory(info, metadata, state_dict, device, backend) -> Inspector. Filled by the model modules.
+_KINDS: dict[str, Callable[[ModelInfo, dict[str, Any], dict[str, torch.Tensor], str, str], Inspector]] = {}
 
 
 def register_kind(kind: str) -> Callable[[Any], Any]:
@@ -103,8 +103,10 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def load_package(path: str | Path, device: str = "auto") -> Inspector:
-    """Load a model package into a ready Inspector."""
+def load_package(path: str | Path, device: str = "auto", backend: str = "auto") -> Inspector:
+    """Load a model package into a ready Inspector (`backend`: auto, torch or onnx; see models.runtime)."""
+    from models.runtime import resolve_backend
+
     meta, state, sha = read_package(path)
     kinds = _known_kinds()
     kind = meta["kind"]
@@ -123,4 +125,5 @@ def load_package(path: str | Path, device: str = "auto") -> Inspector:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"Model package {path} has invalid thresholds or classes ({exc}).") from exc
-    return kinds[kind](info, meta, state, resolve_device(device))
+    dev = resolve_device(device)
+    return kinds[kind](info, meta, state, dev, resolve_backend(backend, dev))

@@ -20,23 +20,26 @@ from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
 from models.features import PatchFeatures, input_spec, is_grey, to_tensor
 from models.package import register_kind
+from models.runtime import Runtime
 
 KIND = "patchcore"
 
 
 def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Euclidean distance of each query row to its nearest bank row (via one matmul per chunk)."""
+    """Euclidean distance of each query row to its nearest bank row. The nearest row is found with
+    one matmul per chunk (|q|^2 - 2 q.b + |b|^2); the distance to it is then computed directly,
+    since the expansion loses float32 precision exactly where distances are small."""
     q_sq = (queries * queries).sum(1, keepdim=True)
     out = []
     for i in range(0, queries.shape[0], chunk):
         q = queries[i : i + chunk]
-        d2 = q_sq[i : i + chunk] - 2.0 * (q @ bank.T) + bank_sq
-        out.append(d2.min(dim=1).values)
-    return torch.sqrt(torch.clamp(torch.cat(out), min=0.0))
+        nearest = (q_sq[i : i + chunk] - 2.0 * (q @ bank.T) + bank_sq).argmin(dim=1)
+        out.append(torch.linalg.vector_norm(q - bank[nearest], dim=1))
+    return torch.cat(out)
 
 
 class PatchCoreInspector(Inspector):
-    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str) -> None:
+    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
         try:
@@ -55,13 +58,15 @@ class PatchCoreInspector(Inspector):
             raise ModelError(f"Model {info.name} was trained on other {backbone.NAME} weights than the installed {backbone.WEIGHTS_PACKAGE}.")
         if set(state) != {"memory_bank"}:
             raise ModelError(f"Model {info.name} weights hold {sorted(state)}, expected memory_bank.")
-        self.features = PatchFeatures(taps).to(self.device).eval()
-        channels = sum(self.features.extractor.channels)
+        features = PatchFeatures(taps)
+        channels = sum(features.extractor.channels)
         bank = state["memory_bank"]
         if bank.ndim != 2 or bank.shape[1] != channels or bank.shape[0] == 0:
             raise ModelError(f"Model {info.name} has a memory bank of shape {tuple(bank.shape)}; backbone taps {taps} give {channels} features.")
         self.bank = bank.to(self.device).float()
         self.bank_sq = (self.bank * self.bank).sum(1)[None, :]
+        example = (1, 3, *(self.size if isinstance(self.size, tuple) else (self.size, self.size)))
+        self.features = Runtime(features, torch.zeros(example), backend=backend, device=device)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return to_tensor(image, self.size, self.mean, self.std, grey=self.grey)
@@ -69,7 +74,7 @@ class PatchCoreInspector(Inspector):
     @torch.inference_mode()
     def patch_scores(self, batch: torch.Tensor) -> torch.Tensor:
         """(h, w) nearest-neighbour distances of the patches of one preprocessed image."""
-        f = self.features(batch.to(self.device))
+        f = self.features(batch).to(self.device)
         _, c, h, w = f.shape
         return nearest_distances(f.permute(0, 2, 3, 1).reshape(-1, c), self.bank, self.bank_sq).reshape(h, w)
 
@@ -92,5 +97,5 @@ def map_to_prediction(small: np.ndarray, image_shape: tuple[int, ...], input_wid
 
 
 @register_kind(KIND)
-def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str) -> Inspector:
-    return PatchCoreInspector(info, meta, state, device)
+def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str) -> Inspector:
+    return PatchCoreInspector(info, meta, state, device, backend)

@@ -21,6 +21,7 @@ from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
 from models.features import input_spec, is_grey, to_tensor
 from models.package import register_kind
+from models.runtime import Runtime
 
 KIND = "segmentation"
 ENCODER_TAPS = (0, 2, 4, 10, 15)  # strides 2, 4, 8, 16, 32
@@ -46,14 +47,19 @@ class UNet(nn.Module):
             cin = width
         self.decoder = nn.ModuleList(ups)
         self.head = nn.Conv2d(cin, n_classes + 1, 1)
+        strides = self.encoder.strides  # (2, 4, 8, 16, 32)
+        self.up_factors = [hi // lo for hi, lo in zip(reversed(strides[1:]), reversed(strides[:-1]))]
+        self.final_factor = strides[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)
         y = feats[-1]
-        for block, skip in zip(self.decoder, reversed(feats[:-1])):
-            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        # Each step up is an exact factor (inputs are multiples of 32). A scale factor, not a traced
+        # size, keeps the ONNX export valid for every input size.
+        for block, skip, factor in zip(self.decoder, reversed(feats[:-1]), self.up_factors):
+            y = F.interpolate(y, scale_factor=factor, mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
-        return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.head(y), scale_factor=self.final_factor, mode="bilinear", align_corners=False)
 
 
 def defect_probability(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +69,7 @@ def defect_probability(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 class SegmentationInspector(Inspector):
-    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str) -> None:
+    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
         try:
@@ -82,15 +88,17 @@ class SegmentationInspector(Inspector):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise ModelError(f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first}).") from exc
-        self.net.to(self.device).eval()
+        self.runtime = Runtime(self.net, torch.zeros(1, 3, *self._example_size()), backend=backend, device=device)
+
+    def _example_size(self) -> tuple[int, int]:
+        return self.size if isinstance(self.size, tuple) else (self.size, self.size)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return to_tensor(image, self.size, self.mean, self.std, grey=self.grey)
 
-    @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(P(defect) map, class probabilities) at the working resolution."""
-        p_def, probs = defect_probability(self.net(batch.to(self.device)).float())
+        p_def, probs = defect_probability(self.runtime(batch))
         return p_def[0].cpu().numpy(), probs[0].cpu().numpy()
 
     def infer(self, batch: torch.Tensor, image_shape: tuple[int, ...]) -> Prediction:
@@ -116,5 +124,5 @@ def seg_prediction(p_def: np.ndarray, probs: np.ndarray, image_shape: tuple[int,
 
 
 @register_kind(KIND)
-def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str) -> Inspector:
-    return SegmentationInspector(info, meta, state, device)
+def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str) -> Inspector:
+    return SegmentationInspector(info, meta, state, device, backend)

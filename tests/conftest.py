@@ -12,6 +12,10 @@ os.environ.setdefault("LEPTON_DATA_DIR", tempfile.mkdtemp(prefix="lepton-test-da
 
 from pathlib import Path  # noqa: E402
 
+import csv  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import resources  # noqa: E402
@@ -39,3 +43,37 @@ def demo_inspector():
     inspector = load_package(resources.DEMO_MODEL, device="cpu")
     inspector.warmup()
     return inspector
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A small dataset in the project format: textured grey parts in 8 groups, some with a bright
+    scratch (and its mask). Enough to train and score every model kind in seconds."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "good").mkdir()
+    (root / "defect" / "scratch").mkdir(parents=True)
+    (root / "masks" / "scratch").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for g in range(8):
+        for k in range(6):
+            base = (rng.random((64, 64)) * 40 + 100).astype(np.uint8)
+            base = cv2.GaussianBlur(base, (5, 5), 1.5)
+            defect = k >= 4
+            name = f"g{g}_{k}.png"
+            if defect:
+                mask = np.zeros((64, 64), np.uint8)
+                y, x = rng.integers(8, 48, size=2)
+                cv2.line(mask, (int(x), int(y)), (int(x) + 12, int(y) + 6), 255, 3)
+                base = np.where(mask > 0, 250, base).astype(np.uint8)
+                cv2.imwrite(str(root / "defect" / "scratch" / name), base)
+                cv2.imwrite(str(root / "masks" / "scratch" / name), mask)
+                rows.append([f"defect/scratch/{name}", "defect", "scratch", f"masks/scratch/{name}", 64, 64, f"G{g}"])
+            else:
+                cv2.imwrite(str(root / "good" / name), base)
+                rows.append([f"good/{name}", "good", "good", "", 64, 64, f"G{g}"])
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "label", "cls", "mask", "width", "height", "group"])
+        w.writerows(rows)
+    return root

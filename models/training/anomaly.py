@@ -11,6 +11,7 @@ import torch
 
 from models import backbone
 from models.base import ModelInfo, Thresholds
+from models.errors import ModelError
 from models.datasets import Sample, group_holdout, read_image
 from models.features import DEFAULT_TAPS
 from models.patchcore import KIND, PatchCoreInspector
@@ -25,8 +26,8 @@ class AnomalyConfig:
     size: int | tuple[int, int] = (256, 256)  # long side, or fixed (height, width)
     color: bool = True
     taps: tuple[int, ...] = DEFAULT_TAPS
-    coreset_size: int = 16384
-    pool_cap: int = 200_000
+    coreset_size: int = 8192
+    pool_cap: int = 100_000
     calibration_fraction: float = 0.2
     false_reject: float = 0.01
     review_false_reject: float = 0.05
@@ -56,7 +57,7 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
     good = [i for i in indices if not samples[i].is_defect]
     fit_idx, cal_idx = group_holdout(samples, good, cfg.calibration_fraction, seed=cfg.seed)
     if not fit_idx or not cal_idx:
-        raise ValueError("need good parts of at least two groups to train and calibrate")
+        raise ModelError("Training an anomaly model needs good parts of at least two groups (one to learn from, one to calibrate on).")
     fit = [samples[i] for i in fit_idx]
     pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), cfg.size, taps=cfg.taps,
                            pool_cap=cfg.pool_cap, seed=cfg.seed, progress=progress)

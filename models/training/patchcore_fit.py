@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from models import backbone
+from models.errors import ModelError
 from models.features import DEFAULT_TAPS, PatchFeatures, to_tensor
 
 Progress = Callable[[str, int, int], None]
@@ -33,7 +34,7 @@ def collect_patches(images: Iterable[np.ndarray], total: int, size: int | tuple[
         if progress:
             progress("features", i + 1, total)
     if pool is None:
-        raise ValueError("no training images")
+        raise ModelError("There are no good images to train on.")
     return pool[: min(seen, pool_cap)].clone()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from models.errors import ModelError
 from models.datasets import Dataset, load_dataset
 from models.package import save_package
 
@@ -28,7 +29,7 @@ def train_package(dataset: Path, kind: str, out: Path, *, size: int | tuple[int,
                   name: str | None = None, threads: int | None = None, progress: Progress | None = None) -> tuple[str, dict[str, Any]]:
     """Train, calibrate and save a package; returns its sha256 and metadata."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        raise ModelError(f"Kind must be one of {', '.join(KINDS)}.")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)

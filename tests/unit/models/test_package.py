@@ -54,6 +54,17 @@ def test_defective_samples_score_above_good_ones(demo_inspector, samples):
     assert good and bad and min(bad) > np.median(good)
 
 
+def test_onnx_and_torch_agree_on_a_non_square_part(samples):
+    """The demo model works at the image's aspect (512 x 208): the exported graph must follow it."""
+    import cv2
+
+    image = cv2.cvtColor(cv2.imread(str(sorted(samples.glob("*.jpg"))[-1])), cv2.COLOR_BGR2RGB)
+    a = load_package(resources.DEMO_MODEL, device="cpu", backend="torch").predict(image)
+    b = load_package(resources.DEMO_MODEL, device="cpu", backend="onnx").predict(image)
+    assert b.score == pytest.approx(a.score, rel=1e-3)
+    assert np.abs(a.anomaly_map - b.anomaly_map).max() < 1e-2
+
+
 def test_save_and_read_round_trip(tmp_path):
     meta, state, sha = read_package(resources.DEMO_MODEL)
     out = tmp_path / "copy.lpkg"

@@ -76,3 +76,37 @@ def test_mismatched_segmentation_weights_are_refused(packages, tmp_path):
     save_package(tmp_path / "b.lpkg", meta2, {"memory_bank": torch.zeros(4, 7)})
     with pytest.raises(ModelError, match="memory bank of shape"):
         load_package(tmp_path / "b.lpkg", device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["anomaly", "segmentation"])
+def test_torch_and_onnx_runtime_agree(kind, packages, tiny_dataset):
+    """The fast CPU path (ONNX Runtime) scores like the reference torch path: same verdicts."""
+    from inspection.verdict import decide
+
+    ref = load_package(packages[kind], device="cpu", backend="torch")
+    fast = load_package(packages[kind], device="cpu", backend="onnx")
+    ds = load_dataset(tiny_dataset)
+    for s in ds.samples[::3]:
+        img = read_image(s.image, color=False)
+        a, b = ref.predict(img), fast.predict(img)
+        assert b.score == pytest.approx(a.score, rel=1e-3, abs=1e-4)
+        assert np.abs(a.anomaly_map - b.anomaly_map).max() <= 1e-3 * max(1.0, float(np.abs(a.anomaly_map).max()))
+        assert decide(a, ref.info.thresholds) is decide(b, fast.info.thresholds)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("kind", ["anomaly", "segmentation"])
+def test_cuda_fp16_agrees_with_the_cpu(kind, packages, tiny_dataset):
+    ref = load_package(packages[kind], device="cpu", backend="torch")
+    gpu = load_package(packages[kind], device="cuda", backend="torch")
+    ds = load_dataset(tiny_dataset)
+    for s in ds.samples[::3]:
+        img = read_image(s.image, color=False)
+        assert gpu.predict(img).score == pytest.approx(ref.predict(img).score, rel=2e-2, abs=2e-2)
+
+
+def test_bad_backend_and_device_are_one_sentence(packages):
+    with pytest.raises(ModelError, match="Backend 'tensorrt'"):
+        load_package(packages["anomaly"], backend="tensorrt")
+    with pytest.raises(ModelError, match="not one of auto, cpu"):
+        load_package(packages["anomaly"], device="tpu")

@@ -1,0 +1,95 @@
+"""Inference backends for a model's network: torch (CPU or CUDA, fp16 on CUDA) or ONNX Runtime (CPU).
+
+`Runtime(net, example)` exports the network to ONNX in memory when the backend is `onnx` (the
+state dict stays the one source of truth: nothing but the package is stored), and is then called
+like the network: tensor in, tensor out. `benchmark` in bench/ measured which is faster here.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.errors import ModelError
+
+log = logging.getLogger(__name__)
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """`auto`: ONNX Runtime on the CPU when it is installed, torch on a GPU."""
+    if backend not in BACKENDS:
+        raise ModelError(f"Backend {backend!r} is not one of {', '.join(BACKENDS)}.")
+    if backend == "auto":
+        return "onnx" if device == "cpu" and onnxruntime_available() else "torch"
+    if backend == "onnx" and device != "cpu":
+        raise ModelError("The ONNX Runtime backend runs on the CPU here; use --device cpu or the torch backend.")
+    if backend == "onnx" and not onnxruntime_available():
+        raise ModelError("The ONNX Runtime backend needs the onnxruntime package, which is not installed.")
+    return backend
+
+
+def plain_swish(net: nn.Module) -> None:
+    """Replace any memory-efficient swish (a custom autograd function, for training memory only,
+    which ONNX cannot export) by the plain x * sigmoid(x): the same values. EfficientNet-Lite
+    itself uses ReLU6, which is left alone."""
+    from efficientnet_lite_pytorch.utils import MemoryEfficientSwish, Swish
+
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, MemoryEfficientSwish):
+                setattr(module, name, Swish())
+
+
+class Runtime:
+    """Calls `net` through the chosen backend. Input (N, 3, H, W) float32; H and W may vary."""
+
+    def __init__(self, net: nn.Module, example: torch.Tensor, *, backend: str, device: str) -> None:
+        self.backend = backend
+        self.device = torch.device(device)
+        self.half = self.device.type == "cuda"
+        plain_swish(net)
+        net.eval()
+        if backend == "onnx":
+            self.session = self._export(net, example)
+            self.net = None
+        else:
+            self.net = net.to(self.device)
+            if self.half:
+                self.net = self.net.half()
+            else:
+                self.net = self.net.to(memory_format=torch.channels_last)
+
+    def _export(self, net: nn.Module, example: torch.Tensor) -> Any:
+        import onnxruntime as ort
+
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net.cpu(), (example,), buf, dynamo=False, input_names=["image"], output_names=["out"],
+                              dynamic_axes={"image": {2: "h", 3: "w"}, "out": {2: "h", 3: "w"}}, opset_version=17)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.net is None:
+            return torch.from_numpy(self.session.run(None, {"image": x.numpy()})[0])
+        x = x.to(self.device)
+        x = x.half() if self.half else x.contiguous(memory_format=torch.channels_last)
+        return self.net(x).float()
