@@ -84,6 +84,8 @@ class Runtime:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
+        # Spinning ORT threads would fight torch (which runs the rest of the model) for the cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
     @torch.inference_mode()
