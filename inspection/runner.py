@@ -12,7 +12,6 @@ import collections
 import dataclasses
 import enum
 import logging
-import queue
 import threading
 import time
 import uuid

@@ -114,6 +114,17 @@ def _load_mvtec(root: Path) -> Dataset:
     return Dataset(root, "mvtec", tuple(samples))
 
 
+def fingerprint(paths: Iterable[Path]) -> str:
+    """sha256 over the names and bytes of image files, in order: what a model was trained on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def read_image(path: Path, color: bool = True) -> np.ndarray:
     """uint8 RGB (H, W, 3) or grey (H, W); ModelError if unreadable."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)

@@ -103,6 +103,26 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def model_info(meta: dict[str, Any], sha256: str = "") -> ModelInfo:
+    """The identity and thresholds of a model from its metadata (ValueError-family if malformed)."""
+    t = meta["thresholds"]
+    return ModelInfo(
+        name=str(meta["name"]),
+        version=str(meta["version"]),
+        kind=str(meta["kind"]),
+        sha256=sha256,
+        thresholds=Thresholds(float(t["ok_below"]), float(t["ng_at"]), float(t["pixel"])),
+        classes=tuple(meta["classes"]),
+        metadata=meta,
+    )
+
+
+def build_inspector(meta: dict[str, Any], state: dict[str, torch.Tensor], *, sha256: str = "", device: str = "cpu",
+                    backend: str = "torch") -> Inspector:
+    """An Inspector straight from metadata and weights (training uses this before a package exists)."""
+    return _known_kinds()[meta["kind"]](model_info(meta, sha256), meta, state, device, backend)
+
+
 def load_package(path: str | Path, device: str = "auto", backend: str = "auto") -> Inspector:
     """Load a model package into a ready Inspector (`backend`: auto, torch or onnx; see models.runtime)."""
     from models.runtime import resolve_backend
@@ -113,16 +133,7 @@ def load_package(path: str | Path, device: str = "auto", backend: str = "auto") 
     if kind not in kinds:
         raise ModelError(f"Model package {path} is of kind {kind!r}, which this program does not know (known: {', '.join(sorted(kinds))}).")
     try:
-        t = meta["thresholds"]
-        info = ModelInfo(
-            name=str(meta["name"]),
-            version=str(meta["version"]),
-            kind=kind,
-            sha256=sha,
-            thresholds=Thresholds(float(t["ok_below"]), float(t["ng_at"]), float(t["pixel"])),
-            classes=tuple(meta["classes"]),
-            metadata=meta,
-        )
+        info = model_info(meta, sha)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"Model package {path} has invalid thresholds or classes ({exc}).") from exc
     dev = resolve_device(device)

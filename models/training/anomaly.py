@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from models import backbone
-from models.base import ModelInfo, Thresholds
 from models.errors import ModelError
-from models.datasets import Sample, group_holdout, read_image
+from models.datasets import Sample, fingerprint, group_holdout, read_image
 from models.features import DEFAULT_TAPS
-from models.patchcore import KIND, PatchCoreInspector
+from models.package import build_inspector
+from models.patchcore import KIND
 from models.training.calibration import calibrate
 from models.training.patchcore_fit import collect_patches, greedy_coreset
 
@@ -33,14 +32,6 @@ class AnomalyConfig:
     review_false_reject: float = 0.05
     map_blur_sigma: float = 4.0
     seed: int = 0
-
-
-def fingerprint(samples: Sequence[Sample]) -> str:
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(s.image.name.encode())
-        h.update(s.image.read_bytes())
-    return h.hexdigest()
 
 
 def input_meta(cfg: AnomalyConfig) -> dict[str, Any]:
@@ -70,7 +61,7 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
         "classes": ["anomaly"],
         "thresholds": {"ok_below": 0.0, "ng_at": 0.0, "pixel": float("inf")},
     }
-    provisional = PatchCoreInspector(_info(meta), meta, state, "cpu")
+    provisional = build_inspector(meta, state)
     cal = [samples[i] for i in cal_idx]
     cal_scores = []
     for k, s in enumerate(cal):
@@ -81,10 +72,6 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
     meta["calibration"] = {"good_parts": len(cal), "groups": len({s.group for s in cal}), "false_reject_target": cfg.false_reject,
                            "review_false_reject": cfg.review_false_reject, "good_scores": sorted(round(float(v), 6) for v in cal_scores)}
     meta["training"] = {"good_parts": len(fit), "groups": len({s.group for s in fit}), "patch_pool": int(pool.shape[0]),
-                        "memory_bank": int(chosen.numel()), "seed": cfg.seed, "fingerprint": fingerprint(fit)}
+                        "memory_bank": int(chosen.numel()), "seed": cfg.seed, "fingerprint": fingerprint(s.image for s in fit)}
     return meta, state
 
-
-def _info(meta: dict[str, Any]) -> ModelInfo:
-    t = meta["thresholds"]
-    return ModelInfo(meta["name"], meta["version"], meta["kind"], "", Thresholds(t["ok_below"], t["ng_at"], t["pixel"]), tuple(meta["classes"]), meta)

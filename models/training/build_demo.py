@@ -20,7 +20,10 @@ import numpy as np
 
 from models.features import DEFAULT_TAPS
 from models.package import load_package, save_package
-from models.training.gaussian_fit import auroc, calibrate, fingerprint, fit, metadata
+from models.datasets import fingerprint
+from models.metrics import auroc
+from models.training.calibration import calibrate
+from models.training.gaussian_fit import fit, metadata
 
 HELD_OUT = ("01_397500_315", "01_635000_270")
 SAMPLE_SEQUENCE = "01_635000_270"
@@ -64,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     good = [inspector.predict(_rgb(args.dataset / r["image"])).score for r in held_good]
     bad = [inspector.predict(_rgb(args.dataset / r["image"])).score for r in held_bad]
     thresholds = calibrate(good)
+    labels = [False] * len(good) + [True] * len(bad)
     metrics = {
         "evaluated_on": f"held-out sequences {', '.join(HELD_OUT)} (never trained on)",
         "good_parts": len(good),
         "defective_parts": len(bad),
-        "auroc": round(auroc(good, bad), 4),
+        "auroc": round(auroc(labels, good + bad), 4),
         "false_reject_rate_at_ng": round(float(np.mean(np.asarray(good) >= thresholds["ng_at"])), 4),
         "escape_rate_at_ng": round(float(np.mean(np.asarray(bad) < thresholds["ng_at"])), 4),
         "note": "thresholds are calibrated on the same held-out good frames, so the false-reject rate is in-sample",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,15 +16,6 @@ from models.gaussian import KIND
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-
-def fingerprint(paths: Sequence[Path]) -> str:
-    """sha256 over the names and bytes of the training images, in order."""
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @torch.inference_mode()
@@ -68,19 +57,3 @@ def metadata(*, name: str, version: str, long_side: int, taps: tuple[int, ...], 
         "training": training,
         "metrics": metrics,
     }
-
-
-def calibrate(good_scores: Sequence[float], *, false_reject: float = 0.01, review_fraction: float = 0.05) -> dict[str, float]:
-    """Thresholds from scores of good parts that were not trained on: NG at the (1 - false_reject)
-    quantile, OK below the (1 - review_fraction) quantile; the band between is REVIEW."""
-    scores = np.asarray(good_scores, dtype=np.float64)
-    ng_at = float(np.quantile(scores, 1.0 - false_reject))
-    ok_below = float(min(np.quantile(scores, 1.0 - review_fraction), ng_at))
-    return {"ok_below": ok_below, "ng_at": ng_at, "pixel": ok_below}
-
-
-def auroc(good: Sequence[float], bad: Sequence[float]) -> float:
-    """Probability that a defective part scores above a good one (ties count half)."""
-    g = np.asarray(good)[:, None]
-    b = np.asarray(bad)[None, :]
-    return float(((b > g).sum() + 0.5 * (b == g).sum()) / (g.size * b.size))

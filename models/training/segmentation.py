@@ -15,13 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from models import backbone
-from models.base import ModelInfo, Thresholds
 from models.errors import ModelError
-from models.datasets import Sample, group_holdout, read_image, read_mask
-from models.features import to_tensor
+from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
 from models.metrics import auroc
 from models.segmentation import KIND, SCORE_POOL, UNet, defect_probability
-from models.training.anomaly import fingerprint
 from models.training.calibration import calibrate
 
 Progress = Callable[[str, int, int], None]
@@ -220,15 +217,8 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         "training": {"parts": len(fit_idx), "defective": int(len(defect_rows)), "groups": len({samples[i].group for i in fit_idx}),
                      "epochs_run": len(history), "best_epoch": best[1], "history": history, "seed": cfg.seed,
                      "class_weights": [round(float(w), 3) for w in weights], "seconds": round(time.monotonic() - t0, 1),
-                     "fingerprint": fingerprint([samples[i] for i in fit_idx])},
+                     "fingerprint": fingerprint(samples[i].image for i in fit_idx)},
         "metrics": {"validation_image_auroc": round(best[0], 4)},
     }
     return meta, {k: v.detach().clone() for k, v in net.state_dict().items()}
 
-
-def _info(meta: dict[str, Any]) -> ModelInfo:
-    t = meta["thresholds"]
-    return ModelInfo(meta["name"], meta["version"], meta["kind"], "", Thresholds(t["ok_below"], t["ng_at"], t["pixel"]), tuple(meta["classes"]), meta)
-
-
-__all__ = ["SegConfig", "train_segmentation", "to_tensor"]
