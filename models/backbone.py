@@ -34,6 +34,21 @@ def weights_sha256() -> str:
     return hashlib.sha256(weights_path().read_bytes()).hexdigest()
 
 
+def check(meta: dict, model_name: str) -> tuple[int, ...]:
+    """The backbone taps a package asks for; ModelError if it needs another backbone or was
+    trained on other weights than the installed ones."""
+    try:
+        bb = meta["backbone"]
+        taps = tuple(int(t) for t in bb.get("taps", ()))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"Model {model_name} has incomplete backbone metadata ({exc}).") from exc
+    if bb.get("name") != NAME:
+        raise ModelError(f"Model {model_name} needs backbone {bb.get('name')!r}; this program has {NAME}.")
+    if bb.get("weights_sha256") and bb["weights_sha256"] != weights_sha256():
+        raise ModelError(f"Model {model_name} was trained on other {NAME} weights than the installed {WEIGHTS_PACKAGE}.")
+    return taps
+
+
 class FeatureExtractor(nn.Module):
     """The first MBConv blocks of EfficientNet-Lite0 (up to the last tap); returns the outputs of
     the blocks in `taps`. Frozen (eval, no gradients) unless `frozen=False` for fine-tuning;

@@ -3,12 +3,16 @@ features, averaged over 3x3 neighbourhoods (PatchCore's locally aware patch feat
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from models import backbone
+from models.errors import ModelError
 
 DEFAULT_TAPS = (4, 10)  # EfficientNet-Lite0 blocks: stride 8 (40 ch) and stride 16 (112 ch)
 
@@ -53,12 +57,29 @@ def to_tensor(image: np.ndarray, size: int | tuple[int, int], mean: tuple[float,
     return ((x - m) / s).unsqueeze(0)
 
 
-def is_grey(meta_input: dict) -> bool:
-    return meta_input.get("color") == "grey"
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """How a model package wants its images: size (long side, or fixed height and width),
+    normalization and colour. Read from the package's `input` metadata."""
 
+    size: int | tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    grey: bool
 
-def input_spec(meta_input: dict) -> int | tuple[int, int]:
-    """The `size` argument of to_tensor from a package's `input` metadata."""
-    if "height" in meta_input:
-        return (int(meta_input["height"]), int(meta_input["width"]))
-    return int(meta_input["long_side"])
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], model_name: str) -> InputSpec:
+        try:
+            inp = meta["input"]
+            size: int | tuple[int, int] = (int(inp["height"]), int(inp["width"])) if "height" in inp else int(inp["long_side"])
+            return cls(size, tuple(float(v) for v in inp["mean"]), tuple(float(v) for v in inp["std"]), inp.get("color") == "grey")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"Model {model_name} has incomplete input metadata ({exc}).") from exc
+
+    def tensor(self, image: np.ndarray) -> torch.Tensor:
+        return to_tensor(image, self.size, self.mean, self.std, grey=self.grey)
+
+    def example(self) -> torch.Tensor:
+        """A blank input of the working size (a square one for long-side models), for ONNX export."""
+        h, w = self.size if isinstance(self.size, tuple) else (self.size, self.size)
+        return torch.zeros(1, 3, h, w)

@@ -17,7 +17,7 @@ import torch
 from models import backbone
 from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
-from models.features import PatchFeatures, to_tensor
+from models.features import InputSpec, PatchFeatures
 from models.package import register_kind
 from models.runtime import Runtime
 
@@ -28,20 +28,9 @@ class GaussianPatchInspector(Inspector):
     def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
-        try:
-            inp = meta["input"]
-            self.long_side = int(inp["long_side"])
-            self.mean = tuple(float(v) for v in inp["mean"])
-            self.std = tuple(float(v) for v in inp["std"])
-            bb = meta["backbone"]
-            taps = tuple(int(t) for t in bb["taps"])
-            self.blur_sigma = float(meta.get("map_blur_sigma", 4.0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"Model {info.name} has incomplete input/backbone metadata ({exc}).") from exc
-        if bb.get("name") != backbone.NAME:
-            raise ModelError(f"Model {info.name} needs backbone {bb.get('name')!r}; this program has {backbone.NAME}.")
-        if bb.get("weights_sha256") and bb["weights_sha256"] != backbone.weights_sha256():
-            raise ModelError(f"Model {info.name} was trained on other {backbone.NAME} weights than the installed {backbone.WEIGHTS_PACKAGE}.")
+        self.input = InputSpec.from_meta(meta, info.name)
+        taps = backbone.check(meta, info.name)
+        self.blur_sigma = float(meta.get("map_blur_sigma", 4.0))
         if set(state) != {"mean", "inv_cov"}:
             raise ModelError(f"Model {info.name} weights hold {sorted(state)}, expected mean and inv_cov.")
         features = PatchFeatures(taps)
@@ -50,10 +39,10 @@ class GaussianPatchInspector(Inspector):
             raise ModelError(f"Model {info.name} has weights for {state['mean'].numel()} features; backbone taps {taps} give {channels}.")
         self.mu = state["mean"].to(self.device)
         self.inv_cov = state["inv_cov"].to(self.device)
-        self.features = Runtime(features, torch.zeros(1, 3, self.long_side, self.long_side), backend=backend, device=device)
+        self.features = Runtime(features, self.input.example(), backend=backend, device=device)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return to_tensor(image, self.long_side, self.mean, self.std)
+        return self.input.tensor(image)
 
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor, image_shape: tuple[int, ...]) -> Prediction:

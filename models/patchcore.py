@@ -18,7 +18,7 @@ import torch
 from models import backbone
 from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
-from models.features import PatchFeatures, input_spec, is_grey, to_tensor
+from models.features import InputSpec, PatchFeatures
 from models.package import register_kind
 from models.runtime import Runtime
 
@@ -42,20 +42,9 @@ class PatchCoreInspector(Inspector):
     def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
-        try:
-            self.size = input_spec(meta["input"])
-            self.grey = is_grey(meta["input"])
-            self.mean = tuple(float(v) for v in meta["input"]["mean"])
-            self.std = tuple(float(v) for v in meta["input"]["std"])
-            bb = meta["backbone"]
-            taps = tuple(int(t) for t in bb["taps"])
-            self.blur_sigma = float(meta.get("map_blur_sigma", 4.0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"Model {info.name} has incomplete input/backbone metadata ({exc}).") from exc
-        if bb.get("name") != backbone.NAME:
-            raise ModelError(f"Model {info.name} needs backbone {bb.get('name')!r}; this program has {backbone.NAME}.")
-        if bb.get("weights_sha256") and bb["weights_sha256"] != backbone.weights_sha256():
-            raise ModelError(f"Model {info.name} was trained on other {backbone.NAME} weights than the installed {backbone.WEIGHTS_PACKAGE}.")
+        self.input = InputSpec.from_meta(meta, info.name)
+        taps = backbone.check(meta, info.name)
+        self.blur_sigma = float(meta.get("map_blur_sigma", 4.0))
         if set(state) != {"memory_bank"}:
             raise ModelError(f"Model {info.name} weights hold {sorted(state)}, expected memory_bank.")
         features = PatchFeatures(taps)
@@ -65,11 +54,10 @@ class PatchCoreInspector(Inspector):
             raise ModelError(f"Model {info.name} has a memory bank of shape {tuple(bank.shape)}; backbone taps {taps} give {channels} features.")
         self.bank = bank.to(self.device).float()
         self.bank_sq = (self.bank * self.bank).sum(1)[None, :]
-        example = (1, 3, *(self.size if isinstance(self.size, tuple) else (self.size, self.size)))
-        self.features = Runtime(features, torch.zeros(example), backend=backend, device=device)
+        self.features = Runtime(features, self.input.example(), backend=backend, device=device)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return to_tensor(image, self.size, self.mean, self.std, grey=self.grey)
+        return self.input.tensor(image)
 
     @torch.inference_mode()
     def patch_scores(self, batch: torch.Tensor) -> torch.Tensor:

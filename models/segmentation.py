@@ -19,7 +19,7 @@ from torch import nn
 from models import backbone
 from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
-from models.features import input_spec, is_grey, to_tensor
+from models.features import InputSpec
 from models.package import register_kind
 from models.runtime import Runtime
 
@@ -72,29 +72,18 @@ class SegmentationInspector(Inspector):
     def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
-        try:
-            self.size = input_spec(meta["input"])
-            self.grey = is_grey(meta["input"])
-            self.mean = tuple(float(v) for v in meta["input"]["mean"])
-            self.std = tuple(float(v) for v in meta["input"]["std"])
-            bb = meta["backbone"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"Model {info.name} has incomplete input/backbone metadata ({exc}).") from exc
-        if bb.get("name") != backbone.NAME:
-            raise ModelError(f"Model {info.name} needs backbone {bb.get('name')!r}; this program has {backbone.NAME}.")
+        self.input = InputSpec.from_meta(meta, info.name)
+        backbone.check(meta, info.name)
         self.net = UNet(len(info.classes), pretrained=False)
         try:
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise ModelError(f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first}).") from exc
-        self.runtime = Runtime(self.net, torch.zeros(1, 3, *self._example_size()), backend=backend, device=device)
-
-    def _example_size(self) -> tuple[int, int]:
-        return self.size if isinstance(self.size, tuple) else (self.size, self.size)
+        self.runtime = Runtime(self.net, self.input.example(), backend=backend, device=device)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return to_tensor(image, self.size, self.mean, self.std, grey=self.grey)
+        return self.input.tensor(image)
 
     def forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(P(defect) map, class probabilities) at the working resolution."""
