@@ -120,23 +120,31 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
-class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal)."""
+class StageProgress:
+    """`stage [#####-----] i/n` on stderr, redrawn in place on a terminal; elsewhere (a log file)
+    one line when a stage starts and one when it ends."""
 
-    def __init__(self, total: int | None, width: int = 30) -> None:
-        self.total, self.width = total, width
+    def __init__(self, width: int = 30) -> None:
+        self.width, self.stage, self.tty = width, "", sys.stderr.isatty()
 
-    def show(self, s) -> None:  # noqa: ANN001 - RunnerStatus
-        bar, done = "", str(s.parts)
-        if self.total:
-            filled = int(self.width * min(1.0, s.parts / self.total))
-            bar, done = f"[{'#' * filled}{'-' * (self.width - filled)}] ", f"{s.parts}/{self.total}"
-        hint = "" if self.total else " - Ctrl-C stops"
-        sys.stderr.write(f"\r{bar}{done} parts: {s.ok} OK, {s.ng} NG, {s.review} REVIEW, {s.parts_per_s:.1f}/s{hint}   ")
+    def __call__(self, stage: str, i: int, n: int, detail: str = "") -> None:
+        """Step i of n of a stage (n = 0: open-ended, no bar)."""
+        changed = stage != self.stage
+        if changed and self.stage and self.tty:
+            sys.stderr.write("\n")
+        self.stage = stage
+        filled = int(self.width * i / max(n, 1))
+        bar = f" [{'#' * filled}{'-' * (self.width - filled)}] {i}/{n}" if n > 0 else f" {i}"
+        line = f"{stage}{bar}" + (f" - {detail}" if detail else "")
+        if self.tty:
+            sys.stderr.write(f"\r{line}   ")
+        elif changed or i == n:
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    def done(self) -> None:
-        sys.stderr.write("\n")
+    def close(self) -> None:
+        if self.tty and self.stage:
+            sys.stderr.write("\n")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -150,13 +158,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         runner = line.start(max_parts=args.parts)
         previous = signal.signal(signal.SIGINT, lambda *_: runner.request_stop())  # Ctrl-C: stop between parts
-        progress = Progress(args.parts) if sys.stderr.isatty() else None
+        progress = StageProgress() if sys.stderr.isatty() else None
         try:
             while not runner.wait(0.5):
                 if progress is not None:
-                    progress.show(runner.status())
+                    st = runner.status()
+                    hint = "" if args.parts else ", Ctrl-C stops"
+                    progress("inspecting", st.parts, args.parts or 0,
+                             f"{st.ok} OK, {st.ng} NG, {st.review} REVIEW, {st.parts_per_s:.1f}/s{hint}")
             if progress is not None:
-                progress.done()
+                progress.close()
             status = line.stop()  # Ctrl-C here, while the last rows are committed, changes nothing
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -181,31 +192,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {status.message}", file=sys.stderr)
         return 3
     return 0
-
-
-class StageProgress:
-    """`stage [#####-----] i/n` on stderr, redrawn in place on a terminal; elsewhere (a log file)
-    one line when a stage starts and one when it ends."""
-
-    def __init__(self, width: int = 30) -> None:
-        self.width, self.stage, self.tty = width, "", sys.stderr.isatty()
-
-    def __call__(self, stage: str, i: int, n: int) -> None:
-        changed = stage != self.stage
-        if changed and self.stage and self.tty:
-            sys.stderr.write("\n")
-        self.stage = stage
-        filled = int(self.width * i / max(n, 1))
-        line = f"{stage} [{'#' * filled}{'-' * (self.width - filled)}] {i}/{n}"
-        if self.tty:
-            sys.stderr.write(f"\r{line}   ")
-        elif changed or i == n:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.tty and self.stage:
-            sys.stderr.write("\n")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
