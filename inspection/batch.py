@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.base import IMAGE_SUFFIXES
+from camera.base import image_files
 from inspection.errors import InspectionError
 from inspection.verdict import decide
 from models.base import Inspector
@@ -24,7 +24,7 @@ def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            files.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(image_files(p))
         elif p.is_file():
             files.append(p)
         else:
