@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup bench demo-model screenshot clean
+.PHONY: run test setup bench bench-anomalib demo-model screenshot clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_models.py
+
+# anomalib beside our PatchCore (installs anomalib into .venv; not a product dependency).
+bench-anomalib: $(STAMP)
+	$(PY) -m pip install --quiet 'anomalib==2.7.0'
+	$(PY) bench/anomalib_side_by_side.py --dataset ../shared/datasets/magnetic_tile --grey --size 256x256
 
 # Rebuild the bundled demo model from the ball-screw development data in ../shared/datasets.
 demo-model: $(STAMP)

@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, metavar="PKG", help="model package to write (.lpkg)")
     train.add_argument("--epochs", type=int, default=None, help="segmentation: at most this many epochs (early stopping may end sooner)")
     train.add_argument("--time-limit", type=float, default=None, metavar="S", help="segmentation: stop training after S seconds")
-    train.add_argument("--size", type=_size, default=None, metavar="HxW|N", help="working size: HxW fixed, or N for the long side (anomaly only)")
+    train.add_argument("--size", type=_size, default=None, metavar="HxW|N", help="working size: HxW fixed; N the long side (anomaly) or N x N (segmentation); "
+                            "a scale factor like 0.75 keeps every part's pixel pitch (segmentation then trains on crops)")
+    train.add_argument("--crop", type=_crop, default=None, metavar="HxW", help="segmentation: train on crops of this size (defects are local)")
     train.add_argument("--grey", action="store_true", help="train on grey images (colour inputs are converted)")
     train.add_argument("--false-reject", type=float, default=0.01, metavar="RATE", help="calibrate NG to reject this share of good parts (default 0.01)")
     train.add_argument("--seed", type=int, default=0)
@@ -75,14 +77,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _size(text: str) -> int | tuple[int, int]:
+def _size(text: str) -> int | float | tuple[int, int]:
     try:
-        if "x" in text:
+        if "x" in text.lower():
             h, w = (int(v) for v in text.lower().split("x"))
-            return (h, w)
-        return int(text)
+            if h > 0 and w > 0:
+                return (h, w)
+        elif "." in text:
+            if 0.0 < float(text) <= 4.0:
+                return float(text)
+        elif int(text) > 0:
+            return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW or N, not {text!r}") from None
+        pass
+    raise argparse.ArgumentTypeError(f"size must be HxW, N (long side) or a scale factor like 0.75, not {text!r}")
+
+
+def _crop(text: str) -> tuple[int, int]:
+    size = _size(text) if "x" in text.lower() else None
+    if not isinstance(size, tuple):
+        raise argparse.ArgumentTypeError(f"crop must be HxW, not {text!r}")
+    return size
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -200,7 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = StageProgress()
     try:
         sha, meta = train_package(args.dataset, args.kind, args.out, size=args.size, color=not args.grey, epochs=args.epochs,
-                                  time_limit_s=args.time_limit, seed=args.seed, false_reject=args.false_reject, name=args.name,
+                                  time_limit_s=args.time_limit, crop=args.crop, seed=args.seed, false_reject=args.false_reject, name=args.name,
                                   threads=args.threads, progress=progress)
     finally:
         progress.close()
@@ -216,7 +231,9 @@ def _metrics_table(m: dict) -> str:
             "escape_rate_at_5pct_false_rejects", "latency_ms_p50", "latency_ms_p99")
     lines = [f"{m['parts']} parts ({m['good']} good, {m['defective']} defective)"]
     lines += [f"  {k:<36} {m[k]:.4f}" for k in keys if k in m]
-    lines += [f"  detected {c:<27} {v:.3f}" for c, v in m["per_class"].items()]
+    at5 = m.get("per_class_at_5pct_false_rejects", {})
+    lines += [f"  detected {c:<27} {v:.3f}" + (f"   (at 5 % false rejects {at5[c]:.3f})" if c in at5 else "")
+              for c, v in m["per_class"].items()]
     return "\n".join(lines)
 
 

@@ -38,7 +38,8 @@ def merge(default: dict[str, Any], user: dict[str, Any], where: str) -> dict[str
         if isinstance(base, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"Key {name!r} must be a table.")
-            out[key] = merge(base, value, name)
+            # An empty default table is open: its keys are names (checked where it is read).
+            out[key] = merge(base, value, name) if base else value
         elif isinstance(base, bool) or isinstance(value, bool):
             if type(base) is not type(value):
                 raise ConfigError(f"Key {name!r} must be {type(base).__name__}, not {value!r}.")
@@ -125,6 +126,39 @@ class Recipe:
     ng_at: float | None
     min_defect_area_px: int
     save_ok_every: int
+    false_reject: float | None = None  # None: the model's calibration
+    review_false_reject: float | None = None
+    class_limits: dict[str, ClassLimit] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassLimit:
+    """A defect of this class makes a part NG only if it is at least this large and strong."""
+
+    min_area_px: int = 0
+    min_score: float = 0.0
+
+
+def _rate(value: Any, key: str, where: str) -> float | None:
+    if value == "model":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0:
+        return float(value)
+    raise ConfigError(f"verdict.{key} in {where} must be a share of good parts between 0 and 1 (e.g. 0.01) or \"model\", not {value!r}.")
+
+
+def _class_limits(table: Any, where: str) -> dict[str, ClassLimit]:
+    out = {}
+    for cls, limits in table.items():
+        if not isinstance(limits, dict) or not set(limits) <= {"min_area_px", "min_score"}:
+            raise ConfigError(f"verdict.classes.{cls} in {where} must be a table with min_area_px and/or min_score.")
+        area, score = limits.get("min_area_px", 0), limits.get("min_score", 0.0)
+        if isinstance(area, bool) or not isinstance(area, int) or area < 0:
+            raise ConfigError(f"verdict.classes.{cls}.min_area_px in {where} must be a whole number of pixels, 0 or more.")
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise ConfigError(f"verdict.classes.{cls}.min_score in {where} must be a number.")
+        out[str(cls)] = ClassLimit(area, float(score))
+    return out
 
 
 def _threshold(value: Any, key: str, where: str) -> float | None:
@@ -172,6 +206,9 @@ def load_recipe(path: Path | None = None) -> Recipe:
         ng_at=ng_at,
         min_defect_area_px=int(v["min_defect_area_px"]),
         save_ok_every=int(raw["images"]["save_ok_every"]),
+        false_reject=_rate(v["false_reject"], "false_reject", where),
+        review_false_reject=_rate(v["review_false_reject"], "review_false_reject", where),
+        class_limits=_class_limits(v["classes"], where),
     )
 
 

@@ -311,7 +311,7 @@ class Runner:
             t_pre = time.perf_counter()
             prediction = self.inspector.infer(batch, frame.image.shape)
             t_inf = time.perf_counter()
-            verdict = decide(prediction, self.thresholds, self.recipe.min_defect_area_px)
+            verdict = decide(prediction, self.thresholds, self.recipe.min_defect_area_px, self.recipe.class_limits)
             score, classes = prediction.score, prediction.classes
             mask, amap = prediction.defect_mask, prediction.anomaly_map
         except Exception as exc:  # a model failure on one part: record it for a person to look at

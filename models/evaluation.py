@@ -56,6 +56,7 @@ def evaluate(inspector: Inspector, samples: Sequence[Sample], *, color: bool = T
         out["image_auroc"] = auroc(y, x)
         at5 = threshold_at_false_reject(x[~y], 0.05)
         out["escape_rate_at_5pct_false_rejects"] = rates_at(y, x, at5)["escape_rate"]
+        out["per_class_at_5pct_false_rejects"] = per_class_detection(classes, x, at5)
     if any(m.any() for m in masks):
         out["pixel_auroc"] = pixel_auroc(masks, maps)
         out["aupro"] = aupro(masks, maps)

@@ -17,9 +17,16 @@ from models.errors import ModelError
 DEFAULT_TAPS = (4, 10)  # EfficientNet-Lite0 blocks: stride 8 (40 ch) and stride 16 (112 ch)
 
 
-def input_size(h: int, w: int, long_side: int, multiple: int = 16) -> tuple[int, int]:
-    """Model input (height, width): the long side scaled to `long_side`, both rounded to `multiple`."""
-    scale = long_side / max(h, w)
+Size = int | float | tuple[int, int]  # long side | scale factor | fixed (height, width)
+
+
+def input_size(h: int, w: int, size: Size, multiple: int = 16) -> tuple[int, int]:
+    """Model input (height, width) for an image of h x w: a fixed (height, width); an int long side
+    (aspect kept); or a float scale factor (aspect and pixel pitch kept: a defect keeps its size in
+    pixels whatever the size of the part's image). Rounded to `multiple`."""
+    if isinstance(size, tuple):
+        return size
+    scale = size if isinstance(size, float) else size / max(h, w)
     return (max(multiple, round(h * scale / multiple) * multiple), max(multiple, round(w * scale / multiple) * multiple))
 
 
@@ -40,46 +47,65 @@ class PatchFeatures(torch.nn.Module):
         return F.avg_pool2d(torch.cat(up, dim=1), 3, stride=1, padding=1)
 
 
-def to_tensor(image: np.ndarray, size: int | tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-              grey: bool = False) -> torch.Tensor:
-    """uint8 (H, W) or (H, W, 3) RGB -> normalized float tensor (1, 3, h, w). `size` is either the
-    long side (aspect kept, rounded to 16) or a fixed (height, width). A model trained on grey
-    images (`grey`) sees colour images as grey, replicated to three channels."""
+STANDARD_LEVEL, STANDARD_SPREAD = 0.45, 0.2  # brightness and contrast every image gets when standardized
+
+
+def to_tensor(image: np.ndarray, size: Size, mean: tuple[float, ...], std: tuple[float, ...],
+              grey: bool = False, multiple: int = 16, standardize: bool = False) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, 3) RGB -> normalized float tensor (1, 3, h, w), h and w from
+    `input_size`. A model trained on grey images (`grey`) sees colour images as grey, replicated
+    to three channels. `standardize` gives every image the same brightness and contrast first
+    (for lighting that varies from part to part)."""
     if grey and image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    h, w = size if isinstance(size, tuple) else input_size(image.shape[0], image.shape[1], size)
-    resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    x = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return ((x - m) / s).unsqueeze(0)
+    h, w = input_size(image.shape[0], image.shape[1], size, multiple)
+    # Resize first and replicate a grey image's one plane last: the same values, a third of the work.
+    x = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    x *= 1.0 / 255.0
+    if standardize:
+        spread = max(float(x.std(ddof=1)), 1e-3)
+        x = np.clip((x - x.mean()) * (STANDARD_SPREAD / spread) + STANDARD_LEVEL, 0.0, 1.0)
+    out = np.empty((1, 3, h, w), np.float32)
+    for c in range(3):
+        np.multiply(x if x.ndim == 2 else x[:, :, c], 1.0 / std[c], out=out[0, c])
+        out[0, c] -= mean[c] / std[c]
+    return torch.from_numpy(out)
 
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """How a model package wants its images: size (long side, or fixed height and width),
-    normalization and colour. Read from the package's `input` metadata."""
+    """How a model package wants its images: size (fixed height and width, long side, or scale
+    factor), normalization and colour. Read from the package's `input` metadata."""
 
-    size: int | tuple[int, int]
+    size: Size
     mean: tuple[float, ...]
     std: tuple[float, ...]
     grey: bool
+    multiple: int = 16
+    standardize: bool = False
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], model_name: str) -> InputSpec:
         try:
             inp = meta["input"]
-            size: int | tuple[int, int] = (int(inp["height"]), int(inp["width"])) if "height" in inp else int(inp["long_side"])
-            return cls(size, tuple(float(v) for v in inp["mean"]), tuple(float(v) for v in inp["std"]), inp.get("color") == "grey")
+            size: Size = ((int(inp["height"]), int(inp["width"])) if "height" in inp
+                          else float(inp["scale"]) if "scale" in inp else int(inp["long_side"]))
+            return cls(size, tuple(float(v) for v in inp["mean"]), tuple(float(v) for v in inp["std"]), inp.get("color") == "grey",
+                       int(inp.get("multiple", 16)), bool(inp.get("standardize", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"Model {model_name} has incomplete input metadata ({exc}).") from exc
 
     def tensor(self, image: np.ndarray) -> torch.Tensor:
-        return to_tensor(image, self.size, self.mean, self.std, grey=self.grey)
+        return to_tensor(image, self.size, self.mean, self.std, grey=self.grey, multiple=self.multiple, standardize=self.standardize)
 
     def example(self) -> torch.Tensor:
-        """A blank input of the working size (a square one for long-side models), for ONNX export."""
-        h, w = self.size if isinstance(self.size, tuple) else (self.size, self.size)
+        """A blank input of a working size (square for long-side and scale models), for ONNX export."""
+        h, w = input_size(256, 256, self.size, self.multiple)
         return torch.zeros(1, 3, h, w)
+
+
+def size_meta(size: Size) -> dict[str, Any]:
+    """The `input` metadata keys that say `size` (the inverse of InputSpec.from_meta's reading)."""
+    if isinstance(size, tuple):
+        return {"height": size[0], "width": size[1]}
+    return {"scale": size} if isinstance(size, float) else {"long_side": size}

@@ -37,8 +37,7 @@ def register_kind(kind: str) -> Callable[[Any], Any]:
 
 
 def _known_kinds() -> dict[str, Any]:
-    import models.gaussian  # noqa: F401  (each model module registers its kind)
-    import models.patchcore  # noqa: F401
+    import models.patchcore  # noqa: F401  (each model module registers its kind)
     import models.segmentation  # noqa: F401
 
     return _KINDS

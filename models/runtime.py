@@ -55,7 +55,8 @@ def plain_swish(net: nn.Module) -> None:
 
 
 class Runtime:
-    """Calls `net` through the chosen backend. Input (N, 3, H, W) float32; H and W may vary."""
+    """Calls `net` through the chosen backend. Input (N, 3, H, W) float32; H and W may vary. A net
+    that returns a tuple of tensors gets a tuple back from every backend."""
 
     def __init__(self, net: nn.Module, example: torch.Tensor, *, backend: str, device: str) -> None:
         self.backend = backend
@@ -63,6 +64,10 @@ class Runtime:
         self.half = self.device.type == "cuda"
         plain_swish(net)
         net.eval()
+        with torch.inference_mode():
+            probe = net.cpu()(example)
+        self.n_outputs = len(probe) if isinstance(probe, tuple) else 0
+        self._ranks = [o.dim() for o in probe] if self.n_outputs else [probe.dim()]
         if backend == "onnx":
             self.session = self._export(net, example)
             self.net = None
@@ -77,10 +82,13 @@ class Runtime:
         import onnxruntime as ort
 
         buf = io.BytesIO()
+        names = [f"out{i}" for i in range(self.n_outputs)] if self.n_outputs else ["out"]
+        axes: dict[str, dict[int, str]] = {"image": {2: "h", 3: "w"}}
+        axes.update({n: {2: "h", 3: "w"} for n, rank in zip(names, self._ranks) if rank == 4})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net.cpu(), (example,), buf, dynamo=False, input_names=["image"], output_names=["out"],
-                              dynamic_axes={"image": {2: "h", 3: "w"}, "out": {2: "h", 3: "w"}}, opset_version=17)
+            torch.onnx.export(net.cpu(), (example,), buf, dynamo=False, input_names=["image"], output_names=names,
+                              dynamic_axes=axes, opset_version=17)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
@@ -89,9 +97,12 @@ class Runtime:
         return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> Any:
         if self.net is None:
-            return torch.from_numpy(self.session.run(None, {"image": x.numpy()})[0])
-        x = x.to(self.device)
-        x = x.half() if self.half else x.contiguous(memory_format=torch.channels_last)
-        return self.net(x).float()
+            outs = [torch.from_numpy(o) for o in self.session.run(None, {"image": x.numpy()})]
+        else:
+            x = x.to(self.device)
+            x = x.half() if self.half else x.contiguous(memory_format=torch.channels_last)
+            out = self.net(x)
+            outs = [o.float() for o in out] if isinstance(out, tuple) else [out.float()]
+        return tuple(outs) if self.n_outputs else outs[0]

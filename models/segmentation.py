@@ -25,33 +25,50 @@ from models.runtime import Runtime
 
 KIND = "segmentation"
 ENCODER_TAPS = (0, 2, 4, 10, 15)  # strides 2, 4, 8, 16, 32
-DECODER_WIDTHS = (96, 64, 48, 32)
+DEFAULT_ARCH = {"taps": [2, 4, 10, 15], "widths": [96, 64, 48]}  # decoder ends at stride 4
 SCORE_POOL = 5  # pixels of the working resolution averaged before taking the maximum
+IMAGE_HEAD_WIDTH = 64
+# Part score: the mean of the image head's defect probability and the blurred maximum of the map.
+SCORE_RULES = ("mean", "pixel_max", "head")
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class UNet(nn.Module):
-    """Logits (N, classes + 1, H, W) for an input (N, 3, H, W) with H and W multiples of 32."""
+    """For an input (N, 3, H, W) with H and W multiples of 32: per-pixel logits (N, classes + 1, H, W)
+    and an image-level defect logit (N,).
 
-    def __init__(self, n_classes: int, pretrained: bool = True) -> None:
+    The decoder climbs from the deepest tap to the shallowest through skip connections and is
+    upsampled from there (stride 4 by default: the stride-2 stage cost more than the whole encoder on
+    the CPU for no measured gain). The image head (as in mixed-supervision defect detectors) pools
+    the decoder's features and the defect map over the whole part: it learns from part labels what
+    a pixel maximum alone cannot - that one dark dot in a good tile's texture is not a blowhole.
+    """
+
+    def __init__(self, n_classes: int, pretrained: bool = True, arch: dict | None = None) -> None:
         super().__init__()
-        self.encoder = backbone.FeatureExtractor(ENCODER_TAPS, pretrained=pretrained, frozen=False)
-        skips = self.encoder.channels  # (16, 24, 40, 112, 320)
+        arch = arch or DEFAULT_ARCH
+        taps, widths = tuple(arch["taps"]), tuple(arch["widths"])
+        if len(widths) != len(taps) - 1:
+            raise ModelError(f"A U-Net with taps {taps} needs {len(taps) - 1} decoder widths, not {widths}.")
+        self.encoder = backbone.FeatureExtractor(taps, pretrained=pretrained, frozen=False)
+        skips = self.encoder.channels
         ups = []
         cin = skips[-1]
-        for skip, width in zip(reversed(skips[:-1]), DECODER_WIDTHS):
+        for skip, width in zip(reversed(skips[:-1]), widths):
             ups.append(_block(cin + skip, width))
             cin = width
         self.decoder = nn.ModuleList(ups)
         self.head = nn.Conv2d(cin, n_classes + 1, 1)
-        strides = self.encoder.strides  # (2, 4, 8, 16, 32)
+        self.image_conv = nn.Sequential(_block(cin, IMAGE_HEAD_WIDTH, stride=2), _block(IMAGE_HEAD_WIDTH, IMAGE_HEAD_WIDTH, stride=2))
+        self.image_fc = nn.Linear(2 * IMAGE_HEAD_WIDTH + 2, 1)
+        strides = self.encoder.strides
         self.up_factors = [hi // lo for hi, lo in zip(reversed(strides[1:]), reversed(strides[:-1]))]
         self.final_factor = strides[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.encoder(x)
         y = feats[-1]
         # Each step up is an exact factor (inputs are multiples of 32). A scale factor, not a traced
@@ -59,7 +76,12 @@ class UNet(nn.Module):
         for block, skip, factor in zip(self.decoder, reversed(feats[:-1]), self.up_factors):
             y = F.interpolate(y, scale_factor=factor, mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
-        return F.interpolate(self.head(y), scale_factor=self.final_factor, mode="bilinear", align_corners=False)
+        small = self.head(y)
+        z = self.image_conv(y)
+        p_def = 1.0 - torch.softmax(small, dim=1)[:, :1]
+        pooled = torch.cat([z.amax(dim=(2, 3)), z.mean(dim=(2, 3)), p_def.amax(dim=(2, 3)), p_def.mean(dim=(2, 3))], dim=1)
+        logits = F.interpolate(small, scale_factor=self.final_factor, mode="bilinear", align_corners=False)
+        return logits, self.image_fc(pooled)[:, 0]
 
 
 def defect_probability(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,13 +90,25 @@ def defect_probability(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return 1.0 - probs[:, 0], probs
 
 
+def part_scores(p_def: torch.Tensor, image_logit: torch.Tensor, rule: str) -> torch.Tensor:
+    """Part scores (N,) from P(defect) maps (N, H, W) and image logits (N,) by a rule of SCORE_RULES."""
+    pixel = F.avg_pool2d(p_def[:, None], SCORE_POOL, stride=1, padding=SCORE_POOL // 2).amax(dim=(1, 2, 3))
+    if rule == "pixel_max":
+        return pixel
+    head = torch.sigmoid(image_logit.float())
+    return head if rule == "head" else 0.5 * (pixel + head)
+
+
 class SegmentationInspector(Inspector):
     def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
         self.input = InputSpec.from_meta(meta, info.name)
         backbone.check(meta, info.name)
-        self.net = UNet(len(info.classes), pretrained=False)
+        self.rule = meta.get("score", "pixel_max")
+        if self.rule not in SCORE_RULES:
+            raise ModelError(f"Model {info.name} asks for part score {self.rule!r}, not one of {', '.join(SCORE_RULES)}.")
+        self.net = UNet(len(info.classes), pretrained=False, arch=meta.get("arch"))
         try:
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -85,18 +119,19 @@ class SegmentationInspector(Inspector):
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return self.input.tensor(image)
 
-    def forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(P(defect) map, class probabilities) at the working resolution."""
-        p_def, probs = defect_probability(self.runtime(batch))
-        return p_def[0].cpu().numpy(), probs[0].cpu().numpy()
+    def forward(self, batch: torch.Tensor) -> tuple[float, np.ndarray, np.ndarray]:
+        """(part score, P(defect) map, class probabilities) at the working resolution."""
+        logits, image_logit = self.runtime(batch)
+        p_def, probs = defect_probability(logits)
+        score = float(part_scores(p_def, image_logit, self.rule)[0])
+        return score, p_def[0].cpu().numpy(), probs[0].cpu().numpy()
 
     def infer(self, batch: torch.Tensor, image_shape: tuple[int, ...]) -> Prediction:
-        p_def, probs = self.forward(batch)
-        return seg_prediction(p_def, probs, image_shape, self.info)
+        score, p_def, probs = self.forward(batch)
+        return seg_prediction(score, p_def, probs, image_shape, self.info)
 
 
-def seg_prediction(p_def: np.ndarray, probs: np.ndarray, image_shape: tuple[int, ...], info: ModelInfo) -> Prediction:
-    score = float(cv2.blur(p_def, (SCORE_POOL, SCORE_POOL)).max())
+def seg_prediction(score: float, p_def: np.ndarray, probs: np.ndarray, image_shape: tuple[int, ...], info: ModelInfo) -> Prediction:
     H, W = image_shape[0], image_shape[1]
     amap = cv2.resize(p_def, (W, H), interpolation=cv2.INTER_LINEAR).astype(np.float32, copy=False)
     mask = amap >= info.thresholds.pixel

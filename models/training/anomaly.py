@@ -11,10 +11,10 @@ import torch
 from models import backbone
 from models.errors import ModelError
 from models.datasets import Sample, fingerprint, group_holdout, read_image
-from models.features import DEFAULT_TAPS
+from models.features import DEFAULT_TAPS, InputSpec, Size, size_meta
 from models.package import build_inspector
 from models.patchcore import KIND
-from models.training.calibration import calibrate
+from models.calibration import calibrate
 from models.training.patchcore_fit import collect_patches, greedy_coreset
 
 Progress = Callable[[str, int, int], None]
@@ -22,7 +22,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclasses.dataclass(frozen=True)
 class AnomalyConfig:
-    size: int | tuple[int, int] = (256, 256)  # long side, or fixed (height, width)
+    size: Size = (256, 256)  # fixed (height, width), long side, or scale factor (models.features.input_size)
     color: bool = True
     taps: tuple[int, ...] = DEFAULT_TAPS
     coreset_size: int = 8192
@@ -31,12 +31,12 @@ class AnomalyConfig:
     false_reject: float = 0.01
     review_false_reject: float = 0.05
     map_blur_sigma: float = 4.0
+    standardize: bool = False  # same brightness and contrast for every image (varying lighting)
     seed: int = 0
 
 
 def input_meta(cfg: AnomalyConfig) -> dict[str, Any]:
-    size = {"height": cfg.size[0], "width": cfg.size[1]} if isinstance(cfg.size, tuple) else {"long_side": cfg.size}
-    return {**size, "multiple": 16, "mean": list(backbone.IMAGENET_MEAN), "std": list(backbone.IMAGENET_STD),
+    return {**size_meta(cfg.size), "multiple": 16, "standardize": cfg.standardize, "mean": list(backbone.IMAGENET_MEAN), "std": list(backbone.IMAGENET_STD),
             "color": "rgb" if cfg.color else "grey"}
 
 
@@ -50,7 +50,8 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
     if not fit_idx or not cal_idx:
         raise ModelError("Training an anomaly model needs good parts of at least two groups (one to learn from, one to calibrate on).")
     fit = [samples[i] for i in fit_idx]
-    pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), cfg.size, taps=cfg.taps,
+    spec = InputSpec.from_meta({"input": input_meta(cfg)}, name)
+    pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), spec, taps=cfg.taps,
                            pool_cap=cfg.pool_cap, seed=cfg.seed, progress=progress)
     chosen = greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, progress=progress)
     state = {"memory_bank": pool[chosen].contiguous()}

@@ -7,15 +7,14 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from models import backbone
 from models.errors import ModelError
-from models.features import DEFAULT_TAPS, PatchFeatures, to_tensor
+from models.features import DEFAULT_TAPS, InputSpec, PatchFeatures
 
 Progress = Callable[[str, int, int], None]
 
 
 @torch.inference_mode()
-def collect_patches(images: Iterable[np.ndarray], total: int, size: int | tuple[int, int], *, taps: tuple[int, ...] = DEFAULT_TAPS,
+def collect_patches(images: Iterable[np.ndarray], total: int, spec: InputSpec, *, taps: tuple[int, ...] = DEFAULT_TAPS,
                     pool_cap: int = 200_000, seed: int = 0, progress: Progress | None = None) -> torch.Tensor:
     """Patch features of all images, reservoir-subsampled to at most `pool_cap` rows (bounded memory)."""
     net = PatchFeatures(taps).eval()
@@ -23,7 +22,7 @@ def collect_patches(images: Iterable[np.ndarray], total: int, size: int | tuple[
     pool: torch.Tensor | None = None
     seen = 0
     for i, image in enumerate(images):
-        f = net(to_tensor(image, size, backbone.IMAGENET_MEAN, backbone.IMAGENET_STD))
+        f = net(spec.tensor(image))
         v = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])
         if pool is None:
             pool = torch.empty((pool_cap, v.shape[1]), dtype=torch.float32)

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from models import backbone
 from models.errors import ModelError
 from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
+from models.features import Size, input_size, size_meta
 from models.metrics import auroc
-from models.segmentation import KIND, SCORE_POOL, UNet, defect_probability
-from models.training.calibration import calibrate
+from models.segmentation import DEFAULT_ARCH, KIND, SCORE_RULES, UNet, defect_probability, part_scores
+from models.calibration import calibrate
 
 Progress = Callable[[str, int, int], None]
 FROZEN_BLOCKS = 3  # stem and MBConv blocks 0-2 (strides 2 and 4) stay as pretrained
@@ -28,7 +29,7 @@ STEPS_PER_EPOCH = 40  # validation (and early stopping) at least this often
 
 @dataclasses.dataclass(frozen=True)
 class SegConfig:
-    size: tuple[int, int] = (256, 256)  # working (height, width), multiples of 32
+    size: Size = (256, 256)  # working (height, width), multiples of 32; or a scale factor (then crops are needed)
     crop: tuple[int, int] | None = None  # train on crops of this size (defects are local; much cheaper)
     color: bool = True
     epochs: int = 60
@@ -42,25 +43,37 @@ class SegConfig:
     false_reject: float = 0.01
     review_false_reject: float = 0.05
     seed: int = 0
+    arch: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(DEFAULT_ARCH["taps"]), tuple(DEFAULT_ARCH["widths"]))
+    score: str = "mean"  # part score rule, one of models.segmentation.SCORE_RULES
+    image_loss_weight: float = 0.5
 
 
-def _prepare(samples: Sequence[Sample], idx: Sequence[int], cfg: SegConfig, classes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images as uint8 (N, 3, H, W) and class-index targets (N, H, W) at the working size."""
-    h, w = cfg.size
-    images = torch.empty((len(idx), 3, h, w), dtype=torch.uint8)
-    targets = torch.zeros((len(idx), h, w), dtype=torch.uint8)
+def _prepare(samples: Sequence[Sample], idx: Sequence[int], cfg: SegConfig, classes: Sequence[str]) -> tuple[Any, Any]:
+    """Images as uint8 (3, h, w) and class-index targets (h, w) at each image's working size (as
+    InputSpec gives it at inference). A fixed size gives stacked tensors (N, 3, H, W) / (N, H, W);
+    a scale factor gives lists, each image at least the crop size (mirrored at its borders)."""
     import cv2
 
-    for k, i in enumerate(idx):
+    images, targets = [], []
+    for i in idx:
         s = samples[i]
         img = read_image(s.image, cfg.color)
         mask = read_mask(s, img.shape[:2])
         if img.ndim == 2:
             img = np.repeat(img[:, :, None], 3, axis=2)
-        images[k] = torch.from_numpy(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)
+        h, w = input_size(img.shape[0], img.shape[1], cfg.size, 32)
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        target = np.zeros((h, w), np.uint8)
         if s.is_defect and mask.any():
-            m = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-            targets[k][torch.from_numpy(m)] = classes.index(s.cls) + 1
+            target[cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0] = classes.index(s.cls) + 1
+        if cfg.crop is not None and (h < cfg.crop[0] or w < cfg.crop[1]):
+            pad = (0, max(0, cfg.crop[0] - h), 0, max(0, cfg.crop[1] - w))
+            img = cv2.copyMakeBorder(img, *pad, cv2.BORDER_REFLECT)
+            target = cv2.copyMakeBorder(target, *pad, cv2.BORDER_REFLECT)
+        images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
+        targets.append(torch.from_numpy(target))
+    if isinstance(cfg.size, tuple):
+        return torch.stack(images), torch.stack(targets)
     return images, targets
 
 
@@ -85,12 +98,13 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[to
     return ((x - mean) * contrast + mean + bright).clamp(0, 1), y
 
 
-def _crop(x: torch.Tensor, y: torch.Tensor, size: tuple[int, int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One crop per sample; on a defective sample the crop holds a defect pixel 4 times in 5."""
+def _crop(x: Sequence[torch.Tensor], y: Sequence[torch.Tensor], size: tuple[int, int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One crop per sample (images may differ in size); on a defective sample the crop holds a
+    defect pixel 4 times in 5."""
     ch, cw = size
-    _, _, h, w = x.shape
     xs, ys = [], []
-    for k in range(x.shape[0]):
+    for k in range(len(x)):
+        h, w = y[k].shape
         defect = torch.nonzero(y[k])
         if len(defect) and torch.rand(1, generator=gen) < 0.8:
             cy, cx = defect[int(torch.randint(len(defect), (1,), generator=gen))].tolist()
@@ -99,8 +113,8 @@ def _crop(x: torch.Tensor, y: torch.Tensor, size: tuple[int, int], gen: torch.Ge
         else:
             top = int(torch.randint(h - ch + 1, (1,), generator=gen))
             left = int(torch.randint(w - cw + 1, (1,), generator=gen))
-        xs.append(x[k, :, top : top + ch, left : left + cw])
-        ys.append(y[k, top : top + ch, left : left + cw])
+        xs.append(x[k][:, top : top + ch, left : left + cw])
+        ys.append(y[k][top : top + ch, left : left + cw])
     return torch.stack(xs), torch.stack(ys)
 
 
@@ -111,30 +125,41 @@ def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
     return w.float()
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _loss(logits: torch.Tensor, image_logit: torch.Tensor, y: torch.Tensor, defective: torch.Tensor, weights: torch.Tensor,
+          image_weight: float) -> torch.Tensor:
+    """Class-weighted cross entropy + dice on the pixels, binary cross entropy on the part label."""
     ce = F.cross_entropy(logits, y.long(), weight=weights)
     p_def, _ = defect_probability(logits)
     t = (y > 0).float()
     inter = (p_def * t).sum()
     dice = 1 - (2 * inter + 1) / (p_def.sum() + t.sum() + 1)
-    return ce + dice
+    return ce + dice + image_weight * F.binary_cross_entropy_with_logits(image_logit, defective)
 
 
 @torch.inference_mode()
-def _scores(net: UNet, images: torch.Tensor, batch: int = 16) -> np.ndarray:
+def _scores(net: UNet, images: torch.Tensor | list[torch.Tensor], rule: str, batch: int = 16) -> np.ndarray:
+    """Part scores; a list of images of different sizes is scored one by one, as on the line."""
     net.eval()
     out = []
-    for i in range(0, images.shape[0], batch):
-        x = _normalize(images[i : i + batch].float() / 255).contiguous(memory_format=torch.channels_last)
-        p_def, _ = defect_probability(net(x))
-        out.append(F.avg_pool2d(p_def[:, None], SCORE_POOL, stride=1, padding=SCORE_POOL // 2).amax(dim=(1, 2, 3)))
+    step = 1 if isinstance(images, list) else batch
+    for i in range(0, len(images), step):
+        chunk = images[i][None] if isinstance(images, list) else images[i : i + step]
+        x = _normalize(chunk.float() / 255).contiguous(memory_format=torch.channels_last)
+        logits, image_logit = net(x)
+        out.append(part_scores(defect_probability(logits)[0], image_logit, rule))
     return torch.cat(out).numpy()
 
 
 def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: SegConfig, *, name: str, version: str = "1",
                        progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    if any(v % 32 for v in cfg.size) or (cfg.crop is not None and any(v % 32 for v in cfg.crop)):
+    fixed = isinstance(cfg.size, tuple)
+    if (fixed and any(v % 32 for v in cfg.size)) or (cfg.crop is not None and any(v % 32 for v in cfg.crop)):
         raise ModelError(f"Segmentation sizes must be multiples of 32, not {cfg.size} / {cfg.crop}.")
+    if not fixed and (cfg.crop is None or not isinstance(cfg.size, float) or cfg.size <= 0):
+        raise ModelError("A segmentation model at a scale factor trains on crops: give both a scale and a crop size.")
+    if cfg.score not in SCORE_RULES:
+        raise ModelError(f"Part score rule {cfg.score!r} is not one of {', '.join(SCORE_RULES)}.")
+    arch = {"taps": list(cfg.arch[0]), "widths": list(cfg.arch[1])}
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     classes = sorted({samples[i].cls for i in indices if samples[i].is_defect})
@@ -146,13 +171,14 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         raise ModelError("The group-aware validation split holds no good or no defective parts; the dataset needs more groups.")
     x_fit, y_fit = _prepare(samples, fit_idx, cfg, classes)
     x_val, _ = _prepare(samples, val_idx, cfg, classes)
-    weights = _class_weights(y_fit, len(classes))
+    weights = _class_weights(torch.cat([t.flatten() for t in y_fit]), len(classes))
     defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect])
     good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect])
-    net = UNet(len(classes)).to(memory_format=torch.channels_last)
+    net = UNet(len(classes), arch=arch).to(memory_format=torch.channels_last)
     # The high-resolution early blocks keep their ImageNet weights (and batch-norm statistics):
     # generic edges and textures, and most of the backward cost on a CPU.
     frozen = [net.encoder.stem, *net.encoder.blocks[:FROZEN_BLOCKS]]
+    fit_defective = torch.tensor([float(samples[k].is_defect) for k in fit_idx])
     for module in frozen:
         module.requires_grad_(False)
     encoder_params = [p for p in net.encoder.parameters() if p.requires_grad]
@@ -181,18 +207,23 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         for _ in range(steps_per_epoch):
             rows = torch.cat([defect_rows[torch.randint(len(defect_rows), (n_def,), generator=gen)],
                               good_rows[torch.randint(len(good_rows), (cfg.batch_size - n_def,), generator=gen)]])
-            x, y = x_fit[rows], y_fit[rows]
+            if fixed:
+                x, y, defective = x_fit[rows], y_fit[rows], fit_defective[rows]
+            else:
+                x, y, defective = [x_fit[r] for r in rows], [y_fit[r] for r in rows], fit_defective[rows]
             if cfg.crop is not None:
                 x, y = _crop(x, y, cfg.crop, gen)
+                defective = (y.flatten(1) > 0).any(1).float()  # a crop is defective if it holds the defect
             x, y = _augment(x.float() / 255, y, gen)
-            loss = _loss(net(_normalize(x).contiguous(memory_format=torch.channels_last)), y, weights)
+            logits, image_logit = net(_normalize(x).contiguous(memory_format=torch.channels_last))
+            loss = _loss(logits, image_logit, y, defective, weights, cfg.image_loss_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
             sched.step()
             total += float(loss.detach())
-        val_auroc = auroc(val_labels, _scores(net, x_val))
+        val_auroc = auroc(val_labels, _scores(net, x_val, cfg.score))
         history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_image_auroc": round(val_auroc, 4)})
         if progress:
             progress(f"epoch loss {total / steps_per_epoch:.3f} val AUROC {val_auroc:.3f}", epoch + 1, cfg.epochs)
@@ -202,13 +233,14 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         if epoch + 1 - best[1] >= cfg.patience or time.monotonic() - t0 > cfg.time_limit_s or step >= total_steps:
             break
     net.load_state_dict(best_state)
-    val_scores = _scores(net, x_val)
+    val_scores = _scores(net, x_val, cfg.score)
     meta: dict[str, Any] = {
         "kind": KIND, "name": name, "version": version,
         "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": []},
-        "input": {"height": cfg.size[0], "width": cfg.size[1], "multiple": 32, "mean": list(backbone.IMAGENET_MEAN),
+        "input": {**size_meta(cfg.size), "multiple": 32, "mean": list(backbone.IMAGENET_MEAN),
                   "std": list(backbone.IMAGENET_STD), "color": "rgb" if cfg.color else "grey"},
         "tiling": "none: whole image at the input size",
+        "arch": arch, "score": cfg.score,
         "classes": classes,
         "thresholds": calibrate(val_scores[~val_labels], false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject),
         "calibration": {"good_parts": int((~val_labels).sum()), "groups": len({samples[i].group for i in val_idx}),

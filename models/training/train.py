@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +10,12 @@ import torch
 
 from models.errors import ModelError
 from models.datasets import Dataset, load_dataset
+from models.features import Size
 from models.package import save_package
 
 Progress = Callable[[str, int, int], None]
 KINDS = ("anomaly", "segmentation")
+SCALE_CROP = (160, 160)  # segmentation crops when the working size is a scale factor
 
 
 def training_indices(ds: Dataset, kind: str) -> list[int]:
@@ -24,33 +26,47 @@ def training_indices(ds: Dataset, kind: str) -> list[int]:
     return list(range(len(ds.samples)))
 
 
-def train_package(dataset: Path, kind: str, out: Path, *, size: int | tuple[int, int] | None = None, color: bool = True,
-                  epochs: int | None = None, time_limit_s: float | None = None, seed: int = 0, false_reject: float = 0.01,
-                  name: str | None = None, threads: int | None = None, progress: Progress | None = None) -> tuple[str, dict[str, Any]]:
-    """Train, calibrate and save a package; returns its sha256 and metadata."""
+def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | None = None, color: bool = True,
+                epochs: int | None = None, time_limit_s: float | None = None, crop: tuple[int, int] | None = None, seed: int = 0,
+                false_reject: float = 0.01, name: str, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Train and calibrate a model of `kind` on the parts `indices` of a dataset (all of them for
+    `lepton-inspect train`, the training folds in cross-validation): metadata and state dict."""
+    if kind not in KINDS:
+        raise ModelError(f"Kind must be one of {', '.join(KINDS)}.")
+    torch.manual_seed(seed)
+    if kind == "anomaly":
+        from models.training.anomaly import AnomalyConfig, train_patchcore
+
+        a_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
+        if size is not None:
+            a_kw["size"] = size
+        return train_patchcore(ds.samples, indices, AnomalyConfig(**a_kw), name=name, progress=progress)
+    from models.training.segmentation import SegConfig, train_segmentation
+
+    cfg_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
+    if crop is not None:
+        cfg_kw["crop"] = crop
+    elif isinstance(size, float):
+        cfg_kw["crop"] = SCALE_CROP  # images of different sizes train on crops of one size
+    if size is not None:
+        cfg_kw["size"] = (size, size) if isinstance(size, int) else size
+    if epochs:
+        cfg_kw["epochs"] = epochs
+    if time_limit_s:
+        cfg_kw["time_limit_s"] = time_limit_s
+    return train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, progress=progress)
+
+
+def train_package(dataset: Path, kind: str, out: Path, *, threads: int | None = None, name: str | None = None,
+                  progress: Progress | None = None, **options: Any) -> tuple[str, dict[str, Any]]:
+    """Train on a whole dataset folder, calibrate and save a package; returns its sha256 and
+    metadata. `options` are those of `train_model`."""
     if kind not in KINDS:
         raise ModelError(f"Kind must be one of {', '.join(KINDS)}.")
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     ds = load_dataset(dataset)
-    idx = training_indices(ds, kind)
-    name = name or f"{dataset.name}-{kind}"
-    if kind == "anomaly":
-        from models.training.anomaly import AnomalyConfig, train_patchcore
-
-        cfg = AnomalyConfig(size=size or (256, 256), color=color, seed=seed, false_reject=false_reject)
-        meta, state = train_patchcore(ds.samples, idx, cfg, name=name, progress=progress)
-    else:
-        from models.training.segmentation import SegConfig, train_segmentation
-
-        seg_size = size if isinstance(size, tuple) else (size, size) if size else (256, 256)
-        cfg_kw: dict[str, Any] = {"size": seg_size, "color": color, "seed": seed, "false_reject": false_reject}
-        if epochs:
-            cfg_kw["epochs"] = epochs
-        if time_limit_s:
-            cfg_kw["time_limit_s"] = time_limit_s
-        meta, state = train_segmentation(ds.samples, idx, SegConfig(**cfg_kw), name=name, progress=progress)
+    meta, state = train_model(ds, training_indices(ds, kind), kind, name=name or f"{dataset.name}-{kind}", progress=progress, **options)
     meta["training"]["dataset"] = str(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_package(out, meta, state), meta

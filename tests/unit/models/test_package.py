@@ -38,7 +38,7 @@ def test_bundled_model_predicts_image_sized_maps(demo_inspector, samples):
     assert p.defect_mask.shape == image.shape[:2] and p.defect_mask.dtype == bool
     assert np.isfinite(p.score) and p.score == pytest.approx(float(p.anomaly_map.max()))
     info = demo_inspector.info
-    assert info.kind == "gaussian-patch" and len(info.sha256) == 64
+    assert info.kind == "patchcore" and len(info.sha256) == 64
     assert info.thresholds.ok_below <= info.thresholds.ng_at
     # The same image as grey (Mono8) also works.
     assert demo_inspector.predict(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)).anomaly_map.shape == image.shape[:2]
@@ -96,8 +96,8 @@ def test_unknown_kind_and_format(tmp_path):
 
 def test_mismatched_weights(tmp_path):
     buf = io.BytesIO()
-    torch.save({"mean": torch.zeros(10), "inv_cov": torch.eye(10)}, buf)
-    with pytest.raises(ModelError, match="covariance|features"):
+    torch.save({"memory_bank": torch.zeros(10, 7)}, buf)  # 7 features where the backbone taps give 152
+    with pytest.raises(ModelError, match="memory bank of shape"):
         load_package(_rewrite(resources.DEMO_MODEL, tmp_path / "w.lpkg", weights=buf.getvalue()), device="cpu")
     with pytest.raises(ModelError, match="other efficientnet-lite0 weights"):
         load_package(_rewrite(resources.DEMO_MODEL, tmp_path / "b.lpkg",

@@ -10,7 +10,7 @@ from models import ModelError
 from models.datasets import load_dataset, read_image
 from models.evaluation import evaluate
 from models.package import load_package
-from models.training.calibration import calibrate
+from models.calibration import calibrate
 from models.training.train import train_package
 
 
@@ -110,3 +110,45 @@ def test_bad_backend_and_device_are_one_sentence(packages):
         load_package(packages["anomaly"], backend="tensorrt")
     with pytest.raises(ModelError, match="not one of auto, cpu"):
         load_package(packages["anomaly"], device="tpu")
+
+
+def test_segmentation_at_a_scale_factor_takes_parts_of_any_size(tiny_dataset):
+    """A model trained at a scale factor (on crops) keeps the pixel pitch: it scores images of other
+    sizes without squashing them, with maps at each image's size."""
+    from models.package import build_inspector
+    from models.training.segmentation import SegConfig, train_segmentation
+
+    ds = load_dataset(tiny_dataset)
+    cfg = SegConfig(size=1.0, crop=(32, 32), color=False, epochs=12, seed=0)
+    meta, state = train_segmentation(ds.samples, range(len(ds.samples)), cfg, name="scaled")
+    assert meta["input"]["scale"] == 1.0 and "height" not in meta["input"]
+    inspector = build_inspector(meta, state, backend="onnx")
+    assert evaluate(inspector, ds.samples, color=False)["image_auroc"] > 0.9
+    defect = read_image(next(s for s in ds.samples if s.is_defect).image, color=False)
+    wide = np.concatenate([defect, defect[:, :32]], axis=1)  # 64 x 96: another part size
+    p = inspector.predict(wide)
+    assert p.anomaly_map.shape == wide.shape and p.score >= inspector.info.thresholds.ok_below
+    with pytest.raises(ModelError, match="crops"):
+        train_segmentation(ds.samples, range(len(ds.samples)), SegConfig(size=1.0, color=False), name="x")
+
+
+def test_standardized_anomaly_model_ignores_a_lighting_change(tiny_dataset):
+    """With `standardize`, a good part under other light (twice the contrast, another brightness:
+    exact in 8 bits) scores as it did, while the plain model's score moves; defects still score high."""
+    from models.package import build_inspector
+    from models.training.anomaly import AnomalyConfig, train_patchcore
+
+    ds = load_dataset(tiny_dataset)
+    cfg = AnomalyConfig(size=(64, 64), color=False, standardize=True, seed=0)
+    meta, state = train_patchcore(ds.samples, range(len(ds.samples)), cfg, name="std")
+    assert meta["input"]["standardize"] is True
+    inspector = build_inspector(meta, state)
+    good = read_image(next(s for s in ds.samples if not s.is_defect).image, color=False)
+    assert 90 <= good.min() and good.max() <= 150
+    relit = (good.astype(np.int16) * 2 - 100).astype(np.uint8)
+    assert inspector.predict(relit).score == pytest.approx(inspector.predict(good).score, abs=1e-2)
+    plain_meta, plain_state = train_patchcore(ds.samples, range(len(ds.samples)), AnomalyConfig(size=(64, 64), color=False, seed=0), name="plain")
+    plain = build_inspector(plain_meta, plain_state)
+    assert plain.predict(relit).score > plain.predict(good).score + 1.0
+    defect = read_image(next(s for s in ds.samples if s.is_defect).image, color=False)
+    assert inspector.predict(defect).score >= inspector.info.thresholds.ng_at
