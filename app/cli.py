@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", type=Path, required=True, metavar="PKG")
     ev.add_argument("--dataset", type=Path, required=True, metavar="DIR")
     ev.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the metrics as JSON")
+    ev.add_argument("--groups", default=None, metavar="G1,G2", help="only the parts of these groups (e.g. the held-out ones)")
     ev.add_argument("--device", default="auto")
     pr = sub.add_parser("predict", help="inspect image files: predictions.csv plus maps and masks as PNG")
     pr.add_argument("--model", type=Path, required=True, metavar="PKG")
@@ -239,12 +240,19 @@ def _metrics_table(m: dict) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from models.datasets import load_dataset
+    from models.errors import ModelError
     from models.evaluation import evaluate
     from models.package import load_package
 
     inspector = load_package(args.model, device=args.device)
     ds = load_dataset(args.dataset)
     samples = [s for s in ds.samples if s.split != "train"]  # MVTec: the test split
+    if args.groups:
+        wanted = {g.strip() for g in args.groups.split(",") if g.strip()}
+        unknown = sorted(wanted - {s.group for s in samples})
+        if unknown:
+            raise ModelError(f"Dataset {args.dataset} has no group {', '.join(unknown)}.")
+        samples = [s for s in samples if s.group in wanted]
     progress = StageProgress()
     try:
         metrics = evaluate(inspector, samples, progress=lambda i, n: progress("evaluate", i, n))

@@ -91,20 +91,26 @@ class ResultWriter:
         return batch
 
     def _loop(self) -> None:
+        failing = False
         while True:
             batch = self._next_batch()
             if not batch:
                 if self._closing.is_set() and self._queue.empty():
                     return
                 continue
-            for attempt in range(1, MAX_TRIES + 1):
+            # Once a batch has failed all its tries (the run faults), later batches get one try
+            # each until a write succeeds again: a stop must not wait out retries for every batch.
+            tries = 1 if failing else MAX_TRIES
+            for attempt in range(1, tries + 1):
                 try:
                     self._write(batch)
+                    failing = False
                     break
                 except Exception as exc:  # a full disk, a locked or broken database
                     self._shift_cache.clear()
-                    log.error("writing %d inspections failed (try %d of %d): %s", len(batch), attempt, MAX_TRIES, exc)
-                    if attempt == MAX_TRIES:
+                    log.error("writing %d inspections failed (try %d of %d): %s", len(batch), attempt, tries, exc)
+                    if attempt == tries:
+                        failing = True
                         with self._lock:
                             self._unwritten += len(batch)
                         self._report(exc)

@@ -25,6 +25,12 @@ def test_train_eval_predict(tiny_dataset, tmp_path):
         assert key in m
     assert m["parts"] == 48 and m["image_auroc"] > 0.9
     assert "image_auroc" in proc.stdout
+    # Only the held-out groups: 2 groups of 6 parts.
+    proc = cli("eval", "--model", str(pkg), "--dataset", str(tiny_dataset), "--groups", "G6,G7", "--json", str(metrics), data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(metrics.read_text())["parts"] == 12
+    assert_one_sentence_error(cli("eval", "--model", str(pkg), "--dataset", str(tiny_dataset), "--groups", "G6,G99", data_dir=tmp_path),
+                              "has no group G99")
 
     out = tmp_path / "pred"
     proc = cli("predict", "--model", str(pkg), "--input", str(tiny_dataset / "good"), str(tiny_dataset / "defect" / "scratch"),
