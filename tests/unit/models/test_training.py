@@ -91,7 +91,9 @@ def test_torch_and_onnx_runtime_agree(kind, packages, tiny_dataset):
         a, b = ref.predict(img), fast.predict(img)
         assert b.score == pytest.approx(a.score, rel=1e-3, abs=1e-4)
         assert np.abs(a.anomaly_map - b.anomaly_map).max() <= 1e-3 * max(1.0, float(np.abs(a.anomaly_map).max()))
-        assert decide(a, ref.info.thresholds) is decide(b, fast.info.thresholds)
+        t = ref.info.thresholds
+        if min(abs(a.score - t.ok_below), abs(a.score - t.ng_at)) > 1e-3 * max(1.0, abs(a.score)):
+            assert decide(a, t) is decide(b, fast.info.thresholds)  # (a score on a threshold may round either way)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine")
