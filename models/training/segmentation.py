@@ -46,7 +46,6 @@ class SegConfig:
     arch: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(DEFAULT_ARCH["taps"]), tuple(DEFAULT_ARCH["widths"]))
     score: str = "mean"  # part score rule, one of models.segmentation.SCORE_RULES
     image_loss_weight: float = 0.5
-    selection_tolerance: float = 0.01  # validation AUROC this close to the best counts as a tie; ties go to the later epoch
 
 
 def _prepare(samples: Sequence[Sample], idx: Sequence[int], cfg: SegConfig, classes: Sequence[str]) -> tuple[Any, Any]:
@@ -197,7 +196,6 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     best = (-1.0, 0)
-    top = -1.0
     best_state: dict[str, torch.Tensor] = {}
     history = []
     n_def = max(1, round(cfg.batch_size * cfg.defect_share))
@@ -229,10 +227,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_image_auroc": round(val_auroc, 4)})
         if progress:
             progress(f"epoch loss {total / steps_per_epoch:.3f} val AUROC {val_auroc:.3f}", epoch + 1, cfg.epochs)
-        # A later epoch within the validation's noise of the best one is kept instead: a few dozen
-        # validation parts move AUROC by a hundredth per part, and the later model is better trained.
-        top = max(top, val_auroc)
-        if val_auroc >= top - cfg.selection_tolerance:
+        if val_auroc > best[0]:
             best = (val_auroc, epoch + 1)
             best_state = copy.deepcopy(net.state_dict())
         if epoch + 1 - best[1] >= cfg.patience or time.monotonic() - t0 > cfg.time_limit_s or step >= total_steps:
@@ -255,7 +250,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
                      "epochs_run": len(history), "best_epoch": best[1], "history": history, "seed": cfg.seed,
                      "class_weights": [round(float(w), 3) for w in weights], "seconds": round(time.monotonic() - t0, 1),
                      "fingerprint": fingerprint(samples[i].image for i in fit_idx)},
-        "metrics": {"validation_image_auroc": round(best[0], 4), "best_validation_image_auroc": round(top, 4)},
+        "metrics": {"validation_image_auroc": round(best[0], 4)},
     }
     return meta, {k: v.detach().clone() for k, v in net.state_dict().items()}
 
