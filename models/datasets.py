@@ -170,8 +170,11 @@ def group_kfold(samples: Sequence[Sample], k: int, seed: int = 0) -> list[tuple[
     return [(sorted(everything - set(f)), sorted(f)) for f in folds]
 
 
-def group_holdout(samples: Sequence[Sample], indices: Iterable[int], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Split `indices` by group into (rest, held) with about `fraction` of the images held."""
+def group_holdout(samples: Sequence[Sample], indices: Iterable[int], fraction: float, seed: int = 0,
+                  both_labels: bool = False) -> tuple[list[int], list[int]]:
+    """Split `indices` by group into (rest, held) with about `fraction` of the images held; with
+    `both_labels`, groups are added until the held part also has good and defective parts (a
+    validation split needs both; some groups hold no defect at all)."""
     indices = list(indices)
     groups: dict[str, list[int]] = {}
     for i in indices:
@@ -181,7 +184,7 @@ def group_holdout(samples: Sequence[Sample], indices: Iterable[int], fraction: f
     held: list[int] = []
     target = fraction * len(indices)
     for g in names:
-        if len(held) >= target:
+        if len(held) >= target and (not both_labels or len({samples[i].is_defect for i in held}) == 2):
             break
         held.extend(groups[g])
     held_set = set(held)

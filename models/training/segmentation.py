@@ -165,7 +165,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     classes = sorted({samples[i].cls for i in indices if samples[i].is_defect})
     if not classes:
         raise ModelError("Training a segmentation model needs defective parts with masks; this dataset has none.")
-    fit_idx, val_idx = group_holdout(samples, indices, cfg.validation_fraction, seed=cfg.seed)
+    fit_idx, val_idx = group_holdout(samples, indices, cfg.validation_fraction, seed=cfg.seed, both_labels=True)
     val_labels = np.array([samples[i].is_defect for i in val_idx])
     if val_labels.all() or not val_labels.any():
         raise ModelError("The group-aware validation split holds no good or no defective parts; the dataset needs more groups.")

@@ -48,3 +48,20 @@ def test_group_splits_never_separate_a_group(datasets):
         rest, held = group_holdout(ds.samples, folds[0][0], 0.2)
         assert not {ds.samples[i].group for i in rest} & {ds.samples[i].group for i in held}
         assert 0.1 < len(held) / len(folds[0][0]) < 0.45
+
+
+def test_validation_holdout_keeps_good_and_defective_parts():
+    """A group with no defect at all (as a clean ball-screw sequence) drawn first does not leave the
+    validation split without defects: more groups are taken until it has both."""
+    from pathlib import Path
+
+    from models.datasets import Sample
+
+    samples = [Sample(Path(f"g{g}_{k}.png"), "defect" if (g > 0 and k == 0) else "good", "d" if (g > 0 and k == 0) else "good",
+                      None, f"G{g}") for g in range(8) for k in range(5)]
+    for seed in range(20):
+        rest, held = group_holdout(samples, range(len(samples)), 0.1, seed=seed, both_labels=True)
+        assert {samples[i].is_defect for i in held} == {True, False}
+        assert not {samples[i].group for i in held} & {samples[i].group for i in rest}
+    # Without the flag, the clean group alone can be the held part.
+    assert any({samples[i].is_defect for i in group_holdout(samples, range(len(samples)), 0.1, seed=s)[1]} == {False} for s in range(20))
