@@ -1,9 +1,10 @@
 """Supervised defect segmentation: a small U-Net decoder on the pretrained EfficientNet-Lite0 encoder.
 
-It predicts, per pixel, background or one of the defect classes. The anomaly map is the
-probability that a pixel is not background; the part score is its maximum after a light local
-average (one stray pixel does not reject a part); the defect classes are those that win the
-pixels above the pixel threshold.
+It predicts, per pixel, background or one of the defect classes, and per part a defect logit
+(the image head). The anomaly map is the probability that a pixel is not background; the part
+score follows the package's rule (SCORE_RULES): by default the mean of the head's probability and
+the map's maximum after a light local average (one stray pixel does not reject a part); the defect
+classes are those that win the pixels above the pixel threshold.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from models.package import register_kind
 from models.runtime import Runtime
 
 KIND = "segmentation"
-ENCODER_TAPS = (0, 2, 4, 10, 15)  # strides 2, 4, 8, 16, 32
-DEFAULT_ARCH = {"taps": [2, 4, 10, 15], "widths": [96, 64, 48]}  # decoder ends at stride 4
+# Encoder blocks tapped (2, 4, 10, 15: strides 4, 8, 16, 32) and decoder widths; the decoder ends at stride 4.
+DEFAULT_ARCH = {"taps": [2, 4, 10, 15], "widths": [96, 64, 48]}
 SCORE_POOL = 5  # pixels of the working resolution averaged before taking the maximum
 IMAGE_HEAD_WIDTH = 64
 # Part score: the mean of the image head's defect probability and the blurred maximum of the map.
