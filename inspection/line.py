@@ -14,6 +14,7 @@ from camera.base import Camera
 from camera.spec import open_camera
 from inspection.config import Config, Recipe, default_db, load_config, load_recipe
 from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus
+from inspection.verdict import thresholds_in_force
 from inspection.store import Store, open_store
 from inspection.writer import ResultWriter
 from models.base import Inspector
@@ -103,6 +104,7 @@ def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = 
     cfg = load_config(config)
     rcp = load_recipe(recipe)
     inspector = load_package(model or rcp.model, device=device)
+    thresholds_in_force(rcp, inspector.info)  # a recipe that does not fit the model fails before anything is opened
     inspector.warmup()
     camera.open()
     try:

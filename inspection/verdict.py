@@ -7,7 +7,7 @@ import math
 
 from collections.abc import Mapping
 
-from models.base import ModelInfo, Prediction, Thresholds
+from models.base import DefectClass, ModelInfo, Prediction, Thresholds
 from models.calibration import recalibrate
 from inspection.config import ClassLimit, Recipe
 from inspection.errors import ConfigError
@@ -55,9 +55,10 @@ def decide(prediction: Prediction, thresholds: Thresholds, min_defect_area_px: i
         return Verdict.REVIEW
     if sum(c.area_px for c in prediction.classes) < min_defect_area_px:
         return Verdict.REVIEW
-    if class_limits and prediction.classes:
-        none = ClassLimit()
-        if not any(c.area_px >= class_limits.get(c.name, none).min_area_px and c.score >= class_limits.get(c.name, none).min_score
-                   for c in prediction.classes):
-            return Verdict.REVIEW
+    if class_limits and prediction.classes and not any(_passes(c, class_limits.get(c.name)) for c in prediction.classes):
+        return Verdict.REVIEW
     return Verdict.NG
+
+
+def _passes(defect: DefectClass, limit: ClassLimit | None) -> bool:
+    return limit is None or (defect.area_px >= limit.min_area_px and defect.score >= limit.min_score)

@@ -79,3 +79,13 @@ def test_recipe_false_reject_target_recalibrates_from_the_package(demo_inspector
     assert abs((good >= t.ng_at).mean() - 0.10) <= 1.0 / len(good)
     assert abs((good >= t.ok_below).mean() - 0.20) <= 1.0 / len(good)
     assert t.ng_at < demo_inspector.info.thresholds.ng_at  # 10 % rejects more than the package's 1 %
+
+
+def test_a_recipe_that_does_not_fit_the_model_fails_before_the_database_exists(samples, tmp_path):
+    from inspection.line import open_line
+
+    p = tmp_path / "r.toml"
+    p.write_text("[verdict.classes.Nonexistent]\nmin_area_px = 4\n")
+    with pytest.raises(ConfigError, match="Nonexistent"):
+        open_line(camera_spec=f"sim:{samples}", recipe=p, db=tmp_path / "x.db", device="cpu")
+    assert not (tmp_path / "x.db").exists()
