@@ -50,6 +50,10 @@ def main() -> None:
             s.append(p.score)
         times[name], scores[name] = np.asarray(t), s
     print(f"model {a.model.name} ({inspector.info.kind}), {a.n} predictions of {len(images)} images, torch threads {torch.get_num_threads()}")
+    search = getattr(load_package(a.model, device="cpu", backend="onnx"), "search", None)
+    if search is not None:
+        print(f"memory bank search on the CPU: {'bfloat16 candidates + exact float32' if search.use_bf16 else 'float32'} "
+              f"(probe of 512 patches: {search.probe_ms} ms)")
     ref = "cpu-torch"
     for name, t in times.items():
         diff = np.max(np.abs(np.asarray(scores[name]) - np.asarray(scores[ref])) / np.maximum(np.abs(scores[ref]), 1e-6))

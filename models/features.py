@@ -30,21 +30,37 @@ def input_size(h: int, w: int, size: Size, multiple: int = 16) -> tuple[int, int
     return (max(multiple, round(h * scale / multiple) * multiple), max(multiple, round(w * scale / multiple) * multiple))
 
 
-class PatchFeatures(torch.nn.Module):
-    """Image tensor (N, 3, H, W) -> patch features (N, C, H/8, W/8)."""
+POOLINGS = ("per_tap", "joint")  # where the 3x3 neighbourhood average is taken (PatchFeatures)
 
-    def __init__(self, taps: tuple[int, ...] = DEFAULT_TAPS) -> None:
+
+class PatchFeatures(torch.nn.Module):
+    """Image tensor (N, 3, H, W) -> patch features (N, C, H/8, W/8).
+
+    Each patch's feature is the 3x3 neighbourhood average of the tapped blocks' outputs.
+    `pooling="per_tap"` (the default, as PatchCore defines it) averages each tap at its own stride
+    before the deeper ones are upsampled, so a deep patch's neighbourhood spans a deep patch's
+    neighbours; `"joint"` (packages made before it) averages once after upsampling. Per-tap pooling
+    measured better on magnetic_tile fold 0 (image AUROC 0.841 -> 0.857 at scale 0.75).
+    """
+
+    def __init__(self, taps: tuple[int, ...] = DEFAULT_TAPS, pooling: str = "per_tap") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ModelError(f"Patch pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}.")
         self.extractor = backbone.FeatureExtractor(taps)
+        self.per_tap = pooling == "per_tap"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.extractor(x)
+        if self.per_tap:
+            feats = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in feats]
         # Inputs are multiples of 16, so each deeper tap is an exact power-of-two smaller. A scale
         # factor (not a traced size) keeps the ONNX export valid for every input size.
         up = [feats[0]]
         for f, stride in zip(feats[1:], self.extractor.strides[1:]):
             up.append(F.interpolate(f, scale_factor=stride // self.extractor.strides[0], mode="bilinear", align_corners=False))
-        return F.avg_pool2d(torch.cat(up, dim=1), 3, stride=1, padding=1)
+        out = torch.cat(up, dim=1)
+        return out if self.per_tap else F.avg_pool2d(out, 3, stride=1, padding=1)
 
 
 STANDARD_LEVEL, STANDARD_SPREAD = 0.45, 0.2  # brightness and contrast every image gets when standardized

@@ -25,6 +25,7 @@ class AnomalyConfig:
     size: Size = (256, 256)  # fixed (height, width), long side, or scale factor (models.features.input_size)
     color: bool = True
     taps: tuple[int, ...] = DEFAULT_TAPS
+    pooling: str = "per_tap"  # models.features.POOLINGS
     coreset_size: int = 8192
     pool_cap: int = 100_000
     calibration_fraction: float = 0.2
@@ -51,13 +52,14 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
         raise ModelError("Training an anomaly model needs good parts of at least two groups (one to learn from, one to calibrate on).")
     fit = [samples[i] for i in fit_idx]
     spec = InputSpec.from_meta({"input": input_meta(cfg)}, name)
-    pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), spec, taps=cfg.taps,
+    pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), spec, taps=cfg.taps, pooling=cfg.pooling,
                            pool_cap=cfg.pool_cap, seed=cfg.seed, progress=progress)
     chosen = greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, progress=progress)
     state = {"memory_bank": pool[chosen].contiguous()}
     meta: dict[str, Any] = {
         "kind": KIND, "name": name, "version": version,
-        "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": list(cfg.taps)},
+        "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": list(cfg.taps),
+                     "pooling": cfg.pooling},
         "input": input_meta(cfg), "tiling": "none: whole image at the input size", "map_blur_sigma": cfg.map_blur_sigma,
         "classes": ["anomaly"],
         "thresholds": {"ok_below": 0.0, "ng_at": 0.0, "pixel": float("inf")},

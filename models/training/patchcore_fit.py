@@ -15,9 +15,9 @@ Progress = Callable[[str, int, int], None]
 
 @torch.inference_mode()
 def collect_patches(images: Iterable[np.ndarray], total: int, spec: InputSpec, *, taps: tuple[int, ...] = DEFAULT_TAPS,
-                    pool_cap: int = 200_000, seed: int = 0, progress: Progress | None = None) -> torch.Tensor:
+                    pooling: str = "per_tap", pool_cap: int = 200_000, seed: int = 0, progress: Progress | None = None) -> torch.Tensor:
     """Patch features of all images, reservoir-subsampled to at most `pool_cap` rows (bounded memory)."""
-    net = PatchFeatures(taps).eval()
+    net = PatchFeatures(taps, pooling).eval()
     gen = torch.Generator().manual_seed(seed)
     pool: torch.Tensor | None = None
     seen = 0
