@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--size", type=_size, default=None, metavar="HxW|N", help="working size: HxW fixed; N the long side (anomaly) or N x N (segmentation); "
                             "a scale factor like 0.75 keeps every part's pixel pitch (segmentation then trains on crops)")
     train.add_argument("--crop", type=_crop, default=None, metavar="HxW", help="segmentation: train on crops of this size (defects are local)")
+    train.add_argument("--pooling", default=None, metavar="per_tap|joint",
+                       help="anomaly: average patch features per backbone tap (default; broad defects) or once after upsampling (finer: tiny defects)")
+    train.add_argument("--coreset", type=int, default=None, metavar="N",
+                       help="anomaly: memory bank rows (default 8192; fewer infer faster, the bank is searched for every patch)")
     train.add_argument("--grey", action="store_true", help="train on grey images (colour inputs are converted)")
     train.add_argument("--false-reject", type=float, default=0.01, metavar="RATE", help="calibrate NG to reject this share of good parts (default 0.01)")
     train.add_argument("--seed", type=int, default=0)
@@ -216,7 +220,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = StageProgress()
     try:
         sha, meta = train_package(args.dataset, args.kind, args.out, size=args.size, color=not args.grey, epochs=args.epochs,
-                                  time_limit_s=args.time_limit, crop=args.crop, seed=args.seed, false_reject=args.false_reject, name=args.name,
+                                  time_limit_s=args.time_limit, crop=args.crop, pooling=args.pooling, coreset=args.coreset, seed=args.seed, false_reject=args.false_reject, name=args.name,
                                   threads=args.threads, progress=progress)
     finally:
         progress.close()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.datasets import group_kfold, load_dataset  # noqa: E402
 from models.evaluation import evaluate  # noqa: E402
+from models.features import POOLINGS  # noqa: E402
 from models.package import build_inspector, save_package  # noqa: E402
 from models.training.train import train_model  # noqa: E402
 
@@ -61,6 +62,8 @@ def main() -> int:
     ap.add_argument("--size", type=parse_size, default=None, help="HxW, N (long side) or F.F (scale factor)")
     ap.add_argument("--crop", type=parse_size, default=None, help="segmentation: train on HxW crops")
     ap.add_argument("--grey", action="store_true")
+    ap.add_argument("--pooling", choices=POOLINGS, default=None, help="anomaly: where patch features are averaged")
+    ap.add_argument("--coreset", type=int, default=None, help="anomaly: memory bank rows (default 8192)")
     ap.add_argument("--epochs", type=int, default=None, help="segmentation: epochs per fold (repeatable, unlike a time limit)")
     ap.add_argument("--time-limit", type=float, default=None, help="segmentation: training seconds per fold")
     ap.add_argument("--seed", type=int, default=0)
@@ -77,7 +80,7 @@ def main() -> int:
             continue
         t0 = time.monotonic()
         meta, state = train_model(ds, train_idx, args.kind, size=args.size, color=not args.grey, epochs=args.epochs, time_limit_s=args.time_limit, crop=args.crop,
-                                  seed=args.seed, name=f"cv{k}")
+                                  pooling=args.pooling, coreset=args.coreset, seed=args.seed, name=f"cv{k}")
         train_s = time.monotonic() - t0
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)

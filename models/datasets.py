@@ -3,7 +3,9 @@
 Project format - as in ../shared/datasets - a folder with `manifest.csv` whose columns are at least
 `image, label, cls` (or `class`), `mask` and a group column (`group`, or `tile_group` / `sequence`):
 paths are relative to the folder, `label` is `good` or `defect`, masks are 8-bit PNG (> 127 is defect).
-The group names the physical part (or sequence): splits never separate one group.
+The group names the physical part (or sequence): splits never separate one group. An optional
+`frames_from_onset` column (sequences of one surface over time: the frame's distance to the
+sequence's first labelled defect) marks good frames taken just before that onset as doubtful.
 
 MVTec AD layout - `train/good/*.png`, `test/<type>/*.png`, `ground_truth/<type>/<stem>_mask.png`;
 `test/good` holds good parts. MVTec has no groups: each image is its own.
@@ -25,6 +27,9 @@ from models.errors import ModelError
 GOOD = "good"
 GROUP_COLUMNS = ("group", "tile_group", "sequence")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# Good frames this close before their sequence's first labelled defect may already hold it, too
+# small to have been labelled (ball-screw pitting grows from a few pixels).
+ONSET_MARGIN = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Sample:
     mask: Path | None
     group: str
     split: str = ""  # "train" / "test" where the dataset says (MVTec), else ""
+    doubtful: bool = False  # a good label that may be wrong (see ONSET_MARGIN): not trained on, still evaluated
 
     @property
     def is_defect(self) -> bool:
@@ -89,10 +95,20 @@ def _load_manifest(root: Path) -> Dataset:
                 cls=GOOD if label == GOOD else row[cls_col].strip(),  # type: ignore[index]
                 mask=(root / row["mask"]) if row["mask"].strip() else None,
                 group=row[group_col].strip(),  # type: ignore[index]
+                doubtful=label == GOOD and _just_before_onset(row.get("frames_from_onset"), root, n),
             ))
     if not samples:
         raise ModelError(f"{root / 'manifest.csv'} lists no images.")
     return Dataset(root, "lepton", tuple(samples))
+
+
+def _just_before_onset(value: str | None, root: Path, line: int) -> bool:
+    if value is None or not value.strip():
+        return False
+    try:
+        return -ONSET_MARGIN <= int(value) < 0
+    except ValueError:
+        raise ModelError(f"{root / 'manifest.csv'} line {line}: frames_from_onset must be a whole number, not {value!r}.") from None
 
 
 def _images(folder: Path) -> list[Path]:

@@ -10,7 +10,7 @@ import torch
 
 from models.errors import ModelError
 from models.datasets import Dataset, load_dataset
-from models.features import Size
+from models.features import POOLINGS, Size
 from models.package import save_package
 
 Progress = Callable[[str, int, int], None]
@@ -27,12 +27,14 @@ def training_indices(ds: Dataset, kind: str) -> list[int]:
 
 
 def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | None = None, color: bool = True,
-                epochs: int | None = None, time_limit_s: float | None = None, crop: tuple[int, int] | None = None, seed: int = 0,
-                false_reject: float = 0.01, name: str, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                epochs: int | None = None, time_limit_s: float | None = None, crop: tuple[int, int] | None = None, pooling: str | None = None,
+                coreset: int | None = None, seed: int = 0, false_reject: float = 0.01, name: str, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Train and calibrate a model of `kind` on the parts `indices` of a dataset (all of them for
     `lepton-inspect train`, the training folds in cross-validation): metadata and state dict."""
     if kind not in KINDS:
         raise ModelError(f"Kind must be one of {', '.join(KINDS)}.")
+    doubtful = sum(ds.samples[i].doubtful for i in indices)
+    indices = [i for i in indices if not ds.samples[i].doubtful]  # a good label that may hide a defect teaches nothing true
     torch.manual_seed(seed)
     if kind == "anomaly":
         from models.training.anomaly import AnomalyConfig, train_patchcore
@@ -40,9 +42,21 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
         a_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
         if size is not None:
             a_kw["size"] = size
-        return train_patchcore(ds.samples, indices, AnomalyConfig(**a_kw), name=name, progress=progress)
+        if pooling is not None:
+            if pooling not in POOLINGS:
+                raise ModelError(f"Patch pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}.")
+            a_kw["pooling"] = pooling
+        if coreset is not None:
+            if coreset < 1:
+                raise ModelError(f"The memory bank needs at least one row, not {coreset}.")
+            a_kw["coreset_size"] = coreset
+        meta, state = train_patchcore(ds.samples, indices, AnomalyConfig(**a_kw), name=name, progress=progress)
+        meta["training"]["doubtful_goods_left_out"] = doubtful
+        return meta, state
     from models.training.segmentation import SegConfig, train_segmentation
 
+    if pooling is not None or coreset is not None:
+        raise ModelError("Patch pooling and the memory bank size are anomaly-model options; a segmentation model learns its own features.")
     cfg_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
     if crop is not None:
         cfg_kw["crop"] = crop
@@ -54,7 +68,9 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
         cfg_kw["epochs"] = epochs
     if time_limit_s:
         cfg_kw["time_limit_s"] = time_limit_s
-    return train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, progress=progress)
+    meta, state = train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, progress=progress)
+    meta["training"]["doubtful_goods_left_out"] = doubtful
+    return meta, state
 
 
 def train_package(dataset: Path, kind: str, out: Path, *, threads: int | None = None, name: str | None = None,

@@ -12,9 +12,14 @@ from tests.integration.test_cli import assert_one_sentence_error, cli
 
 def test_train_eval_predict(tiny_dataset, tmp_path):
     pkg = tmp_path / "tiny.lpkg"
-    proc = cli("train", "--dataset", str(tiny_dataset), "--kind", "anomaly", "--out", str(pkg), "--size", "64x64", "--grey", data_dir=tmp_path)
+    proc = cli("train", "--dataset", str(tiny_dataset), "--kind", "anomaly", "--out", str(pkg), "--size", "64x64", "--grey",
+               "--pooling", "joint", "--coreset", "500", data_dir=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "thresholds: OK below" in proc.stdout and pkg.is_file()
+    from models.package import load_package
+
+    meta = load_package(pkg, device="cpu").info.metadata
+    assert meta["backbone"]["pooling"] == "joint" and meta["training"]["memory_bank"] == 500
     assert "features" in proc.stderr and "calibration" in proc.stderr  # progress: a line per stage off a terminal
 
     metrics = tmp_path / "m.json"
@@ -45,9 +50,13 @@ def test_train_eval_predict(tiny_dataset, tmp_path):
     assert len(defect_ng) >= 12  # most of the 16 scratched parts are caught
 
 
-def test_model_commands_with_bad_input(tmp_path):
+def test_model_commands_with_bad_input(tiny_dataset, tmp_path):
     assert_one_sentence_error(cli("eval", "--model", str(tmp_path / "none.lpkg"), "--dataset", str(tmp_path), data_dir=tmp_path), "does not exist")
     assert_one_sentence_error(cli("train", "--dataset", str(tmp_path / "nope"), "--kind", "anomaly", "--out", str(tmp_path / "x.lpkg"), data_dir=tmp_path), "does not exist")
+    bad_pooling = cli("train", "--dataset", str(tiny_dataset), "--kind", "anomaly", "--out", str(tmp_path / "x.lpkg"), "--pooling", "max", data_dir=tmp_path)
+    assert_one_sentence_error(bad_pooling, "pooling must be one of per_tap, joint")
+    assert_one_sentence_error(cli("train", "--dataset", str(tiny_dataset), "--kind", "segmentation", "--out", str(tmp_path / "x.lpkg"), "--coreset", "9",
+                                  data_dir=tmp_path), "anomaly-model options")
     import resources
 
     assert_one_sentence_error(cli("predict", "--model", str(resources.DEMO_MODEL), "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), data_dir=tmp_path), "does not exist")

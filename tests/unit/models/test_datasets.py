@@ -65,3 +65,30 @@ def test_validation_holdout_keeps_good_and_defective_parts():
         assert not {samples[i].group for i in held} & {samples[i].group for i in rest}
     # Without the flag, the clean group alone can be the held part.
     assert any({samples[i].is_defect for i in group_holdout(samples, range(len(samples)), 0.1, seed=s)[1]} == {False} for s in range(20))
+
+
+def test_good_frames_just_before_the_onset_are_doubtful(tmp_path):
+    rows = ["image,label,cls,mask,sequence,frames_from_onset"]
+    rows += [f"good/{k}.png,good,good,,s1,{k - 8}" for k in range(8)]  # -8..-1
+    rows += ["defect/0.png,defect,pitting,,s1,0", "good/c.png,good,good,,s2,"]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(tmp_path)
+    assert [s.doubtful for s in ds.samples] == [False] * 3 + [True] * 5 + [False, False]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows[:2] + ["good/x.png,good,good,,s1,soon"]) + "\n")
+    with pytest.raises(ModelError, match="line 3: frames_from_onset must be a whole number"):
+        load_dataset(tmp_path)
+
+
+def test_the_ball_screw_doubtful_goods_are_left_out_of_training(datasets):
+    """The real manifest: the five good frames before each sequence's onset are doubtful; training
+    says how many it left out."""
+    from models.training.train import train_model
+
+    ds = load_dataset(datasets / "bsdata_ballscrew")
+    doubtful = [s for s in ds.samples if s.doubtful]
+    onsets = len({s.group for s in ds.samples if s.is_defect})
+    assert len(doubtful) == 5 * onsets and not any(s.is_defect for s in doubtful)
+    keep = [i for i, s in enumerate(ds.samples) if s.group in {doubtful[0].group, "01_477500_315"} and (s.doubtful or i % 6 == 0)]
+    meta, _ = train_model(ds, keep, "anomaly", size=(64, 160), coreset=64, name="t")
+    assert meta["training"]["doubtful_goods_left_out"] == 5
+    assert meta["training"]["good_parts"] + meta["calibration"]["good_parts"] == sum(not ds.samples[i].is_defect and not ds.samples[i].doubtful for i in keep)
