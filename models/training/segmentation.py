@@ -19,7 +19,7 @@ from models.errors import ModelError
 from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
 from models.features import Size, input_size, size_meta
 from models.metrics import auroc
-from models.segmentation import DEFAULT_ARCH, KIND, SCORE_RULES, UNet, defect_probability, part_scores
+from models.segmentation import DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNet, defect_probability, part_scores
 from models.calibration import calibrate
 
 Progress = Callable[[str, int, int], None]
@@ -240,7 +240,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         "input": {**size_meta(cfg.size), "multiple": 32, "mean": list(backbone.IMAGENET_MEAN),
                   "std": list(backbone.IMAGENET_STD), "color": "rgb" if cfg.color else "grey"},
         "tiling": "none: whole image at the input size",
-        "arch": arch, "score": cfg.score,
+        "arch": arch, "score": cfg.score, "score_pool": SCORE_POOL,
         "classes": classes,
         "thresholds": calibrate(val_scores[~val_labels], false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject),
         "calibration": {"good_parts": int((~val_labels).sum()), "groups": len({samples[i].group for i in val_idx}),

@@ -154,3 +154,30 @@ def test_standardized_anomaly_model_ignores_a_lighting_change(tiny_dataset):
     assert plain.predict(relit).score > plain.predict(good).score + 1.0
     defect = read_image(next(s for s in ds.samples if s.is_defect).image, color=False)
     assert inspector.predict(defect).score >= inspector.info.thresholds.ng_at
+
+
+def test_segmentation_packages_keep_the_score_they_were_calibrated_with(packages, tiny_dataset):
+    """New packages score by the map's plain maximum (score_pool 1); a package without the key was
+    calibrated on a 5x5 average and keeps it; a nonsense value is refused in one sentence."""
+    import torch.nn.functional as F
+
+    from models.package import build_inspector, read_package
+    from models.segmentation import defect_probability
+
+    meta, state, _ = read_package(packages["segmentation"])
+    assert meta["score_pool"] == 1
+    ds = load_dataset(tiny_dataset)
+    img = read_image(next(s for s in ds.samples if s.is_defect).image, color=False)
+    new = build_inspector(meta, state)
+    del meta["score_pool"]
+    old = build_inspector(meta, state)
+    assert old.score_pool == 5
+    logits, image_logit = old.runtime(old.preprocess(img))
+    p_def = defect_probability(logits)[0]
+    head = float(image_logit.sigmoid()[0])
+    assert new.predict(img).score == pytest.approx(0.5 * (head + float(p_def.max())), rel=1e-5)
+    pooled = float(F.avg_pool2d(p_def[:, None], 5, stride=1, padding=2).max())
+    assert old.predict(img).score == pytest.approx(0.5 * (head + pooled), rel=1e-5)
+    meta["score_pool"] = 4
+    with pytest.raises(ModelError, match="odd whole number"):
+        build_inspector(meta, state)
