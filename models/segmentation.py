@@ -121,7 +121,8 @@ class SegmentationInspector(Inspector):
         try:
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            first = (lines[1] if len(lines) > 1 else lines[0])[:200].rstrip(".")  # the first problem, not the "Error(s) in" header
             raise ModelError(f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first}).") from exc
         self.runtime = Runtime(self.net, self.input.example(), backend=backend, device=device)
 

@@ -69,7 +69,7 @@ def test_mismatched_segmentation_weights_are_refused(packages, tmp_path):
     meta = {k: v for k, v in meta.items() if k not in ("format_version", "created_at")}
     meta["classes"] = ["scratch", "dent"]  # the head has one class fewer
     save_package(tmp_path / "m.lpkg", meta, state)
-    with pytest.raises(ModelError, match="do not fit a 2-class U-Net"):
+    with pytest.raises(ModelError, match=r"do not fit a 2-class U-Net \(size mismatch for head.weight"):
         load_package(tmp_path / "m.lpkg", device="cpu")
     meta2, state2, _ = read_package(packages["anomaly"])
     meta2 = {k: v for k, v in meta2.items() if k not in ("format_version", "created_at")}
