@@ -80,7 +80,7 @@ class NearestSearch:
             qa = torch.zeros(q.shape[0], self.width)
             qa[:, :c] = q - self.mean
             qa[:, c] = -0.5
-            candidates = (qa.bfloat16() @ self.bank_bf16_t).topk(self.CANDIDATES, dim=1).indices
+            candidates = (qa.bfloat16() @ self.bank_bf16_t).topk(min(self.CANDIDATES, self.bank.shape[0]), dim=1).indices
             out.append(torch.linalg.vector_norm(q[:, None, :] - self.bank[candidates], dim=2).amin(dim=1))
         return torch.cat(out)
 

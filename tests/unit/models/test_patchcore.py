@@ -33,3 +33,11 @@ def test_bf16_search_gives_the_reference_distances(tiny_dataset):
     assert abs(float(fast.max()) - float(ref.max())) <= 1e-4 * float(ref.max())  # the part score
     search.use_bf16 = False
     assert torch.equal(search(queries), ref)
+
+
+def test_a_bank_smaller_than_the_candidate_count():
+    torch.manual_seed(0)
+    bank, queries = torch.randn(2, 8), torch.randn(5, 8)
+    search = NearestSearch(bank, torch.device("cpu"))
+    search.use_bf16 = True
+    torch.testing.assert_close(search(queries), nearest_distances(queries, search.bank, search.bank_sq), rtol=1e-5, atol=1e-5)
