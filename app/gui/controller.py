@@ -1,7 +1,9 @@
 """Drives a `Line` from the GUI without ever blocking the GUI thread.
 
 Slow work (loading the model, opening the camera and the store, starting and stopping a run)
-runs on a worker thread; its outcome comes back as a Qt signal, delivered on the GUI thread.
+runs on one worker thread, in the order asked (a Start pressed the moment the line is ready waits
+for the opening job's last instructions instead of being dropped); its outcome comes back as a Qt
+signal, delivered on the GUI thread.
 Results are not pushed to the GUI: the runner's listener only keeps the latest one, and the
 window pulls it on a timer, so a slow screen drops frames instead of queueing them.
 """
@@ -9,6 +11,7 @@ window pulls it on a timer, so a slow screen drops frames instead of queueing th
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 
@@ -36,7 +39,11 @@ class LineController(QObject):
         self._lock = threading.Lock()
         self._latest: InspectionResult | None = None
         self._status: RunnerStatus | None = None
-        self._job: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()  # None ends the worker
+        self._pending = 0  # jobs asked for and not finished (under _lock)
+        self._idle = threading.Event()
+        self._idle.set()
+        threading.Thread(target=self._work, name="lepton-gui-job", daemon=True).start()
         self._fault_handled = False
 
     # -- called from worker threads ----------------------------------------------------
@@ -62,11 +69,17 @@ class LineController(QObject):
         return s is not None and s.state in (RunnerState.RUNNING, RunnerState.STOPPING) and self.line is not None and self.line.runner is not None
 
     def _spawn(self, what: str, job: Callable[[], None]) -> bool:
-        if self._job is not None and self._job.is_alive():
-            return False
-        self.busy.emit(what)
+        """Queue a job for the worker thread (jobs run one at a time, in order)."""
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        self._jobs.put((what, job))
+        return True
 
-        def wrapped() -> None:
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            what, job = item
+            self.busy.emit(what)
             try:
                 job()
             except USER_ERRORS as exc:
@@ -75,11 +88,11 @@ class LineController(QObject):
                 log.exception("%s failed", what)
                 self.failed.emit(f"{what} failed unexpectedly: {exc} (details in the log file).")
             finally:
+                with self._lock:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.set()
                 self.busy.emit("")
-
-        self._job = threading.Thread(target=wrapped, name="lepton-gui-job", daemon=True)
-        self._job.start()
-        return True
 
     # -- called from the GUI thread ------------------------------------------------------
     def open(self) -> None:
@@ -105,7 +118,7 @@ class LineController(QObject):
         self._spawn("Starting the line", job)
 
     def stop(self) -> bool:
-        """Stop the run in the background; False if another job is still busy (try again)."""
+        """Stop the run in the background (after any job asked for before)."""
         line = self.line
         if line is None or line.runner is None:
             return True
@@ -128,10 +141,9 @@ class LineController(QObject):
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """On window close: finish any job, stop the run, close camera and database."""
-        if self._job is not None:
-            self._job.join(timeout_s)
-            if self._job.is_alive():
-                log.error("a background job did not finish in %.0f s; closing anyway", timeout_s)
+        if not self._idle.wait(timeout_s):
+            log.error("a background job did not finish in %.0f s; closing anyway", timeout_s)
+        self._jobs.put(None)
         if self.line is not None:
             self.line.close()
             self.line = None
