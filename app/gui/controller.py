@@ -68,13 +68,12 @@ class LineController(QObject):
         s = self.status()
         return s is not None and s.state in (RunnerState.RUNNING, RunnerState.STOPPING) and self.line is not None and self.line.runner is not None
 
-    def _spawn(self, what: str, job: Callable[[], None]) -> bool:
+    def _spawn(self, what: str, job: Callable[[], None]) -> None:
         """Queue a job for the worker thread (jobs run one at a time, in order)."""
         with self._lock:
             self._pending += 1
             self._idle.clear()
         self._jobs.put((what, job))
-        return True
 
     def _work(self) -> None:
         while (item := self._jobs.get()) is not None:
@@ -117,11 +116,11 @@ class LineController(QObject):
 
         self._spawn("Starting the line", job)
 
-    def stop(self) -> bool:
+    def stop(self) -> None:
         """Stop the run in the background (after any job asked for before)."""
         line = self.line
         if line is None or line.runner is None:
-            return True
+            return
 
         def job() -> None:
             status = line.stop()
@@ -129,13 +128,14 @@ class LineController(QObject):
                 self._status = status
                 self.stopped.emit(status.message)
 
-        return self._spawn("Stopping the line", job)
+        self._spawn("Stopping the line", job)
 
     def check_fault(self) -> str | None:
         """On the GUI timer: a faulted run's message, once, and the run is wound up."""
         s = self.status()
-        if s is not None and s.state is RunnerState.FAULTED and not self._fault_handled and self.stop():
-            self._fault_handled = True  # the run is being wound up; asked again on the next tick otherwise
+        if s is not None and s.state is RunnerState.FAULTED and not self._fault_handled:
+            self.stop()
+            self._fault_handled = True  # the run is being wound up (queued behind any job in progress)
             return s.message
         return None
 
