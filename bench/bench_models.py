@@ -33,9 +33,12 @@ def main() -> None:
     setups = [("cpu", "torch"), ("cpu", "onnx")] + ([("cuda", "torch")] if torch.cuda.is_available() else [])
     scores: dict[str, list[float]] = {}
     times: dict[str, np.ndarray] = {}
+    search = None
     for device, backend in setups:
         name = f"{device}-{backend}" + ("-fp16" if device == "cuda" else "")
         inspector = load_package(a.model, device=device, backend=backend)
+        if device == "cpu":
+            search = getattr(inspector, "search", None)  # PatchCore's memory bank search, as chosen at load
         for image in images[:3]:
             inspector.predict(image)  # warm-up
         t = []
@@ -50,7 +53,6 @@ def main() -> None:
             s.append(p.score)
         times[name], scores[name] = np.asarray(t), s
     print(f"model {a.model.name} ({inspector.info.kind}), {a.n} predictions of {len(images)} images, torch threads {torch.get_num_threads()}")
-    search = getattr(load_package(a.model, device="cpu", backend="onnx"), "search", None)
     if search is not None:
         print(f"memory bank search on the CPU: {'bfloat16 candidates + exact float32' if search.use_bf16 else 'float32'} "
               f"(probe of 512 patches: {search.probe_ms} ms)")

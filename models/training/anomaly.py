@@ -45,6 +45,8 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
                     progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Metadata and state dict of a PatchCore model trained on the good parts among `indices`;
     a group-aware share of those good parts is held back to calibrate the thresholds."""
+    if cfg.coreset_size < 1:
+        raise ModelError(f"The memory bank needs at least one row, not {cfg.coreset_size}.")
     torch.manual_seed(cfg.seed)
     good = [i for i in indices if not samples[i].is_defect]
     fit_idx, cal_idx = group_holdout(samples, good, cfg.calibration_fraction, seed=cfg.seed)

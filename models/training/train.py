@@ -10,7 +10,7 @@ import torch
 
 from models.errors import ModelError
 from models.datasets import Dataset, load_dataset
-from models.features import POOLINGS, Size
+from models.features import Size
 from models.package import save_package
 
 Progress = Callable[[str, int, int], None]
@@ -40,35 +40,27 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
         from models.training.anomaly import AnomalyConfig, train_patchcore
 
         a_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
-        if size is not None:
-            a_kw["size"] = size
-        if pooling is not None:
-            if pooling not in POOLINGS:
-                raise ModelError(f"Patch pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}.")
-            a_kw["pooling"] = pooling
-        if coreset is not None:
-            if coreset < 1:
-                raise ModelError(f"The memory bank needs at least one row, not {coreset}.")
-            a_kw["coreset_size"] = coreset
+        for key, value in (("size", size), ("pooling", pooling), ("coreset_size", coreset)):
+            if value is not None:
+                a_kw[key] = value
         meta, state = train_patchcore(ds.samples, indices, AnomalyConfig(**a_kw), name=name, progress=progress)
-        meta["training"]["doubtful_goods_left_out"] = doubtful
-        return meta, state
-    from models.training.segmentation import SegConfig, train_segmentation
+    else:
+        from models.training.segmentation import SegConfig, train_segmentation
 
-    if pooling is not None or coreset is not None:
-        raise ModelError("Patch pooling and the memory bank size are anomaly-model options; a segmentation model learns its own features.")
-    cfg_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
-    if crop is not None:
-        cfg_kw["crop"] = crop
-    elif isinstance(size, float):
-        cfg_kw["crop"] = SCALE_CROP  # images of different sizes train on crops of one size
-    if size is not None:
-        cfg_kw["size"] = (size, size) if isinstance(size, int) else size
-    if epochs:
-        cfg_kw["epochs"] = epochs
-    if time_limit_s:
-        cfg_kw["time_limit_s"] = time_limit_s
-    meta, state = train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, progress=progress)
+        if pooling is not None or coreset is not None:
+            raise ModelError("Patch pooling and the memory bank size are anomaly-model options; a segmentation model learns its own features.")
+        cfg_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
+        if crop is not None:
+            cfg_kw["crop"] = crop
+        elif isinstance(size, float):
+            cfg_kw["crop"] = SCALE_CROP  # images of different sizes train on crops of one size
+        if size is not None:
+            cfg_kw["size"] = (size, size) if isinstance(size, int) else size
+        if epochs:
+            cfg_kw["epochs"] = epochs
+        if time_limit_s:
+            cfg_kw["time_limit_s"] = time_limit_s
+        meta, state = train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, progress=progress)
     meta["training"]["doubtful_goods_left_out"] = doubtful
     return meta, state
 
