@@ -1,0 +1,48 @@
+"""Segmentation training keeps a moving average of the weights: validation scores it, the package holds it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import ModelError
+from models.datasets import load_dataset, read_image
+from models.package import build_inspector
+from models.training.segmentation import SegConfig, WeightAverage, train_segmentation
+
+
+def _net() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+
+
+def test_weight_average_follows_the_live_weights_slowly():
+    live = _net()
+    average = WeightAverage(live, 0.9)
+    start = average.net[0].weight.detach().clone()
+    with torch.no_grad():
+        live[0].weight.fill_(1.0)
+        live[1].num_batches_tracked.fill_(7)
+    average.update(1)  # early steps average over a short window: (1 + 1) / (10 + 1) of the old
+    torch.testing.assert_close(average.net[0].weight, start * 2 / 11 + 9 / 11)
+    assert int(average.net[1].num_batches_tracked) == 7  # integer buffers are copied, not averaged
+    for step in range(2, 400):
+        average.update(step)
+    torch.testing.assert_close(average.net[0].weight, torch.ones_like(start))
+    assert average.net is not live
+
+
+def test_weight_average_of_zero_is_the_live_network():
+    live = _net()
+    assert WeightAverage(live, 0.0).net is live
+    with pytest.raises(ModelError, match="decay"):
+        WeightAverage(live, 1.0)
+
+
+def test_package_records_the_weight_average(tiny_dataset):
+    ds = load_dataset(tiny_dataset)
+    cfg = SegConfig(size=(64, 64), color=False, epochs=2, seed=0)
+    meta, state = train_segmentation(ds.samples, range(len(ds.samples)), cfg, name="avg")
+    assert meta["training"]["weight_average_decay"] == cfg.ema_decay == 0.99
+    inspector = build_inspector(meta, state, backend="onnx")
+    image = read_image(ds.samples[0].image, color=False)
+    assert inspector.predict(image).anomaly_map.shape == image.shape
