@@ -23,7 +23,6 @@ from models.segmentation import DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNe
 from models.calibration import calibrate
 
 Progress = Callable[[str, int, int], None]
-FROZEN_BLOCKS = 3  # stem and MBConv blocks 0-2 (strides 2 and 4) stay as pretrained
 STEPS_PER_EPOCH = 40  # validation (and early stopping) at least this often
 
 
@@ -44,6 +43,7 @@ class SegConfig:
     review_false_reject: float = 0.05
     seed: int = 0
     arch: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(DEFAULT_ARCH["taps"]), tuple(DEFAULT_ARCH["widths"]))
+    frozen_blocks: int = 3  # the stem and this many first MBConv blocks keep their ImageNet weights (3: strides 2 and 4)
     ema_decay: float = 0.99  # validation scores (and the package keeps) this moving average of the weights; 0: the raw weights
     score: str = "mean"  # part score rule, one of models.segmentation.SCORE_RULES
     image_loss_weight: float = 0.5
@@ -183,6 +183,8 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     if cfg.score not in SCORE_RULES:
         raise ModelError(f"Part score rule {cfg.score!r} is not one of {', '.join(SCORE_RULES)}.")
     arch = {"taps": list(cfg.arch[0]), "widths": list(cfg.arch[1])}
+    if not 0 <= cfg.frozen_blocks <= cfg.arch[0][-1]:
+        raise ModelError(f"Frozen encoder blocks must be between 0 and {cfg.arch[0][-1]} (the deepest tap), not {cfg.frozen_blocks}.")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     classes = sorted({samples[i].cls for i in indices if samples[i].is_defect})
@@ -200,7 +202,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     net = UNet(len(classes), arch=arch).to(memory_format=torch.channels_last)
     # The high-resolution early blocks keep their ImageNet weights (and batch-norm statistics):
     # generic edges and textures, and most of the backward cost on a CPU.
-    frozen = [net.encoder.stem, *net.encoder.blocks[:FROZEN_BLOCKS]]
+    frozen = [net.encoder.stem, *net.encoder.blocks[:cfg.frozen_blocks]]
     fit_defective = torch.tensor([float(samples[k].is_defect) for k in fit_idx])
     for module in frozen:
         module.requires_grad_(False)
@@ -255,7 +257,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_image_auroc": round(val_auroc, 4)})
         if progress:
             progress(f"epoch loss {total / steps_per_epoch:.3f} val AUROC {val_auroc:.3f}", epoch + 1, cfg.epochs)
-        if val_auroc > best[0]:
+        if val_auroc >= best[0]:  # a tie goes to the later, longer-trained epoch
             best = (val_auroc, epoch + 1)
             best_state = copy.deepcopy(average.net.state_dict())
         if epoch + 1 - best[1] >= cfg.patience or time.monotonic() - t0 > cfg.time_limit_s or step >= total_steps:
@@ -276,7 +278,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
                         "good_scores": sorted(round(float(v), 6) for v in val_scores[~val_labels])},
         "training": {"parts": len(fit_idx), "defective": int(len(defect_rows)), "groups": len({samples[i].group for i in fit_idx}),
                      "epochs_run": len(history), "best_epoch": best[1], "history": history, "seed": cfg.seed,
-                     "weight_average_decay": cfg.ema_decay,
+                     "weight_average_decay": cfg.ema_decay, "frozen_blocks": cfg.frozen_blocks,
                      "class_weights": [round(float(w), 3) for w in weights], "seconds": round(time.monotonic() - t0, 1),
                      "fingerprint": fingerprint(samples[i].image for i in fit_idx)},
         "metrics": {"validation_image_auroc": round(best[0], 4)},

@@ -46,3 +46,25 @@ def test_package_records_the_weight_average(tiny_dataset):
     inspector = build_inspector(meta, state, backend="onnx")
     image = read_image(ds.samples[0].image, color=False)
     assert inspector.predict(image).anomaly_map.shape == image.shape
+
+
+def test_validation_ties_go_to_the_later_epoch_and_frozen_blocks_are_recorded(tiny_dataset):
+    """The tiny dataset's validation parts separate perfectly after a few epochs: of the tied
+    epochs the package keeps the last one, the longest trained."""
+    ds = load_dataset(tiny_dataset)
+    cfg = SegConfig(size=(64, 64), color=False, epochs=8, patience=8, frozen_blocks=5, seed=0)
+    meta, _ = train_segmentation(ds.samples, range(len(ds.samples)), cfg, name="ties")
+    history = [h["val_image_auroc"] for h in meta["training"]["history"]]
+    assert history.count(max(history)) > 1, history  # else this test shows nothing
+    assert meta["training"]["best_epoch"] == max(i + 1 for i, v in enumerate(history) if v == max(history))
+    assert meta["training"]["frozen_blocks"] == 5
+
+
+def test_frozen_blocks_out_of_range_is_one_sentence(tiny_dataset):
+    from models.training.train import train_model
+
+    ds = load_dataset(tiny_dataset)
+    with pytest.raises(ModelError, match="Frozen encoder blocks must be between 0 and 15"):
+        train_model(ds, range(len(ds.samples)), "segmentation", size=(64, 64), frozen_blocks=16, name="x")
+    with pytest.raises(ModelError, match="segmentation option"):
+        train_model(ds, range(len(ds.samples)), "anomaly", size=(64, 64), frozen_blocks=3, name="x")
