@@ -200,8 +200,9 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect])
     good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect])
     net = UNet(len(classes), arch=arch).to(memory_format=torch.channels_last)
-    # The high-resolution early blocks keep their ImageNet weights (and batch-norm statistics):
-    # generic edges and textures, and most of the backward cost on a CPU.
+    # The first `frozen_blocks` blocks keep their ImageNet weights (and batch-norm statistics):
+    # generic edges and textures, and most of the backward cost on a CPU. More of them frozen
+    # (11 on the ball screw) keeps a model trained on a few sequences from fitting them.
     frozen = [net.encoder.stem, *net.encoder.blocks[:cfg.frozen_blocks]]
     fit_defective = torch.tensor([float(samples[k].is_defect) for k in fit_idx])
     for module in frozen:

@@ -1,4 +1,5 @@
-"""Segmentation training keeps a moving average of the weights: validation scores it, the package holds it."""
+"""Segmentation training: the moving average of the weights (validation scores it, the package holds
+it), ties in validation, frozen encoder blocks."""
 
 from __future__ import annotations
 
