@@ -65,6 +65,7 @@ def main() -> int:
     ap.add_argument("--pooling", choices=POOLINGS, default=None, help="anomaly: where patch features are averaged")
     ap.add_argument("--coreset", type=int, default=None, help="anomaly: memory bank rows (default 8192)")
     ap.add_argument("--frozen-blocks", type=int, default=None, help="segmentation: encoder blocks kept at their ImageNet weights")
+    ap.add_argument("--decoder", choices=("conv", "separable"), default=None, help="segmentation: decoder blocks")
     ap.add_argument("--epochs", type=int, default=None, help="segmentation: epochs per fold (repeatable, unlike a time limit)")
     ap.add_argument("--time-limit", type=float, default=None, help="segmentation: training seconds per fold")
     ap.add_argument("--seed", type=int, default=0)
@@ -81,7 +82,7 @@ def main() -> int:
             continue
         t0 = time.monotonic()
         meta, state = train_model(ds, train_idx, args.kind, size=args.size, color=not args.grey, epochs=args.epochs, time_limit_s=args.time_limit, crop=args.crop,
-                                  pooling=args.pooling, coreset=args.coreset, frozen_blocks=args.frozen_blocks, seed=args.seed, name=f"cv{k}")
+                                  pooling=args.pooling, coreset=args.coreset, frozen_blocks=args.frozen_blocks, decoder=args.decoder, seed=args.seed, name=f"cv{k}")
         train_s = time.monotonic() - t0
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)

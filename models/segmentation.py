@@ -38,8 +38,16 @@ IMAGE_HEAD_WIDTH = 64
 SCORE_RULES = ("mean", "pixel_max", "head")
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+BLOCKS = ("conv", "separable")
+
+
+def _block(cin: int, cout: int, stride: int = 1, kind: str = "conv") -> nn.Sequential:
+    """A 3x3 convolution, or (`separable`) a 1x1 then a depthwise 3x3: about a tenth of the
+    multiply-adds at the decoder's widths."""
+    if kind == "conv":
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, stride=stride, padding=1, groups=cout, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class UNet(nn.Module):
@@ -56,19 +64,21 @@ class UNet(nn.Module):
     def __init__(self, n_classes: int, pretrained: bool = True, arch: dict | None = None) -> None:
         super().__init__()
         arch = arch or DEFAULT_ARCH
-        taps, widths = tuple(arch["taps"]), tuple(arch["widths"])
+        taps, widths, kind = tuple(arch["taps"]), tuple(arch["widths"]), arch.get("block", "conv")
         if len(widths) != len(taps) - 1:
             raise ModelError(f"A U-Net with taps {taps} needs {len(taps) - 1} decoder widths, not {widths}.")
+        if kind not in BLOCKS:
+            raise ModelError(f"Decoder block {kind!r} is not one of {', '.join(BLOCKS)}.")
         self.encoder = backbone.FeatureExtractor(taps, pretrained=pretrained, frozen=False)
         skips = self.encoder.channels
         ups = []
         cin = skips[-1]
         for skip, width in zip(reversed(skips[:-1]), widths):
-            ups.append(_block(cin + skip, width))
+            ups.append(_block(cin + skip, width, kind=kind))
             cin = width
         self.decoder = nn.ModuleList(ups)
         self.head = nn.Conv2d(cin, n_classes + 1, 1)
-        self.image_conv = nn.Sequential(_block(cin, IMAGE_HEAD_WIDTH, stride=2), _block(IMAGE_HEAD_WIDTH, IMAGE_HEAD_WIDTH, stride=2))
+        self.image_conv = nn.Sequential(_block(cin, IMAGE_HEAD_WIDTH, stride=2, kind=kind), _block(IMAGE_HEAD_WIDTH, IMAGE_HEAD_WIDTH, stride=2, kind=kind))
         self.image_fc = nn.Linear(2 * IMAGE_HEAD_WIDTH + 2, 1)
         strides = self.encoder.strides
         self.up_factors = [hi // lo for hi, lo in zip(reversed(strides[1:]), reversed(strides[:-1]))]

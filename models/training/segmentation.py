@@ -19,7 +19,7 @@ from models.errors import ModelError
 from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
 from models.features import Size, input_size, size_meta
 from models.metrics import auroc
-from models.segmentation import DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNet, defect_probability, part_scores
+from models.segmentation import BLOCKS, DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNet, defect_probability, part_scores
 from models.calibration import calibrate
 
 Progress = Callable[[str, int, int], None]
@@ -43,6 +43,7 @@ class SegConfig:
     review_false_reject: float = 0.05
     seed: int = 0
     arch: tuple[tuple[int, ...], tuple[int, ...]] = (tuple(DEFAULT_ARCH["taps"]), tuple(DEFAULT_ARCH["widths"]))
+    decoder_block: str = "conv"  # models.segmentation.BLOCKS: 3x3 convolutions, or separable (faster on the CPU)
     frozen_blocks: int = 3  # the stem and this many first MBConv blocks keep their ImageNet weights (3: strides 2 and 4)
     ema_decay: float = 0.99  # validation scores (and the package keeps) this moving average of the weights; 0: the raw weights
     score: str = "mean"  # part score rule, one of models.segmentation.SCORE_RULES
@@ -141,6 +142,15 @@ class WeightAverage:
                 avg.copy_(live)
 
 
+def param_groups(net: UNet, cfg: SegConfig) -> list[dict[str, Any]]:
+    """Optimizer groups: the encoder's trainable weights at `encoder_lr`, every other weight (decoder,
+    pixel head, image head) at `lr`. Every trainable parameter is in exactly one group."""
+    encoder = [p for p in net.encoder.parameters() if p.requires_grad]
+    mine = {id(p) for p in net.encoder.parameters()}
+    rest = [p for p in net.parameters() if p.requires_grad and id(p) not in mine]
+    return [{"params": encoder, "lr": cfg.encoder_lr}, {"params": rest, "lr": cfg.lr}]
+
+
 def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse square-root pixel frequency, background 1, capped at 50."""
     counts = torch.bincount(targets.flatten().long(), minlength=n + 1).double().clamp(min=1)
@@ -182,7 +192,9 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         raise ModelError("A segmentation model at a scale factor trains on crops: give both a scale and a crop size.")
     if cfg.score not in SCORE_RULES:
         raise ModelError(f"Part score rule {cfg.score!r} is not one of {', '.join(SCORE_RULES)}.")
-    arch = {"taps": list(cfg.arch[0]), "widths": list(cfg.arch[1])}
+    if cfg.decoder_block not in BLOCKS:
+        raise ModelError(f"Decoder block {cfg.decoder_block!r} is not one of {', '.join(BLOCKS)}.")
+    arch = {"taps": list(cfg.arch[0]), "widths": list(cfg.arch[1]), "block": cfg.decoder_block}
     if not 0 <= cfg.frozen_blocks <= cfg.arch[0][-1]:
         raise ModelError(f"Frozen encoder blocks must be between 0 and {cfg.arch[0][-1]} (the deepest tap), not {cfg.frozen_blocks}.")
     torch.manual_seed(cfg.seed)
@@ -207,9 +219,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     fit_defective = torch.tensor([float(samples[k].is_defect) for k in fit_idx])
     for module in frozen:
         module.requires_grad_(False)
-    encoder_params = [p for p in net.encoder.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": encoder_params, "lr": cfg.encoder_lr},
-                             {"params": list(net.decoder.parameters()) + list(net.head.parameters()), "lr": cfg.lr}], weight_decay=1e-4)
+    opt = torch.optim.AdamW(param_groups(net, cfg), weight_decay=1e-4)
     steps_per_epoch = max(1, min(STEPS_PER_EPOCH, math.ceil(len(fit_idx) / cfg.batch_size)))
     total_steps = cfg.epochs * steps_per_epoch
     step = 0

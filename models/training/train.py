@@ -28,7 +28,7 @@ def training_indices(ds: Dataset, kind: str) -> list[int]:
 
 def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | None = None, color: bool = True,
                 epochs: int | None = None, time_limit_s: float | None = None, crop: tuple[int, int] | None = None, pooling: str | None = None,
-                coreset: int | None = None, frozen_blocks: int | None = None, seed: int = 0, false_reject: float = 0.01, name: str, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                coreset: int | None = None, frozen_blocks: int | None = None, decoder: str | None = None, seed: int = 0, false_reject: float = 0.01, name: str, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Train and calibrate a model of `kind` on the parts `indices` of a dataset (all of them for
     `lepton-inspect train`, the training folds in cross-validation): metadata and state dict."""
     if kind not in KINDS:
@@ -37,8 +37,8 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
     indices = [i for i in indices if not ds.samples[i].doubtful]  # a good label that may hide a defect teaches nothing true
     torch.manual_seed(seed)
     if kind == "anomaly":
-        if frozen_blocks is not None:
-            raise ModelError("Frozen encoder blocks are a segmentation option; the anomaly model's backbone is never trained.")
+        if frozen_blocks is not None or decoder is not None:
+            raise ModelError("Frozen encoder blocks and the decoder are segmentation options; the anomaly model's backbone is never trained.")
         from models.training.anomaly import AnomalyConfig, train_patchcore
 
         a_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
@@ -54,6 +54,8 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
         cfg_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
         if frozen_blocks is not None:
             cfg_kw["frozen_blocks"] = frozen_blocks
+        if decoder is not None:
+            cfg_kw["decoder_block"] = decoder
         if crop is not None:
             cfg_kw["crop"] = crop
         elif isinstance(size, float):

@@ -69,3 +69,55 @@ def test_frozen_blocks_out_of_range_is_one_sentence(tiny_dataset):
         train_model(ds, range(len(ds.samples)), "segmentation", size=(64, 64), frozen_blocks=16, name="x")
     with pytest.raises(ModelError, match="segmentation option"):
         train_model(ds, range(len(ds.samples)), "anomaly", size=(64, 64), frozen_blocks=3, name="x")
+
+
+def test_every_trainable_weight_is_optimised_once_image_head_included():
+    """The image head once sat outside the optimizer's groups and kept its random weights."""
+    from models.segmentation import UNet
+    from models.training.segmentation import param_groups
+
+    net = UNet(2, pretrained=False)
+    cfg = SegConfig(frozen_blocks=3)
+    for module in [net.encoder.stem, *net.encoder.blocks[:cfg.frozen_blocks]]:
+        module.requires_grad_(False)
+    groups = param_groups(net, cfg)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in net.parameters() if p.requires_grad}
+    head = {id(p) for p in [*net.image_conv.parameters(), *net.image_fc.parameters()]}
+    assert head <= set(ids)
+    assert groups[0]["lr"] == cfg.encoder_lr and head <= {id(p) for p in groups[1]["params"]}
+
+
+def test_training_moves_the_image_head(tiny_dataset, monkeypatch):
+    import models.training.segmentation as seg
+
+    initial: list[dict[str, torch.Tensor]] = []
+
+    class Recorded(seg.UNet):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            initial.append({k: v.detach().clone() for k, v in self.state_dict().items()})
+
+    monkeypatch.setattr(seg, "UNet", Recorded)
+    ds = load_dataset(tiny_dataset)
+    _, state = train_segmentation(ds.samples, range(len(ds.samples)), SegConfig(size=(64, 64), color=False, epochs=2, seed=0), name="head")
+    for key in ("image_fc.weight", "image_conv.0.0.weight", "head.weight", "decoder.0.0.weight"):
+        assert not torch.equal(state[key], initial[0][key]), key
+    assert torch.equal(state["encoder.stem.0.weight"], initial[0]["encoder.stem.0.weight"])  # frozen
+
+
+def test_separable_decoder_is_recorded_and_loads(tiny_dataset):
+    ds = load_dataset(tiny_dataset)
+    cfg = SegConfig(size=(64, 64), color=False, epochs=1, decoder_block="separable", seed=0)
+    meta, state = train_segmentation(ds.samples, range(len(ds.samples)), cfg, name="sep")
+    assert meta["arch"]["block"] == "separable"
+    assert state["decoder.0.3.weight"].shape[1] == 1  # depthwise
+    image = read_image(ds.samples[0].image, color=False)
+    for backend in ("torch", "onnx"):
+        assert build_inspector(meta, state, backend=backend).predict(image).anomaly_map.shape == image.shape
+    legacy = {**meta, "arch": {k: v for k, v in meta["arch"].items() if k != "block"}}
+    with pytest.raises(ModelError, match="weights do not fit"):  # no `block`: the 3x3 decoder of older packages
+        build_inspector(legacy, state, backend="torch")
+    with pytest.raises(ModelError, match="Decoder block 'wide' is not one of conv, separable"):
+        train_segmentation(ds.samples, range(len(ds.samples)), SegConfig(size=(64, 64), decoder_block="wide"), name="x")
