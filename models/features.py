@@ -63,6 +63,20 @@ class PatchFeatures(torch.nn.Module):
         return out if self.per_tap else F.avg_pool2d(out, 3, stride=1, padding=1)
 
 
+def shrink(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    """`image` resized to (h, w) by area averaging, as cv2.INTER_AREA does, in a fifth of the time
+    where it shrinks by 2x or more: OpenCV's area resize is slow for a fractional factor (2.3 ms
+    for a 1130x460 frame to 480x192 on this CPU) and fast for a whole one. So a bilinear step to
+    k times the target (k the whole part of the factor) comes first, then exact k x k averaging
+    (0.4 ms). Measured against INTER_AREA on both datasets: 0.2 grey levels apart on average, 99 %
+    of pixels within 1. Training and inference both resize here."""
+    H, W = image.shape[:2]
+    k = min(W // w, H // h) if w and h else 0
+    if k >= 2 and (W, H) != (w * k, h * k):
+        image = cv2.resize(image, (w * k, h * k), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
 STANDARD_LEVEL, STANDARD_SPREAD = 0.45, 0.2  # brightness and contrast every image gets when standardized
 
 
@@ -76,7 +90,7 @@ def to_tensor(image: np.ndarray, size: Size, mean: tuple[float, ...], std: tuple
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     h, w = input_size(image.shape[0], image.shape[1], size, multiple)
     # Resize first and replicate a grey image's one plane last: the same values, a third of the work.
-    x = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    x = shrink(image, w, h).astype(np.float32)
     x *= 1.0 / 255.0
     if standardize:
         spread = max(float(x.std(ddof=1)), 1e-3)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from models import backbone
 from models.errors import ModelError
 from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
-from models.features import Size, input_size, size_meta
+from models.features import Size, input_size, shrink, size_meta
 from models.metrics import auroc
 from models.segmentation import BLOCKS, DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNet, defect_probability, part_scores
 from models.calibration import calibrate
@@ -64,7 +64,7 @@ def _prepare(samples: Sequence[Sample], idx: Sequence[int], cfg: SegConfig, clas
         if img.ndim == 2:
             img = np.repeat(img[:, :, None], 3, axis=2)
         h, w = input_size(img.shape[0], img.shape[1], cfg.size, 32)
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        img = shrink(img, w, h)
         target = np.zeros((h, w), np.uint8)
         if s.is_defect and mask.any():
             target[cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0] = classes.index(s.cls) + 1
