@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--coreset", type=int, default=None, metavar="N",
                        help="anomaly: memory bank rows (default 8192; fewer infer faster, the bank is searched for every patch)")
     train.add_argument("--frozen-blocks", type=int, default=None, metavar="N",
-                       help="segmentation: encoder blocks kept at their ImageNet weights (default 3; 11 leaves only the stride-32 blocks to train)")
+                       help="segmentation: encoder blocks kept at their ImageNet weights (default 11: only the stride-32 blocks train; 3 trains from stride 8)")
     train.add_argument("--decoder", default=None, metavar="conv|separable",
                        help="segmentation: decoder blocks, 3x3 convolutions (default) or separable (1x1 + depthwise 3x3: faster on the CPU)")
     train.add_argument("--grey", action="store_true", help="train on grey images (colour inputs are converted)")
