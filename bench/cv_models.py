@@ -27,6 +27,7 @@ from models.datasets import group_kfold, load_dataset  # noqa: E402
 from models.evaluation import evaluate  # noqa: E402
 from models.features import POOLINGS  # noqa: E402
 from models.package import build_inspector, save_package  # noqa: E402
+from models.segmentation import BLOCKS  # noqa: E402
 from models.training.train import train_model  # noqa: E402
 
 SUMMARY = ("image_auroc", "pixel_auroc", "aupro", "escape_rate_at_5pct_false_rejects", "f1", "false_reject_rate", "escape_rate",
@@ -65,7 +66,7 @@ def main() -> int:
     ap.add_argument("--pooling", choices=POOLINGS, default=None, help="anomaly: where patch features are averaged")
     ap.add_argument("--coreset", type=int, default=None, help="anomaly: memory bank rows (default 8192)")
     ap.add_argument("--frozen-blocks", type=int, default=None, help="segmentation: encoder blocks kept at their ImageNet weights")
-    ap.add_argument("--decoder", choices=("conv", "separable"), default=None, help="segmentation: decoder blocks")
+    ap.add_argument("--decoder", choices=BLOCKS, default=None, help="segmentation: decoder blocks")
     ap.add_argument("--epochs", type=int, default=None, help="segmentation: epochs per fold (repeatable, unlike a time limit)")
     ap.add_argument("--time-limit", type=float, default=None, help="segmentation: training seconds per fold")
     ap.add_argument("--seed", type=int, default=0)

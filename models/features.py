@@ -71,7 +71,7 @@ def shrink(image: np.ndarray, w: int, h: int) -> np.ndarray:
     (0.4 ms). Measured against INTER_AREA on both datasets: 0.2 grey levels apart on average, 99 %
     of pixels within 1. Training and inference both resize here."""
     H, W = image.shape[:2]
-    k = min(W // w, H // h) if w and h else 0
+    k = min(W // w, H // h)
     if k >= 2 and (W, H) != (w * k, h * k):
         image = cv2.resize(image, (w * k, h * k), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)

@@ -41,6 +41,14 @@ SCORE_RULES = ("mean", "pixel_max", "head")
 BLOCKS = ("conv", "separable")
 
 
+def decoder_block(arch: dict[str, Any]) -> str:
+    """The decoder block kind an architecture asks for (`conv` when it says none, as older packages)."""
+    kind = arch.get("block", "conv")
+    if kind not in BLOCKS:
+        raise ModelError(f"Decoder block {kind!r} is not one of {', '.join(BLOCKS)}.")
+    return kind
+
+
 def _block(cin: int, cout: int, stride: int = 1, kind: str = "conv") -> nn.Sequential:
     """A 3x3 convolution, or (`separable`) a 1x1 then a depthwise 3x3: about a tenth of the
     multiply-adds at the decoder's widths."""
@@ -64,11 +72,9 @@ class UNet(nn.Module):
     def __init__(self, n_classes: int, pretrained: bool = True, arch: dict | None = None) -> None:
         super().__init__()
         arch = arch or DEFAULT_ARCH
-        taps, widths, kind = tuple(arch["taps"]), tuple(arch["widths"]), arch.get("block", "conv")
+        taps, widths, kind = tuple(arch["taps"]), tuple(arch["widths"]), decoder_block(arch)
         if len(widths) != len(taps) - 1:
             raise ModelError(f"A U-Net with taps {taps} needs {len(taps) - 1} decoder widths, not {widths}.")
-        if kind not in BLOCKS:
-            raise ModelError(f"Decoder block {kind!r} is not one of {', '.join(BLOCKS)}.")
         self.encoder = backbone.FeatureExtractor(taps, pretrained=pretrained, frozen=False)
         skips = self.encoder.channels
         ups = []

@@ -19,7 +19,7 @@ from models.errors import ModelError
 from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
 from models.features import Size, input_size, shrink, size_meta
 from models.metrics import auroc
-from models.segmentation import BLOCKS, DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNet, defect_probability, part_scores
+from models.segmentation import DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNet, decoder_block, defect_probability, part_scores
 from models.calibration import calibrate
 
 Progress = Callable[[str, int, int], None]
@@ -195,9 +195,8 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         raise ModelError("A segmentation model at a scale factor trains on crops: give both a scale and a crop size.")
     if cfg.score not in SCORE_RULES:
         raise ModelError(f"Part score rule {cfg.score!r} is not one of {', '.join(SCORE_RULES)}.")
-    if cfg.decoder_block not in BLOCKS:
-        raise ModelError(f"Decoder block {cfg.decoder_block!r} is not one of {', '.join(BLOCKS)}.")
     arch = {"taps": list(cfg.arch[0]), "widths": list(cfg.arch[1]), "block": cfg.decoder_block}
+    decoder_block(arch)  # a bad block is an error now, not after the images are prepared
     if not 0 <= cfg.frozen_blocks <= cfg.arch[0][-1]:
         raise ModelError(f"Frozen encoder blocks must be between 0 and {cfg.arch[0][-1]} (the deepest tap), not {cfg.frozen_blocks}.")
     torch.manual_seed(cfg.seed)
