@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--false-reject", type=float, default=0.01, metavar="RATE", help="calibrate NG to reject this share of good parts (default 0.01)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=None, help="torch threads (limit when a line runs beside training)")
+    train.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu or cuda")
     train.add_argument("--name", default=None, help="model name recorded in the package")
     ev = sub.add_parser("eval", help="evaluate a model package on a labelled dataset folder")
     ev.add_argument("--model", type=Path, required=True, metavar="PKG")
@@ -225,11 +226,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         sha, meta = train_package(args.dataset, args.kind, args.out, size=args.size, color=not args.grey, epochs=args.epochs,
                                   time_limit_s=args.time_limit, crop=args.crop, pooling=args.pooling, coreset=args.coreset, frozen_blocks=args.frozen_blocks, decoder=args.decoder, seed=args.seed, false_reject=args.false_reject, name=args.name,
-                                  threads=args.threads, progress=progress)
+                                  threads=args.threads, device=args.device, progress=progress)
     finally:
         progress.close()
     t = meta["thresholds"]
-    print(f"wrote {args.out} ({meta['kind']}, classes {', '.join(meta['classes'])}) sha256 {sha}")
+    print(f"wrote {args.out} ({meta['kind']}, classes {', '.join(meta['classes'])}, trained on {meta['training']['device']}) sha256 {sha}")
     print(f"thresholds: OK below {t['ok_below']:.4g}, NG at {t['ng_at']:.4g} (calibrated on {meta['calibration']['good_parts']} good parts "
           f"of {meta['calibration']['groups']} groups not trained on)")
     return 0
@@ -247,8 +248,7 @@ def _metrics_table(m: dict) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from models.datasets import load_dataset
-    from models.errors import ModelError
+    from models.datasets import load_dataset, of_groups
     from models.evaluation import evaluate
     from models.package import load_package
 
@@ -256,11 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset)
     samples = [s for s in ds.samples if s.split != "train"]  # MVTec: the test split
     if args.groups:
-        wanted = {g.strip() for g in args.groups.split(",") if g.strip()}
-        unknown = sorted(wanted - {s.group for s in samples})
-        if unknown:
-            raise ModelError(f"Dataset {args.dataset} has no group {', '.join(unknown)}.")
-        samples = [s for s in samples if s.group in wanted]
+        samples = of_groups(samples, args.groups)
     progress = StageProgress()
     try:
         metrics = evaluate(inspector, samples, progress=lambda i, n: progress("evaluate", i, n))

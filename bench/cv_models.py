@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=None, help="segmentation: training seconds per fold")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="training device: auto (a CUDA GPU when there is one), cpu or cuda")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="save each fold's package in this folder")
     args = ap.parse_args()
@@ -83,7 +84,8 @@ def main() -> int:
             continue
         t0 = time.monotonic()
         meta, state = train_model(ds, train_idx, args.kind, size=args.size, color=not args.grey, epochs=args.epochs, time_limit_s=args.time_limit, crop=args.crop,
-                                  pooling=args.pooling, coreset=args.coreset, frozen_blocks=args.frozen_blocks, decoder=args.decoder, seed=args.seed, name=f"cv{k}")
+                                  pooling=args.pooling, coreset=args.coreset, frozen_blocks=args.frozen_blocks, decoder=args.decoder, seed=args.seed, name=f"cv{k}",
+                                  device=args.device)
         train_s = time.monotonic() - t0
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)

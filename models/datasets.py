@@ -161,6 +161,16 @@ def read_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:
     return mask > 127
 
 
+def of_groups(samples: Sequence[Sample], groups: str | Iterable[str]) -> list[Sample]:
+    """The samples of the named groups (a comma-separated text or names); an unknown name is an error."""
+    names = groups.split(",") if isinstance(groups, str) else groups
+    wanted = {g.strip() for g in names if g.strip()}
+    unknown = sorted(wanted - {s.group for s in samples})
+    if unknown:
+        raise ModelError(f"The dataset has no group {', '.join(unknown)}.")
+    return [s for s in samples if s.group in wanted]
+
+
 def group_kfold(samples: Sequence[Sample], k: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
     """k (train, test) index splits; every group lies wholly in one test fold. Groups are dealt
     to folds so that each fold gets a similar number of defective and of good images."""

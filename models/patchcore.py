@@ -102,6 +102,11 @@ class NearestSearch:
 
 
 class PatchCoreInspector(Inspector):
+    # On CUDA the features stay fp32: a part score is the distance between nearly equal features,
+    # which fp16 rounding inflates (a synthetic part's score went from 0.074 to 0.201; on held-out
+    # ball-screw parts scores moved by up to 0.045, and fp16 was no faster). docs/model_results.md, CUDA.
+    CUDA_HALF = False
+
     def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
@@ -117,7 +122,7 @@ class PatchCoreInspector(Inspector):
         if bank.ndim != 2 or bank.shape[1] != channels or bank.shape[0] == 0:
             raise ModelError(f"Model {info.name} has a memory bank of shape {tuple(bank.shape)}; backbone taps {taps} give {channels} features.")
         self.search = NearestSearch(bank, self.device)
-        self.features = Runtime(features, self.input.example(), backend=backend, device=device)
+        self.features = Runtime(features, self.input.example(), backend=backend, device=device, half=self.CUDA_HALF)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return self.input.tensor(image)

@@ -1,4 +1,5 @@
-"""Inference backends for a model's network: torch (CPU or CUDA, fp16 on CUDA) or ONNX Runtime (CPU).
+"""Inference backends for a model's network: torch (CPU or CUDA, fp32; fp16 on CUDA for a model kind
+that sets CUDA_HALF, which none does: fp16 did not keep the scores) or ONNX Runtime (CPU).
 
 `Runtime(net, example)` exports the network to ONNX in memory when the backend is `onnx` (the
 state dict stays the one source of truth: nothing but the package is stored), and is then called
@@ -56,12 +57,13 @@ def plain_swish(net: nn.Module) -> None:
 
 class Runtime:
     """Calls `net` through the chosen backend. Input (N, 3, H, W) float32; H and W may vary. A net
-    that returns a tuple of tensors gets a tuple back from every backend."""
+    that returns a tuple of tensors gets a tuple back from every backend. `half`: run in fp16 on
+    CUDA (ignored on the CPU)."""
 
-    def __init__(self, net: nn.Module, example: torch.Tensor, *, backend: str, device: str) -> None:
+    def __init__(self, net: nn.Module, example: torch.Tensor, *, backend: str, device: str, half: bool = False) -> None:
         self.backend = backend
         self.device = torch.device(device)
-        self.half = self.device.type == "cuda"
+        self.half = half and self.device.type == "cuda"
         plain_swish(net)
         net.eval()
         with torch.inference_mode():
@@ -73,6 +75,10 @@ class Runtime:
             self.net = None
         else:
             self.net = net.to(self.device)
+            if self.device.type == "cuda" and not self.half:
+                # fp32 means fp32: cuDNN's default TF32 convolutions round inputs to fp16's 10-bit
+                # mantissa. (A process-wide setting; CUDA training then runs in true fp32 too.)
+                torch.backends.cudnn.allow_tf32 = False
             if self.half:
                 self.net = self.net.half()
             else:

@@ -122,6 +122,11 @@ def part_scores(p_def: torch.Tensor, image_logit: torch.Tensor, rule: str, pool:
 
 
 class SegmentationInspector(Inspector):
+    # On CUDA the network stays fp32: on 114 held-out ball-screw parts (H200) fp16 moved scores by up
+    # to 7.5e-3 where the closest score lay 1.3e-3 from a threshold, fp32 by 4.8e-7, for 0.8 ms more
+    # (7.8 against 8.6 ms a part). docs/model_results.md, CUDA.
+    CUDA_HALF = False
+
     def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
         self.info = info
         self.device = torch.device(device)
@@ -140,7 +145,7 @@ class SegmentationInspector(Inspector):
             lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
             first = (lines[1] if len(lines) > 1 else lines[0])[:200].rstrip(".")  # the first problem, not the "Error(s) in" header
             raise ModelError(f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first}).") from exc
-        self.runtime = Runtime(self.net, self.input.example(), backend=backend, device=device)
+        self.runtime = Runtime(self.net, self.input.example(), backend=backend, device=device, half=self.CUDA_HALF)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return self.input.tensor(image)

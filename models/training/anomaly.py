@@ -42,9 +42,10 @@ def input_meta(cfg: AnomalyConfig) -> dict[str, Any]:
 
 
 def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: AnomalyConfig, *, name: str, version: str = "1",
-                    progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Metadata and state dict of a PatchCore model trained on the good parts among `indices`;
-    a group-aware share of those good parts is held back to calibrate the thresholds."""
+                    device: str = "cpu", progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Metadata and state dict of a PatchCore model trained on the good parts among `indices`
+    (features, coreset and calibration on `device`); a group-aware share of those good parts is
+    held back to calibrate the thresholds."""
     if cfg.coreset_size < 1:
         raise ModelError(f"The memory bank needs at least one row, not {cfg.coreset_size}.")
     torch.manual_seed(cfg.seed)
@@ -55,8 +56,8 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
     fit = [samples[i] for i in fit_idx]
     spec = InputSpec.from_meta({"input": input_meta(cfg)}, name)
     pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), spec, taps=cfg.taps, pooling=cfg.pooling,
-                           pool_cap=cfg.pool_cap, seed=cfg.seed, progress=progress)
-    chosen = greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, progress=progress)
+                           pool_cap=cfg.pool_cap, seed=cfg.seed, device=device, progress=progress)
+    chosen = greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, device=device, progress=progress)
     state = {"memory_bank": pool[chosen].contiguous()}
     meta: dict[str, Any] = {
         "kind": KIND, "name": name, "version": version,
@@ -66,7 +67,7 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
         "classes": ["anomaly"],
         "thresholds": {"ok_below": 0.0, "ng_at": 0.0, "pixel": float("inf")},
     }
-    provisional = build_inspector(meta, state)
+    provisional = build_inspector(meta, state, device=device)
     cal = [samples[i] for i in cal_idx]
     cal_scores = []
     for k, s in enumerate(cal):

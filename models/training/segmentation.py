@@ -83,8 +83,8 @@ def _prepare(samples: Sequence[Sample], idx: Sequence[int], cfg: SegConfig, clas
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
-    m = torch.tensor(backbone.IMAGENET_MEAN).view(1, 3, 1, 1)
-    s = torch.tensor(backbone.IMAGENET_STD).view(1, 3, 1, 1)
+    m = torch.tensor(backbone.IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(backbone.IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
 
 
@@ -176,18 +176,22 @@ def _loss(logits: torch.Tensor, image_logit: torch.Tensor, y: torch.Tensor, defe
 def _scores(net: UNet, images: torch.Tensor | list[torch.Tensor], rule: str, batch: int = 16) -> np.ndarray:
     """Part scores; a list of images of different sizes is scored one by one, as on the line."""
     net.eval()
+    device = next(net.parameters()).device
     out = []
     step = 1 if isinstance(images, list) else batch
     for i in range(0, len(images), step):
         chunk = images[i][None] if isinstance(images, list) else images[i : i + step]
-        x = _normalize(chunk.float() / 255).contiguous(memory_format=torch.channels_last)
+        x = _normalize(chunk.to(device).float() / 255).contiguous(memory_format=torch.channels_last)
         logits, image_logit = net(x)
-        out.append(part_scores(defect_probability(logits)[0], image_logit, rule))
+        out.append(part_scores(defect_probability(logits)[0], image_logit, rule).cpu())
     return torch.cat(out).numpy()
 
 
 def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: SegConfig, *, name: str, version: str = "1",
-                       progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                       device: str = "cpu", progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Metadata and state dict (on the CPU) of a U-Net trained on `indices`, on `device` (cpu or
+    cuda). Batches are drawn, cropped and augmented on the CPU from one seeded generator, so both
+    devices see the same batches."""
     fixed = isinstance(cfg.size, tuple)
     if (fixed and any(v % 32 for v in cfg.size)) or (cfg.crop is not None and any(v % 32 for v in cfg.crop)):
         raise ModelError(f"Segmentation sizes must be multiples of 32, not {cfg.size} / {cfg.crop}.")
@@ -210,10 +214,11 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         raise ModelError("The group-aware validation split holds no good or no defective parts; the dataset needs more groups.")
     x_fit, y_fit = _prepare(samples, fit_idx, cfg, classes)
     x_val, _ = _prepare(samples, val_idx, cfg, classes)
-    weights = _class_weights(torch.cat([t.flatten() for t in y_fit]), len(classes))
+    dev = torch.device(device)
+    weights = _class_weights(torch.cat([t.flatten() for t in y_fit]), len(classes)).to(dev)
     defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect])
     good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect])
-    net = UNet(len(classes), arch=arch).to(memory_format=torch.channels_last)
+    net = UNet(len(classes), arch=arch).to(dev).to(memory_format=torch.channels_last)
     # The first `frozen_blocks` blocks keep their ImageNet weights (and batch-norm statistics):
     # generic edges and textures, and most of the backward cost on a CPU. Keeping them frozen
     # keeps a model trained on a few sequences or tile groups from fitting those.
@@ -257,6 +262,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
                 x, y = _crop(x, y, cfg.crop, gen)
                 defective = (y.flatten(1) > 0).any(1).float()  # a crop is defective if it holds the defect
             x, y = _augment(x.float() / 255, y, gen)
+            x, y, defective = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), defective.to(dev)
             logits, image_logit = net(_normalize(x).contiguous(memory_format=torch.channels_last))
             loss = _loss(logits, image_logit, y, defective, weights, cfg.image_loss_weight)
             opt.zero_grad()
@@ -296,5 +302,5 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
                      "fingerprint": fingerprint(samples[i].image for i in fit_idx)},
         "metrics": {"validation_image_auroc": round(best[0], 4)},
     }
-    return meta, {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return meta, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 

@@ -11,7 +11,7 @@ import torch
 from models.errors import ModelError
 from models.datasets import Dataset, load_dataset
 from models.features import Size
-from models.package import save_package
+from models.package import resolve_device, save_package
 
 Progress = Callable[[str, int, int], None]
 KINDS = ("anomaly", "segmentation")
@@ -28,11 +28,17 @@ def training_indices(ds: Dataset, kind: str) -> list[int]:
 
 def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | None = None, color: bool = True,
                 epochs: int | None = None, time_limit_s: float | None = None, crop: tuple[int, int] | None = None, pooling: str | None = None,
-                coreset: int | None = None, frozen_blocks: int | None = None, decoder: str | None = None, seed: int = 0, false_reject: float = 0.01, name: str, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                coreset: int | None = None, frozen_blocks: int | None = None, decoder: str | None = None, seed: int = 0, false_reject: float = 0.01, name: str,
+                device: str = "auto", progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Train and calibrate a model of `kind` on the parts `indices` of a dataset (all of them for
-    `lepton-inspect train`, the training folds in cross-validation): metadata and state dict."""
+    `lepton-inspect train`, the training folds in cross-validation): metadata and state dict (on
+    the CPU). `device`: auto (a CUDA GPU when there is one), cpu or cuda."""
     if kind not in KINDS:
         raise ModelError(f"Kind must be one of {', '.join(KINDS)}.")
+    device = resolve_device(device)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = False  # the same convolution algorithms from run to run:
+        torch.backends.cudnn.deterministic = True  # a seed repeats a CUDA training as closely as it can
     doubtful = sum(ds.samples[i].doubtful for i in indices)
     indices = [i for i in indices if not ds.samples[i].doubtful]  # a good label that may hide a defect teaches nothing true
     torch.manual_seed(seed)
@@ -45,7 +51,7 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
         for key, value in (("size", size), ("pooling", pooling), ("coreset_size", coreset)):
             if value is not None:
                 a_kw[key] = value
-        meta, state = train_patchcore(ds.samples, indices, AnomalyConfig(**a_kw), name=name, progress=progress)
+        meta, state = train_patchcore(ds.samples, indices, AnomalyConfig(**a_kw), name=name, device=device, progress=progress)
     else:
         from models.training.segmentation import SegConfig, train_segmentation
 
@@ -66,8 +72,9 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
             cfg_kw["epochs"] = epochs
         if time_limit_s:
             cfg_kw["time_limit_s"] = time_limit_s
-        meta, state = train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, progress=progress)
+        meta, state = train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, device=device, progress=progress)
     meta["training"]["doubtful_goods_left_out"] = doubtful
+    meta["training"]["device"] = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
     return meta, state
 
 
