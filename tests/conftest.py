@@ -8,7 +8,12 @@ import tempfile
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any PySide6 import
 os.environ["PYLON_CAMEMU"] = "2"  # before pypylon enumerates
-os.environ.setdefault("LEPTON_DATA_DIR", tempfile.mkdtemp(prefix="lepton-test-data-"))
+if "LEPTON_DATA_DIR" not in os.environ:
+    import atexit
+    import shutil
+
+    os.environ["LEPTON_DATA_DIR"] = tempfile.mkdtemp(prefix="lepton-test-data-")
+    atexit.register(shutil.rmtree, os.environ["LEPTON_DATA_DIR"], ignore_errors=True)  # no folder left per run
 
 from pathlib import Path  # noqa: E402
 
