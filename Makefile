@@ -36,9 +36,9 @@ bench-anomalib: $(STAMP)
 demo-model: $(STAMP)
 	$(PY) -m models.training.build_demo --dataset ../shared/datasets/bsdata_ballscrew --out resources/models/demo_ballscrew.lpkg
 
-# GUI screenshot for the README, on a virtual screen (needs Debian's xvfb).
+# GUI screenshots for the README (live view with an NG part; a pulled camera), on a virtual screen (needs Debian's xvfb).
 screenshot: $(STAMP)
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m app.screenshot docs/screenshot.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m app.screenshot docs/screenshot.png docs/screenshot_alarm.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,13 +1,18 @@
-"""Take the README's screenshot: start the GUI on the embedded default, inspect a few parts,
-save the window as PNG. Run under a virtual screen: `make screenshot`."""
+"""Take the README's screenshots: start the GUI on the embedded default (the emulator playing the
+bundled samples, the demo model, a fresh database), inspect until an NG part is on screen, save the
+window; then pull the camera (the emulator's removal event) and save the window with its alarm.
+Run under a virtual screen: `make screenshot`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 import resources
@@ -15,38 +20,59 @@ from app.cli import default_camera_spec
 from app.gui.main import build_window
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--db", type=Path, default=None)
-    ap.add_argument("--parts", type=int, default=14)
-    a = ap.parse_args(argv)
-    args = argparse.Namespace(camera=None, model=None, db=a.db, recipe=None, config=None, device="auto")
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
-    window = build_window(args, default_camera_spec())
-    window.resize(1500, 760)
-    window.show()
-    deadline = time.monotonic() + 120
-    started = False
-    while time.monotonic() < deadline:
+def _pump(app: QApplication, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
         app.processEvents()
         time.sleep(0.01)
-        if not started and window.start_button.isEnabled():
-            window.start()
-            started = True
-        s = window.controller.status()
-        r = window.controller.latest()
-        if s is not None and s.parts >= a.parts and r is not None and r.verdict.value == "NG":
-            window.stop()
-            break
-    for _ in range(50):
+
+
+def _wait(app: QApplication, done, seconds: float = 120) -> bool:  # noqa: ANN001
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
         app.processEvents()
-        time.sleep(0.02)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    window.grab().save(str(a.out))
+        time.sleep(0.01)
+        if done():
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("live", type=Path, help="PNG of the live view with an NG part")
+    ap.add_argument("alarm", type=Path, help="PNG of the window after the camera was pulled")
+    ap.add_argument("--parts", type=int, default=30)
+    a = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="lepton-screenshot-"))
+    os.environ["LEPTON_DATA_DIR"] = str(work)  # a fresh station: no earlier record, settings or alarms
+    args = argparse.Namespace(camera=None, model=None, db=work / "lepton.db", recipe=None, config=None, device="auto")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
+    window = build_window(args, default_camera_spec(), QSettings(str(work / "gui.ini"), QSettings.Format.IniFormat))
+    window.resize(1500, 900)
+    window.show()
+    if not _wait(app, window.start_button.isEnabled):
+        print(f"the line did not open: {window.banner.text.text()}")
+        return 1
+    window.start()
+
+    def ng_on_screen() -> bool:
+        s, r = window.controller.status(), window.controller.latest()
+        return s is not None and s.parts >= a.parts and r is not None and r.verdict.value == "NG" and window.verdict.verdict.text() == "NG"
+
+    if not _wait(app, ng_on_screen):
+        print("no NG part came up")
+        return 1
+    for path in (a.live, a.alarm):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(a.live))  # at once: the next part replaces this one within a refresh
+    window.controller.line.camera.fire_removal()  # pull the cable
+    _wait(app, lambda: any(al.kind == "camera" for al in window.banner.alarms), 30)
+    window.controller.refresh_stats()
+    _pump(app, 2.0)
+    window.grab().save(str(a.alarm))
     window.close()
-    print(f"saved {a.out}")
+    print(f"saved {a.live} and {a.alarm}")
     return 0
 
 

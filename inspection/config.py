@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import datetime as dt
 import tomllib
@@ -13,6 +14,8 @@ from typing import Any
 import resources
 from camera.base import CameraSettings, Roi, TriggerMode
 from inspection.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
@@ -76,6 +79,15 @@ class ShiftPattern:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlarmConfig:
+    consecutive_ng: int = 5  # 0: off
+    ng_rate_limit: float = 0.3  # 0: off
+    ng_rate_window: int = 50
+    min_free_disk_mb: int = 1024
+    dropped_frames: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     line: str
     station: str
@@ -83,6 +95,7 @@ class Config:
     queue_size: int
     commit_interval_s: float
     commit_batch: int
+    alarms: AlarmConfig = AlarmConfig()
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -106,6 +119,10 @@ def load_config(path: Path | None = None) -> Config:
     r = raw["runner"]
     if r["queue_size"] < 1 or r["commit_batch"] < 1 or r["commit_interval_s"] <= 0:
         raise ConfigError(f"Runner queue_size, commit_batch and commit_interval_s in {where} must be positive.")
+    a = raw["alarms"]
+    if a["consecutive_ng"] < 0 or a["ng_rate_window"] < 1 or not 0 <= a["ng_rate_limit"] <= 1 or a["min_free_disk_mb"] < 0:
+        raise ConfigError(f"Alarms in {where}: consecutive_ng and min_free_disk_mb must not be negative, ng_rate_window "
+                          "must be at least 1 and ng_rate_limit a share between 0 and 1.")
     return Config(
         line=raw["line"]["name"],
         station=raw["line"]["station"],
@@ -113,6 +130,8 @@ def load_config(path: Path | None = None) -> Config:
         queue_size=int(r["queue_size"]),
         commit_interval_s=float(r["commit_interval_s"]),
         commit_batch=int(r["commit_batch"]),
+        alarms=AlarmConfig(int(a["consecutive_ng"]), float(a["ng_rate_limit"]), int(a["ng_rate_window"]),
+                           int(a["min_free_disk_mb"]), bool(a["dropped_frames"])),
     )
 
 
@@ -210,6 +229,22 @@ def load_recipe(path: Path | None = None) -> Recipe:
         review_false_reject=_rate(v["review_false_reject"], "review_false_reject", where),
         class_limits=_class_limits(v["classes"], where),
     )
+
+
+def find_recipes(folder: Path) -> list[tuple[str, Path]]:
+    """(name, path) of each valid recipe file in `folder`, by name; invalid ones are logged and left out."""
+    out = []
+    for path in sorted(Path(folder).glob("*.toml")) if Path(folder).is_dir() else []:
+        try:
+            out.append((load_recipe(path).name, path))
+        except ConfigError as exc:
+            log.warning("recipe %s left out: %s", path, exc)
+    return sorted(out)
+
+
+def recipes_dir() -> Path:
+    """Where the station's recipes live: `recipes/` in the user data folder."""
+    return data_dir() / "recipes"
 
 
 def data_dir() -> Path:

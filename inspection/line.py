@@ -12,6 +12,7 @@ from pathlib import Path
 
 from camera.base import Camera
 from camera.spec import open_camera
+from inspection.alarms import AlarmMonitor
 from inspection.config import Config, Recipe, default_db, load_config, load_recipe
 from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus
 from inspection.verdict import thresholds_in_force
@@ -41,7 +42,17 @@ class Line:
         self.camera = camera if camera is not None else open_camera(camera_spec)
         self.model_version_id = store.model_version(inspector.info)
         self.runner: Runner | None = None
-        self._result_listeners: list[ResultListener] = []
+        self._last_status: RunnerStatus | None = None
+        self.alarms = AlarmMonitor(store, config.alarms, self.status)
+        self._result_listeners: list[ResultListener] = [self.alarms.on_result]
+        self.alarms.start()
+
+    def status(self) -> RunnerStatus | None:
+        """The current run's status, else the last run's (None before the first run)."""
+        runner = self.runner
+        if runner is not None:
+            self._last_status = runner.status()
+        return self._last_status
 
     def add_result_listener(self, fn: ResultListener) -> None:
         """Called with every InspectionResult of every run, on the inspection thread."""
@@ -72,8 +83,9 @@ class Line:
         return runner
 
     def close(self) -> None:
-        """Stop any run, close the camera and the store."""
+        """Stop any run, close the camera, the alarm monitor and the store."""
         self.stop()
+        self.alarms.close()
         self.camera.close()
         self.store.close()
 
@@ -83,6 +95,7 @@ class Line:
         if runner is None:
             return None
         status = runner.stop()
+        self._last_status = status
         self.runner = None
         ended = "faulted" if status.state is RunnerState.FAULTED else "stopped"
         lost = runner.writer.unwritten
@@ -90,7 +103,7 @@ class Line:
         if lost:
             message += f" {lost} results could not be written."
         try:
-            self.store.end_run(runner.run_id, ended, message)
+            self.store.end_run(runner.run_id, ended, message, dropped_frames=status.dropped, failed_grabs=status.failed_grabs)
         except Exception as exc:  # the record is what failed (a full disk): the status still says how the run ended
             log.error("cannot record the end of run %s: %s", runner.run_id, exc)
         return status

@@ -3,7 +3,8 @@
 The runner owns its threads. Its state (`RunnerState`) and a frozen `RunnerStatus` snapshot are
 what the CLI and the GUI read; listeners get every `InspectionResult` and every status change on
 the worker's thread, and an exception in a listener is logged, never allowed to stop the line.
-Stop takes effect between parts: frames already grabbed are inspected and recorded.
+Stop and pause take effect between parts: frames already grabbed are inspected and recorded; a
+paused line stops grabbing (so nothing is dropped while it waits) and resumes where it was.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MAX_FAILED_IN_A_ROW = 25  # failed grabs in a row that fault the run (unreadable
 class RunnerState(str, enum.Enum):
     IDLE = "idle"
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPING = "stopping"
     FAULTED = "faulted"
 
@@ -55,6 +57,7 @@ class RunnerStatus:
     latency_ms_p50: float
     latency_ms_p99: float
     message: str
+    fault: str = ""  # what faulted the run: "camera", "record" or "inspection"; "" when none
 
 
 ResultListener = Callable[[InspectionResult], None]
@@ -82,7 +85,10 @@ class Runner:
         self._lock = threading.Lock()
         self._state = RunnerState.IDLE
         self._message = ""
+        self._fault_kind = ""
         self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
         self._grab_done = threading.Event()
         self._inspected_all = threading.Event()
         self._counts = {v: 0 for v in Verdict}
@@ -136,6 +142,7 @@ class Runner:
                 latency_ms_p50=float(np.percentile(lat, 50)) if lat.size else 0.0,
                 latency_ms_p99=float(np.percentile(lat, 99)) if lat.size else 0.0,
                 message=self._message,
+                fault=self._fault_kind,
             )
 
     # -- control -------------------------------------------------------------------------
@@ -160,6 +167,23 @@ class Runner:
         for t in self._threads:
             t.start()
 
+    def pause(self) -> None:
+        """Stop grabbing after the current part; frames already grabbed are still inspected."""
+        with self._lock:
+            if self._state is not RunnerState.RUNNING:
+                return
+            self._state = RunnerState.PAUSED
+            self._message = "Paused."
+        self._resume.clear()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._state is not RunnerState.PAUSED:
+                return
+            self._state = RunnerState.RUNNING
+            self._message = "Running."
+        self._resume.set()
+
     def request_stop(self) -> None:
         """Ask the line to stop after the current part (safe from any thread or a signal handler);
         `stop()` then finishes the job."""
@@ -167,9 +191,10 @@ class Runner:
 
     def stop(self, timeout_s: float = 30.0) -> RunnerStatus:
         """Stop between parts: frames already grabbed are inspected and every result committed."""
-        if self.state is RunnerState.RUNNING:
+        if self.state in (RunnerState.RUNNING, RunnerState.PAUSED):
             self._set_state(RunnerState.STOPPING, "Stopping.")
         self._stop.set()
+        self._resume.set()
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:
@@ -205,6 +230,9 @@ class Runner:
                 with self._lock:
                     if self.max_parts is not None and self._accepted >= self.max_parts:
                         break
+                if not self._resume.is_set():
+                    last_id = self._pause_grabbing()
+                    continue
                 if paced and not self._wait_for_room():
                     break
                 t0 = time.perf_counter()
@@ -241,16 +269,26 @@ class Runner:
                         self._accepted += 1
                     self._cond.notify()
         except CameraRemovedError as exc:
-            self._fault(f"{exc} Inspection stopped; every part inspected before was recorded.")
+            self._fault(f"{exc} Inspection stopped; every part inspected before was recorded.", "camera")
         except CameraError as exc:
-            self._fault(f"{exc} Inspection stopped.")
+            self._fault(f"{exc} Inspection stopped.", "camera")
         except Exception as exc:  # never let the grab thread die silently
             log.exception("grab thread failed")
-            self._fault(f"The camera thread failed: {exc}.")
+            self._fault(f"The camera thread failed: {exc}.", "camera")
         finally:
             self._grab_done.set()
             with self._cond:
                 self._cond.notify_all()
+
+    def _pause_grabbing(self) -> None:
+        """Paused: the camera stops (a free-running camera would otherwise fill its buffers and
+        drop frames) until resume or stop; returns the frame id to count drops from (none)."""
+        self.camera.stop()
+        while not self._resume.wait(0.2):
+            pass
+        if not self._stop.is_set():
+            self.camera.start()
+        return None
 
     def _wait_for_room(self) -> bool:
         """Paced mode: at most one frame waits while the previous one is inspected (low latency)."""
@@ -262,12 +300,16 @@ class Runner:
         return not self._stop.is_set()
 
     def _on_write_error(self, exc: Exception) -> None:
-        self._fault(f"Inspection results cannot be recorded ({exc}); the line is stopped so that no part goes unrecorded.")
+        self._fault(f"Inspection results cannot be recorded ({exc}); the line is stopped so that no part goes unrecorded.", "record")
         self._stop.set()
+        self._resume.set()
 
-    def _fault(self, message: str) -> None:
+    def _fault(self, message: str, kind: str) -> None:
         log.error("%s", message)
-        self._set_state(RunnerState.FAULTED, message)
+        with self._lock:
+            self._state = RunnerState.FAULTED
+            self._message = message
+            self._fault_kind = kind
 
     def _next_frame(self) -> tuple[Frame, float] | None:
         with self._cond:
@@ -284,8 +326,9 @@ class Runner:
             self._inspect_frames()
         except Exception as exc:  # never let the inspection thread die silently
             log.exception("inspection thread failed")
-            self._fault(f"The inspection thread failed: {exc}.")
+            self._fault(f"The inspection thread failed: {exc}.", "inspection")
             self._stop.set()
+            self._resume.set()
         finally:
             self._inspected_all.set()
 

@@ -52,6 +52,8 @@ class Run(Base):
     software_version: Mapped[str] = mapped_column(String(50))
     end_state: Mapped[str | None] = mapped_column(String(20), nullable=True)
     end_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    dropped_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)  # never inspected: a full queue, skipped by the camera
+    failed_grabs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # incomplete or corrupt frames
 
 
 class Inspection(Base):

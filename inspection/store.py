@@ -116,14 +116,16 @@ class Store:
             s.commit()
             return run.id
 
-    def end_run(self, run_id: int, state: str, message: str) -> None:
+    def end_run(self, run_id: int, state: str, message: str, *, dropped_frames: int | None = None, failed_grabs: int | None = None) -> None:
         with self.session() as s:
             run = s.get(Run, run_id)
             if run is not None:
                 run.ended_at = utcnow()
                 run.end_state = state
                 run.end_message = message
-            s.add(Event(ts=utcnow(), run_id=run_id, level="alarm" if state == "faulted" else "info", kind="run", message=message))
+                run.dropped_frames = dropped_frames
+                run.failed_grabs = failed_grabs
+            s.add(Event(ts=utcnow(), run_id=run_id, level="warning" if state == "faulted" else "info", kind="run", message=message))
             s.commit()
 
     def log_event(self, kind: str, message: str, *, level: str = "info", run_id: int | None = None) -> None:
@@ -155,7 +157,8 @@ def open_store(path: str | Path) -> Store:
         raise StoreError(f"Cannot create the database folder {path.parent}: {exc.strerror}.") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise StoreError(f"The database path {path} is not writable.")
-    lock = FileLock(str(path) + ".lock")
+    # Not thread-local: a store opened on one thread (the GUI's worker) is closed on another (the GUI's).
+    lock = FileLock(str(path) + ".lock", thread_local=False)
     try:
         lock.acquire(timeout=0)
     except Timeout:

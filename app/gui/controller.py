@@ -1,57 +1,130 @@
 """Drives a `Line` from the GUI without ever blocking the GUI thread.
 
-Slow work (loading the model, opening the camera and the store, starting and stopping a run)
-runs on one worker thread, in the order asked (a Start pressed the moment the line is ready waits
-for the opening job's last instructions instead of being dropped); its outcome comes back as a Qt
-signal, delivered on the GUI thread.
+Slow work (loading the model, opening the camera and the store, starting and stopping a run,
+switching recipe or camera, loading a part's image) runs on one worker thread, in the order asked
+(a Start pressed the moment the line is ready waits for the opening job's last instructions
+instead of being dropped); its outcome comes back as a Qt signal, delivered on the GUI thread.
 Results are not pushed to the GUI: the runner's listener only keeps the latest one, and the
 window pulls it on a timer, so a slow screen drops frames instead of queueing them.
+A second thread reads the station's statistics from the record once a second (shift counters,
+trend, rejects with thumbnails, events, alarms) and hands the window one frozen snapshot.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import gc
 import logging
 import queue
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
+import cv2
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+import resources
+from inspection import stats
+from inspection.alarms import Alarm
 from inspection.errors import USER_ERRORS
 from inspection.line import Line
-from inspection.result import InspectionResult
+from inspection.overlay import render_overlay
+from inspection.result import InspectionResult, Verdict
 from inspection.runner import RunnerState, RunnerStatus
+from inspection.store import utcnow
+from inspection.verdict import thresholds_in_force
 
 log = logging.getLogger(__name__)
 
+STATS_INTERVAL_S = 1.0
+TREND = (dt.timedelta(minutes=5), 12)  # the NG-rate strip: the last hour in 5-minute bars
+FILMSTRIP = 8
+THUMB_HEIGHT = 96
+
+Opener = Callable[[str, "Path | None"], Line]  # (camera spec, recipe file or None) -> an open line
+
+
+@dataclasses.dataclass(frozen=True)
+class LineChoices:
+    """What the open line is, and what the operator may switch to."""
+
+    camera_spec: str
+    recipe_name: str
+    recipe_path: Path | None  # None: the default recipe
+    recipes: tuple[tuple[str, Path | None], ...]  # (name, file); the default recipe first
+    cameras: tuple[str, ...]  # camera specs: the current one, simulated, emulated, each Basler camera found
+    ng_at: float  # the NG threshold in force (the heatmap's red)
+
+
+@dataclasses.dataclass(frozen=True)
+class StationSnapshot:
+    shift_name: str
+    shift_start: dt.datetime  # in the line's time zone
+    shift_end: dt.datetime
+    shift: stats.Counters
+    since_start: stats.Counters
+    trend: tuple[stats.TrendPoint, ...]
+    rejects: tuple[tuple[stats.PartRow, np.ndarray | None], ...]  # with an RGB thumbnail (None if no image)
+    events: tuple[stats.EventRow, ...]
+    alarms: tuple[Alarm, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PartView:
+    """A recorded part loaded for display: its image with the defect outline."""
+
+    row: stats.PartRow
+    image: np.ndarray | None  # RGB; None when the file is missing
+    message: str = ""
+
 
 class LineController(QObject):
-    ready = Signal()  # the line is open: model loaded, camera and database open
+    ready = Signal(object)  # LineChoices: the line is open (model loaded, camera and database open)
     failed = Signal(str)  # one sentence for the operator
     started = Signal(int)  # run id
     stopped = Signal(str)  # how the run ended
     busy = Signal(str)  # what is being done; "" when idle
+    stats = Signal(object)  # StationSnapshot, about once a second
+    part_loaded = Signal(object)  # PartView
 
-    def __init__(self, opener: Callable[[], Line], parent: QObject | None = None) -> None:
+    def __init__(self, opener: Opener, camera_spec: str, recipe: Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._opener = opener
+        self.camera_spec = camera_spec
+        self.recipe = recipe
         self.line: Line | None = None
+        self.choices: LineChoices | None = None
+        self.started_at = utcnow()  # "since start" counters count from here
         self._lock = threading.Lock()
-        self._latest: InspectionResult | None = None
+        self._latest: tuple[InspectionResult, float] | None = None
         self._status: RunnerStatus | None = None
         self._jobs: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()  # None ends the worker
         self._pending = 0  # jobs asked for and not finished (under _lock)
         self._idle = threading.Event()
         self._idle.set()
+        self._closing = threading.Event()
+        self._stats_wake = threading.Event()
+        self._thumbs: OrderedDict[str, np.ndarray | None] = OrderedDict()
         threading.Thread(target=self._work, name="lepton-gui-job", daemon=True).start()
+        self._stats_thread = threading.Thread(target=self._poll_stats, name="lepton-gui-stats", daemon=True)
+        self._stats_thread.start()
         self._fault_handled = False
 
     # -- called from worker threads ----------------------------------------------------
     def _on_result(self, result: InspectionResult) -> None:
         with self._lock:
-            self._latest = result
+            self._latest = (result, time.perf_counter())
 
     def latest(self) -> InspectionResult | None:
+        with self._lock:
+            return self._latest[0] if self._latest else None
+
+    def latest_entry(self) -> tuple[InspectionResult, float] | None:
+        """The latest result and when it was published (time.perf_counter)."""
         with self._lock:
             return self._latest
 
@@ -66,7 +139,8 @@ class LineController(QObject):
     @property
     def running(self) -> bool:
         s = self.status()
-        return s is not None and s.state in (RunnerState.RUNNING, RunnerState.STOPPING) and self.line is not None and self.line.runner is not None
+        return (s is not None and s.state in (RunnerState.RUNNING, RunnerState.PAUSED, RunnerState.STOPPING)
+                and self.line is not None and self.line.runner is not None)
 
     def _spawn(self, what: str, job: Callable[[], None]) -> None:
         """Queue a job for the worker thread (jobs run one at a time, in order)."""
@@ -93,15 +167,42 @@ class LineController(QObject):
                         self._idle.set()
                 self.busy.emit("")
 
+    def _open_line(self) -> None:
+        """(worker) Open the line on the current camera spec and recipe, and say what it offers."""
+        line = self._opener(self.camera_spec, self.recipe)
+        # A full garbage collection walks every live object (the model, SQLAlchemy, Qt's wrappers) while
+        # holding the GIL: 150 ms measured in bench/bench_gui.py, a frozen window. What is alive once the
+        # line is open stays alive; freezing it leaves the collector only the objects made since.
+        gc.collect()
+        gc.freeze()
+        line.add_result_listener(self._on_result)
+        self.line = line
+        self.choices = LineChoices(
+            camera_spec=self.camera_spec, recipe_name=line.recipe.name, recipe_path=self.recipe,
+            recipes=_recipes(line.recipe.name, self.recipe), cameras=_cameras(self.camera_spec),
+            ng_at=thresholds_in_force(line.recipe, line.inspector.info).ng_at,
+        )
+        self._stats_wake.set()
+        self.ready.emit(self.choices)
+
     # -- called from the GUI thread ------------------------------------------------------
     def open(self) -> None:
-        def job() -> None:
-            line = self._opener()
-            line.add_result_listener(self._on_result)
-            self.line = line
-            self.ready.emit()
+        self._spawn("Loading model, opening camera and database", self._open_line)
 
-        self._spawn("Loading model, opening camera and database", job)
+    def reopen(self, camera_spec: str, recipe: Path | None) -> None:
+        """Switch camera or recipe: close the line (not while it runs) and open it again."""
+        if self.running:
+            self.failed.emit("Stop the line before changing the recipe or the camera.")
+            return
+
+        def job() -> None:
+            old, self.line = self.line, None
+            if old is not None:
+                old.close()
+            self.camera_spec, self.recipe = camera_spec, recipe
+            self._open_line()
+
+        self._spawn("Switching to " + (f"recipe {recipe.stem}" if recipe else "the default recipe") + f" on {camera_spec}", job)
 
     def start(self) -> None:
         line = self.line
@@ -126,9 +227,48 @@ class LineController(QObject):
             status = line.stop()
             if status is not None:
                 self._status = status
+                self._stats_wake.set()
                 self.stopped.emit(status.message)
 
         self._spawn("Stopping the line", job)
+
+    def pause(self) -> None:
+        """Pause or resume the running line (takes effect between parts; never blocks)."""
+        runner = self.line.runner if self.line is not None else None
+        if runner is None:
+            return
+        if runner.state is RunnerState.PAUSED:
+            runner.resume()
+        else:
+            runner.pause()
+
+    def acknowledge(self, event_id: int | None = None) -> None:
+        """Acknowledge one alarm, or all (in memory at once; the record follows on the alarm thread)."""
+        if self.line is not None:
+            self.line.alarms.acknowledge(event_id)
+            self._stats_wake.set()
+
+    def active_alarms(self) -> tuple[Alarm, ...]:
+        line = self.line
+        return line.alarms.active() if line is not None else ()
+
+    def load_part(self, row: stats.PartRow) -> None:
+        """Read a recorded part's image and mask in the background; `part_loaded` brings it."""
+
+        def job() -> None:
+            image = _read_rgb(row.image)
+            if image is None:
+                self.part_loaded.emit(PartView(row, None, f"The image of part {row.part_id} was not kept or is missing."))
+                return
+            mask = _read_grey(row.mask)
+            if mask is not None and mask.shape == image.shape[:2]:
+                image = render_overlay(image, mask > 0, Verdict(row.verdict), thickness=3)
+            self.part_loaded.emit(PartView(row, image))
+
+        self._spawn("Loading part image", job)
+
+    def refresh_stats(self) -> None:
+        self._stats_wake.set()
 
     def check_fault(self) -> str | None:
         """On the GUI timer: a faulted run's message, once, and the run is wound up."""
@@ -143,7 +283,94 @@ class LineController(QObject):
         """On window close: finish any job, stop the run, close camera and database."""
         if not self._idle.wait(timeout_s):
             log.error("a background job did not finish in %.0f s; closing anyway", timeout_s)
+        self._closing.set()
+        self._stats_wake.set()
+        self._stats_thread.join(10)
         self._jobs.put(None)
         if self.line is not None:
             self.line.close()
             self.line = None
+
+    # -- the statistics thread ------------------------------------------------------------
+    def _poll_stats(self) -> None:
+        while not self._closing.is_set():
+            line = self.line
+            if line is not None:
+                try:
+                    self.stats.emit(self.snapshot(line))
+                except Exception:  # a busy or closing database: try again next time
+                    log.exception("reading the station statistics failed")
+            self._stats_wake.wait(STATS_INTERVAL_S)
+            self._stats_wake.clear()
+
+    def snapshot(self, line: Line) -> StationSnapshot:
+        """Everything the window shows that comes from the record (runs on the statistics thread)."""
+        name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+        naive = start.replace(tzinfo=None)
+        bucket, n = TREND
+        now = utcnow()
+        rejects = stats.recent_rejects(line.store, FILMSTRIP)
+        return StationSnapshot(
+            shift_name=name, shift_start=start.astimezone(line.config.shifts.tz), shift_end=end.astimezone(line.config.shifts.tz),
+            shift=stats.counters(line.store, naive, end.replace(tzinfo=None), now=now),
+            since_start=stats.counters(line.store, self.started_at, now=now),
+            trend=tuple(stats.ng_trend(line.store, now - bucket * (n - 1), bucket, n)),
+            rejects=tuple((r, self._thumbnail(r)) for r in rejects),
+            events=tuple(stats.recent_events(line.store, 30)),
+            alarms=line.alarms.active(),
+        )
+
+    def _thumbnail(self, row: stats.PartRow) -> np.ndarray | None:
+        if row.part_id in self._thumbs:
+            return self._thumbs[row.part_id]
+        image = _read_rgb(row.image)
+        thumb = None
+        if image is not None:
+            mask = _read_grey(row.mask)
+            if mask is not None and mask.shape == image.shape[:2]:
+                image = render_overlay(image, mask > 0, Verdict(row.verdict), thickness=max(2, image.shape[0] // THUMB_HEIGHT * 2))
+            w = max(1, round(image.shape[1] * THUMB_HEIGHT / image.shape[0]))
+            thumb = cv2.resize(image, (w, THUMB_HEIGHT), interpolation=cv2.INTER_AREA)
+        self._thumbs[row.part_id] = thumb
+        while len(self._thumbs) > 4 * FILMSTRIP:
+            self._thumbs.popitem(last=False)
+        return thumb
+
+
+def _read_rgb(path: Path | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _read_grey(path: Path | None) -> np.ndarray | None:
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path is not None else None
+
+
+def _recipes(current: str, current_path: Path | None) -> tuple[tuple[str, Path | None], ...]:
+    from inspection.config import find_recipes, load_recipe, recipes_dir
+
+    found = [(name, path) for name, path in find_recipes(recipes_dir())]
+    if current_path is not None and all(p != current_path for _, p in found):
+        found.append((current, current_path))
+    return ((load_recipe().name + " (default)", None), *found)
+
+
+def fallback_cameras(current: str) -> tuple[str, ...]:
+    """The cameras offered without asking pylon: the current spec, the simulated and the emulated one."""
+    return tuple(dict.fromkeys([current, f"sim:{resources.DEMO_SAMPLES}", f"emu:{resources.DEMO_SAMPLES}"]))
+
+
+def _cameras(current: str) -> tuple[str, ...]:
+    from camera.errors import CameraError
+    from camera.spec import list_cameras
+
+    specs = list(fallback_cameras(current))
+    try:
+        specs += [c.spec for c in list_cameras() if c.kind == "basler"]  # real cameras (the emulator plays the samples above)
+    except CameraError as exc:
+        log.warning("listing Basler cameras: %s", exc)
+    return tuple(dict.fromkeys(specs))

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 import resources
 from app.gui.controller import LineController
-from app.gui.main_window import MainWindow
+from app.gui.main_window import MainWindow, recipe_path
+from inspection.config import data_dir
 from inspection.line import Line, open_line
 
 
-def build_window(args: argparse.Namespace, default_camera_spec: str) -> MainWindow:
-    spec = args.camera or default_camera_spec
+def station_settings() -> QSettings:
+    """The window's state (camera, recipe, layout, overlay) in the user data folder, so that it
+    survives a restart and tests never touch a real station's."""
+    return QSettings(str(data_dir() / "gui.ini"), QSettings.Format.IniFormat)
 
-    def opener() -> Line:
-        return open_line(camera_spec=spec, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device)
 
-    controller = LineController(opener)
-    window = MainWindow(controller, spec)
+def build_window(args: argparse.Namespace, default_camera_spec: str, settings: QSettings | None = None) -> MainWindow:
+    """The window on the camera and recipe asked for, else the ones last used, else the defaults."""
+    settings = settings if settings is not None else station_settings()
+    spec = args.camera or str(settings.value("camera", "") or "") or default_camera_spec
+    recipe = args.recipe or recipe_path(settings.value("recipe", ""))
+
+    def opener(camera_spec: str, recipe_file: Path | None) -> Line:
+        return open_line(camera_spec=camera_spec, model=args.model, db=args.db, recipe=recipe_file, config=args.config, device=args.device)
+
+    controller = LineController(opener, spec, recipe)
+    window = MainWindow(controller, settings)
     controller.open()
     return window
 

@@ -1,64 +1,127 @@
-"""The main window (first cut): live image with defect overlay, verdict, counters, start/stop."""
+"""The operator's main window: live view with the defect overlay, verdict, shift counters, NG-rate
+trend, filmstrip of rejects, line control (start / pause / stop, recipe, camera), camera light,
+alarms with acknowledge, and the event log.
+
+Everything slow runs in the controller's threads; this window only shows what they hand over.
+The live view is pulled on a timer (up to 30 Hz) and shows the newest part only: older ones that
+arrived between two ticks are skipped, never queued.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget
+import collections
+import time
+from pathlib import Path
 
-from app.gui.controller import LineController
-from app.gui.widgets import CountersPanel, ImageView, VerdictPanel
-from inspection.overlay import render_overlay
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
+                               QWidget)
+
+from app.gui.controller import LineChoices, LineController, PartView, StationSnapshot, fallback_cameras
+from app.gui.widgets import (AlarmBanner, CountersPanel, EventLog, Filmstrip, ImageView, StatusLight, TrendStrip, VerdictPanel,
+                             labelled)
+from inspection.overlay import MODES, render
+from inspection.runner import RunnerState
 
 REFRESH_HZ = 30
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: LineController, camera_spec: str) -> None:
+    def __init__(self, controller: LineController, settings=None) -> None:  # noqa: ANN001 (a QSettings or None)
         super().__init__()
         self.controller = controller
-        self.setWindowTitle(f"Lepton Inspect - {camera_spec}")
-        self.resize(1400, 800)
+        self.settings = settings
+        self.setWindowTitle(f"Lepton Inspect - {controller.camera_spec}")
+        self.resize(1500, 860)
+        self.choices: LineChoices | None = None
+        self.overlay_mode = str(settings.value("overlay", "contours")) if settings is not None else "contours"
+        if self.overlay_mode not in MODES:
+            self.overlay_mode = "contours"
+
+        # -- widgets ---------------------------------------------------------------------
+        self.banner = AlarmBanner()
         self.view = ImageView()
+        self.overlay_button = QPushButton()
+        self.overlay_button.setObjectName("overlayButton")
+        self.overlay_button.clicked.connect(self.toggle_overlay)
+        self._label_overlay_button()
+        self.filmstrip = Filmstrip()
         self.verdict = VerdictPanel()
         self.counters = CountersPanel()
-        self.banner = QLabel("")
-        self.banner.setObjectName("banner")
-        self.banner.setWordWrap(True)
-        self.banner.hide()
+        self.trend = TrendStrip()
         self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
         self.stop_button = QPushButton("Stop")
-        self.start_button.setEnabled(False)
-        self.stop_button.setEnabled(False)
-        self.start_button.clicked.connect(self.start)
-        self.stop_button.clicked.connect(self.stop)
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            b.setEnabled(False)
+        self.recipe_box = QComboBox()
+        self.recipe_box.setObjectName("recipeBox")
+        self.camera_box = QComboBox()
+        self.camera_box.setObjectName("cameraBox")
+        self.light = StatusLight()
+        self.events = EventLog()
 
-        side = QVBoxLayout()
-        side.addWidget(self.verdict)
-        side.addWidget(self.counters)
-        side.addStretch(1)
+        # -- layout ----------------------------------------------------------------------
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        lv.addWidget(self.view, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.light)
+        row.addStretch(1)
+        row.addWidget(self.overlay_button)
+        lv.addLayout(row)
+        lv.addWidget(labelled("Latest rejects (click to open)", self.filmstrip))
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.addWidget(self.verdict)
+        rv.addWidget(self.counters)
+        rv.addWidget(self.trend)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
-        side.addLayout(buttons)
-        body = QHBoxLayout()
-        body.addWidget(self.view, 3)
-        body.addLayout(side, 1)
-        outer = QVBoxLayout()
-        outer.addWidget(self.banner)
-        outer.addLayout(body)
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(b)
+        rv.addLayout(buttons)
+        rv.addWidget(labelled("Recipe", self.recipe_box))
+        rv.addWidget(labelled("Camera", self.camera_box))
+        rv.addWidget(labelled("Event log", self.events), 1)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
         central = QWidget()
-        central.setLayout(outer)
+        outer = QVBoxLayout(central)
+        outer.addWidget(self.banner)
+        outer.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.statusBar().showMessage("Starting up")
+        self._restore_layout()
 
+        # -- wiring ------------------------------------------------------------------------
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.pause)
+        self.stop_button.clicked.connect(self.stop)
+        self.recipe_box.activated.connect(self._switch)
+        self.camera_box.activated.connect(self._switch)
+        self.banner.acknowledge.connect(self.acknowledge)
+        self.filmstrip.part_clicked.connect(controller.load_part)
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.toggle)
+        QShortcut(QKeySequence(Qt.Key.Key_P), self, activated=self.pause)
+        QShortcut(QKeySequence(Qt.Key.Key_F11), self, activated=self.toggle_full_screen)
+        QShortcut(QKeySequence(Qt.Key.Key_H), self, activated=self.toggle_overlay)
         controller.ready.connect(self._on_ready)
         controller.failed.connect(self._on_failed)
         controller.started.connect(self._on_started)
         controller.stopped.connect(self._on_stopped)
         controller.busy.connect(self._on_busy)
+        controller.stats.connect(self.show_stats)
+        controller.part_loaded.connect(self._on_part_loaded)
+        self._busy = ""
         self._shown_part: str | None = None
+        self.display_lags_ms: collections.deque[float] = collections.deque(maxlen=100_000)  # verdict published -> shown
+        self.part_dialog: PartDialog | None = None
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / REFRESH_HZ))
         self.timer.timeout.connect(self.refresh)
@@ -66,13 +129,18 @@ class MainWindow(QMainWindow):
 
     # -- actions -------------------------------------------------------------------------
     def start(self) -> None:
-        self.banner.hide()
+        self.banner.show_message("")
         self.start_button.setEnabled(False)
         self.controller.start()
 
     def stop(self) -> None:
         self.stop_button.setEnabled(False)
+        self.pause_button.setEnabled(False)
         self.controller.stop()
+
+    def pause(self) -> None:
+        if self.pause_button.isEnabled():
+            self.controller.pause()
 
     def toggle(self) -> None:
         if self.controller.running:
@@ -80,53 +148,200 @@ class MainWindow(QMainWindow):
         elif self.start_button.isEnabled():
             self.start()
 
+    def acknowledge(self, event_id: int | None = None) -> None:
+        self.controller.acknowledge(event_id)
+        self.banner.show_alarms(self.controller.active_alarms())
+
+    def toggle_overlay(self) -> None:
+        self.overlay_mode = MODES[(MODES.index(self.overlay_mode) + 1) % len(MODES)]
+        self._label_overlay_button()
+        self._shown_part = None  # redraw the current part in the new mode
+        if self.settings is not None:
+            self.settings.setValue("overlay", self.overlay_mode)
+
+    def toggle_full_screen(self) -> None:
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    def _label_overlay_button(self) -> None:
+        self.overlay_button.setText("Overlay: heatmap" if self.overlay_mode == "heatmap" else "Overlay: contours")
+
+    def _switch(self) -> None:
+        """A recipe or camera picked: reopen the line on them (the controller refuses while running)."""
+        spec = self.camera_box.currentData()
+        recipe = self.recipe_box.currentData()
+        current = self.choices
+        if current is not None and spec == current.camera_spec and recipe == current.recipe_path:
+            return
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            b.setEnabled(False)
+        self.controller.reopen(spec, recipe)
+
     # -- controller signals (GUI thread) -------------------------------------------------
-    def _on_ready(self) -> None:
+    def _on_ready(self, choices: LineChoices) -> None:
+        self.choices = choices
+        self.setWindowTitle(f"Lepton Inspect - {choices.recipe_name} on {choices.camera_spec}")
+        self._fill_boxes(choices.recipes, choices.recipe_path, choices.cameras, choices.camera_spec)
         self.start_button.setEnabled(True)
         self.statusBar().showMessage("Ready - press Start (or Space)")
+        if self.settings is not None:
+            self.settings.setValue("camera", choices.camera_spec)
+            self.settings.setValue("recipe", str(choices.recipe_path) if choices.recipe_path else "")
+
+    def _fill_boxes(self, recipes, recipe_path, cameras, camera_spec) -> None:  # noqa: ANN001
+        self.recipe_box.clear()
+        for name, path in recipes:
+            self.recipe_box.addItem(name, path)
+        self.recipe_box.setCurrentIndex(max(0, next((i for i, (_, p) in enumerate(recipes) if p == recipe_path), 0)))
+        self.camera_box.clear()
+        for spec in cameras:
+            self.camera_box.addItem(camera_label(spec), spec)
+        self.camera_box.setCurrentIndex(max(0, list(cameras).index(camera_spec) if camera_spec in cameras else 0))
 
     def _on_failed(self, message: str) -> None:
-        self.show_alarm(message)
+        self.banner.show_message(message)
+        if self.controller.line is None and self.choices is None:
+            # Nothing opened: still let the operator pick another camera or the default recipe.
+            self._fill_boxes((("default recipe", None),), None, fallback_cameras(self.controller.camera_spec), self.controller.camera_spec)
         self.start_button.setEnabled(self.controller.line is not None and not self.controller.running)
         self.stop_button.setEnabled(self.controller.running)
 
     def _on_started(self, run_id: int) -> None:
         self.stop_button.setEnabled(True)
+        self.pause_button.setEnabled(True)
         self.statusBar().showMessage(f"Running (run {run_id})")
 
     def _on_stopped(self, message: str) -> None:
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
+        self.pause_button.setEnabled(False)
         self.statusBar().showMessage(message)
 
     def _on_busy(self, what: str) -> None:
+        self._busy = what
         if what:
             self.statusBar().showMessage(what + " ...")
             self.setCursor(Qt.CursorShape.BusyCursor)
         else:
             self.unsetCursor()
 
-    def show_alarm(self, message: str) -> None:
-        self.banner.setText(message)
-        self.banner.show()
+    def _on_part_loaded(self, part: PartView) -> None:
+        if self.part_dialog is None:
+            self.part_dialog = PartDialog(self)
+        self.part_dialog.show_part(part)
+
+    def show_stats(self, snap: StationSnapshot) -> None:
+        """The once-a-second snapshot from the record: counters, trend, rejects, events, alarms."""
+        self.counters.show_counters("shift", snap.shift, f"Shift {snap.shift_name} {snap.shift_start:%H:%M}-{snap.shift_end:%H:%M}")
+        self.counters.show_counters("start", snap.since_start)
+        line = self.controller.line
+        limit = line.config.alarms.ng_rate_limit if line is not None else 0.0
+        self.trend.show_trend(snap.trend, limit)
+        tz = snap.shift_start.tzinfo
+        self.filmstrip.show_rejects(snap.rejects, tz)
+        self.events.show_events(snap.events, tz)
 
     # -- the pull timer ------------------------------------------------------------------
     def refresh(self) -> None:
-        """Show the latest result (only if new) and the counters; never waits on anything."""
+        """Show the latest result (only if new), the light, the buttons and the alarms; never waits."""
         status = self.controller.status()
-        if status is not None:
-            self.counters.show_status(status)
         fault = self.controller.check_fault()
         if fault:
-            self.show_alarm(fault)
-        result = self.controller.latest()
-        if result is not None and result.part_id != self._shown_part:
+            self.banner.show_message(fault)
+        alarms = self.controller.active_alarms()
+        if alarms != self.banner.alarms:
+            self.banner.show_alarms(alarms)
+        self._show_light(status)
+        entry = self.controller.latest_entry()
+        if entry is not None and entry[0].part_id != self._shown_part:
+            result, published = entry
             self._shown_part = result.part_id
-            self.view.set_image(render_overlay(result.image, result.defect_mask, result.verdict))
+            ng_at = self.choices.ng_at if self.choices is not None else float("nan")
+            self.view.set_image(render(result.image, result.defect_mask, result.anomaly_map, result.verdict, self.overlay_mode, ng_at))
             self.verdict.show_result(result)
+            self.display_lags_ms.append((time.perf_counter() - published) * 1000)
+
+    def _show_light(self, status) -> None:  # noqa: ANN001
+        paused = status is not None and status.state is RunnerState.PAUSED
+        self.pause_button.setText("Resume" if paused else "Pause")
+        if self._busy:
+            self.light.set_state("busy", self._busy)
+        elif status is not None and status.state is RunnerState.FAULTED:
+            self.light.set_state("fault", status.message)
+        elif self.controller.line is None:
+            self.light.set_state("off", "No camera open")
+        elif status is not None and status.state is RunnerState.RUNNING and self.controller.running:
+            self.light.set_state("live", "Grabbing and inspecting")
+        elif paused:
+            self.light.set_state("paused", "Paused: not grabbing")
+        else:
+            self.light.set_state("ready", f"{self.controller.camera_spec} open, not grabbing")
+
+    # -- layout that survives a restart --------------------------------------------------
+    def _restore_layout(self) -> None:
+        if self.settings is None:
+            return
+        geometry = self.settings.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        splitter = self.settings.value("splitter")
+        if isinstance(splitter, QByteArray):
+            self.splitter.restoreState(splitter)
+
+    def save_layout(self) -> None:
+        if self.settings is not None:
+            self.settings.setValue("geometry", self.saveGeometry())
+            self.settings.setValue("splitter", self.splitter.saveState())
+            self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         self.timer.stop()
+        self.save_layout()
         self.statusBar().showMessage("Stopping the line and saving ...")
         self.controller.shutdown()
         super().closeEvent(event)
+
+
+class PartDialog(QDialog):
+    """A recorded reject at full size with its defect outline, its verdict, classes and score."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Part")
+        self.resize(1000, 560)
+        layout = QVBoxLayout(self)
+        self.info = QLabel("")
+        self.info.setObjectName("detail")
+        self.view = ImageView()
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        layout.addWidget(self.info)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(close, alignment=Qt.AlignmentFlag.AlignRight)
+
+    def show_part(self, part: PartView) -> None:
+        r = part.row
+        score = f"{r.score:.3g}" if r.score is not None else "n/a"
+        self.info.setText(f"{r.verdict} - part {r.seq} ({r.part_id}) at {r.ts:%Y-%m-%d %H:%M:%S} UTC - "
+                          f"{', '.join(r.classes) or 'no class'} - score {score}" + (f"\n{part.message}" if part.message else ""))
+        if part.image is not None:
+            self.view.set_image(part.image)
+        else:
+            self.view.setText(part.message)
+        self.show()
+        self.raise_()
+
+
+def camera_label(spec: str) -> str:
+    """How a camera spec reads in the picker: `Emulator: samples`, `Simulated: parts`, `Basler 2301...`."""
+    kind, _, arg = spec.partition(":")
+    names = {"sim": "Simulated", "emu": "Basler emulator", "basler": "Basler"}
+    if kind in ("sim", "emu"):
+        return f"{names[kind]}: {Path(arg).name}"
+    return f"Basler {arg}" if arg else "Basler (first found)"
+
+
+def recipe_path(value: object) -> Path | None:
+    """A remembered recipe path that still exists, else None (the default recipe)."""
+    if isinstance(value, str) and value and Path(value).is_file():
+        return Path(value)
+    return None

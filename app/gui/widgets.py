@@ -1,14 +1,20 @@
-"""Small widgets of the main window: the live image, the verdict panel, the counters."""
+"""Small widgets of the main window: the live image, the verdict panel, the counters, the NG-rate
+trend, the filmstrip of rejects, the alarm banner, the camera light and the event log. Each only
+shows what it is given; none reads a file or the database."""
 
 from __future__ import annotations
 
-import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
+import datetime as dt
 
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy,
+                               QVBoxLayout, QWidget)
+
+from inspection.alarms import Alarm
 from inspection.result import InspectionResult
-from inspection.runner import RunnerStatus
+from inspection.stats import Counters, EventRow, PartRow, TrendPoint
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -42,7 +48,8 @@ class ImageView(QLabel):
 
     def _rescale(self) -> None:
         if self._pixmap is not None:
-            self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation))
+            # Fast scaling: at 30 Hz a smooth scale of a large frame would cost the GUI thread more than the frame is worth.
+            self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
 
 
 class VerdictPanel(QWidget):
@@ -51,6 +58,7 @@ class VerdictPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
         self.verdict = QLabel("-")
         self.verdict.setObjectName("verdict")
         self.verdict.setProperty("verdict", "none")
@@ -67,41 +75,229 @@ class VerdictPanel(QWidget):
         self.verdict.style().unpolish(self.verdict)
         self.verdict.style().polish(self.verdict)
         classes = ", ".join(f"{c.name} ({c.area_px} px)" for c in result.classes) or "no defect"
-        score = "n/a" if result.score != result.score else f"{result.score:.2f}"
+        score = "n/a" if result.score != result.score else f"{result.score:.3g}"
         self.detail.setText(f"Part {result.seq} - {classes} - score {score}")
 
 
 class CountersPanel(QWidget):
-    """Counters of the current run."""
+    """Counters of the current shift and since the station started, side by side."""
 
-    FIELDS = (
-        ("parts", "Inspected"), ("ok", "OK"), ("ng", "NG"), ("review", "REVIEW"), ("yield", "Yield"),
-        ("rate", "Parts/min"), ("p50", "Latency p50"), ("p99", "Latency p99"), ("dropped", "Dropped"), ("recorded", "Recorded"),
-    )
+    ROWS = (("parts", "Inspected"), ("ok", "OK"), ("ng", "NG"), ("review", "REVIEW"), ("yield", "Yield"),
+            ("rate", "Parts/min"), ("p50", "Latency p50"), ("p99", "Latency p99"), ("dropped", "Dropped"))
+    COLUMNS = ("shift", "start")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         grid = QGridLayout(self)
-        self.values: dict[str, QLabel] = {}
-        for i, (key, name) in enumerate(self.FIELDS):
-            value = QLabel("0")
-            value.setProperty("class", "counterValue")
-            value.setObjectName(f"counter_{key}")
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setVerticalSpacing(2)
+        self.headers = {"shift": QLabel("Shift"), "start": QLabel("Since start")}
+        for col, key in enumerate(self.COLUMNS, start=1):
+            self.headers[key].setProperty("class", "counterHeader")
+            grid.addWidget(self.headers[key], 0, col, alignment=Qt.AlignmentFlag.AlignRight)
+        self.values: dict[str, dict[str, QLabel]] = {c: {} for c in self.COLUMNS}
+        for row, (key, name) in enumerate(self.ROWS, start=1):
             label = QLabel(name)
             label.setProperty("class", "counterName")
-            grid.addWidget(label, (i // 2) * 2, i % 2)
-            grid.addWidget(value, (i // 2) * 2 + 1, i % 2)
-            self.values[key] = value
+            grid.addWidget(label, row, 0)
+            for col, column in enumerate(self.COLUMNS, start=1):
+                value = QLabel("-")
+                value.setProperty("class", "counterValue")
+                value.setObjectName(f"counter_{column}_{key}")
+                value.setAlignment(Qt.AlignmentFlag.AlignRight)
+                grid.addWidget(value, row, col)
+                self.values[column][key] = value
 
-    def show_status(self, s: RunnerStatus) -> None:
-        v = self.values
-        v["parts"].setText(str(s.parts))
-        v["ok"].setText(str(s.ok))
-        v["ng"].setText(str(s.ng))
-        v["review"].setText(str(s.review))
-        v["yield"].setText(f"{100.0 * s.ok / s.parts:.1f} %" if s.parts else "-")
-        v["rate"].setText(f"{60 * s.parts_per_s:.0f}")
-        v["p50"].setText(f"{s.latency_ms_p50:.0f} ms")
-        v["p99"].setText(f"{s.latency_ms_p99:.0f} ms")
-        v["dropped"].setText(str(s.dropped + s.failed_grabs))
-        v["recorded"].setText(str(s.recorded))
+    def show_counters(self, column: str, c: Counters, title: str | None = None) -> None:
+        if title is not None:
+            self.headers[column].setText(title)
+        v = self.values[column]
+        v["parts"].setText(str(c.parts))
+        v["ok"].setText(str(c.ok))
+        v["ng"].setText(str(c.ng))
+        v["review"].setText(str(c.review))
+        v["yield"].setText(f"{c.yield_pct:.1f} %" if c.yield_pct is not None else "-")
+        v["rate"].setText(f"{c.parts_per_min:.0f}")
+        v["p50"].setText(f"{c.latency_ms_p50:.0f} ms" if c.parts else "-")
+        v["p99"].setText(f"{c.latency_ms_p99:.0f} ms" if c.parts else "-")
+        v["dropped"].setText(str(c.dropped))
+
+    def number(self, column: str, key: str) -> int:
+        return int(self.values[column][key].text())
+
+
+class TrendStrip(QWidget):
+    """NG rate per bar over the last hour; empty bars (no parts) are drawn as gaps; a dashed line
+    marks the NG-rate alarm limit."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("trend")
+        self.setMinimumHeight(84)
+        self.points: tuple[TrendPoint, ...] = ()
+        self.limit = 0.0
+        self.setToolTip("NG rate, last hour (5-minute bars)")
+
+    def show_trend(self, points: tuple[TrendPoint, ...], limit: float) -> None:
+        self.points, self.limit = points, limit
+        self.update()
+
+    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 (Qt's name)
+        p = QPainter(self)
+        r = QRectF(self.rect()).adjusted(4, 4, -4, -16)
+        p.fillRect(self.rect(), QColor("#0b0d10"))
+        p.setPen(QColor("#9aa0a6"))
+        p.drawText(QRectF(4, r.bottom() + 1, r.width(), 14), Qt.AlignmentFlag.AlignLeft, "NG rate, last hour")
+        top = max([self.limit * 1.25, 0.1] + [pt.ng_rate or 0.0 for pt in self.points])
+        n = max(1, len(self.points))
+        w = r.width() / n
+        for i, pt in enumerate(self.points):
+            if pt.ng_rate is None:
+                continue
+            h = r.height() * pt.ng_rate / top
+            color = QColor("#c62828") if self.limit and pt.ng_rate > self.limit else QColor("#4f8fd6")
+            p.fillRect(QRectF(r.left() + i * w + 1, r.bottom() - h, w - 2, h), color)
+        if self.limit:
+            y = r.bottom() - r.height() * self.limit / top
+            p.setPen(QPen(QColor("#e69a00"), 1, Qt.PenStyle.DashLine))
+            p.drawLine(QPointF(r.left(), y), QPointF(r.right(), y))
+        p.end()
+
+
+class Filmstrip(QListWidget):
+    """Thumbnails of the latest rejects, newest first; a click opens the part."""
+
+    part_clicked = Signal(object)  # PartRow
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("filmstrip")
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setFlow(QListWidget.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setIconSize(QSize(240, 96))
+        self.setFixedHeight(150)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self._shown: tuple[str, ...] = ()
+        self.itemClicked.connect(lambda item: self.part_clicked.emit(item.data(Qt.ItemDataRole.UserRole)))
+
+    def show_rejects(self, rejects: tuple[tuple[PartRow, np.ndarray | None], ...], tz: dt.tzinfo | None = None) -> None:
+        ids = tuple(r.part_id for r, _ in rejects)
+        if ids == self._shown:
+            return  # unchanged: keep the widget (and the operator's scroll position) as it is
+        self._shown = ids
+        self.clear()
+        for row, thumb in rejects:
+            when = row.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M:%S")
+            item = QListWidgetItem(f"{row.verdict} {when}")
+            if thumb is not None:
+                item.setIcon(QIcon(QPixmap.fromImage(to_qimage(thumb))))
+            item.setData(Qt.ItemDataRole.UserRole, row)
+            item.setToolTip(f"Part {row.part_id}, score {row.score if row.score is not None else 'n/a'}, "
+                            f"{', '.join(row.classes) or 'no class'}")
+            self.addItem(item)
+
+
+class AlarmBanner(QWidget):
+    """The active alarms (newest shown, with how many), and an Acknowledge button."""
+
+    acknowledge = Signal(object)  # event id, or None for all
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("alarmBanner")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        self.text = QLabel("")
+        self.text.setObjectName("banner")
+        self.text.setWordWrap(True)
+        self.ack_button = QPushButton("Acknowledge")
+        self.ack_button.setObjectName("ackButton")
+        self.ack_button.clicked.connect(self._ack)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.ack_button)
+        self.alarms: tuple[Alarm, ...] = ()
+        self.message = ""  # an error without an alarm row (a bad model at start-up, a refused action)
+        self.hide()
+
+    def show_alarms(self, alarms: tuple[Alarm, ...]) -> None:
+        self.alarms = alarms
+        self._update()
+
+    def show_message(self, message: str) -> None:
+        self.message = message
+        self._update()
+
+    def _update(self) -> None:
+        if self.alarms:
+            newest = self.alarms[-1]
+            more = f"  (+{len(self.alarms) - 1} more)" if len(self.alarms) > 1 else ""
+            self.text.setText(f"ALARM: {newest.message}{more}")
+            self.ack_button.setText("Acknowledge all" if len(self.alarms) > 1 else "Acknowledge")
+        elif self.message:
+            self.text.setText(self.message)
+            self.ack_button.setText("Dismiss")
+        self.setVisible(bool(self.alarms or self.message))
+
+    def _ack(self) -> None:
+        if self.alarms:
+            self.acknowledge.emit(None if len(self.alarms) > 1 else self.alarms[0].event_id)
+        self.message = ""
+        self._update()
+
+
+class StatusLight(QLabel):
+    """The camera's state as a coloured light with a word: live, paused, ready, busy, fault, off."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("statusLight")
+        self.state = ""
+        self.set_state("off", "Camera not open")
+
+    def set_state(self, state: str, tip: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.setText(f"\u25cf Camera {state}")
+            self.setProperty("light", state)
+            self.style().unpolish(self)
+            self.style().polish(self)
+        self.setToolTip(tip)
+
+
+class EventLog(QListWidget):
+    """The latest events of the record, newest first; alarms in red until acknowledged."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("eventLog")
+        self._shown: tuple[tuple[int, bool], ...] = ()
+
+    def show_events(self, events: tuple[EventRow, ...], tz: dt.tzinfo | None = None) -> None:
+        key = tuple((e.id, e.acknowledged_at is not None) for e in events)
+        if key == self._shown:
+            return
+        self._shown = key
+        self.clear()
+        for e in events:
+            when = e.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M:%S")
+            ack = "" if e.level != "alarm" else (" (acknowledged)" if e.acknowledged_at else " (not acknowledged)")
+            item = QListWidgetItem(f"{when}  {e.level.upper():<7} {e.message}{ack}")
+            item.setToolTip(e.message)
+            if e.level == "alarm":
+                item.setForeground(QColor("#ff6b6b") if e.acknowledged_at is None else QColor("#c9a227"))
+            self.addItem(item)
+
+
+def labelled(title: str, widget: QWidget) -> QWidget:
+    """A widget under a small title."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    label = QLabel(title)
+    label.setProperty("class", "sectionTitle")
+    layout.addWidget(label)
+    layout.addWidget(widget)
+    return box

@@ -9,7 +9,9 @@ import time
 from PySide6.QtCore import Qt
 
 from app.gui.controller import LineController
+from inspection.config import load_recipe
 from inspection.runner import RunnerState
+from tests.fakes import FakeInspector
 
 
 class _Runner:
@@ -25,6 +27,8 @@ class _Line:
     def __init__(self) -> None:
         self.runner = None
         self.started_in = None
+        self.recipe = load_recipe()
+        self.inspector = FakeInspector()
 
     def add_result_listener(self, listener) -> None:
         pass
@@ -40,7 +44,7 @@ class _Line:
 
 def test_start_right_after_ready_is_queued_not_dropped(qtbot):
     line = _Line()
-    controller = LineController(lambda: line)
+    controller = LineController(lambda spec, recipe: line, "sim:unused")
     # Hold the worker after the opening job's `ready` (as a slow thread exit would), so that the
     # GUI thread's Start lands while that job is still running.
     controller.busy.connect(lambda what: time.sleep(0.3) if not what else None, Qt.ConnectionType.DirectConnection)

@@ -1,71 +1,184 @@
-"""The first-cut main window, offscreen, against Basler's emulator playing the demo samples."""
+"""The operator window, offscreen, against Basler's emulator playing the demo samples (real pylon
+stack, real model, real SQLite file): start, counters that match the record, pause, stop, a pulled
+camera raising an alarm that is acknowledged, and a restart that rebuilds the counters."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sqlite3
 
 import pytest
+from PySide6.QtCore import QSettings
 
 from app.gui.main import build_window
+from inspection.config import load_config
 from inspection.runner import RunnerState
 
 TIMEOUT_MS = 60_000
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, samples):
-    args = argparse.Namespace(camera=f"emu:{samples}", model=None, db=tmp_path / "gui.db", recipe=None, config=None, device="cpu")
-    win = build_window(args, default_camera_spec="unused")
+def make_window(qtbot, tmp_path, camera, model=None):
+    args = argparse.Namespace(camera=camera, model=model, db=tmp_path / "gui.db", recipe=None, config=None, device="cpu")
+    settings = QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat)
+    win = build_window(args, default_camera_spec="unused", settings=settings)
     qtbot.addWidget(win)
     win.show()
+    return win
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, samples):
+    win = make_window(qtbot, tmp_path, f"emu:{samples}")
     qtbot.waitUntil(win.start_button.isEnabled, timeout=TIMEOUT_MS)
     yield win
     win.close()
 
 
-def db_counts(path):
+def sql(path, query, *params):
     con = sqlite3.connect(path)
     try:
-        return dict(con.execute("select verdict, count(*) from inspections group by verdict").fetchall())
+        return con.execute(query, params).fetchall()
     finally:
         con.close()
+
+
+def db_counts(path, since=None):
+    where, params = ("where ts >= ?", (since.isoformat(sep=" "),)) if since else ("", ())
+    return dict(sql(path, f"select verdict, count(*) from inspections {where} group by verdict", *params))
+
+
+def shown(window, column):
+    return {k: window.counters.number(column, k) for k in ("parts", "ok", "ng", "review")}
+
+
+def expected(counts):
+    return {"parts": sum(counts.values()), "ok": counts.get("OK", 0), "ng": counts.get("NG", 0), "review": counts.get("REVIEW", 0)}
+
+
+def fresh_stats(qtbot, window):
+    """Wait for a statistics snapshot taken after now."""
+    with qtbot.waitSignal(window.controller.stats, timeout=TIMEOUT_MS):
+        window.controller.refresh_stats()
 
 
 def test_start_shows_verdicts_and_counters_that_match_the_database(qtbot, window, tmp_path):
     qtbot.keyClick(window, " ")  # Space starts the line
     qtbot.waitUntil(lambda: window.controller.running, timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: int(window.counters.values["parts"].text()) >= 10, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.counters.values["start"]["parts"].text() not in ("-", "0")
+                    and window.counters.number("start", "parts") >= 10, timeout=TIMEOUT_MS)
     assert window.verdict.verdict.text() in ("OK", "NG", "REVIEW")
     assert window.view.pixmap() is not None and not window.view.pixmap().isNull()
+    assert window.light.state == "live"
     with qtbot.waitSignal(window.controller.stopped, timeout=TIMEOUT_MS):
         window.stop_button.click()
-    window.refresh()
-    shown = {k: int(window.counters.values[k].text()) for k in ("parts", "ok", "ng", "review", "recorded")}
-    counts = db_counts(tmp_path / "gui.db")
-    assert shown["parts"] == shown["recorded"] == sum(counts.values())
-    assert (shown["ok"], shown["ng"], shown["review"]) == (counts.get("OK", 0), counts.get("NG", 0), counts.get("REVIEW", 0))
+    fresh_stats(qtbot, window)
+    db = tmp_path / "gui.db"
+    assert shown(window, "start") == expected(db_counts(db))
+    _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+    assert shown(window, "shift") == expected(db_counts(db, start.replace(tzinfo=None)))
+    assert window.controller.status().recorded == sum(db_counts(db).values())
     assert window.start_button.isEnabled() and not window.stop_button.isEnabled()
+    assert window.light.state == "ready"
+    # The rejects reach the filmstrip, and a click opens the part with its image.
+    rejects = sql(db, "select count(*) from inspections where verdict != 'OK'")[0][0]
+    assert window.filmstrip.count() == min(rejects, 8) and rejects > 0
+    with qtbot.waitSignal(window.controller.part_loaded, timeout=TIMEOUT_MS):
+        window.filmstrip.itemClicked.emit(window.filmstrip.item(0))
+    qtbot.waitUntil(lambda: window.part_dialog is not None and window.part_dialog.isVisible(), timeout=TIMEOUT_MS)
+    assert not window.part_dialog.view.pixmap().isNull()
 
 
-def test_pulled_camera_raises_an_alarm_banner(qtbot, window, tmp_path):
+def test_pause_stops_inspection_and_resume_goes_on(qtbot, window):
     window.start_button.click()
-    qtbot.waitUntil(lambda: int(window.counters.values["parts"].text()) >= 3, timeout=TIMEOUT_MS)
-    window.controller.line.camera.fire_removal()
-    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=TIMEOUT_MS)
-    assert "disconnected" in window.banner.text()
+    qtbot.waitUntil(lambda: window.controller.running and (window.controller.status().parts >= 3), timeout=TIMEOUT_MS)
+    window.pause_button.click()
+    qtbot.waitUntil(lambda: window.light.state == "paused", timeout=TIMEOUT_MS)
+    assert window.pause_button.text() == "Resume"
+    qtbot.wait(300)  # a part already grabbed may still finish
+    held = window.controller.status().parts
+    qtbot.wait(700)
+    assert window.controller.status().parts == held
+    window.pause_button.click()
+    qtbot.waitUntil(lambda: window.controller.status().parts > held + 2, timeout=TIMEOUT_MS)
+    assert window.controller.status().state is RunnerState.RUNNING and window.controller.status().dropped == 0
+    with qtbot.waitSignal(window.controller.stopped, timeout=TIMEOUT_MS):
+        window.stop_button.click()
+
+
+def test_pulled_camera_raises_an_alarm_that_is_logged_and_acknowledged(qtbot, window, tmp_path):
+    window.start_button.click()
+    qtbot.waitUntil(lambda: window.controller.running and window.controller.status().parts >= 3, timeout=TIMEOUT_MS)
+    window.controller.line.camera.fire_removal()  # the emulator's FirePnPCallback
+    qtbot.waitUntil(lambda: any(a.kind == "camera" for a in window.banner.alarms), timeout=TIMEOUT_MS)
+    assert window.banner.isVisible() and "disconnected" in window.banner.text.text()
     qtbot.waitUntil(lambda: window.start_button.isEnabled(), timeout=TIMEOUT_MS)
     assert window.controller.status().state is RunnerState.FAULTED
-    assert sum(db_counts(tmp_path / "gui.db").values()) == window.controller.status().recorded
+    qtbot.waitUntil(lambda: window.light.state == "fault", timeout=TIMEOUT_MS)
+    db = tmp_path / "gui.db"
+    assert sum(db_counts(db).values()) == window.controller.status().recorded  # nothing inspected was lost
+    (event_id,) = [a.event_id for a in window.banner.alarms if a.kind == "camera"]
+    assert sql(db, "select level, acknowledged_at from events where id = ?", event_id) == [("alarm", None)]
+    fresh_stats(qtbot, window)
+    assert any("disconnected" in window.events.item(i).text() for i in range(window.events.count()))
+    window.banner.ack_button.click()
+    assert not window.banner.isVisible()
+    qtbot.waitUntil(lambda: sql(db, "select acknowledged_at from events where id = ?", event_id)[0][0] is not None, timeout=TIMEOUT_MS)
+
+
+def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, samples):
+    first = make_window(qtbot, tmp_path, f"emu:{samples}")
+    qtbot.waitUntil(first.start_button.isEnabled, timeout=TIMEOUT_MS)
+    first.toggle_overlay()  # heatmap
+    first.start_button.click()
+    qtbot.waitUntil(lambda: first.controller.running and first.controller.status().parts >= 6, timeout=TIMEOUT_MS)
+    assert first.close()  # stops the line, commits, closes the database (as quitting the program does)
+    assert first.controller.line is None
+    counts = db_counts(tmp_path / "gui.db")
+    assert sum(counts.values()) >= 6
+
+    again = make_window(qtbot, tmp_path, camera=None)  # no camera asked for: the last one is reopened
+    try:
+        qtbot.waitUntil(lambda: again.start_button.isEnabled() or again.banner.isVisible(), timeout=TIMEOUT_MS)
+        assert again.start_button.isEnabled(), again.banner.text.text()
+        assert again.choices.camera_spec == f"emu:{samples}" and again.overlay_mode == "heatmap"
+        fresh_stats(qtbot, again)
+        _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+        assert shown(again, "shift") == expected(db_counts(tmp_path / "gui.db", start.replace(tzinfo=None)))
+        assert shown(again, "start") == expected({})  # since this start: nothing yet
+    finally:
+        again.close()
 
 
 def test_a_bad_model_is_an_alarm_not_a_crash(qtbot, tmp_path, samples):
     bad = tmp_path / "bad.lpkg"
     bad.write_bytes(b"not a model")
-    args = argparse.Namespace(camera=f"sim:{samples}", model=bad, db=tmp_path / "g.db", recipe=None, config=None, device="cpu")
-    win = build_window(args, default_camera_spec="unused")
-    qtbot.addWidget(win)
-    win.show()
+    win = make_window(qtbot, tmp_path, f"sim:{samples}", model=bad)
     qtbot.waitUntil(win.banner.isVisible, timeout=TIMEOUT_MS)
-    assert "corrupt" in win.banner.text() and not win.start_button.isEnabled()
+    assert "corrupt" in win.banner.text.text() and not win.start_button.isEnabled()
+    assert win.camera_box.count() >= 2  # the operator can still pick another camera
     win.close()
+
+
+def test_picking_a_recipe_reopens_the_line_with_it_and_is_remembered(qtbot, tmp_path, samples, monkeypatch):
+    monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path))  # the station's recipes/ folder lives here
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "bolt.toml").write_text('name = "bolt"\n[verdict]\nok_below = 1.0\nng_at = 2.0\n')
+    win = make_window(qtbot, tmp_path, f"sim:{samples}")
+    try:
+        qtbot.waitUntil(win.start_button.isEnabled, timeout=TIMEOUT_MS)
+        names = [win.recipe_box.itemText(i) for i in range(win.recipe_box.count())]
+        assert names[0].endswith("(default)") and "bolt" in names
+        win.recipe_box.setCurrentIndex(names.index("bolt"))
+        with qtbot.waitSignal(win.controller.ready, timeout=TIMEOUT_MS):
+            win.recipe_box.activated.emit(names.index("bolt"))
+        assert win.choices.recipe_name == "bolt" and win.controller.line.recipe.name == "bolt"
+        assert win.choices.ng_at == 2.0  # the recipe's thresholds are in force
+        win.start_button.click()
+        qtbot.waitUntil(lambda: win.controller.running, timeout=TIMEOUT_MS)
+        with qtbot.waitSignal(win.controller.failed, timeout=TIMEOUT_MS) as refused:
+            win.controller.reopen(f"sim:{samples}", None)  # not while the line runs
+        assert "Stop the line" in refused.args[0]
+    finally:
+        win.close()
+    assert QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat).value("recipe") == str(tmp_path / "recipes" / "bolt.toml")

@@ -26,7 +26,10 @@ def test_pulled_emulated_camera_mid_run(tmp_path, samples):
         db = sqlite3.connect(line.store.path)
         assert db.execute("select count(*) from inspections").fetchone()[0] == status.parts == status.recorded >= 6
         assert db.execute("select end_state from runs").fetchone()[0] == "faulted"
-        assert db.execute("select count(*) from events where level='alarm' and message like '%disconnected%'").fetchone()[0] == 1
+        line.alarms.check()  # (its thread checks every 0.5 s; at once here)
+        assert [a.kind for a in line.alarms.active()] == ["camera"]
+        assert db.execute("select kind from events where level='alarm' and message like '%disconnected%'").fetchall() == [("camera",)]
+        assert db.execute("select count(*) from events where kind='run' and level='warning' and message like '%disconnected%'").fetchone()[0] == 1
         # The cable goes back in: a new run re-enumerates and opens the camera again.
         runner = line.start(max_parts=3)
         assert runner.wait(30)

@@ -59,3 +59,20 @@ def test_shifts_cross_midnight_in_the_line_time_zone(tmp_path):
     assert start == dt.datetime(2026, 1, 14, 17, 0, tzinfo=UTC) and end == dt.datetime(2026, 1, 15, 5, 0, tzinfo=UTC)
     name, start, _ = cfg.shifts.shift_at(dt.datetime(2026, 7, 15, 4, 30, tzinfo=UTC))  # summer: 06:30 Berlin
     assert name == "day" and start == dt.datetime(2026, 7, 15, 4, 0, tzinfo=UTC)
+
+
+def test_alarm_limits_load_and_bad_ones_are_one_sentence(tmp_path):
+    cfg = load_config(write(tmp_path, "c.toml", "[alarms]\nconsecutive_ng = 3\nng_rate_limit = 0.1\n"))
+    assert (cfg.alarms.consecutive_ng, cfg.alarms.ng_rate_limit, cfg.alarms.ng_rate_window) == (3, 0.1, 50)
+    with pytest.raises(ConfigError, match="ng_rate_limit a share"):
+        load_config(write(tmp_path, "c.toml", "[alarms]\nng_rate_limit = 30\n"))
+
+
+def test_recipes_folder_lists_valid_recipes_by_name(tmp_path):
+    from inspection.config import find_recipes
+
+    write(tmp_path, "b.toml", 'name = "bolt"\n')
+    write(tmp_path, "a.toml", 'name = "washer"\n[camera]\ntrigger = "free-run"\n')
+    write(tmp_path, "bad.toml", "[verdict]\nng_att = 3\n")  # left out, with a warning
+    assert [name for name, _ in find_recipes(tmp_path)] == ["bolt", "washer"]
+    assert find_recipes(tmp_path / "missing") == []

@@ -2,62 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import time
 
-import numpy as np
-import pytest
-
-from camera import CameraSettings, TriggerMode
+from camera import TriggerMode
 from camera.simulated import SimulatedCamera
-from inspection.config import load_config, load_recipe
-from inspection.line import Line
 from inspection.runner import RunnerState
-from inspection.store import open_store
-from models.base import DefectClass, Inspector, ModelInfo, Prediction, Thresholds
-
-
-class FakeInspector(Inspector):
-    """Scores a frame by its mean grey level; optionally slow, optionally failing on every k-th part."""
-
-    def __init__(self, delay_s: float = 0.0, fail_every: int = 0) -> None:
-        self.info = ModelInfo("fake", "1", "fake", "f" * 64, Thresholds(115.0, 125.0, 125.0), ("blob",), {})
-        self.delay_s, self.fail_every, self.calls = delay_s, fail_every, 0
-
-    def preprocess(self, image):
-        return image
-
-    def infer(self, batch, image_shape):
-        self.calls += 1
-        if self.fail_every and self.calls % self.fail_every == 0:
-            raise RuntimeError("injected model failure")
-        time.sleep(self.delay_s)
-        score = float(batch.mean())
-        amap = np.full(image_shape[:2], score, dtype=np.float32)
-        mask = amap >= self.info.thresholds.pixel
-        return Prediction(score, amap, mask, (DefectClass("blob", int(mask.sum()), score),) if mask.any() else ())
-
-
-@pytest.fixture
-def make_line(tmp_path, samples):
-    lines = []
-
-    def make(inspector=None, camera=None, trigger=TriggerMode.SOFTWARE, queue_size=None, frame_rate=200.0):
-        store = open_store(tmp_path / "runner.db")
-        config = load_config()
-        if queue_size:
-            config = dataclasses.replace(config, queue_size=queue_size)
-        recipe = load_recipe()
-        recipe = dataclasses.replace(recipe, camera=CameraSettings(pixel_format="Mono8", trigger=trigger, frame_rate=frame_rate))
-        line = Line(store=store, config=config, recipe=recipe, camera_spec=f"sim:{samples}",
-                    inspector=inspector or FakeInspector(), camera=camera or SimulatedCamera(samples))
-        lines.append(line)
-        return line
-
-    yield make
-    for line in lines:
-        line.close()
+from tests.fakes import FakeInspector
 
 
 def rows(line, run_id):

@@ -34,6 +34,19 @@ def test_a_second_instance_is_refused(tmp_path):
     open_store(tmp_path / "a.db").close()  # free again once closed
 
 
+def test_a_store_closed_on_another_thread_frees_the_database(tmp_path):
+    """The GUI opens the line on its worker thread and closes it on the GUI thread; the database
+    must then open again (a thread-local lock stayed held, and a restart in the same process failed)."""
+    import threading
+
+    opened = []
+    t = threading.Thread(target=lambda: opened.append(open_store(tmp_path / "a.db")))
+    t.start()
+    t.join()
+    opened[0].close()
+    open_store(tmp_path / "a.db").close()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_folder(tmp_path):
     ro = tmp_path / "ro"

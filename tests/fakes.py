@@ -1,0 +1,30 @@
+"""Test doubles for unit tests and fault injection (the real path is tested with the real parts)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from models.base import DefectClass, Inspector, ModelInfo, Prediction, Thresholds
+
+
+class FakeInspector(Inspector):
+    """Scores a frame by its mean grey level; optionally slow, optionally failing on every k-th part."""
+
+    def __init__(self, delay_s: float = 0.0, fail_every: int = 0, thresholds: Thresholds = Thresholds(115.0, 125.0, 125.0)) -> None:
+        self.info = ModelInfo("fake", "1", "fake", "f" * 64, thresholds, ("blob",), {})
+        self.delay_s, self.fail_every, self.calls = delay_s, fail_every, 0
+
+    def preprocess(self, image):
+        return image
+
+    def infer(self, batch, image_shape):
+        self.calls += 1
+        if self.fail_every and self.calls % self.fail_every == 0:
+            raise RuntimeError("injected model failure")
+        time.sleep(self.delay_s)
+        score = float(batch.mean())
+        amap = np.full(image_shape[:2], score, dtype=np.float32)
+        mask = amap >= self.info.thresholds.pixel
+        return Prediction(score, amap, mask, (DefectClass("blob", int(mask.sum()), score),) if mask.any() else ())

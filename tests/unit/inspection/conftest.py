@@ -1,0 +1,35 @@
+"""Shared by the inspection tests: a fake model and lines on the simulated camera with a real SQLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from camera import CameraSettings, TriggerMode
+from camera.simulated import SimulatedCamera
+from inspection.config import load_config, load_recipe
+from inspection.line import Line
+from inspection.store import open_store
+from tests.fakes import FakeInspector
+
+
+@pytest.fixture
+def make_line(tmp_path, samples):
+    lines = []
+
+    def make(inspector=None, camera=None, trigger=TriggerMode.SOFTWARE, queue_size=None, frame_rate=200.0):
+        store = open_store(tmp_path / "runner.db")
+        config = load_config()
+        if queue_size:
+            config = dataclasses.replace(config, queue_size=queue_size)
+        recipe = load_recipe()
+        recipe = dataclasses.replace(recipe, camera=CameraSettings(pixel_format="Mono8", trigger=trigger, frame_rate=frame_rate))
+        line = Line(store=store, config=config, recipe=recipe, camera_spec=f"sim:{samples}",
+                    inspector=inspector or FakeInspector(), camera=camera or SimulatedCamera(samples))
+        lines.append(line)
+        return line
+
+    yield make
+    for line in lines:
+        line.close()

@@ -1,0 +1,112 @@
+"""Alarms on a line (simulated camera, fake model, a real SQLite file): raised once per onset,
+recorded in the event log, active until acknowledged, and still active after a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+from camera import TriggerMode
+from camera.simulated import SimulatedCamera
+from inspection.alarms import AlarmMonitor
+from inspection.config import AlarmConfig
+from inspection.store import open_store
+from models.base import Thresholds
+from tests.fakes import FakeInspector
+
+ALL_NG = Thresholds(0.0, 1.0, 1e9)  # every part scores above 1: NG (and no defect pixels)
+
+
+def alarm_rows(path):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("select id, kind, acknowledged_at from events where level = 'alarm' order by id").fetchall()
+    finally:
+        con.close()
+
+
+def test_consecutive_ng_raises_one_alarm_recorded_until_acknowledged(make_line):
+    line = make_line(inspector=FakeInspector(thresholds=ALL_NG))
+    line.alarms.interval_s = 0.05
+    runner = line.start(max_parts=12)
+    assert runner.wait(30)
+    line.alarms.check()
+    line.stop()
+    line.alarms.check()
+    kinds = [a.kind for a in line.alarms.active()]
+    assert kinds.count("consecutive_ng") == 1  # 12 NG in a row: one alarm, not one per part
+    assert "ng_rate" not in kinds  # the rate needs a full window of 50 parts
+    rows = alarm_rows(line.store.path)
+    assert [k for _, k, _ in rows].count("consecutive_ng") == 1
+    alarm = next(a for a in line.alarms.active() if a.kind == "consecutive_ng")
+    assert "12 NG parts in a row" in alarm.message or "NG parts in a row" in alarm.message
+    line.alarms.acknowledge(alarm.event_id)
+    assert alarm.event_id not in [a.event_id for a in line.alarms.active()]
+    line.alarms.check()  # writes the acknowledgement
+    assert dict((i, ack) for i, _, ack in alarm_rows(line.store.path))[alarm.event_id] is not None
+
+
+def test_ok_parts_raise_no_alarm(make_line):
+    line = make_line()
+    runner = line.start(max_parts=10)
+    assert runner.wait(30)
+    line.stop()
+    line.alarms.check()
+    assert [a.kind for a in line.alarms.active()] == []
+
+
+def test_pulled_cable_is_a_camera_alarm(make_line, samples):
+    camera = SimulatedCamera(samples)
+    line = make_line(camera=camera)
+    runner = line.start()
+    camera.disconnect()
+    assert runner.wait(30)
+    line.alarms.check()
+    active = line.alarms.active()
+    assert [a.kind for a in active] == ["camera"] and "disconnected" in active[0].message
+
+
+def test_model_failures_are_an_alarm(make_line):
+    line = make_line(inspector=FakeInspector(fail_every=3))
+    runner = line.start(max_parts=6)
+    assert runner.wait(30)
+    line.alarms.check()
+    line.stop()
+    (alarm,) = line.alarms.active()
+    assert alarm.kind == "model" and "injected model failure" in alarm.message
+
+
+def test_dropped_frames_are_an_alarm(make_line):
+    line = make_line(inspector=FakeInspector(delay_s=0.05), trigger=TriggerMode.FREE_RUN, queue_size=2)
+    runner = line.start(max_parts=10)
+    assert runner.wait(30)
+    line.alarms.check()
+    status = line.stop()
+    assert status.dropped > 0
+    (alarm,) = line.alarms.active()
+    assert alarm.kind == "dropped" and "not inspected" in alarm.message
+
+
+def test_low_disk_is_an_alarm(make_line):
+    line = make_line()
+    line.alarms.config = dataclasses.replace(line.alarms.config, min_free_disk_mb=10**12)  # more than any disk
+    line.alarms.check()
+    (alarm,) = line.alarms.active()
+    assert alarm.kind == "disk" and "Disk space low" in alarm.message
+
+
+def test_unacknowledged_alarms_survive_a_restart(make_line, tmp_path):
+    line = make_line(inspector=FakeInspector(thresholds=ALL_NG))
+    runner = line.start(max_parts=6)
+    assert runner.wait(30)
+    line.alarms.check()
+    line.close()
+    store = open_store(tmp_path / "runner.db")
+    try:
+        monitor = AlarmMonitor(store, AlarmConfig(), lambda: None)
+        assert [a.kind for a in monitor.active()] == ["consecutive_ng"]
+        monitor.acknowledge()
+        monitor.close()
+        assert AlarmMonitor(store, AlarmConfig(), lambda: None).active() == ()
+    finally:
+        store.close()

@@ -1,0 +1,77 @@
+"""Station statistics from the record: the counters and the trend match independent SQL counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import pytest
+
+from inspection import stats
+from inspection.store import utcnow
+from models.base import Thresholds
+from tests.fakes import FakeInspector
+
+
+def sql(path, query):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def recorded(make_line):
+    """Two runs: 8 parts with the fake model's own thresholds, then 6 all NG."""
+    t0 = utcnow() - dt.timedelta(seconds=1)
+    line = make_line()
+    assert line.start(max_parts=8).wait(30)
+    line.stop()
+    line.inspector = FakeInspector(thresholds=Thresholds(0.0, 1.0, 1e9))
+    assert line.start(max_parts=6).wait(30)
+    line.stop()
+    return line, t0
+
+
+def test_counters_match_the_database(recorded):
+    line, t0 = recorded
+    c = stats.counters(line.store, t0)
+    by = dict(sql(line.store.path, "select verdict, count(*) from inspections group by verdict"))
+    assert (c.parts, c.ok, c.ng, c.review) == (14, by.get("OK", 0), by.get("NG", 0), by.get("REVIEW", 0))
+    assert c.ng >= 6 and c.yield_pct == pytest.approx(100 * c.ok / 14)
+    lat = sorted(v for (v,) in sql(line.store.path, "select latency_ms from inspections"))
+    assert c.latency_ms_p50 == pytest.approx(lat[6]) and c.latency_ms_p99 == pytest.approx(lat[13])  # nearest rank of 14
+    assert c.parts_per_min > 0
+    later = stats.counters(line.store, t0, now=utcnow() + dt.timedelta(minutes=10))  # the line stalled: no recent parts
+    assert later.parts == 14 and later.parts_per_min == 0
+    assert stats.counters(line.store, utcnow() + dt.timedelta(seconds=5)).parts == 0
+
+
+def test_dropped_frames_of_ended_runs_are_counted(recorded):
+    line, t0 = recorded
+    dropped = sql(line.store.path, "select sum(coalesce(dropped_frames, 0) + coalesce(failed_grabs, 0)) from runs")[0][0]
+    assert stats.counters(line.store, t0).dropped == dropped
+
+
+def test_trend_buckets_add_up(recorded):
+    line, t0 = recorded
+    points = stats.ng_trend(line.store, t0 - dt.timedelta(minutes=59), dt.timedelta(minutes=5), 12)
+    assert len(points) == 12
+    assert sum(p.parts for p in points) == 14
+    assert sum(p.ng for p in points) == sql(line.store.path, "select count(*) from inspections where verdict = 'NG'")[0][0]
+
+
+def test_recent_rejects_point_at_saved_images(recorded):
+    line, _ = recorded
+    rejects = stats.recent_rejects(line.store, limit=4)
+    assert len(rejects) == 4 and all(r.verdict != "OK" for r in rejects)
+    assert [r.seq for r in rejects] == sorted((r.seq for r in rejects), reverse=True)
+    assert all(r.image is not None and r.image.is_file() for r in rejects)
+
+
+def test_recent_events_newest_first(recorded):
+    line, _ = recorded
+    events = stats.recent_events(line.store)
+    assert [e.id for e in events] == sorted((e.id for e in events), reverse=True)
+    assert any(e.kind == "run" for e in events)
