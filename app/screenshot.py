@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     _pump(app, 2.0)
     window.grab().save(str(a.alarm))
     window.close()
+    _wait(app, lambda: window.closed, 60)
     print(f"saved {a.live} and {a.alarm}")
     return 0
 

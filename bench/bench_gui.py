@@ -117,11 +117,10 @@ def main() -> int:
     elapsed = time.perf_counter() - t0
     status = window.controller.status()
     lags = np.asarray(window.display_lags_ms)
-    window.stop()
-    while window.controller.running:
+    window.close()  # stops the line and closes the record in the background
+    while not window.closed:
         app.processEvents()
         time.sleep(0.01)
-    window.close()
 
     stall = np.asarray(gaps) - HEARTBEAT_MS
     print(f"{elapsed:.0f} s with the emulator free-running at {a.frame_rate:.0f} fps, window at 30 Hz, "

@@ -3,9 +3,13 @@
 An `AlarmMonitor` watches a line: every result (on the inspection thread, in constant time) and,
 on its own thread every `interval_s`, the runner's status and the free disk space. A condition
 that becomes true raises an alarm once (an `events` row, level "alarm"); it is raised again only
-after the condition has cleared. An alarm stays active until acknowledged (`acknowledged_at` in
-its row), also across a restart: unacknowledged alarms are read back from the record at start.
-Database writes happen on the monitor's thread only, never on the inspection or GUI thread.
+after the condition has cleared (bursty ones - dropped frames, model failures - after it has
+stayed clear for `HOLD_OFF_S`). Conditions seen on the inspection thread (NG in a row, the NG
+rate) are kept until the next check, so a streak between two checks is not missed. An alarm stays
+active until acknowledged (`acknowledged_at` in its row), also across a restart: unacknowledged
+alarms are read back from the record at start. Database writes happen on the monitor's thread
+only, never on the inspection or GUI thread; an alarm that cannot be written (a full disk) is
+still shown, with a negative id and a note.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import itertools
 import logging
 import queue
 import shutil
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -31,14 +37,20 @@ from inspection.store import Store, utcnow
 log = logging.getLogger(__name__)
 
 KINDS = ("camera", "model", "record", "consecutive_ng", "ng_rate", "disk", "dropped")
+HOLD_OFF_S = 10.0  # a bursty condition must stay clear this long before it can raise a new alarm
+BURSTY = ("dropped", "model")
 
 
 @dataclasses.dataclass(frozen=True)
 class Alarm:
-    event_id: int
+    event_id: int  # its row in `events`; negative when it could not be recorded
     kind: str
     message: str
     raised_at: dt.datetime  # naive UTC, as stored
+
+
+def _no_status() -> RunnerStatus | None:
+    return None
 
 
 class AlarmMonitor:
@@ -49,17 +61,24 @@ class AlarmMonitor:
         self._status = status
         self.disk_path = disk_path or store.path.parent
         self.interval_s = interval_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the counts and the active alarms (any thread)
+        self._check_lock = threading.Lock()  # one check at a time (the monitor's thread, or a test's call)
         self._active: dict[int, Alarm] = {}
         self._latched: set[str] = set()
+        self._clear_since: dict[str, float] = {}
+        self._unrecorded_ids = itertools.count(-1, -1)
+        # Counts of the current run's results (under _lock)
         self._ng_in_a_row = 0
+        self._max_in_a_row = 0  # the longest NG streak since the last check
         self._recent_ng: collections.deque[bool] = collections.deque(maxlen=max(1, config.ng_rate_window))
+        self._max_rate = 0.0  # the highest NG rate over a full window since the last check
         self._model_errors = 0  # parts the model failed on since the last check
         self._model_error = ""  # the last such failure
+        self._results_run: int | None = None  # the run of the last result
+        # The monitor thread's own
         self._lost_frames = 0  # dropped + failed at the last check (per run)
         self._run_id: int | None = None  # the run the status belongs to
-        self._results_run: int | None = None  # the run of the last result
-        self._acks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,16 +88,18 @@ class AlarmMonitor:
     def active(self) -> tuple[Alarm, ...]:
         """Unacknowledged alarms, oldest first."""
         with self._lock:
-            return tuple(sorted(self._active.values(), key=lambda a: a.event_id))
+            return tuple(sorted(self._active.values(), key=lambda a: (a.raised_at, abs(a.event_id))))
 
-    def acknowledge(self, event_id: int | None = None) -> None:
-        """Acknowledge one alarm (or all with None); it leaves `active()` at once, the record follows."""
+    def acknowledge(self, event_ids: Iterable[int] | None = None) -> None:
+        """Acknowledge these alarms (the ones an operator saw), or all with None; they leave
+        `active()` at once, the record follows on the monitor's thread."""
         with self._lock:
-            ids = list(self._active) if event_id is None else [event_id]
+            ids = list(self._active) if event_ids is None else [i for i in event_ids if i in self._active]
             for i in ids:
-                self._active.pop(i, None)
+                self._active.pop(i)
         for i in ids:
-            self._acks.put(i)
+            if i > 0:
+                self._acks.put(i)
         self._wake.set()
 
     def on_result(self, result: InspectionResult) -> None:
@@ -90,8 +111,11 @@ class AlarmMonitor:
                 self._ng_in_a_row = 0
                 self._recent_ng.clear()
             self._ng_in_a_row = self._ng_in_a_row + 1 if ng else 0
+            self._max_in_a_row = max(self._max_in_a_row, self._ng_in_a_row)
             self._recent_ng.append(ng)
-            if result.error.startswith("Model failed"):
+            if len(self._recent_ng) == self._recent_ng.maxlen:
+                self._max_rate = max(self._max_rate, sum(self._recent_ng) / len(self._recent_ng))
+            if result.error:  # the runner sets it only when the model failed on the part
                 self._model_errors += 1
                 self._model_error = result.error
 
@@ -107,6 +131,7 @@ class AlarmMonitor:
             self._thread.join(10)
             self._thread = None
         self._write_acks()
+        self._status = _no_status  # no reference back to the line (the line holds this monitor)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -119,27 +144,37 @@ class AlarmMonitor:
 
     def check(self) -> None:
         """Evaluate every condition once and write what changed (the monitor's thread, or a test)."""
-        self._write_acks()
+        with self._check_lock:
+            self._check()
+
+    def _check(self) -> None:
+        try:
+            self._write_acks()
+        except Exception:  # the record cannot be written now: the acknowledgements wait
+            log.exception("writing alarm acknowledgements failed")
         c = self.config
         status = self._status()
         if status is not None and status.run_id != self._run_id:  # a new run: its frame counts start at 0
             self._run_id, self._lost_frames = status.run_id, 0
         faulted = status is not None and status.state is RunnerState.FAULTED
-        self._condition("camera", faulted and status.fault == "camera", status.message if status else "")
-        self._condition("record", faulted and status.fault == "record", status.message if status else "")
+        fault = status.fault if faulted else ""
+        message = status.message if status is not None else ""
         with self._lock:
-            in_a_row, recent = self._ng_in_a_row, list(self._recent_ng)
+            streak, self._max_in_a_row = self._max_in_a_row, self._ng_in_a_row
+            rate, self._max_rate = self._max_rate, 0.0
+            window = len(self._recent_ng)
             model_errors, model_error, self._model_errors = self._model_errors, self._model_error, 0
-        if faulted and status.fault == "inspection":
-            self._condition("model", True, status.message)
+        self._condition("camera", fault == "camera", message)
+        self._condition("record", fault == "record", message)
+        if fault == "inspection":
+            self._condition("model", True, message)
         else:
             self._condition("model", model_errors > 0, f"The model failed on {model_errors} part(s), the last with: "
                                                        f"{model_error.removeprefix('Model failed: ')}. They were recorded as REVIEW.")
-        self._condition("consecutive_ng", c.consecutive_ng > 0 and in_a_row >= c.consecutive_ng,
-                        f"{in_a_row} NG parts in a row (limit {c.consecutive_ng}): check the line.")
-        rate = sum(recent) / len(recent) if recent else 0.0
-        self._condition("ng_rate", c.ng_rate_limit > 0 and len(recent) >= c.ng_rate_window and rate > c.ng_rate_limit,
-                        f"NG rate {100 * rate:.0f} % over the last {len(recent)} parts, above the limit of {100 * c.ng_rate_limit:.0f} %.")
+        self._condition("consecutive_ng", c.consecutive_ng > 0 and streak >= c.consecutive_ng,
+                        f"{streak} NG parts in a row (limit {c.consecutive_ng}): check the line.")
+        self._condition("ng_rate", c.ng_rate_limit > 0 and rate > c.ng_rate_limit,
+                        f"NG rate {100 * rate:.0f} % over the last {window} parts, above the limit of {100 * c.ng_rate_limit:.0f} %.")
         free_mb = _free_mb(self.disk_path)
         self._condition("disk", free_mb is not None and free_mb < c.min_free_disk_mb,
                         f"Disk space low: {free_mb} MB free where the record is kept ({self.disk_path}), limit {c.min_free_disk_mb} MB.")
@@ -151,19 +186,29 @@ class AlarmMonitor:
                                                 "they were not inspected.")
 
     def _condition(self, kind: str, true: bool, message: str) -> None:
+        now = time.monotonic()
         if not true:
-            self._latched.discard(kind)
+            if kind in self._latched:
+                since = self._clear_since.setdefault(kind, now)
+                if kind not in BURSTY or now - since >= HOLD_OFF_S:
+                    self._latched.discard(kind)
+                    self._clear_since.pop(kind, None)
             return
+        self._clear_since.pop(kind, None)
         if kind in self._latched:
             return
-        self._latched.add(kind)
         log.warning("alarm (%s): %s", kind, message)
-        now = utcnow()
-        with self.store.session() as s:
-            row = Event(ts=now, run_id=self._run_id, level="alarm", kind=kind, message=message)
-            s.add(row)
-            s.commit()
-            alarm = Alarm(row.id, kind, message, now)
+        raised = utcnow()
+        try:
+            with self.store.session() as s:
+                row = Event(ts=raised, run_id=self._run_id, level="alarm", kind=kind, message=message)
+                s.add(row)
+                s.commit()
+                alarm = Alarm(row.id, kind, message, raised)
+        except Exception as exc:  # a full disk, a locked database: the operator must still see it
+            log.error("alarm (%s) could not be recorded: %s", kind, exc)
+            alarm = Alarm(next(self._unrecorded_ids), kind, f"{message} (Not recorded in the event log: {exc}.)", raised)
+        self._latched.add(kind)
         with self._lock:
             self._active[alarm.event_id] = alarm
 
@@ -174,16 +219,24 @@ class AlarmMonitor:
                 ids.append(self._acks.get_nowait())
             except queue.Empty:
                 break
-        if ids:
+        if not ids:
+            return
+        try:
             with self.store.session() as s:
                 s.execute(update(Event).where(Event.id.in_(ids), Event.acknowledged_at.is_(None)).values(acknowledged_at=utcnow()))
                 s.commit()
+        except Exception:
+            for i in ids:  # try again at the next check
+                self._acks.put(i)
+            raise
 
     def _load_unacknowledged(self) -> None:
         with self.store.session() as s:
             rows = s.scalars(select(Event).where(Event.level == "alarm", Event.kind.in_(KINDS), Event.acknowledged_at.is_(None))).all()
         with self._lock:
             self._active = {r.id: Alarm(r.id, r.kind, r.message, r.ts) for r in rows}
+        # A condition still true at start (a full disk) does not raise its unacknowledged alarm again.
+        self._latched = {r.kind for r in rows}
 
 
 def _free_mb(path: Path) -> int | None:

@@ -60,7 +60,7 @@ class Line:
 
     def start(self, max_parts: int | None = None) -> Runner:
         """Open the camera if needed and start a run; CameraError if the camera cannot start."""
-        if self.runner is not None and self.runner.state in (RunnerState.RUNNING, RunnerState.STOPPING):
+        if self.runner is not None and self.runner.state in (RunnerState.RUNNING, RunnerState.PAUSED, RunnerState.STOPPING):
             raise RuntimeError("the line is already running")
         if not self.camera.is_open:
             self.camera.open()

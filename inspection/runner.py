@@ -169,12 +169,12 @@ class Runner:
 
     def pause(self) -> None:
         """Stop grabbing after the current part; frames already grabbed are still inspected."""
-        with self._lock:
-            if self._state is not RunnerState.RUNNING:
+        with self._lock:  # (stop and fault change the state under the same lock: no pause after a stop)
+            if self._state is not RunnerState.RUNNING or self._stop.is_set():
                 return
             self._state = RunnerState.PAUSED
             self._message = "Paused."
-        self._resume.clear()
+            self._resume.clear()
 
     def resume(self) -> None:
         with self._lock:
@@ -182,7 +182,7 @@ class Runner:
                 return
             self._state = RunnerState.RUNNING
             self._message = "Running."
-        self._resume.set()
+            self._resume.set()
 
     def request_stop(self) -> None:
         """Ask the line to stop after the current part (safe from any thread or a signal handler);
@@ -191,10 +191,11 @@ class Runner:
 
     def stop(self, timeout_s: float = 30.0) -> RunnerStatus:
         """Stop between parts: frames already grabbed are inspected and every result committed."""
-        if self.state in (RunnerState.RUNNING, RunnerState.PAUSED):
-            self._set_state(RunnerState.STOPPING, "Stopping.")
-        self._stop.set()
-        self._resume.set()
+        with self._lock:
+            if self._state in (RunnerState.RUNNING, RunnerState.PAUSED):
+                self._state, self._message = RunnerState.STOPPING, "Stopping."
+            self._stop.set()
+            self._resume.set()
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:
@@ -284,7 +285,7 @@ class Runner:
         """Paused: the camera stops (a free-running camera would otherwise fill its buffers and
         drop frames) until resume or stop; returns the frame id to count drops from (none)."""
         self.camera.stop()
-        while not self._resume.wait(0.2):
+        while not self._resume.wait(0.2) and not self._stop.is_set():
             pass
         if not self._stop.is_set():
             self.camera.start()
@@ -302,7 +303,6 @@ class Runner:
     def _on_write_error(self, exc: Exception) -> None:
         self._fault(f"Inspection results cannot be recorded ({exc}); the line is stopped so that no part goes unrecorded.", "record")
         self._stop.set()
-        self._resume.set()
 
     def _fault(self, message: str, kind: str) -> None:
         log.error("%s", message)
@@ -310,6 +310,7 @@ class Runner:
             self._state = RunnerState.FAULTED
             self._message = message
             self._fault_kind = kind
+            self._resume.set()  # a paused grab thread must see the fault and end
 
     def _next_frame(self) -> tuple[Frame, float] | None:
         with self._cond:
@@ -328,7 +329,6 @@ class Runner:
             log.exception("inspection thread failed")
             self._fault(f"The inspection thread failed: {exc}.", "inspection")
             self._stop.set()
-            self._resume.set()
         finally:
             self._inspected_all.set()
 

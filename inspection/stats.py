@@ -16,6 +16,7 @@ from inspection.schema import Event, Inspection, Run
 from inspection.store import Store
 
 RATE_WINDOW = dt.timedelta(minutes=5)  # parts/min counts the parts of the last five minutes
+LATENCY_PARTS = 2000  # latency percentiles over the window's latest parts: a second's query stays small in a long shift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +25,9 @@ class Counters:
     ok: int = 0
     ng: int = 0
     review: int = 0
-    dropped: int = 0  # frames never inspected (dropped or failed), of runs that ended in the window
+    dropped: int = 0  # frames never inspected (dropped or failed), of the ended runs that started in the window
     parts_per_min: float = 0.0
-    latency_ms_p50: float = 0.0
+    latency_ms_p50: float = 0.0  # over the window's latest LATENCY_PARTS parts
     latency_ms_p99: float = 0.0
 
     @property
@@ -41,11 +42,9 @@ def counters(store: Store, start: dt.datetime, end: dt.datetime | None = None, n
     with store.session() as s:
         by_verdict = dict(s.execute(select(Inspection.verdict, func.count()).where(*window).group_by(Inspection.verdict)).all())
         parts = sum(by_verdict.values())
-        p50 = p99 = 0.0
-        if parts:
-            ordered = select(Inspection.latency_ms).where(*window).order_by(Inspection.latency_ms).limit(1)
-            p50 = float(s.scalar(ordered.offset(_rank(parts, 0.50))))
-            p99 = float(s.scalar(ordered.offset(_rank(parts, 0.99))))
+        latest = sorted(s.scalars(select(Inspection.latency_ms).where(*window).order_by(Inspection.id.desc()).limit(LATENCY_PARTS)))
+        p50 = latest[_rank(len(latest), 0.50)] if latest else 0.0
+        p99 = latest[_rank(len(latest), 0.99)] if latest else 0.0
         recent, first_recent = s.execute(select(func.count(), func.min(Inspection.ts)).where(*window, Inspection.ts >= now - RATE_WINDOW)).one()
         run_window = [Run.started_at >= start] + ([Run.started_at < end] if end is not None else [])
         dropped = s.scalar(select(func.coalesce(func.sum(func.coalesce(Run.dropped_frames, 0) + func.coalesce(Run.failed_grabs, 0)), 0))
@@ -71,6 +70,14 @@ class TrendPoint:
     @property
     def ng_rate(self) -> float | None:
         return self.ng / self.parts if self.parts else None
+
+
+def trend_start(now: dt.datetime, bucket: dt.timedelta, buckets: int) -> dt.datetime:
+    """The start of `buckets` whole buckets ending with the one that holds `now` (edges on the
+    clock: 10:05, 10:10, ... for 5-minute buckets), so bars do not shift from second to second."""
+    epoch = dt.datetime(2000, 1, 1)
+    current = epoch + bucket * ((now - epoch) // bucket)
+    return current - bucket * (buckets - 1)
 
 
 def ng_trend(store: Store, since: dt.datetime, bucket: dt.timedelta, buckets: int) -> list[TrendPoint]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gc
 import logging
 import queue
 import threading
@@ -71,6 +70,7 @@ class StationSnapshot:
     rejects: tuple[tuple[stats.PartRow, np.ndarray | None], ...]  # with an RGB thumbnail (None if no image)
     events: tuple[stats.EventRow, ...]
     alarms: tuple[Alarm, ...]
+    taken_at: float  # time.perf_counter() when reading began
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +90,7 @@ class LineController(QObject):
     busy = Signal(str)  # what is being done; "" when idle
     stats = Signal(object)  # StationSnapshot, about once a second
     part_loaded = Signal(object)  # PartView
+    closed = Signal()  # the line is stopped and closed (after close_line)
 
     def __init__(self, opener: Opener, camera_spec: str, recipe: Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -170,11 +171,6 @@ class LineController(QObject):
     def _open_line(self) -> None:
         """(worker) Open the line on the current camera spec and recipe, and say what it offers."""
         line = self._opener(self.camera_spec, self.recipe)
-        # A full garbage collection walks every live object (the model, SQLAlchemy, Qt's wrappers) while
-        # holding the GIL: 150 ms measured in bench/bench_gui.py, a frozen window. What is alive once the
-        # line is open stays alive; freezing it leaves the collector only the objects made since.
-        gc.collect()
-        gc.freeze()
         line.add_result_listener(self._on_result)
         self.line = line
         self.choices = LineChoices(
@@ -199,6 +195,7 @@ class LineController(QObject):
             old, self.line = self.line, None
             if old is not None:
                 old.close()
+            del old
             self.camera_spec, self.recipe = camera_spec, recipe
             self._open_line()
 
@@ -242,10 +239,10 @@ class LineController(QObject):
         else:
             runner.pause()
 
-    def acknowledge(self, event_id: int | None = None) -> None:
-        """Acknowledge one alarm, or all (in memory at once; the record follows on the alarm thread)."""
+    def acknowledge(self, event_ids: tuple[int, ...]) -> None:
+        """Acknowledge the alarms an operator saw (in memory at once; the record follows on the alarm thread)."""
         if self.line is not None:
-            self.line.alarms.acknowledge(event_id)
+            self.line.alarms.acknowledge(event_ids)
             self._stats_wake.set()
 
     def active_alarms(self) -> tuple[Alarm, ...]:
@@ -279,17 +276,21 @@ class LineController(QObject):
             return s.message
         return None
 
-    def shutdown(self, timeout_s: float = 30.0) -> None:
-        """On window close: finish any job, stop the run, close camera and database."""
-        if not self._idle.wait(timeout_s):
-            log.error("a background job did not finish in %.0f s; closing anyway", timeout_s)
+    def close_line(self) -> None:
+        """On window close, in the background after any job asked for before: stop the run (every
+        part committed), close camera, alarms and database; then `closed`, and the worker ends."""
         self._closing.set()
         self._stats_wake.set()
-        self._stats_thread.join(10)
-        self._jobs.put(None)
-        if self.line is not None:
-            self.line.close()
-            self.line = None
+
+        def job() -> None:
+            self._stats_thread.join(10)
+            line, self.line = self.line, None
+            if line is not None:
+                line.close()
+            self._jobs.put(None)  # the last job
+            self.closed.emit()
+
+        self._spawn("Stopping the line and closing the record", job)
 
     # -- the statistics thread ------------------------------------------------------------
     def _poll_stats(self) -> None:
@@ -305,19 +306,27 @@ class LineController(QObject):
 
     def snapshot(self, line: Line) -> StationSnapshot:
         """Everything the window shows that comes from the record (runs on the statistics thread)."""
+        taken_at = time.perf_counter()
         name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
-        naive = start.replace(tzinfo=None)
+        naive_start, naive_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
         bucket, n = TREND
         now = utcnow()
+        shift = stats.counters(line.store, naive_start, naive_end, now=now)
+        since_start = stats.counters(line.store, self.started_at, now=now)
+        live = line.status()
+        if live is not None and line.runner is not None:  # the running run's drops are in its status until it ends
+            lost = live.dropped + live.failed_grabs
+            shift = dataclasses.replace(shift, dropped=shift.dropped + lost)
+            since_start = dataclasses.replace(since_start, dropped=since_start.dropped + lost)
         rejects = stats.recent_rejects(line.store, FILMSTRIP)
         return StationSnapshot(
             shift_name=name, shift_start=start.astimezone(line.config.shifts.tz), shift_end=end.astimezone(line.config.shifts.tz),
-            shift=stats.counters(line.store, naive, end.replace(tzinfo=None), now=now),
-            since_start=stats.counters(line.store, self.started_at, now=now),
-            trend=tuple(stats.ng_trend(line.store, now - bucket * (n - 1), bucket, n)),
+            shift=shift, since_start=since_start,
+            trend=tuple(stats.ng_trend(line.store, stats.trend_start(now, bucket, n), bucket, n)),
             rejects=tuple((r, self._thumbnail(r)) for r in rejects),
             events=tuple(stats.recent_events(line.store, 30)),
             alarms=line.alarms.active(),
+            taken_at=taken_at,
         )
 
     def _thumbnail(self, row: stats.PartRow) -> np.ndarray | None:

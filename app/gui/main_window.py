@@ -10,6 +10,8 @@ arrived between two ticks are skipped, never queued.
 from __future__ import annotations
 
 import collections
+import datetime as dt
+import gc
 import time
 from pathlib import Path
 
@@ -122,6 +124,9 @@ class MainWindow(QMainWindow):
         self._shown_part: str | None = None
         self.display_lags_ms: collections.deque[float] = collections.deque(maxlen=100_000)  # verdict published -> shown
         self.part_dialog: PartDialog | None = None
+        self.snapshot: StationSnapshot | None = None  # the last one shown
+        self.closing = False  # the close was asked for: the line is being stopped and closed
+        self.closed = False  # ... and it is: the window may go
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / REFRESH_HZ))
         self.timer.timeout.connect(self.refresh)
@@ -148,8 +153,8 @@ class MainWindow(QMainWindow):
         elif self.start_button.isEnabled():
             self.start()
 
-    def acknowledge(self, event_id: int | None = None) -> None:
-        self.controller.acknowledge(event_id)
+    def acknowledge(self, event_ids: tuple[int, ...]) -> None:
+        self.controller.acknowledge(event_ids)
         self.banner.show_alarms(self.controller.active_alarms())
 
     def toggle_overlay(self) -> None:
@@ -170,14 +175,15 @@ class MainWindow(QMainWindow):
         spec = self.camera_box.currentData()
         recipe = self.recipe_box.currentData()
         current = self.choices
-        if current is not None and spec == current.camera_spec and recipe == current.recipe_path:
-            return
+        if current is not None and self.controller.line is not None and spec == current.camera_spec and recipe == current.recipe_path:
+            return  # already open on these (after a failed switch nothing is open: then open them again)
         for b in (self.start_button, self.pause_button, self.stop_button):
             b.setEnabled(False)
         self.controller.reopen(spec, recipe)
 
     # -- controller signals (GUI thread) -------------------------------------------------
     def _on_ready(self, choices: LineChoices) -> None:
+        settle_garbage()
         self.choices = choices
         self.setWindowTitle(f"Lepton Inspect - {choices.recipe_name} on {choices.camera_spec}")
         self._fill_boxes(choices.recipes, choices.recipe_path, choices.cameras, choices.camera_spec)
@@ -227,10 +233,11 @@ class MainWindow(QMainWindow):
     def _on_part_loaded(self, part: PartView) -> None:
         if self.part_dialog is None:
             self.part_dialog = PartDialog(self)
-        self.part_dialog.show_part(part)
+        self.part_dialog.show_part(part, self.snapshot.shift_start.tzinfo if self.snapshot else None)
 
     def show_stats(self, snap: StationSnapshot) -> None:
         """The once-a-second snapshot from the record: counters, trend, rejects, events, alarms."""
+        self.snapshot = snap
         self.counters.show_counters("shift", snap.shift, f"Shift {snap.shift_name} {snap.shift_start:%H:%M}-{snap.shift_end:%H:%M}")
         self.counters.show_counters("start", snap.since_start)
         line = self.controller.line
@@ -294,11 +301,26 @@ class MainWindow(QMainWindow):
             self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
-        self.timer.stop()
+        """The line is stopped and closed in the background (every part committed); the window stays
+        live meanwhile and goes when that is done."""
+        if self.closed:
+            super().closeEvent(event)
+            return
+        event.ignore()
+        if self.closing:
+            return
+        self.closing = True
         self.save_layout()
+        for w in (self.start_button, self.pause_button, self.stop_button, self.recipe_box, self.camera_box):
+            w.setEnabled(False)
         self.statusBar().showMessage("Stopping the line and saving ...")
-        self.controller.shutdown()
-        super().closeEvent(event)
+        self.controller.closed.connect(self._finish_close)
+        self.controller.close_line()
+
+    def _finish_close(self) -> None:
+        self.closed = True
+        self.timer.stop()
+        self.close()
 
 
 class PartDialog(QDialog):
@@ -318,17 +340,30 @@ class PartDialog(QDialog):
         layout.addWidget(self.view, 1)
         layout.addWidget(close, alignment=Qt.AlignmentFlag.AlignRight)
 
-    def show_part(self, part: PartView) -> None:
+    def show_part(self, part: PartView, tz: dt.tzinfo | None = None) -> None:
         r = part.row
         score = f"{r.score:.3g}" if r.score is not None else "n/a"
-        self.info.setText(f"{r.verdict} - part {r.seq} ({r.part_id}) at {r.ts:%Y-%m-%d %H:%M:%S} UTC - "
+        when = r.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz)
+        self.info.setText(f"{r.verdict} - part {r.seq} ({r.part_id}) at {when:%Y-%m-%d %H:%M:%S %Z} - "
                           f"{', '.join(r.classes) or 'no class'} - score {score}" + (f"\n{part.message}" if part.message else ""))
         if part.image is not None:
             self.view.set_image(part.image)
         else:
-            self.view.setText(part.message)
+            self.view.show_text(part.message)
         self.show()
         self.raise_()
+
+
+def settle_garbage() -> None:
+    """Once a line is open: collect, then freeze what is alive. A full garbage collection walks
+    every live object (the model, SQLAlchemy, Qt's wrappers) holding the GIL - 150 ms measured in
+    bench/bench_gui.py, a frozen window; frozen objects are left out of later collections. It runs
+    here, on the GUI thread: a collection on a worker thread may free Qt objects caught in
+    reference cycles, and Qt objects must be destroyed on their own thread (it crashed the tests).
+    Unfreezing first lets a line closed by a switch of recipe or camera be freed."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def camera_label(spec: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
@@ -39,8 +40,18 @@ class ImageView(QLabel):
         self.setText("No image yet")
 
     def set_image(self, rgb: np.ndarray) -> None:
+        h, w = rgb.shape[:2]
+        scale = min(self.width() / w, self.height() / h)
+        if scale < 1:  # shrink the array, not the pixmap: less to convert and to upload to the screen
+            rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
         self._pixmap = QPixmap.fromImage(to_qimage(rgb))
         self._rescale()
+
+    def show_text(self, text: str) -> None:
+        """No image, a sentence instead (a resize must not bring back an earlier image)."""
+        self._pixmap = None
+        self.clear()
+        self.setText(text)
 
     def resizeEvent(self, event) -> None:  # noqa: ANN001, N802 (Qt's name)
         super().resizeEvent(event)
@@ -71,9 +82,10 @@ class VerdictPanel(QWidget):
 
     def show_result(self, result: InspectionResult) -> None:
         self.verdict.setText(result.verdict.value)
-        self.verdict.setProperty("verdict", result.verdict.value)
-        self.verdict.style().unpolish(self.verdict)
-        self.verdict.style().polish(self.verdict)
+        if self.verdict.property("verdict") != result.verdict.value:  # re-styling costs: only on a change of colour
+            self.verdict.setProperty("verdict", result.verdict.value)
+            self.verdict.style().unpolish(self.verdict)
+            self.verdict.style().polish(self.verdict)
         classes = ", ".join(f"{c.name} ({c.area_px} px)" for c in result.classes) or "no defect"
         score = "n/a" if result.score != result.score else f"{result.score:.3g}"
         self.detail.setText(f"Part {result.seq} - {classes} - score {score}")
@@ -201,7 +213,7 @@ class Filmstrip(QListWidget):
 class AlarmBanner(QWidget):
     """The active alarms (newest shown, with how many), and an Acknowledge button."""
 
-    acknowledge = Signal(object)  # event id, or None for all
+    acknowledge = Signal(object)  # the event ids of the alarms on show (never ones raised since)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -242,7 +254,7 @@ class AlarmBanner(QWidget):
 
     def _ack(self) -> None:
         if self.alarms:
-            self.acknowledge.emit(None if len(self.alarms) > 1 else self.alarms[0].event_id)
+            self.acknowledge.emit(tuple(a.event_id for a in self.alarms))
         self.message = ""
         self._update()
 

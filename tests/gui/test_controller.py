@@ -52,4 +52,6 @@ def test_start_right_after_ready_is_queued_not_dropped(qtbot):
     with qtbot.waitSignal(controller.started, timeout=10_000) as started:
         controller.open()
     assert started.args == [7] and line.started_in == "lepton-gui-job"
-    controller.shutdown(timeout_s=5)
+    with qtbot.waitSignal(controller.closed, timeout=10_000):
+        controller.close_line()
+    assert controller.line is None

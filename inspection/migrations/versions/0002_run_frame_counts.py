@@ -1,5 +1,6 @@
 """Runs record the frames they never inspected: dropped (a full queue, frames the camera skipped)
-and failed grabs, so that shift counters rebuilt from the record include them.
+and failed grabs, so that shift counters rebuilt from the record include them. A faulted run's
+end becomes a warning (alarms are the alarm monitor's rows).
 
 Revision ID: 0002
 Revises: 0001
@@ -19,6 +20,9 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("runs", sa.Column("dropped_frames", sa.Integer, nullable=True))
     op.add_column("runs", sa.Column("failed_grabs", sa.Integer, nullable=True))
+    # A faulted run's end was logged as an alarm; alarms are now the AlarmMonitor's (acknowledgeable)
+    # rows, and a run's end is a warning.
+    op.execute("UPDATE events SET level = 'warning' WHERE level = 'alarm' AND kind = 'run'")
 
 
 def downgrade() -> None:

@@ -164,3 +164,28 @@ def test_latency_counts_from_the_frame_not_the_wait_for_it(make_line, samples):
     assert runner.wait(30)
     s = line.stop()
     assert s.latency_ms_p99 < 150  # frames come every 250 ms; the fake model takes ~1 ms
+
+
+def test_pause_stops_grabbing_resume_goes_on_and_stop_while_paused_returns(make_line):
+    line = make_line(inspector=FakeInspector(delay_s=0.01))
+    runner = line.start()
+    deadline = time.monotonic() + 30
+    while runner.status().parts < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.pause()
+    assert runner.state is RunnerState.PAUSED
+    time.sleep(0.3)  # a part grabbed before the pause is still inspected
+    held = runner.status().parts
+    time.sleep(0.5)
+    assert runner.status().parts == held
+    runner.resume()
+    while runner.status().parts < held + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.status().parts >= held + 3 and runner.state is RunnerState.RUNNING
+    runner.pause()
+    t0 = time.monotonic()
+    status = line.stop()
+    assert time.monotonic() - t0 < 5 and status.state is RunnerState.IDLE
+    assert rows(line, status.run_id)[0] == status.parts == status.recorded
+    runner.pause()  # after a stop: nothing happens
+    assert runner.state is RunnerState.IDLE

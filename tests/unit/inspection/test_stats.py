@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from camera import TriggerMode
 from inspection import stats
 from inspection.store import utcnow
 from models.base import Thresholds
@@ -48,18 +49,28 @@ def test_counters_match_the_database(recorded):
     assert stats.counters(line.store, utcnow() + dt.timedelta(seconds=5)).parts == 0
 
 
-def test_dropped_frames_of_ended_runs_are_counted(recorded):
-    line, t0 = recorded
-    dropped = sql(line.store.path, "select sum(coalesce(dropped_frames, 0) + coalesce(failed_grabs, 0)) from runs")[0][0]
-    assert stats.counters(line.store, t0).dropped == dropped
+def test_dropped_frames_of_ended_runs_are_counted(make_line):
+    t0 = utcnow() - dt.timedelta(seconds=1)
+    line = make_line(inspector=FakeInspector(delay_s=0.05), trigger=TriggerMode.FREE_RUN, queue_size=2)
+    assert line.start(max_parts=10).wait(30)
+    status = line.stop()
+    assert status.dropped > 0
+    assert sql(line.store.path, "select dropped_frames, failed_grabs from runs") == [(status.dropped, status.failed_grabs)]
+    assert stats.counters(line.store, t0).dropped == status.dropped + status.failed_grabs
 
 
-def test_trend_buckets_add_up(recorded):
+def test_trend_ends_with_the_bucket_of_now_on_clock_edges(recorded):
     line, t0 = recorded
-    points = stats.ng_trend(line.store, t0 - dt.timedelta(minutes=59), dt.timedelta(minutes=5), 12)
-    assert len(points) == 12
-    assert sum(p.parts for p in points) == 14
-    assert sum(p.ng for p in points) == sql(line.store.path, "select count(*) from inspections where verdict = 'NG'")[0][0]
+    bucket = dt.timedelta(minutes=5)
+    now = utcnow()
+    since = stats.trend_start(now, bucket, 12)
+    assert since.minute % 5 == 0 and since.second == 0 and since + 12 * bucket > now >= since + 11 * bucket
+    points = stats.ng_trend(line.store, since, bucket, 12)
+    assert len(points) == 12 and points[0].start == since
+    ng = sql(line.store.path, "select count(*) from inspections where verdict = 'NG'")[0][0]
+    if t0 >= since + 11 * bucket:  # every part in the newest bar (unless the run straddled a 5-minute edge)
+        assert (points[-1].parts, points[-1].ng) == (14, ng)
+    assert sum(p.parts for p in points) == 14 and sum(p.ng for p in points) == ng
 
 
 def test_recent_rejects_point_at_saved_images(recorded):
