@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup bench bench-anomalib demo-model screenshot clean
+.PHONY: run test setup bench bench-anomalib demo-model screenshot sample-report clean
 
 setup: $(STAMP)
 
@@ -42,3 +42,13 @@ screenshot: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The README's sample shift report: a real run (the emulator playing the bundled samples into the
+# demo model) in a fresh database, its shift reported as PDF and JSON, the pages as PNG.
+SAMPLE := $(shell mktemp -d -u /tmp/lepton-sample-XXXX)
+sample-report: $(STAMP)
+	mkdir -p $(SAMPLE)
+	LEPTON_DATA_DIR=$(SAMPLE) $(VENV)/bin/lepton-inspect run --camera emu:resources/samples/ballscrew --parts 200 --db $(SAMPLE)/line.db
+	LEPTON_DATA_DIR=$(SAMPLE) $(VENV)/bin/lepton-inspect report --db $(SAMPLE)/line.db --shift 1 --out docs/sample_report.pdf --json docs/sample_report.json
+	$(PY) -c "import pypdfium2 as p; d = p.PdfDocument('docs/sample_report.pdf'); [d[k].render(scale=1.2).to_pil().save(f'docs/sample_report-{k + 1}.png') for k in range(len(d))]"
+	rm -rf $(SAMPLE)

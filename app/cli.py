@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 from pathlib import Path
@@ -82,6 +83,19 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--input", type=Path, required=True, nargs="+", metavar="DIR_OR_FILES")
     pr.add_argument("--out", type=Path, required=True, metavar="DIR")
     pr.add_argument("--device", default="auto")
+    sh = sub.add_parser("shifts", help="list the shifts in a database with their counts")
+    sh.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+    sh.add_argument("--json", action="store_true", help="print the list as JSON")
+    rp = sub.add_parser("report", help="a shift's quality report as PDF (and its data as CSV and JSON)")
+    rp.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+    which = rp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--shift", type=int, metavar="ID", help="a shift id (see `lepton-inspect shifts`)")
+    which.add_argument("--from", dest="start", metavar="T", help="start time, ISO 8601 (without an offset: the line's time zone); needs --to")
+    rp.add_argument("--to", dest="end", metavar="T", help="end time, ISO 8601")
+    rp.add_argument("--out", type=Path, default=None, metavar="FILE.pdf", help="the PDF to write")
+    rp.add_argument("--csv", type=Path, default=None, metavar="FILE", help="also one row per inspection (columns in the README)")
+    rp.add_argument("--json", type=Path, default=None, metavar="FILE", help="also the report's figures as JSON")
+    rp.add_argument("--config", type=Path, default=None, metavar="FILE", help="station config (.toml): line name and time zone")
     gui = sub.add_parser("gui", help="the operator window (default)")
     line_options(gui, camera_required=False)
     return p
@@ -285,13 +299,83 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_record(path: Path | None):  # noqa: ANN202
+    from inspection.config import default_db
+    from inspection.errors import StoreError
+    from inspection.store import open_store
+
+    db = path or default_db()
+    if not Path(db).is_file():
+        raise StoreError(f"There is no database at {db}.")
+    return open_store(db)
+
+
+def cmd_shifts(args: argparse.Namespace) -> int:
+    from inspection.report import list_shifts
+
+    with _open_record(args.db) as store:
+        shifts = list_shifts(store)
+    if args.json:
+        print(json.dumps([{**s, "start_utc": s["start_utc"].isoformat(), "end_utc": s["end_utc"].isoformat()} for s in shifts], indent=2))
+        return 0
+    print(f"{'id':>5}  {'shift':<6} {'start (UTC)':<17} {'end (UTC)':<17} {'inspected':>9} {'OK':>7} {'NG':>7} {'REVIEW':>7}")
+    for s in shifts:
+        print(f"{s['id']:>5}  {s['name']:<6} {s['start_utc']:%Y-%m-%d %H:%M} {s['end_utc']:%Y-%m-%d %H:%M} "
+              f"{s['inspected']:>9} {s['ok']:>7} {s['ng']:>7} {s['review']:>7}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from inspection.config import load_config
+    from inspection.errors import ConfigError
+    from inspection.report import gather, shift_window, time_window, write_csv, write_json
+    from inspection.report_pdf import write_pdf
+
+    if args.start is not None and args.end is None:
+        raise ConfigError("--from needs --to.")
+    if args.end is not None and args.start is None:
+        raise ConfigError("--to needs --from (or use --shift).")
+    if args.out is None and args.csv is None and args.json is None:
+        raise ConfigError("Say what to write: --out FILE.pdf, --csv FILE and/or --json FILE.")
+    cfg = load_config(args.config)
+    with _open_record(args.db) as store:
+        window = shift_window(store, args.shift) if args.shift is not None else time_window(args.start, args.end, cfg.shifts.tz)
+        data = gather(store, window, cfg.shifts.tz, line=cfg.line)
+        written = []
+        for path in (args.out, args.csv, args.json):
+            if path is not None:
+                _writable(path)
+        if args.csv is not None:
+            rows = write_csv(store, window, args.csv)
+            written.append(f"{args.csv} ({rows} rows)")
+    if args.json is not None:
+        write_json(data, args.json)
+        written.append(str(args.json))
+    if args.out is not None:
+        pages = write_pdf(data, args.out)
+        written.append(f"{args.out} ({pages} pages)")
+    print(f"{data.window.title}: {data.inspected} parts ({data.ok} OK, {data.ng} NG, {data.review} REVIEW); wrote " + ", ".join(written))
+    return 0
+
+
+def _writable(path: Path) -> None:
+    from inspection.errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file name.")
+    if not path.parent.is_dir():
+        raise ConfigError(f"The folder {path.parent} does not exist.")
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"The folder {path.parent} is not writable.")
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.main import run_gui
 
     return run_gui(args, default_camera_spec())
 
 
-COMMANDS = ("cameras", "run", "train", "eval", "predict", "gui")
+COMMANDS = ("cameras", "run", "train", "eval", "predict", "shifts", "report", "gui")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _setup_logging(args.verbose)
     try:
-        commands = {"cameras": cmd_cameras, "run": cmd_run, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "gui": cmd_gui}
+        commands = {"cameras": cmd_cameras, "run": cmd_run, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
+                    "shifts": cmd_shifts, "report": cmd_report, "gui": cmd_gui}
         return commands[args.command](args)
     except USER_ERRORS as exc:
         log.debug("user error", exc_info=True)

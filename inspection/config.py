@@ -96,6 +96,8 @@ class Config:
     commit_interval_s: float
     commit_batch: int
     alarms: AlarmConfig = AlarmConfig()
+    reports_automatic: bool = True
+    reports_folder: Path | None = None  # None: reports/ in the user data folder
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -132,6 +134,8 @@ def load_config(path: Path | None = None) -> Config:
         commit_batch=int(r["commit_batch"]),
         alarms=AlarmConfig(int(a["consecutive_ng"]), float(a["ng_rate_limit"]), int(a["ng_rate_window"]),
                            int(a["min_free_disk_mb"]), bool(a["dropped_frames"])),
+        reports_automatic=bool(raw["reports"]["automatic"]),
+        reports_folder=(Path(path).parent if path else Path(".")) / raw["reports"]["folder"] if raw["reports"]["folder"] else None,
     )
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from camera.base import Camera
 from camera.spec import open_camera
 from inspection.alarms import AlarmMonitor
-from inspection.config import Config, Recipe, default_db, load_config, load_recipe
+from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe
+from inspection.shift_reports import ShiftReporter
 from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus
 from inspection.verdict import thresholds_in_force
 from inspection.store import Store, open_store
@@ -41,11 +42,16 @@ class Line:
         self.inspector = inspector
         self.camera = camera if camera is not None else open_camera(camera_spec)
         self.model_version_id = store.model_version(inspector.info)
+        self.thresholds = thresholds_in_force(recipe, inspector.info)
         self.runner: Runner | None = None
         self._last_status: RunnerStatus | None = None
         self.alarms = AlarmMonitor(store, config.alarms, self.status)
         self._result_listeners: list[ResultListener] = [self.alarms.on_result]
         self.alarms.start()
+        self.reports: ShiftReporter | None = None
+        if config.reports_automatic:
+            self.reports = ShiftReporter(store, config, config.reports_folder or data_dir() / "reports")
+            self.reports.start()
 
     def status(self) -> RunnerStatus | None:
         """The current run's status, else the last run's (None before the first run)."""
@@ -67,6 +73,7 @@ class Line:
         run_id = self.store.start_run(
             line=self.config.line, station=self.config.station, camera_spec=self.camera_spec, recipe=self.recipe.name,
             model_version_id=self.model_version_id, software_version=software_version(),
+            ok_below=self.thresholds.ok_below, ng_at=self.thresholds.ng_at,
         )
         writer = ResultWriter(self.store, self.config, self.recipe, self.model_version_id,
                               on_error=lambda exc: log.error("record write failed: %s", exc))
@@ -85,6 +92,8 @@ class Line:
     def close(self) -> None:
         """Stop any run, close the camera, the alarm monitor and the store."""
         self.stop()
+        if self.reports is not None:
+            self.reports.close()
         self.alarms.close()
         self.camera.close()
         self.store.close()

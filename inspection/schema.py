@@ -54,6 +54,8 @@ class Run(Base):
     end_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     dropped_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)  # never inspected: a full queue, skipped by the camera
     failed_grabs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # incomplete or corrupt frames
+    ok_below: Mapped[float | None] = mapped_column(Float, nullable=True)  # the thresholds in force for the run
+    ng_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Inspection(Base):

@@ -106,12 +106,22 @@ class Store:
                 s.commit()
             return row.id
 
-    def start_run(self, *, line: str, station: str, camera_spec: str, recipe: str, model_version_id: int, software_version: str) -> int:
+    def start_run(self, *, line: str, station: str, camera_spec: str, recipe: str, model_version_id: int, software_version: str,
+                  ok_below: float | None = None, ng_at: float | None = None) -> int:
         with self.session() as s:
+            last = s.scalar(select(Run).order_by(Run.id.desc()).limit(1))
             run = Run(started_at=utcnow(), line=line, station=station, camera_spec=camera_spec, recipe=recipe,
-                      model_version_id=model_version_id, software_version=software_version)
+                      model_version_id=model_version_id, software_version=software_version, ok_below=ok_below, ng_at=ng_at)
             s.add(run)
             s.flush()
+            if last is not None and last.model_version_id != model_version_id:
+                old, new = s.get(ModelVersion, last.model_version_id), s.get(ModelVersion, model_version_id)
+                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="model",
+                            message=f"Model changed from {old.name} v{old.version} ({old.sha256[:12]}) to {new.name} v{new.version} ({new.sha256[:12]})."))
+            if last is not None and last.ng_at is not None and (last.ok_below, last.ng_at) != (ok_below, ng_at):
+                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="thresholds",
+                            message=f"Thresholds changed from OK below {last.ok_below:.4g} / NG at {last.ng_at:.4g} "
+                                    f"to OK below {ok_below:.4g} / NG at {ng_at:.4g} (recipe {recipe})."))
             s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="run", message=f"Run {run.id} started on {camera_spec} with recipe {recipe}."))
             s.commit()
             return run.id

@@ -91,6 +91,7 @@ class LineController(QObject):
     stats = Signal(object)  # StationSnapshot, about once a second
     part_loaded = Signal(object)  # PartView
     closed = Signal()  # the line is stopped and closed (after close_line)
+    report_written = Signal(str)  # the PDF's path (after export_report)
 
     def __init__(self, opener: Opener, camera_spec: str, recipe: Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -263,6 +264,33 @@ class LineController(QObject):
             self.part_loaded.emit(PartView(row, image))
 
         self._spawn("Loading part image", job)
+
+    def report_stem(self) -> str:
+        """A file name (without suffix) for the current shift's report."""
+        from inspection.shift_reports import report_stem
+
+        line = self.line
+        if line is None:
+            return "shift-report"
+        name, start, _ = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+        return report_stem(line.config, name, start.replace(tzinfo=None))
+
+    def export_report(self, path: Path) -> None:
+        """The current shift's report (so far) as PDF at `path`, with its CSV and JSON beside it, in the background."""
+        line = self.line
+        if line is None:
+            return
+
+        def job() -> None:
+            from inspection.report import Window
+            from inspection.shift_reports import write_shift_report
+
+            name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+            window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
+            written = write_shift_report(line.store, line.config, window, path.parent, stem=path.stem)
+            self.report_written.emit(str(written))
+
+        self._spawn("Writing the shift report", job)
 
     def refresh_stats(self) -> None:
         self._stats_wake.set()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
 from app.gui.controller import LineChoices, LineController, PartView, StationSnapshot, fallback_cameras
@@ -62,6 +62,10 @@ class MainWindow(QMainWindow):
         self.camera_box = QComboBox()
         self.camera_box.setObjectName("cameraBox")
         self.light = StatusLight()
+        self.report_button = QPushButton("Shift report...")
+        self.report_button.setObjectName("reportButton")
+        self.report_button.setToolTip("QA: the current shift's quality report (PDF, with CSV and JSON beside it)")
+        self.report_button.setEnabled(False)
         self.events = EventLog()
 
         # -- layout ----------------------------------------------------------------------
@@ -72,6 +76,7 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout()
         row.addWidget(self.light)
         row.addStretch(1)
+        row.addWidget(self.report_button)
         row.addWidget(self.overlay_button)
         lv.addLayout(row)
         lv.addWidget(labelled("Latest rejects (click to open)", self.filmstrip))
@@ -109,6 +114,8 @@ class MainWindow(QMainWindow):
         self.camera_box.activated.connect(self._switch)
         self.banner.acknowledge.connect(self.acknowledge)
         self.filmstrip.part_clicked.connect(controller.load_part)
+        self.report_button.clicked.connect(self.export_report)
+        controller.report_written.connect(lambda path: self.statusBar().showMessage(f"Shift report written: {path}"))
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.toggle)
         QShortcut(QKeySequence(Qt.Key.Key_P), self, activated=self.pause)
         QShortcut(QKeySequence(Qt.Key.Key_F11), self, activated=self.toggle_full_screen)
@@ -157,6 +164,16 @@ class MainWindow(QMainWindow):
         self.controller.acknowledge(event_ids)
         self.banner.show_alarms(self.controller.active_alarms())
 
+    def export_report(self) -> None:
+        """QA: pick where the current shift's report goes; it is written in the background."""
+        folder = str(self.settings.value("report_folder", "")) if self.settings is not None else ""
+        suggested = str(Path(folder or Path.home()) / f"{self.controller.report_stem()}.pdf")
+        path, _ = QFileDialog.getSaveFileName(self, "Save the shift report", suggested, "PDF (*.pdf)")
+        if path:
+            if self.settings is not None:
+                self.settings.setValue("report_folder", str(Path(path).parent))
+            self.controller.export_report(Path(path).with_suffix(".pdf"))
+
     def toggle_overlay(self) -> None:
         self.overlay_mode = MODES[(MODES.index(self.overlay_mode) + 1) % len(MODES)]
         self._label_overlay_button()
@@ -188,6 +205,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Lepton Inspect - {choices.recipe_name} on {choices.camera_spec}")
         self._fill_boxes(choices.recipes, choices.recipe_path, choices.cameras, choices.camera_spec)
         self.start_button.setEnabled(True)
+        self.report_button.setEnabled(True)
         self.statusBar().showMessage("Ready - press Start (or Space)")
         if self.settings is not None:
             self.settings.setValue("camera", choices.camera_spec)

@@ -193,3 +193,19 @@ def test_picking_a_recipe_reopens_the_line_with_it_and_is_remembered(qtbot, tmp_
     finally:
         close(qtbot, win)
     assert QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat).value("recipe") == str(tmp_path / "recipes" / "bolt.toml")
+
+
+def test_qa_exports_the_shift_report_from_the_window(qtbot, window, tmp_path):
+    window.start_button.click()
+    qtbot.waitUntil(lambda: window.controller.running and window.controller.status().parts >= 5, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(window.controller.stopped, timeout=TIMEOUT_MS):
+        window.stop_button.click()
+    assert window.report_button.isEnabled()
+    with qtbot.waitSignal(window.controller.report_written, timeout=TIMEOUT_MS) as written:
+        window.controller.export_report(tmp_path / "qa" / "shift.pdf")  # what the button's file dialog asks for
+    pdf = tmp_path / "qa" / "shift.pdf"
+    assert written.args == [str(pdf)] and pdf.read_bytes().startswith(b"%PDF")
+    figures = __import__("json").loads((tmp_path / "qa" / "shift.json").read_text())
+    _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+    assert figures["inspected"] == sum(db_counts(tmp_path / "gui.db", start.replace(tzinfo=None)).values())
+    qtbot.waitUntil(lambda: "Shift report written" in window.statusBar().currentMessage(), timeout=TIMEOUT_MS)

@@ -80,3 +80,21 @@ def test_model_versions_are_recorded_once(tmp_path, demo_inspector):
         assert a == b
     rows = sqlite3.connect(tmp_path / "a.db").execute("select name, sha256 from model_versions").fetchall()
     assert rows == [(demo_inspector.info.name, demo_inspector.info.sha256)]
+
+
+def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_path, demo_inspector):
+    import dataclasses
+    import sqlite3
+
+    with open_store(tmp_path / "a.db") as store:
+        first = store.model_version(demo_inspector.info)
+        other = store.model_version(dataclasses.replace(demo_inspector.info, sha256="e" * 64, version="2"))
+        kw = {"line": "L", "station": "S", "camera_spec": "sim:x", "recipe": "r", "software_version": "0"}
+        store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)
+        store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)  # nothing changed
+        store.start_run(model_version_id=other, ok_below=1.0, ng_at=3.0, **kw)
+    con = sqlite3.connect(tmp_path / "a.db")
+    rows = con.execute("select run_id, kind, message from events where kind in ('model', 'thresholds') and message like '%changed%'").fetchall()
+    con.close()
+    assert [(r, k) for r, k, _ in rows] == [(3, "model"), (3, "thresholds")]
+    assert "NG at 2 to OK below 1 / NG at 3" in rows[1][2]

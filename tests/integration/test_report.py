@@ -1,0 +1,178 @@
+"""Shift reports from databases filled by real runs (Basler's emulator playing the bundled real
+images into the demo model): the PDF read back with pypdf, every figure checked against an
+independent SQL count, the pages rendered with pypdfium2 and checked not blank; the CSV and JSON
+exports; an empty shift, an all-OK shift and a 100,000-part shift."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sqlite3
+
+import numpy as np
+import pypdfium2
+import pytest
+from pypdf import PdfReader
+
+from bench.synthetic import add_parts
+from inspection.config import load_config
+from inspection.line import open_line
+from inspection.report import CSV_COLUMNS, gather, shift_window, time_window
+from inspection.report_pdf import write_pdf
+from inspection.store import open_store
+from tests.integration.test_cli import assert_one_sentence_error, cli
+
+
+def sql(db, query, *params):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(query, params).fetchall()
+    finally:
+        con.close()
+
+
+def run_line(db, samples, parts, recipe=None):
+    line = open_line(camera_spec=f"emu:{samples}", db=db, device="cpu", recipe=recipe)
+    try:
+        assert line.start(max_parts=parts).wait(120)
+        line.stop()
+    finally:
+        line.close()
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, samples):
+    db = tmp_path_factory.mktemp("report") / "line.db"
+    run_line(db, samples, 40)
+    return db
+
+
+def pdf_text(path):
+    return [page.extract_text() for page in PdfReader(path).pages]
+
+
+def figure(text, name):
+    m = re.search(rf"^{name}\s+(\d+)$", text, re.MULTILINE)  # (pypdf gives a table cell per line)
+    assert m, f"{name} not found in:\n{text[:2000]}"
+    return int(m.group(1))
+
+
+def test_report_figures_match_the_database(recorded, tmp_path):
+    (shift_id,) = {i for (i,) in sql(recorded, "select distinct shift_id from inspections")}
+    out, rows_csv, figures_json = tmp_path / "r.pdf", tmp_path / "r.csv", tmp_path / "r.json"
+    proc = cli("report", "--db", str(recorded), "--shift", str(shift_id), "--out", str(out), "--csv", str(rows_csv),
+               "--json", str(figures_json), data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pages = pdf_text(out)
+    text = "\n".join(pages)
+    counts = dict(sql(recorded, "select verdict, count(*) from inspections where shift_id = ? group by verdict", shift_id))
+    total = sum(counts.values())
+    assert total == 40
+    assert figure(text, "Inspected") == total
+    assert figure(text, "OK") == counts.get("OK", 0)
+    assert figure(text, "NG") == counts.get("NG", 0)
+    assert figure(text, "REVIEW") == counts.get("REVIEW", 0)
+    assert re.search(rf"First-pass yield\s+{100 * counts.get('OK', 0) / total:.1f} %", text)
+    for k, page in enumerate(pages, start=1):
+        assert f"page {k} of {len(pages)}" in page
+    assert "Checked and approved (QA):" in pages[-1]
+    name, start, end = sql(recorded, "select name, start_at, end_at from shifts where id = ?", shift_id)[0]
+    assert f"Quality report - Shift {name}" in pages[0]
+    model = sql(recorded, "select name, version, substr(sha256, 1, 12) from model_versions")[0]
+    assert f"{model[0]} v{model[1]}" in text and model[2] in text
+
+    f = json.loads(figures_json.read_text())
+    assert (f["inspected"], f["ok"], f["ng"], f["review"]) == (total, counts.get("OK", 0), counts.get("NG", 0), counts.get("REVIEW", 0))
+    pareto = dict(sql(recorded, "select j.value, count(distinct i.id) from inspections i, json_each(i.classes_json) j "
+                                "where i.verdict = 'NG' group by j.value"))
+    assert {p["class"]: p["ng_parts"] for p in f["ng_pareto"]} == pareto
+    hourly = sql(recorded, "select strftime('%H', ts), count(*), sum(verdict = 'NG') from inspections group by 1 order by 1")
+    assert [(h["parts"], h["ng"]) for h in f["ng_rate_per_hour"]] == [(n, g) for _, n, g in hourly]
+    assert sum(b["parts"] for b in f["score_histogram"]) == sql(recorded, "select count(score) from inspections")[0][0]
+    assert f["thresholds_in_force"] == [{"ok_below": a, "ng_at": b} for a, b in sql(recorded, "select distinct ok_below, ng_at from runs")]
+    worst = sql(recorded, "select part_id from inspections where verdict != 'OK' order by score desc, id limit 12")
+    assert [w["part_id"] for w in f["worst_rejects"]] == [p for (p,) in worst]
+    assert all(w["part_id"] in pages[-1] or w["part_id"] in text for w in f["worst_rejects"])
+
+    with rows_csv.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == total + 1
+    assert sorted(r[0] for r in rows[1:]) == sorted(p for (p,) in sql(recorded, "select part_id from inspections"))
+
+
+def test_pages_render_and_are_not_blank(recorded, tmp_path):
+    store = open_store(recorded)
+    try:
+        (shift_id,) = {i for (i,) in sql(recorded, "select distinct shift_id from inspections")}
+        data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
+    finally:
+        store.close()
+    pages = write_pdf(data, tmp_path / "r.pdf")
+    pdf = pypdfium2.PdfDocument(str(tmp_path / "r.pdf"))
+    assert len(pdf) == pages >= 2
+    for k in range(len(pdf)):
+        image = np.asarray(pdf[k].render(scale=0.5).to_pil().convert("L"))
+        ink = (image < 200).mean()
+        assert ink > 0.01, f"page {k + 1} is nearly blank ({ink:.3%} dark pixels)"
+    pdf.close()
+
+
+def test_empty_period_and_all_ok_shift(tmp_path, samples):
+    db = tmp_path / "ok.db"
+    recipe = tmp_path / "all_ok.toml"
+    recipe.write_text('name = "all-ok"\n[verdict]\nok_below = 1e9\nng_at = 2e9\n')
+    run_line(db, samples, 8, recipe=recipe)
+    store = open_store(db)
+    try:
+        tz = load_config().shifts.tz
+        (shift_id,) = {i for (i,) in sql(db, "select distinct shift_id from inspections")}
+        data = gather(store, shift_window(store, shift_id), tz)
+        assert (data.inspected, data.ok, data.ng, data.review, data.pareto, data.worst) == (8, 8, 0, 0, (), ())
+        write_pdf(data, tmp_path / "ok.pdf")
+        text = "\n".join(pdf_text(tmp_path / "ok.pdf"))
+        assert figure(text, "Inspected") == 8 and figure(text, "NG") == 0
+        assert "No NG parts." in text and "No rejects." in text and re.search(r"^Yield\s+100.0 %", text, re.MULTILINE)
+        empty = gather(store, time_window("2020-01-01T06:00", "2020-01-01T14:00", tz), tz)
+        assert empty.inspected == 0 and empty.hours == () and empty.histogram == ()
+        write_pdf(empty, tmp_path / "empty.pdf")
+        text = "\n".join(pdf_text(tmp_path / "empty.pdf"))
+        assert figure(text, "Inspected") == 0 and "No parts were inspected in this period." in text
+    finally:
+        store.close()
+
+
+def test_a_100000_part_shift(recorded, tmp_path):
+    """Rows copied from the real run (their images included), spread over eight hours with known
+    verdicts; the report's figures still match SQL."""
+    db = tmp_path / "big.db"
+    db.write_bytes(recorded.read_bytes())
+    shift_id = add_parts(db, 100_000)
+    store = open_store(db)
+    try:
+        data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
+        pages = write_pdf(data, tmp_path / "big.pdf")
+    finally:
+        store.close()
+    counts = dict(sql(db, "select verdict, count(*) from inspections where shift_id = ? group by verdict", shift_id))
+    assert (data.inspected, data.ok, data.ng, data.review) == (100_000, counts["OK"], counts["NG"], counts["REVIEW"])
+    assert sum(h.parts for h in data.hours) == 100_000 and sum(h.ng for h in data.hours) == counts["NG"]
+    text = "\n".join(pdf_text(tmp_path / "big.pdf"))
+    assert figure(text, "Inspected") == 100_000 and pages >= 2
+
+
+def test_bad_report_requests_are_one_sentence(recorded, tmp_path):
+    assert_one_sentence_error(cli("report", "--db", str(recorded), "--shift", "999", "--out", str(tmp_path / "x.pdf"), data_dir=tmp_path),
+                              "no shift 999")
+    assert_one_sentence_error(cli("report", "--db", str(recorded), "--from", "2026-11-27T06:00", "--out", str(tmp_path / "x.pdf"),
+                                  data_dir=tmp_path), "--from needs --to")
+    assert_one_sentence_error(cli("report", "--db", str(recorded), "--from", "yesterday", "--to", "today", "--out", str(tmp_path / "x.pdf"),
+                                  data_dir=tmp_path), "not an ISO 8601 time")
+    assert_one_sentence_error(cli("report", "--db", str(tmp_path / "none.db"), "--shift", "1", "--out", str(tmp_path / "x.pdf"),
+                                  data_dir=tmp_path), "no database")
+    assert_one_sentence_error(cli("report", "--db", str(recorded), "--shift", "1", "--out", str(tmp_path / "missing" / "x.pdf"),
+                                  data_dir=tmp_path), "does not exist")
+    proc = cli("shifts", "--db", str(recorded), "--json", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (s,) = json.loads(proc.stdout)
+    assert s["inspected"] == sql(recorded, "select count(*) from inspections")[0][0]
