@@ -300,14 +300,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _open_record(path: Path | None):  # noqa: ANN202
+    """The database read-only, so that reports run beside a station that is inspecting."""
     from inspection.config import default_db
-    from inspection.errors import StoreError
-    from inspection.store import open_store
+    from inspection.store import open_record
 
-    db = path or default_db()
-    if not Path(db).is_file():
-        raise StoreError(f"There is no database at {db}.")
-    return open_store(db)
+    return open_record(path or default_db())
 
 
 def cmd_shifts(args: argparse.Namespace) -> int:
@@ -338,22 +335,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out is None and args.csv is None and args.json is None:
         raise ConfigError("Say what to write: --out FILE.pdf, --csv FILE and/or --json FILE.")
     cfg = load_config(args.config)
-    with _open_record(args.db) as store:
-        window = shift_window(store, args.shift) if args.shift is not None else time_window(args.start, args.end, cfg.shifts.tz)
-        data = gather(store, window, cfg.shifts.tz, line=cfg.line)
-        written = []
-        for path in (args.out, args.csv, args.json):
-            if path is not None:
-                _writable(path)
-        if args.csv is not None:
-            rows = write_csv(store, window, args.csv)
-            written.append(f"{args.csv} ({rows} rows)")
-    if args.json is not None:
-        write_json(data, args.json)
-        written.append(str(args.json))
-    if args.out is not None:
-        pages = write_pdf(data, args.out)
-        written.append(f"{args.out} ({pages} pages)")
+    for path in (args.out, args.csv, args.json):
+        if path is not None:
+            _writable(path)
+    written = []
+    try:
+        with _open_record(args.db) as store:
+            window = shift_window(store, args.shift) if args.shift is not None else time_window(args.start, args.end, cfg.shifts.tz)
+            data = gather(store, window, cfg.shifts.tz, line=cfg.line if args.config else "")
+            if args.csv is not None:
+                rows = write_csv(store, data, args.csv)
+                written.append(f"{args.csv} ({rows} rows)")
+        if args.json is not None:
+            write_json(data, args.json)
+            written.append(str(args.json))
+        if args.out is not None:
+            pages = write_pdf(data, args.out)
+            written.append(f"{args.out} ({pages} pages)")
+    except OSError as exc:  # a full disk, a file that cannot be replaced
+        raise ConfigError(f"The report could not be written ({exc.strerror or exc}: {exc.filename or ''}).") from None
     print(f"{data.window.title}: {data.inspected} parts ({data.ok} OK, {data.ng} NG, {data.review} REVIEW); wrote " + ", ".join(written))
     return 0
 
@@ -363,6 +363,8 @@ def _writable(path: Path) -> None:
 
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give a file name.")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"The file {path} exists and cannot be replaced.")
     if not path.parent.is_dir():
         raise ConfigError(f"The folder {path.parent} does not exist.")
     if not os.access(path.parent, os.W_OK):

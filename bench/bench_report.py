@@ -53,7 +53,7 @@ def main() -> int:
             t1 = time.perf_counter()
             pages = write_pdf(data, work / f"r{n}.pdf")
             t2 = time.perf_counter()
-            rows = write_csv(store, data.window, work / f"r{n}.csv")
+            rows = write_csv(store, data, work / f"r{n}.csv")
             t3 = time.perf_counter()
         finally:
             store.close()

@@ -58,6 +58,7 @@ class HourPoint:
 @dataclasses.dataclass(frozen=True)
 class ReportData:
     window: Window
+    last_id: int  # the newest inspection row read: every figure (and the CSV) stops there, even while the line writes
     tz: str
     generated_at: dt.datetime  # naive UTC
     line: str
@@ -160,8 +161,9 @@ def list_shifts(store: Store) -> list[dict[str, Any]]:
 def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.datetime | None = None) -> ReportData:
     """Everything a report shows, from the record."""
     now = now or utcnow()
-    in_window = (Inspection.ts >= window.start, Inspection.ts < window.end)
     with store.session() as s:
+        last_id = s.scalar(select(func.max(Inspection.id))) or 0
+        in_window = (Inspection.ts >= window.start, Inspection.ts < window.end, Inspection.id <= last_id)
         by_verdict = dict(s.execute(select(Inspection.verdict, func.count()).where(*in_window).group_by(Inspection.verdict)).all())
         runs = s.execute(select(Run).where(Run.started_at < window.end, func.coalesce(Run.ended_at, now) > window.start)).scalars().all()
         model_ids = {r.model_version_id for r in runs} | set(s.scalars(select(Inspection.model_version_id).where(*in_window).distinct()))
@@ -169,9 +171,12 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
         pareto = s.execute(text(
             "SELECT CASE WHEN j.value IS NULL THEN 'unclassified' ELSE j.value END AS cls, count(DISTINCT i.id) AS n "
             "FROM inspections AS i LEFT JOIN json_each(i.classes_json) AS j "
-            "WHERE i.verdict = 'NG' AND i.ts >= :a AND i.ts < :b GROUP BY cls ORDER BY n DESC, cls"),
-            {"a": window.start, "b": window.end}).all()
-        hour = cast((func.julianday(Inspection.ts) - func.julianday(window.start)) * 24.0, Integer)
+            "WHERE i.verdict = 'NG' AND i.ts >= :a AND i.ts < :b AND i.id <= :last GROUP BY cls ORDER BY n DESC, cls"),
+            {"a": window.start, "b": window.end, "last": last_id}).all()
+        # Whole seconds since the window's start, then whole hours (julianday's doubles put parts
+        # stamped on the hour into the hour before).
+        seconds = cast(func.strftime("%s", Inspection.ts), Integer) - int(window.start.replace(tzinfo=dt.timezone.utc).timestamp())
+        hour = seconds // 3600
         hourly = s.execute(select(hour, func.count(), func.sum(cast(Inspection.verdict == "NG", Integer)))
                            .where(*in_window).group_by(hour).order_by(hour)).all()
         lo, hi = s.execute(select(func.min(Inspection.score), func.max(Inspection.score)).where(*in_window)).one()
@@ -182,21 +187,22 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
             counts = dict(s.execute(select(b, func.count()).where(*in_window, Inspection.score.is_not(None)).group_by(b)).all())
             histogram = [(lo + k * width, lo + (k + 1) * width, int(counts.get(k, 0))) for k in range(HIST_BINS)]
         worst_rows = s.execute(select(Inspection).where(*in_window, Inspection.verdict != "OK")
-                               .order_by(Inspection.score.desc().nulls_first(), Inspection.id).limit(WORST_REJECTS)).scalars().all()
+                               .order_by(Inspection.score.desc().nulls_last(), Inspection.id).limit(WORST_REJECTS)).scalars().all()
         events = s.scalars(select(Event).where(Event.ts >= window.start, Event.ts < window.end).order_by(Event.id)).all()
-    p_total = sum(int(n) for _, n, _ in hourly)
-    ng_total = sum(int(g or 0) for _, _, g in hourly)
-    p_bar = ng_total / p_total if p_total else 0.0
+    per_hour = {int(k): (int(n), int(g or 0)) for k, n, g in hourly}
+    p_total = sum(n for n, _ in per_hour.values())
+    p_bar = sum(g for _, g in per_hour.values()) / p_total if p_total else 0.0
     hours = []
-    for k, n, g in hourly:
+    for k in range(min(per_hour, default=0), max(per_hour, default=-1) + 1):  # hours without parts stay on the axis, empty
+        n, g = per_hour.get(k, (0, 0))
         sigma = math.sqrt(p_bar * (1 - p_bar) / n) if n else 0.0
-        hours.append(HourPoint(window.start + dt.timedelta(hours=int(k)), int(n), int(g or 0), max(0.0, p_bar - 3 * sigma), min(1.0, p_bar + 3 * sigma)))
+        hours.append(HourPoint(window.start + dt.timedelta(hours=k), n, g, max(0.0, p_bar - 3 * sigma), min(1.0, p_bar + 3 * sigma)))
     production = sum(max(0.0, (min(r.ended_at or now, window.end, now) - max(r.started_at, window.start)).total_seconds()) for r in runs) / 60
     span = max(0.0, (min(window.end, now) - window.start).total_seconds()) / 60
     base = store.path.parent
     inspected = sum(by_verdict.values())
     return ReportData(
-        window=window, tz=str(tz), generated_at=now, line=line or ", ".join(sorted({r.line for r in runs})) or "-",
+        window=window, last_id=last_id, tz=str(tz), generated_at=now, line=line or ", ".join(sorted({r.line for r in runs})) or "-",
         stations=tuple(sorted({r.station for r in runs})), cameras=tuple(sorted({r.camera_spec for r in runs})),
         recipes=tuple(sorted({r.recipe for r in runs})),
         models=tuple({"name": m.name, "version": m.version, "kind": m.kind, "sha256": m.sha256, "thresholds": json.loads(m.thresholds_json)}
@@ -219,13 +225,15 @@ def write_json(data: ReportData, path: Path) -> None:
     path.write_text(json.dumps(data.figures(), indent=2))
 
 
-def write_csv(store: Store, window: Window, path: Path) -> int:
-    """One row per inspection of the window (CSV_COLUMNS), streamed; returns the number of rows."""
+def write_csv(store: Store, data: ReportData, path: Path) -> int:
+    """One row per inspection of the report (CSV_COLUMNS; the rows its figures count), streamed;
+    returns the number of rows."""
+    window = data.window
     i = Inspection
     q = (select(i.part_id, i.ts, Shift.name, i.run_id, i.seq, i.camera_id, i.recipe, ModelVersion.name, ModelVersion.version,
                 ModelVersion.sha256, i.score, i.verdict, i.classes_json, i.areas_json, i.latency_ms, i.image_path, i.mask_path, i.error)
          .join(Shift, Shift.id == i.shift_id).join(ModelVersion, ModelVersion.id == i.model_version_id)
-         .where(i.ts >= window.start, i.ts < window.end).order_by(i.id))
+         .where(i.ts >= window.start, i.ts < window.end, i.id <= data.last_id).order_by(i.id))
     n = 0
     with store.session() as s, path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from xml.sax.saxutils import escape
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def write_pdf(data: ReportData, path: Path) -> int:
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
     story: list[Any] = []
     local = _local(tz)
-    story.append(Paragraph(f"Quality report - {data.window.title}", styles["Title"]))
+    story.append(Paragraph(f"Quality report - {escape(data.window.title)}", styles["Title"]))
     story.append(Paragraph(f"{local(data.window.start)} to {local(data.window.end)} ({data.tz})", styles["Heading3"]))
     story.append(_table([
         ["Line", data.line, "Generated", local(data.generated_at)],
@@ -112,7 +113,7 @@ def write_pdf(data: ReportData, path: Path) -> int:
     story.append(Paragraph("Event log", styles["Heading2"]))
     if data.events:
         rows = [["Time", "Level", "Kind", "Message"]] + [
-            [local(e["ts"], "%H:%M:%S"), e["level"] + (" (ack.)" if e["acknowledged_at"] else ""), e["kind"], Paragraph(e["message"], small)]
+            [local(e["ts"], "%H:%M:%S"), e["level"] + (" (ack.)" if e["acknowledged_at"] else ""), e["kind"], Paragraph(escape(e["message"]), small)]
             for e in data.events]
         story.append(_table(rows, widths=(18 * mm, 22 * mm, 25 * mm, 109 * mm), font=8, header=True))
     else:
@@ -178,7 +179,7 @@ def _pareto(data: ReportData) -> Drawing:
 def _p_chart(data: ReportData, local) -> Drawing:  # noqa: ANN001
     h, left, bottom = 60 * mm, 18 * mm, 12 * mm
     d = Drawing(WIDTH, h)
-    top = max([h_.ucl for h_ in data.hours] + [h_.p for h_ in data.hours] + [0.01]) * 1.1
+    top = max([h_.ucl for h_ in data.hours if h_.parts] + [h_.p for h_ in data.hours] + [0.01]) * 1.1
     n = len(data.hours)
     span = WIDTH - left - 5 * mm
     x_of = (lambda i: left + (i + 0.5) * span / n)
@@ -191,6 +192,11 @@ def _p_chart(data: ReportData, local) -> Drawing:  # noqa: ANN001
     prev = None
     for i, pt in enumerate(data.hours):
         x = x_of(i)
+        if n <= 24 or i % max(1, n // 12) == 0:
+            d.add(String(x, bottom - 9, local(pt.start, "%H:%M"), fontSize=6, textAnchor="middle"))
+        if pt.parts == 0:  # no parts that hour: no point, and the line breaks
+            prev = None
+            continue
         d.add(Line(x - span / n * 0.4, y_of(pt.ucl), x + span / n * 0.4, y_of(pt.ucl), strokeColor=NG_RED, strokeWidth=0.6))
         d.add(Line(x - span / n * 0.4, y_of(pt.lcl), x + span / n * 0.4, y_of(pt.lcl), strokeColor=NG_RED, strokeWidth=0.6))
         point = (x, y_of(pt.p))
@@ -198,8 +204,6 @@ def _p_chart(data: ReportData, local) -> Drawing:  # noqa: ANN001
             d.add(Line(*prev, *point, strokeColor=BLUE))
         d.add(Circle(*point, 2.2 if pt.out_of_control else 1.5, fillColor=NG_RED if pt.out_of_control else BLUE, strokeColor=None))
         prev = point
-        if n <= 24 or i % max(1, n // 12) == 0:
-            d.add(String(x, bottom - 9, local(pt.start, "%H:%M"), fontSize=6, textAnchor="middle"))
     d.add(String(left + span, h - 4 * mm, "points: NG rate per hour (red: outside limits); red ticks: 3-sigma limits; green: mean",
                  fontSize=6, textAnchor="end", fillColor=GREY))
     return d
@@ -236,7 +240,7 @@ def _worst(data: ReportData, local, style: ParagraphStyle) -> Table:  # noqa: AN
         thumb = _thumbnail(r["image"], r["mask"], r["verdict"])
         score = "n/a" if r["score"] is None else f"{r['score']:.4g}"
         caption = Paragraph(f"<b>{r['verdict']}</b> {local(r['ts'], '%H:%M:%S')} score {score}<br/>"
-                            f"{', '.join(r['classes']) or 'no class'}<br/>{r['part_id']}", style)
+                            f"{escape(', '.join(r['classes']) or 'no class')}<br/>{r['part_id']}", style)
         cell = Table([[thumb if thumb is not None else Paragraph("image not kept", style)], [caption]], colWidths=(WIDTH / 3 - 4 * mm,))
         cell.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 1)]))
         cells.append(cell)

@@ -67,10 +67,10 @@ def _migrate(engine: Engine) -> None:
 class Store:
     """An open database and its image folder. Use `open_store()`."""
 
-    def __init__(self, path: Path, engine: Engine, lock: FileLock) -> None:
+    def __init__(self, path: Path, engine: Engine, lock: FileLock | None) -> None:
         self.path = path
         self.engine = engine
-        self._lock = lock
+        self._lock = lock  # None: opened read-only, beside a running station
         self.images_dir = path.parent / f"{path.stem}-images"
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
@@ -81,7 +81,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> Store:
         return self
@@ -138,6 +139,20 @@ class Store:
             s.add(Event(ts=utcnow(), run_id=run_id, level="warning" if state == "faulted" else "info", kind="run", message=message))
             s.commit()
 
+    def end_dangling_runs(self) -> int:
+        """Runs left without an end by a crash or a kill end at their last inspection (else their start):
+        reports would otherwise count them as production for ever. Returns how many."""
+        with self.session() as s:
+            runs = s.scalars(select(Run).where(Run.ended_at.is_(None))).all()
+            for run in runs:
+                last = s.scalar(select(func.max(Inspection.ts)).where(Inspection.run_id == run.id))
+                run.ended_at = last or run.started_at
+                run.end_state = "crashed"
+                run.end_message = f"Run {run.id} ended without a stop (the program was killed or crashed); its end is its last inspection."
+                s.add(Event(ts=utcnow(), run_id=run.id, level="warning", kind="run", message=run.end_message))
+            s.commit()
+            return len(runs)
+
     def log_event(self, kind: str, message: str, *, level: str = "info", run_id: int | None = None) -> None:
         with self.session() as s:
             s.add(Event(ts=utcnow(), run_id=run_id, level=level, kind=kind, message=message))
@@ -188,7 +203,47 @@ def open_store(path: str | Path) -> Store:
             raise StoreError(f"The database {path} was written by a newer Lepton Inspect ({exc}).") from None
         reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
         raise StoreError(f"The database {path} cannot be opened ({reason}).") from None
-    return Store(path, engine, lock)
+    store = Store(path, engine, lock)
+    try:
+        store.end_dangling_runs()
+    except (DatabaseError, OperationalError) as exc:
+        store.close()
+        raise StoreError(f"The database {path} cannot be written ({exc.orig if getattr(exc, 'orig', None) else exc}).") from None
+    return store
+
+
+def open_record(path: str | Path) -> Store:
+    """Open a database read-only, without its lock, beside a station that may be writing it (WAL):
+    for reports and listings. One sentence if it is missing or was never brought up to date."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise StoreError(f"There is no database at {path}.")
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true",
+                           connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    event.listen(engine, "connect", _set_read_pragmas)
+    from alembic.script import ScriptDirectory
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    try:
+        with engine.connect() as conn:
+            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except (DatabaseError, OperationalError) as exc:
+        engine.dispose()
+        reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
+        raise StoreError(f"The database {path} cannot be read ({reason}).") from None
+    if version != head:
+        engine.dispose()
+        raise StoreError(f"The database {path} is at schema {version}, this program reads {head}: open it once with the station to update it.")
+    return Store(path, engine, None)
+
+
+def _set_read_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.close()
 
 
 class ImageStore:

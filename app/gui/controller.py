@@ -276,7 +276,9 @@ class LineController(QObject):
         return report_stem(line.config, name, start.replace(tzinfo=None))
 
     def export_report(self, path: Path) -> None:
-        """The current shift's report (so far) as PDF at `path`, with its CSV and JSON beside it, in the background."""
+        """The current shift's report (so far) as PDF at `path`, with its CSV and JSON beside it. On a
+        thread of its own, reading the database read-only: Start and Stop never wait behind a report,
+        and a recipe switch meanwhile does not pull the database from under it."""
         line = self.line
         if line is None:
             return
@@ -284,13 +286,24 @@ class LineController(QObject):
         def job() -> None:
             from inspection.report import Window
             from inspection.shift_reports import write_shift_report
+            from inspection.store import open_record
 
-            name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
-            window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
-            written = write_shift_report(line.store, line.config, window, path.parent, stem=path.stem)
-            self.report_written.emit(str(written))
+            self.busy.emit("Writing the shift report")
+            try:
+                name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+                window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
+                with open_record(line.store.path) as record:
+                    written = write_shift_report(record, line.config, window, path.parent, stem=path.stem)
+                self.report_written.emit(str(written))
+            except (OSError, *USER_ERRORS) as exc:
+                self.failed.emit(f"The shift report could not be written: {exc}")
+            except Exception as exc:
+                log.exception("shift report failed")
+                self.failed.emit(f"The shift report failed unexpectedly: {exc} (details in the log file).")
+            finally:
+                self.busy.emit("")
 
-        self._spawn("Writing the shift report", job)
+        threading.Thread(target=job, name="lepton-gui-report", daemon=True).start()
 
     def refresh_stats(self) -> None:
         self._stats_wake.set()

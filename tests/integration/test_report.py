@@ -6,7 +6,9 @@ exports; an empty shift, an all-OK shift and a 100,000-part shift."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
+import random
 import re
 import sqlite3
 
@@ -176,3 +178,39 @@ def test_bad_report_requests_are_one_sentence(recorded, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (s,) = json.loads(proc.stdout)
     assert s["inspected"] == sql(recorded, "select count(*) from inspections")[0][0]
+
+
+def test_parts_on_the_hour_odd_messages_and_a_station_holding_the_database(recorded, tmp_path):
+    """Parts stamped exactly on the hour count in that hour; an event message with markup-like text
+    does not break the PDF; the report reads a database the station has open (and locked)."""
+    db = tmp_path / "edges.db"
+    db.write_bytes(recorded.read_bytes())
+    con = sqlite3.connect(db)
+    try:
+        cols = [c[1] for c in con.execute("pragma table_info(inspections)") if c[1] != "id"]
+        template = dict(zip(cols, con.execute(f"select {', '.join(cols)} from inspections limit 1").fetchone()))
+        shift_id, start = con.execute("select id, start_at from shifts limit 1").fetchone()
+        t0 = dt.datetime.fromisoformat(start)
+        for k, verdict in ((1, "NG"), (2, "OK"), (2, "OK")):
+            row = {**template, "part_id": f"edge-{k}-{verdict}-{random.random()}", "verdict": verdict,
+                   "ts": (t0 + dt.timedelta(hours=k)).isoformat(sep=" ", timespec="microseconds")}
+            con.execute(f"insert into inspections ({', '.join(cols)}) values ({', '.join('?' * len(cols))})", [row[c] for c in cols])
+        con.execute("insert into events (ts, level, kind, message) values (?, 'warning', 'camera', ?)",
+                    ((t0 + dt.timedelta(minutes=5)).isoformat(sep=" "), "Camera said <b> x </b> & a </i> tag"))
+        con.commit()
+    finally:
+        con.close()
+    station = open_store(db)  # the station holds the database
+    try:
+        proc = cli("report", "--db", str(db), "--shift", str(shift_id), "--out", str(tmp_path / "e.pdf"), "--json", str(tmp_path / "e.json"),
+                   data_dir=tmp_path)
+    finally:
+        station.close()
+    assert proc.returncode == 0, proc.stderr
+    hours = {h["hour_utc"]: (h["parts"], h["ng"]) for h in json.loads((tmp_path / "e.json").read_text())["ng_rate_per_hour"]}
+    at = (lambda k: (t0 + dt.timedelta(hours=k)).replace(tzinfo=dt.timezone.utc).isoformat())
+    assert hours[at(1)] == (1, 1) and hours[at(2)] == (2, 0)
+    starts = sorted(dt.datetime.fromisoformat(h) for h in hours)
+    assert starts == [starts[0] + dt.timedelta(hours=k) for k in range(len(starts))]  # every hour between the first and the last
+    assert sum(n for n, _ in hours.values()) == sql(db, "select count(*) from inspections")[0][0]
+    assert "Camera said <b> x </b> & a </i> tag" in "\n".join(pdf_text(tmp_path / "e.pdf")).replace("\n", " ")

@@ -98,3 +98,17 @@ def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_
     con.close()
     assert [(r, k) for r, k, _ in rows] == [(3, "model"), (3, "thresholds")]
     assert "NG at 2 to OK below 1 / NG at 3" in rows[1][2]
+
+
+def test_a_run_left_open_by_a_crash_is_ended_at_the_next_start(tmp_path, demo_inspector):
+    import sqlite3
+
+    with open_store(tmp_path / "a.db") as store:
+        mv = store.model_version(demo_inspector.info)
+        store.start_run(line="L", station="S", camera_spec="sim:x", recipe="r", model_version_id=mv, software_version="0")
+        # (killed here: no end_run)
+    open_store(tmp_path / "a.db").close()
+    con = sqlite3.connect(tmp_path / "a.db")
+    ended, state = con.execute("select ended_at, end_state from runs").fetchone()
+    con.close()
+    assert ended is not None and state == "crashed"
