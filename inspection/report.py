@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, select, text
 
 from inspection.errors import ConfigError
-from inspection.schema import Event, Inspection, ModelVersion, Run, Shift
+from inspection.schema import Event, Inspection, ModelVersion, Relabel, Run, Shift
 from inspection.store import Store, utcnow
 
 WORST_REJECTS = 12
@@ -72,14 +72,14 @@ class ReportData:
     ok: int
     ng: int
     review: int
-    good_in_the_end: int  # OK, plus NG or REVIEW parts relabelled OK (relabels: a later issue; none yet)
+    good_in_the_end: int  # the station's OK parts not relabelled NG, plus NG or REVIEW parts relabelled OK
     production_minutes: float
     downtime_minutes: float
     pareto: tuple[tuple[str, int], ...]  # NG parts per defect class, most first
     hours: tuple[HourPoint, ...]
     p_bar: float
     histogram: tuple[tuple[float, float, int], ...]  # (from, to, parts) over the scores
-    relabels: dict[str, int] | None  # confirmed_ng, false_rejects, escapes_found; None: no relabel record
+    relabels: dict[str, int] | None  # relabelled, confirmed_ng, false_rejects, escapes_found, ...; None: no part relabelled
     worst: tuple[dict[str, Any], ...]  # part_id, ts, verdict, score, classes, image, mask
     events: tuple[dict[str, Any], ...]  # ts, level, kind, message, acknowledged_at
 
@@ -189,6 +189,11 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
         worst_rows = s.execute(select(Inspection).where(*in_window, Inspection.verdict != "OK")
                                .order_by(Inspection.score.desc().nulls_last(), Inspection.id).limit(WORST_REJECTS)).scalars().all()
         events = s.scalars(select(Event).where(Event.ts >= window.start, Event.ts < window.end).order_by(Event.id)).all()
+        # Each relabelled part's current label (its latest relabel) against the model's verdict.
+        latest = select(func.max(Relabel.id)).join(Inspection, Inspection.id == Relabel.inspection_id).where(*in_window).group_by(Relabel.inspection_id)
+        outcomes = dict(((m, l), int(n)) for m, l, n in s.execute(
+            select(Inspection.verdict, Relabel.verdict, func.count()).join(Relabel, Relabel.inspection_id == Inspection.id)
+            .where(Relabel.id.in_(latest)).group_by(Inspection.verdict, Relabel.verdict)).all())
     per_hour = {int(k): (int(n), int(g or 0)) for k, n, g in hourly}
     p_total = sum(n for n, _ in per_hour.values())
     p_bar = sum(g for _, g in per_hour.values()) / p_total if p_total else 0.0
@@ -210,10 +215,13 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
         thresholds_in_force=tuple({"ok_below": a, "ng_at": b} for a, b in sorted({(r.ok_below, r.ng_at) for r in runs if r.ng_at is not None})),
         software=tuple(sorted({r.software_version for r in runs})),
         inspected=inspected, ok=by_verdict.get("OK", 0), ng=by_verdict.get("NG", 0), review=by_verdict.get("REVIEW", 0),
-        good_in_the_end=by_verdict.get("OK", 0),
+        good_in_the_end=by_verdict.get("OK", 0) - outcomes.get(("OK", "NG"), 0) + outcomes.get(("NG", "OK"), 0) + outcomes.get(("REVIEW", "OK"), 0),
         production_minutes=production, downtime_minutes=max(0.0, span - production),
         pareto=tuple((str(c), int(n)) for c, n in pareto), hours=tuple(hours), p_bar=p_bar, histogram=tuple(histogram),
-        relabels=None,
+        relabels=None if not outcomes else {
+            "relabelled": sum(outcomes.values()), "confirmed_ng": outcomes.get(("NG", "NG"), 0), "false_rejects": outcomes.get(("NG", "OK"), 0),
+            "escapes_found": outcomes.get(("OK", "NG"), 0), "confirmed_ok": outcomes.get(("OK", "OK"), 0),
+            "review_to_ok": outcomes.get(("REVIEW", "OK"), 0), "review_to_ng": outcomes.get(("REVIEW", "NG"), 0)},
         worst=tuple({"part_id": r.part_id, "ts": r.ts, "verdict": r.verdict, "score": r.score, "classes": json.loads(r.classes_json),
                      "image": base / r.image_path if r.image_path else None, "mask": base / r.mask_path if r.mask_path else None}
                     for r in worst_rows),

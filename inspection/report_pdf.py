@@ -102,8 +102,11 @@ def write_pdf(data: ReportData, path: Path) -> int:
     story.append(Paragraph("Relabel outcomes", styles["Heading2"]))
     if data.relabels:
         r = data.relabels
-        story.append(_table([["Confirmed NG", str(r["confirmed_ng"]), "False rejects (overkill)", str(r["false_rejects"]),
-                              "Escapes found", str(r["escapes_found"])]], widths=(25 * mm, 15 * mm, 40 * mm, 15 * mm, 30 * mm, 15 * mm), font=9))
+        story.append(_table([["Confirmed NG", str(r["confirmed_ng"]), "False rejects (overkill)", str(r["false_rejects"])],
+                             ["Escapes found", str(r["escapes_found"]), "Relabelled parts", str(r["relabelled"])],
+                             ["REVIEW to OK", str(r["review_to_ok"]), "REVIEW to NG", str(r["review_to_ng"])]],
+                            widths=(30 * mm, 30 * mm, 55 * mm, 59 * mm), font=10))
+        story.append(Paragraph("By each relabelled part's latest label against the station's verdict.", small))
     else:
         story.append(Paragraph("No relabels are recorded for this period.", styles["BodyText"]))
 

@@ -1,7 +1,7 @@
 """The record: SQLAlchemy 2 tables. Changes go through an Alembic migration in inspection/migrations.
 
-Times are naive UTC. Relabels (a later table) will reference `inspections.id` and add history;
-the model's verdict in `inspections` is never updated after it is written.
+Times are naive UTC. Relabels reference `inspections.id` and add history; the model's verdict in
+`inspections` is never updated after it is written.
 """
 
 from __future__ import annotations
@@ -91,6 +91,23 @@ class Inspection(Base):
     t_decide_ms: Mapped[float] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Relabel(Base):
+    """An engineer's judgement of a part, added as history: the model's verdict in `inspections`
+    is never changed; a part's current label is its latest relabel."""
+
+    __tablename__ = "relabels"
+    __table_args__ = (Index("ix_relabels_inspection", "inspection_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    who: Mapped[str] = mapped_column(String(200))
+    previous_verdict: Mapped[str] = mapped_column(String(10))  # the current label before this one (at first the model's verdict)
+    verdict: Mapped[str] = mapped_column(String(10))  # OK or NG: a person decides, so never REVIEW
+    classes_json: Mapped[str] = mapped_column(Text)  # ["pitting", ...]; [] for OK
+    mask_path: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the engineer's mask, relative to the DB's folder
+    comment: Mapped[str] = mapped_column(Text)
 
 
 class Event(Base):

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inspection.errors import StoreError
 from inspection.result import InspectionResult, Verdict
-from inspection.schema import Event, Inspection, ModelVersion, Run, Shift
+from inspection.schema import Event, Inspection, ModelVersion, Relabel, Run, Shift
 from models.base import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,35 @@ class Store:
                 run.failed_grabs = failed_grabs
             s.add(Event(ts=utcnow(), run_id=run_id, level="warning" if state == "faulted" else "info", kind="run", message=message))
             s.commit()
+
+    def relabel(self, part_id: str, verdict: str, *, who: str, classes: tuple[str, ...] = (), mask: np.ndarray | None = None,
+                comment: str = "") -> int:
+        """Record an engineer's judgement of a part (OK or NG, classes, optionally a mask) as a new
+        row; the model's verdict is never touched. Returns the relabel's id."""
+        if verdict not in ("OK", "NG"):
+            raise StoreError(f"A relabel's verdict is OK or NG, not {verdict!r}: a person decides.")
+        if not who.strip():
+            raise StoreError("A relabel needs the name of who made it.")
+        if verdict == "OK" and classes:
+            raise StoreError("A part relabelled OK has no defect classes.")
+        with self.session() as s:
+            part = s.scalar(select(Inspection).where(Inspection.part_id == part_id))
+            if part is None:
+                raise StoreError(f"The database {self.path} has no part {part_id}.")
+            latest = s.scalar(select(Relabel).where(Relabel.inspection_id == part.id).order_by(Relabel.id.desc()).limit(1))
+            mask_rel = None
+            if mask is not None:
+                folder = self.images_dir / "relabels"
+                folder.mkdir(parents=True, exist_ok=True)
+                n = s.scalar(select(func.count()).select_from(Relabel).where(Relabel.inspection_id == part.id)) or 0
+                mask_file = folder / f"{part_id}_relabel{n + 1}_mask.png"
+                _write_png(mask_file, mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8))
+                mask_rel = str(mask_file.relative_to(self.path.parent))
+            row = Relabel(inspection_id=part.id, at=utcnow(), who=who.strip(), previous_verdict=latest.verdict if latest else part.verdict,
+                          verdict=verdict, classes_json=json.dumps(list(classes)), mask_path=mask_rel, comment=comment)
+            s.add(row)
+            s.commit()
+            return row.id
 
     def end_dangling_runs(self) -> int:
         """Runs left without an end by a crash or a kill end at their last inspection (else their start):

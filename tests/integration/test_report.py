@@ -214,3 +214,37 @@ def test_parts_on_the_hour_odd_messages_and_a_station_holding_the_database(recor
     assert starts == [starts[0] + dt.timedelta(hours=k) for k in range(len(starts))]  # every hour between the first and the last
     assert sum(n for n, _ in hours.values()) == sql(db, "select count(*) from inspections")[0][0]
     assert "Camera said <b> x </b> & a </i> tag" in "\n".join(pdf_text(tmp_path / "e.pdf")).replace("\n", " ")
+
+
+def test_relabels_add_history_and_feed_the_report(recorded, tmp_path):
+    db = tmp_path / "relabel.db"
+    db.write_bytes(recorded.read_bytes())
+    ng = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'NG' order by id")]
+    ok = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'OK' order by id")]
+    before = sql(db, "select part_id, verdict, score from inspections order by id")
+    store = open_store(db)
+    try:
+        store.relabel(ng[0], "OK", who="eng", comment="lubricant, not pitting")  # false reject
+        store.relabel(ng[1], "NG", who="eng", classes=("pitting",))  # confirmed
+        store.relabel(ng[2], "NG", who="eng", classes=("pitting",))
+        store.relabel(ng[2], "OK", who="qa", comment="second look")  # the latest label counts
+        mask = np.zeros((460, 1130), bool)
+        mask[200:210, 300:320] = True
+        store.relabel(ok[0], "NG", who="eng", classes=("pitting",), mask=mask)  # an escape found
+        with pytest.raises(Exception, match="OK or NG"):
+            store.relabel(ok[1], "REVIEW", who="eng")
+        (shift_id,) = {i for (i,) in sql(db, "select distinct shift_id from inspections")}
+        data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
+        write_pdf(data, tmp_path / "r.pdf")
+    finally:
+        store.close()
+    assert sql(db, "select part_id, verdict, score from inspections order by id") == before  # the model's verdicts untouched
+    history = sql(db, "select i.part_id, r.previous_verdict, r.verdict, r.who from relabels r join inspections i on i.id = r.inspection_id "
+                      "where i.part_id = ? order by r.id", ng[2])
+    assert history == [(ng[2], "NG", "NG", "eng"), (ng[2], "NG", "OK", "qa")]
+    assert (tmp_path / sql(db, "select mask_path from relabels where mask_path is not null")[0][0]).is_file()
+    assert data.relabels == {"relabelled": 4, "confirmed_ng": 1, "false_rejects": 2, "escapes_found": 1, "confirmed_ok": 0,
+                             "review_to_ok": 0, "review_to_ng": 0}
+    assert data.good_in_the_end == data.ok - 1 + 2 and data.first_pass_yield_pct == pytest.approx(100 * data.ok / data.inspected)
+    text = "\n".join(pdf_text(tmp_path / "r.pdf"))
+    assert figure(text, "False rejects \\(overkill\\)") == 2 and figure(text, "Escapes found") == 1 and figure(text, "Confirmed NG") == 1
