@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--csv", type=Path, default=None, metavar="FILE", help="also one row per inspection (columns in the README)")
     rp.add_argument("--json", type=Path, default=None, metavar="FILE", help="also the report's figures as JSON")
     rp.add_argument("--config", type=Path, default=None, metavar="FILE", help="station config (.toml): line name and time zone")
+    ds = sub.add_parser("dataset", help="datasets from the engineers' labels")
+    dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+    ex = dsub.add_parser("export", help="the labelled parts as a dataset (manifest + images + masks, and the MVTec AD layout)")
+    ex.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+    ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new (or empty) folder")
+    ex.add_argument("--since", default=None, metavar="T", help="only parts inspected from this time (ISO 8601; without an offset: UTC)")
     gui = sub.add_parser("gui", help="the operator window (default)")
     line_options(gui, camera_required=False)
     return p
@@ -371,13 +377,38 @@ def _writable(path: Path) -> None:
         raise ConfigError(f"The folder {path.parent} is not writable.")
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from inspection.dataset_export import export_dataset
+    from inspection.errors import ConfigError
+
+    since = None
+    if args.since:
+        try:
+            t = dt.datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ConfigError(f"--since {args.since!r} is not an ISO 8601 time such as 2026-11-27T06:00.") from None
+        since = (t.astimezone(dt.timezone.utc) if t.tzinfo else t).replace(tzinfo=None)
+    with _open_record(args.db) as store:
+        try:
+            summary = export_dataset(store, args.out, since)
+        except OSError as exc:
+            raise ConfigError(f"The dataset could not be written ({exc.strerror or exc}: {exc.filename or ''}).") from None
+    print(f"wrote {args.out}: {summary.parts} labelled parts ({summary.good} good, {summary.defect} defective"
+          + (f": {', '.join(summary.classes)}" if summary.classes else "") + ")"
+          + (f"; {summary.without_image} labelled parts left out: their images were not kept" if summary.without_image else "")
+          + f"; MVTec AD layout in {args.out / 'mvtec'}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.main import run_gui
 
     return run_gui(args, default_camera_spec())
 
 
-COMMANDS = ("cameras", "run", "train", "eval", "predict", "shifts", "report", "gui")
+COMMANDS = ("cameras", "run", "train", "eval", "predict", "shifts", "report", "dataset", "gui")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         commands = {"cameras": cmd_cameras, "run": cmd_run, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-                    "shifts": cmd_shifts, "report": cmd_report, "gui": cmd_gui}
+                    "shifts": cmd_shifts, "report": cmd_report, "dataset": cmd_dataset, "gui": cmd_gui}
         return commands[args.command](args)
     except USER_ERRORS as exc:
         log.debug("user error", exc_info=True)

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import random
 import re
+import shutil
 import sqlite3
 
 import numpy as np
@@ -248,3 +249,34 @@ def test_relabels_add_history_and_feed_the_report(recorded, tmp_path):
     assert data.good_in_the_end == data.ok - 1 + 2 and data.first_pass_yield_pct == pytest.approx(100 * data.ok / data.inspected)
     text = "\n".join(pdf_text(tmp_path / "r.pdf"))
     assert figure(text, "False rejects \\(overkill\\)") == 2 and figure(text, "Escapes found") == 1 and figure(text, "Confirmed NG") == 1
+
+
+def test_labelled_parts_export_as_a_dataset_both_layouts(recorded, tmp_path):
+    from models.datasets import load_dataset, read_mask
+
+    db = tmp_path / "labels.db"
+    db.write_bytes(recorded.read_bytes())
+    shutil.copytree(recorded.parent / f"{recorded.stem}-images", tmp_path / f"{recorded.stem}-images")  # image paths are relative to the record's folder
+    ng = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'NG' and image_path is not null order by id")]
+    ok = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'OK' and image_path is not null order by id")]
+    store = open_store(db)
+    try:
+        mask = np.zeros((460, 1130), bool)
+        mask[200:210, 300:320] = True
+        store.relabel(ng[0], "NG", who="eng", classes=("pitting",), mask=mask)
+        store.relabel(ng[1], "OK", who="eng")
+        store.relabel(ok[0], "NG", who="eng", classes=("scratch",))
+    finally:
+        store.close()
+    out = tmp_path / "ds"
+    proc = cli("dataset", "export", "--db", str(db), "--out", str(out), data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ds = load_dataset(out)
+    by_group = {s.group: s for s in ds.samples}
+    assert set(by_group) == {ng[0], ng[1], ok[0]}
+    assert (by_group[ng[0]].label, by_group[ng[0]].cls) == ("defect", "pitting") and by_group[ng[1]].label == "good"
+    assert by_group[ok[0]].cls == "scratch" and by_group[ok[0]].mask is None
+    assert read_mask(by_group[ng[0]], (460, 1130)).sum() == mask.sum()
+    mv = load_dataset(out / "mvtec")
+    assert mv.format == "mvtec" and sorted(s.cls for s in mv.samples) == ["good", "pitting", "scratch"]
+    assert_one_sentence_error(cli("dataset", "export", "--db", str(db), "--out", str(out), data_dir=tmp_path), "not an empty folder")
