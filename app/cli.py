@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--false-reject", type=float, default=0.01, metavar="RATE", help="calibrate NG to reject this share of good parts (default 0.01)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=None, help="torch threads (limit when a line runs beside training)")
+    train.add_argument("--beside-line", action="store_true",
+                       help="train beside a running line: one torch thread and the lowest CPU priority (bench/bench_train_beside_line.py)")
     train.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu or cuda")
     train.add_argument("--name", default=None, help="model name recorded in the package")
     ev = sub.add_parser("eval", help="evaluate a model package on a labelled dataset folder")
@@ -241,6 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from models.training.train import train_package
+
+    if args.beside_line:
+        os.nice(19)  # the line's inspection thread goes first whenever both want a core
+        args.threads = args.threads or 1
 
     progress = StageProgress()
     try:

@@ -13,7 +13,7 @@ from tests.integration.test_cli import assert_one_sentence_error, cli
 def test_train_eval_predict(tiny_dataset, tmp_path):
     pkg = tmp_path / "tiny.lpkg"
     proc = cli("train", "--dataset", str(tiny_dataset), "--kind", "anomaly", "--out", str(pkg), "--size", "64x64", "--grey",
-               "--pooling", "joint", "--coreset", "500", data_dir=tmp_path)
+               "--pooling", "joint", "--coreset", "500", "--beside-line", data_dir=tmp_path)  # (one thread, lowest priority)
     assert proc.returncode == 0, proc.stderr
     assert "thresholds: OK below" in proc.stdout and pkg.is_file()
     from models.package import load_package
