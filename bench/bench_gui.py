@@ -1,146 +1,22 @@
 """The operator window under load: Basler's emulator free-running at its full rate into the demo
-model for 60 s, the window refreshing at 30 Hz. Reports the longest GUI-thread stall (a 5 ms
-heartbeat timer's late ticks; target under 50 ms) and the lag from a verdict being published to
-the window showing that part (target p99 under 100 ms), with the parts inspected, shown and dropped.
+model for 60 s; the longest GUI-thread stall and the verdict-to-screen lag (app/gui_bench.py does
+the measuring: Qt is imported in app/ only).
 
-    .venv/bin/python bench/bench_gui.py [--seconds 60] [--model PKG] [--images DIR]
-
-Uses a virtual screen when there is one (`xvfb-run -a .venv/bin/python bench/bench_gui.py`), else
-Qt's offscreen platform. Run it on an otherwise idle machine.
+    xvfb-run -a .venv/bin/python bench/bench_gui.py [--seconds 60] [--model PKG] [--images DIR]
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 if not os.environ.get("DISPLAY"):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("PYLON_CAMEMU", "1")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt loads
+os.environ.setdefault("PYLON_CAMEMU", "1")  # before pylon enumerates
 
-import numpy as np  # noqa: E402
-from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
-import resources  # noqa: E402
-
-HEARTBEAT_MS = 5
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--model", type=Path, default=None)
-    ap.add_argument("--images", type=Path, default=resources.DEMO_SAMPLES)
-    ap.add_argument("--frame-rate", type=float, default=100.0, help="the emulator's free-run rate (it tops out near 100)")
-    a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="lepton-bench-gui-"))
-    os.environ["LEPTON_DATA_DIR"] = str(work)
-    load1 = os.getloadavg()[0]
-    if load1 > 0.5:
-        print(f"warning: 1-minute load is {load1:.2f}: another process shares the cores, timings are not clean")
-    recipe = work / "free-run.toml"
-    recipe.write_text(f'name = "bench-free-run"\n[camera]\ntrigger = "free-run"\nframe_rate = {a.frame_rate}\n')
-
-    from app.gui.main import build_window
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
-    args = argparse.Namespace(camera=f"emu:{a.images}", model=a.model, db=work / "bench.db", recipe=recipe, config=None, device="auto")
-    window = build_window(args, "unused", QSettings(str(work / "gui.ini"), QSettings.Format.IniFormat))
-    window.resize(1500, 860)
-    window.show()
-    deadline = time.monotonic() + 120
-    while not window.start_button.isEnabled():
-        app.processEvents()
-        time.sleep(0.01)
-        if time.monotonic() > deadline or window.banner.isVisible():
-            print(f"the line did not open: {window.banner.text.text()}")
-            return 1
-
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-    spent: dict[str, list[float]] = {"refresh": [], "show_stats": []}  # the window's own work on the GUI thread
-
-    def timed(name, fn):  # noqa: ANN001, ANN202
-        def run(*args):  # noqa: ANN002, ANN202
-            t = time.perf_counter()
-            fn(*args)
-            spent[name].append((time.perf_counter() - t) * 1000)
-        return run
-
-    collections_ms: list[tuple[float, int, float]] = []  # (when, generation, ms) of Python's garbage collections
-    gc_started = [0.0]
-
-    def on_gc(phase: str, info: dict) -> None:
-        if phase == "start":
-            gc_started[0] = time.perf_counter()
-        else:
-            collections_ms.append((gc_started[0] - last[0], info["generation"], (time.perf_counter() - gc_started[0]) * 1000))
-
-    gc.callbacks.append(on_gc)
-    window.timer.timeout.disconnect(window.refresh)
-    window.timer.timeout.connect(timed("refresh", window.refresh))
-    window.controller.stats.disconnect(window.show_stats)
-    window.controller.stats.connect(timed("show_stats", window.show_stats))
-
-    def beat() -> None:
-        now = time.perf_counter()
-        gaps.append((now - last[0]) * 1000)
-        last[0] = now
-
-    heartbeat = QTimer()
-    heartbeat.setTimerType(Qt.TimerType.PreciseTimer)
-    heartbeat.setInterval(HEARTBEAT_MS)
-    heartbeat.timeout.connect(beat)
-    window.start()
-    while not window.controller.running:
-        app.processEvents()
-        time.sleep(0.005)
-    window.display_lags_ms.clear()
-    t0 = time.perf_counter()
-    last[0] = t0
-    heartbeat.start()
-    app.processEvents()
-    end = time.monotonic() + a.seconds
-    while time.monotonic() < end:  # the Qt event loop, as app.exec() would run it
-        app.processEvents()
-        time.sleep(0.001)
-    heartbeat.stop()
-    gc.callbacks.remove(on_gc)
-    elapsed = time.perf_counter() - t0
-    status = window.controller.status()
-    lags = np.asarray(window.display_lags_ms)
-    window.close()  # stops the line and closes the record in the background
-    while not window.closed:
-        app.processEvents()
-        time.sleep(0.01)
-
-    stall = np.asarray(gaps) - HEARTBEAT_MS
-    print(f"{elapsed:.0f} s with the emulator free-running at {a.frame_rate:.0f} fps, window at 30 Hz, "
-          f"platform {app.platformName()}, model {window.choices.recipe_name if window.choices else '?'}")
-    print(f"parts inspected {status.parts} ({status.parts / elapsed:.1f}/s), shown {lags.size} "
-          f"(the rest were replaced by a newer part before a refresh), dropped {status.dropped}, "
-          f"inspection latency p50 {status.latency_ms_p50:.0f} ms p99 {status.latency_ms_p99:.0f} ms")
-    print(f"GUI-thread stall: longest {stall.max():.1f} ms (target < 50 ms: {stall.max() / 50:.2f} of it), "
-          f"p99 {np.percentile(stall, 99):.1f} ms, over {stall.size} heartbeats")
-    for name, t in spent.items():
-        t = np.asarray(t or [0.0])
-        print(f"  in the window's {name}: {t.size} calls, p50 {np.percentile(t, 50):.1f} ms, p99 {np.percentile(t, 99):.1f} ms, longest {t.max():.1f} ms")
-    full = [ms for _, g, ms in collections_ms if g == 2]
-    print(f"  Python garbage collections: {len(collections_ms)}, of them {len(full)} full, longest full {max(full, default=0):.0f} ms")
-    worst = np.argsort(stall)[-3:][::-1]
-    print("  longest stalls at " + ", ".join(f"{sum(gaps[: i + 1]) / 1000:.1f} s ({stall[i]:.0f} ms)" for i in worst))
-    print(f"verdict -> shown: p50 {np.percentile(lags, 50):.1f} ms, p99 {np.percentile(lags, 99):.1f} ms "
-          f"(target < 100 ms: {np.percentile(lags, 99) / 100:.2f} of it), longest {lags.max():.1f} ms")
-    return 0
-
+from app.gui_bench import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -71,6 +71,7 @@ class AlarmMonitor:
         self._ng_in_a_row = 0
         self._max_in_a_row = 0  # the longest NG streak since the last check
         self._recent_ng: collections.deque[bool] = collections.deque(maxlen=max(1, config.ng_rate_window))
+        self._recent_ng_count = 0  # NG parts in _recent_ng (kept, not summed, per part)
         self._max_rate = 0.0  # the highest NG rate over a full window since the last check
         self._model_errors = 0  # parts the model failed on since the last check
         self._model_error = ""  # the last such failure
@@ -110,11 +111,15 @@ class AlarmMonitor:
                 self._results_run = result.run_id
                 self._ng_in_a_row = 0
                 self._recent_ng.clear()
+                self._recent_ng_count = 0
             self._ng_in_a_row = self._ng_in_a_row + 1 if ng else 0
             self._max_in_a_row = max(self._max_in_a_row, self._ng_in_a_row)
-            self._recent_ng.append(ng)
             if len(self._recent_ng) == self._recent_ng.maxlen:
-                self._max_rate = max(self._max_rate, sum(self._recent_ng) / len(self._recent_ng))
+                self._recent_ng_count -= self._recent_ng[0]  # the part that leaves the window
+            self._recent_ng.append(ng)
+            self._recent_ng_count += ng
+            if len(self._recent_ng) == self._recent_ng.maxlen:
+                self._max_rate = max(self._max_rate, self._recent_ng_count / len(self._recent_ng))
             if result.error:  # the runner sets it only when the model failed on the part
                 self._model_errors += 1
                 self._model_error = result.error

@@ -3,6 +3,8 @@ map as a heatmap (blue at 0, red at the NG threshold and above)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -37,3 +39,20 @@ def render(image: np.ndarray, mask: np.ndarray, anomaly_map: np.ndarray, verdict
     if mode == "heatmap":
         return render_heatmap(image, anomaly_map, ng_at)
     return render_overlay(image, mask, verdict)
+
+
+def recorded_part(image: Path | None, mask: Path | None, verdict: str, shown_height: int = 0) -> np.ndarray | None:
+    """A recorded part's image file as RGB with its mask file's outline in the verdict's colour,
+    thick enough to stay visible when shown `shown_height` pixels high (0: at about full size);
+    None when the image was not kept or cannot be read."""
+    if image is None:
+        return None
+    bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE) if mask is not None else None
+    if m is not None and m.shape == rgb.shape[:2]:
+        thickness = max(2, rgb.shape[0] // shown_height * 2) if shown_height else max(2, rgb.shape[1] // 200)
+        rgb = render_overlay(rgb, m > 0, Verdict(verdict), thickness=thickness)
+    return rgb

@@ -21,9 +21,8 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas as rl_canvas
 from reportlab.platypus import Image, KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from inspection.overlay import render_overlay
+from inspection.overlay import recorded_part
 from inspection.report import ReportData
-from inspection.result import Verdict
 
 WIDTH = A4[0] - 36 * mm
 NG_RED = colors.HexColor("#c62828")
@@ -254,15 +253,9 @@ def _worst(data: ReportData, local, style: ParagraphStyle) -> Table:  # noqa: AN
 
 
 def _thumbnail(image: Path | None, mask: Path | None, verdict: str) -> Image | None:
-    if image is None:
-        return None
-    rgb = cv2.imread(str(image), cv2.IMREAD_COLOR)
+    rgb = recorded_part(image, mask, verdict)
     if rgb is None:
         return None
-    rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
-    m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE) if mask is not None else None
-    if m is not None and m.shape == rgb.shape[:2]:
-        rgb = render_overlay(rgb, m > 0, Verdict(verdict), thickness=max(2, rgb.shape[1] // 200))
     w = WIDTH / 3 - 4 * mm
     scale = min(1.0, 480 / rgb.shape[1])
     small = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)

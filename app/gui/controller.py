@@ -31,8 +31,8 @@ from inspection import stats
 from inspection.alarms import Alarm
 from inspection.errors import USER_ERRORS
 from inspection.line import Line
-from inspection.overlay import render_overlay
-from inspection.result import InspectionResult, Verdict
+from inspection.overlay import recorded_part
+from inspection.result import InspectionResult
 from inspection.runner import RunnerState, RunnerStatus
 from inspection.store import utcnow
 from inspection.verdict import thresholds_in_force
@@ -133,9 +133,8 @@ class LineController(QObject):
     def status(self) -> RunnerStatus | None:
         """The current run's status (cheap; called on the GUI timer), or the last run's."""
         line = self.line
-        runner = line.runner if line is not None else None
-        if runner is not None:
-            self._status = runner.status()
+        if line is not None:
+            self._status = line.status()  # (kept: the window still shows the last run's status while a line reopens)
         return self._status
 
     @property
@@ -210,7 +209,6 @@ class LineController(QObject):
         def job() -> None:
             self._fault_handled = False
             runner = line.start()
-            self._status = runner.status()
             self.started.emit(runner.run_id)
 
         self._spawn("Starting the line", job)
@@ -224,7 +222,6 @@ class LineController(QObject):
         def job() -> None:
             status = line.stop()
             if status is not None:
-                self._status = status
                 self._stats_wake.set()
                 self.stopped.emit(status.message)
 
@@ -254,13 +251,10 @@ class LineController(QObject):
         """Read a recorded part's image and mask in the background; `part_loaded` brings it."""
 
         def job() -> None:
-            image = _read_rgb(row.image)
+            image = recorded_part(row.image, row.mask, row.verdict)
             if image is None:
                 self.part_loaded.emit(PartView(row, None, f"The image of part {row.part_id} was not kept or is missing."))
                 return
-            mask = _read_grey(row.mask)
-            if mask is not None and mask.shape == image.shape[:2]:
-                image = render_overlay(image, mask > 0, Verdict(row.verdict), thickness=3)
             self.part_loaded.emit(PartView(row, image))
 
         self._spawn("Loading part image", job)
@@ -373,31 +367,15 @@ class LineController(QObject):
     def _thumbnail(self, row: stats.PartRow) -> np.ndarray | None:
         if row.part_id in self._thumbs:
             return self._thumbs[row.part_id]
-        image = _read_rgb(row.image)
+        image = recorded_part(row.image, row.mask, row.verdict, shown_height=THUMB_HEIGHT)
         thumb = None
         if image is not None:
-            mask = _read_grey(row.mask)
-            if mask is not None and mask.shape == image.shape[:2]:
-                image = render_overlay(image, mask > 0, Verdict(row.verdict), thickness=max(2, image.shape[0] // THUMB_HEIGHT * 2))
             w = max(1, round(image.shape[1] * THUMB_HEIGHT / image.shape[0]))
             thumb = cv2.resize(image, (w, THUMB_HEIGHT), interpolation=cv2.INTER_AREA)
         self._thumbs[row.part_id] = thumb
         while len(self._thumbs) > 4 * FILMSTRIP:
             self._thumbs.popitem(last=False)
         return thumb
-
-
-def _read_rgb(path: Path | None) -> np.ndarray | None:
-    if path is None:
-        return None
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _read_grey(path: Path | None) -> np.ndarray | None:
-    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path is not None else None
 
 
 def _recipes(current: str, current_path: Path | None) -> tuple[tuple[str, Path | None], ...]:
