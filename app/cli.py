@@ -48,11 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     line_options(run, camera_required=True)
     run.add_argument("--parts", type=int, default=None, metavar="N", help="stop after N parts (default: until Ctrl-C)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    train = sub.add_parser("train", help="train a model package from a dataset folder")
-    train.add_argument("--dataset", type=Path, required=True, metavar="DIR", help="dataset folder: manifest.csv, or the MVTec AD layout")
-    train.add_argument("--kind", choices=("anomaly", "segmentation"), required=True,
+    train = sub.add_parser("train", help="train a model package from a dataset folder, or a candidate from the engineers' labels (--from-db)")
+    train.add_argument("--dataset", type=Path, default=None, metavar="DIR",
+                       help="dataset folder: manifest.csv, or the MVTec AD layout (with --from-db: the current model's data, "
+                            "default the folder it was trained on when at hand)")
+    train.add_argument("--from-db", type=Path, default=None, metavar="DB",
+                       help="a candidate for --recipe from the current model plus the labelled parts of this database, compared with the "
+                            "current model on held-back labelled parts; written to the candidates folder unless --out is given")
+    train.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="with --from-db: the recipe (.toml) whose model to retrain")
+    train.add_argument("--progress-json", action="store_true", help="progress as one JSON object per line on stdout (for the GUI)")
+    train.add_argument("--kind", choices=("anomaly", "segmentation"), default=None,
                        help="anomaly: PatchCore from good parts only; segmentation: U-Net from defect masks")
-    train.add_argument("--out", type=Path, required=True, metavar="PKG", help="model package to write (.lpkg)")
+    train.add_argument("--out", type=Path, default=None, metavar="PKG", help="model package to write (.lpkg)")
     train.add_argument("--epochs", type=int, default=None, help="segmentation: at most this many epochs (early stopping may end sooner)")
     train.add_argument("--time-limit", type=float, default=None, metavar="S", help="segmentation: stop training after S seconds")
     train.add_argument("--size", type=_size, default=None, metavar="HxW|N", help="working size: HxW fixed; N the long side (anomaly) or N x N (segmentation); "
@@ -104,6 +111,19 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
     ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new (or empty) folder")
     ex.add_argument("--since", default=None, metavar="T", help="only parts inspected from this time (ISO 8601; without an offset: UTC)")
+    mo = sub.add_parser("models", help="candidates, promotion and rollback of the model a recipe runs")
+    msub = mo.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    for name, text in (("list", "the recipe's model, its promotion history and the candidates with their comparisons"),
+                       ("promote", "make a candidate the model the recipe runs from its next start"),
+                       ("rollback", "return the recipe to the model it ran before")):
+        m = msub.add_parser(name, help=text)
+        m.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+        m.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="recipe (.toml); default: the default recipe")
+        if name != "list":
+            m.add_argument("--who", required=True, metavar="NAME", help="who decides (recorded)")
+            m.add_argument("--comment", default="", help="why (recorded)")
+        if name == "promote":
+            m.add_argument("--candidate", type=Path, required=True, metavar="PKG", help="the candidate package (.lpkg)")
     gui = sub.add_parser("gui", help="the operator window (default)")
     line_options(gui, camera_required=False)
     return p
@@ -242,12 +262,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from inspection.errors import ConfigError
     from models.training.train import train_package
 
     if args.beside_line:
         os.nice(19)  # the line's inspection thread goes first whenever both want a core
         args.threads = args.threads or 1
-
+    if args.from_db is not None:
+        return _train_candidate(args)
+    if args.dataset is None or args.kind is None or args.out is None:
+        raise ConfigError("train needs --dataset, --kind and --out (or --from-db for a candidate from the engineers' labels).")
     progress = StageProgress()
     try:
         sha, meta = train_package(args.dataset, args.kind, args.out, size=args.size, color=not args.grey, epochs=args.epochs,
@@ -259,6 +283,82 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({meta['kind']}, classes {', '.join(meta['classes'])}, trained on {meta['training']['device']}) sha256 {sha}")
     print(f"thresholds: OK below {t['ok_below']:.4g}, NG at {t['ng_at']:.4g} (calibrated on {meta['calibration']['good_parts']} good parts "
           f"of {meta['calibration']['groups']} groups not trained on)")
+    return 0
+
+
+def _train_candidate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from inspection.config import load_recipe
+    from inspection.errors import ConfigError
+    from inspection.retraining import train_candidate
+
+    if not args.from_db.is_file():
+        raise ConfigError(f"There is no database at {args.from_db}.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.progress_json:
+        def progress(stage: str, i: int, n: int) -> None:
+            print(json.dumps({"stage": stage, "i": i, "n": n}), flush=True)
+    else:
+        progress = StageProgress()
+    try:
+        cand = train_candidate(args.from_db, load_recipe(args.recipe), out=args.out, base_dataset=args.dataset, kind=args.kind,
+                               epochs=args.epochs, time_limit_s=args.time_limit, device=args.device, progress=progress)
+    finally:
+        if isinstance(progress, StageProgress):
+            progress.close()
+    if args.progress_json:
+        print(json.dumps({"done": str(cand.package), "comparison": str(cand.comparison)}), flush=True)
+        return 0
+    print(f"wrote candidate {cand.package}\n" + comparison_table(cand.summary) + f"\ncomparison: {cand.comparison}")
+    return 0
+
+
+def comparison_table(summary: dict) -> str:
+    """The candidate against the current model on the held-back labelled parts, as text."""
+    models = summary["models"]
+    rows = [("model", "model", "{}"), ("escapes", "escapes", "{}"), ("false rejects", "false_rejects", "{}"),
+            ("escape rate", "escape_rate", "{:.3f}"), ("false-reject rate", "false_reject_rate", "{:.3f}"),
+            ("image AUROC", "image_auroc", "{:.4f}"), ("latency p50 ms", "latency_ms_p50", "{:.1f}")]
+    lines = [f"held back: {summary['parts']} labelled parts ({summary['good']} OK, {summary['defective']} NG) of {summary['groups']} parts, "
+             f"never trained on", f"  {'':<18} {'current':>24} {'candidate':>24}"]
+    for title, key, fmt in rows:
+        cells = [fmt.format(models[r][key]) if key in models[r] else "-" for r in ("current", "candidate")]
+        lines.append(f"  {title:<18} {cells[0]:>24} {cells[1]:>24}")
+    for cls in sorted(set(models["current"]["per_class"]) | set(models["candidate"]["per_class"])):
+        cells = [f"{models[r]['per_class'][cls]:.3f}" if cls in models[r]["per_class"] else "-" for r in ("current", "candidate")]
+        lines.append(f"  {'caught ' + cls:<18} {cells[0]:>24} {cells[1]:>24}")
+    return "\n".join(lines)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from inspection import model_registry
+    from inspection.config import default_db, load_recipe
+    from inspection.retraining import list_candidates, read_comparison
+    from inspection.store import open_store
+
+    recipe = load_recipe(args.recipe)
+    if args.models_command == "list":
+        db = args.db or default_db()
+        print(f"recipe {recipe.name} runs {model_registry.model_for(recipe, db)}")
+        if db.is_file():
+            with _open_record(db) as store:
+                for p in model_registry.history(store, recipe.name):
+                    print(f"  {p.at:%Y-%m-%d %H:%M} UTC {p.action:<8} {p.model} by {p.who}" + (f": {p.comment}" if p.comment else ""))
+        for path, comparison in list_candidates():
+            print(f"candidate {path}")
+            if comparison:
+                print(comparison_table(comparison))
+        return 0
+    with open_store(args.db or default_db()) as store:
+        if args.models_command == "promote":
+            p = model_registry.promote(store, recipe, args.candidate, who=args.who, comment=args.comment, evaluation=read_comparison(args.candidate))
+        else:
+            p = model_registry.rollback(store, recipe, who=args.who, comment=args.comment)
+    print(f"recipe {recipe.name} now runs {p.model} ({p.package}); the one before stays available for rollback")
     return 0
 
 
@@ -414,7 +514,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(args, default_camera_spec())
 
 
-COMMANDS = ("cameras", "run", "train", "eval", "predict", "shifts", "report", "dataset", "gui")
+COMMANDS = ("cameras", "run", "train", "eval", "predict", "shifts", "report", "dataset", "models", "gui")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         commands = {"cameras": cmd_cameras, "run": cmd_run, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-                    "shifts": cmd_shifts, "report": cmd_report, "dataset": cmd_dataset, "gui": cmd_gui}
+                    "shifts": cmd_shifts, "report": cmd_report, "dataset": cmd_dataset, "models": cmd_models, "gui": cmd_gui}
         return commands[args.command](args)
     except USER_ERRORS as exc:
         log.debug("user error", exc_info=True)

@@ -152,6 +152,7 @@ class Recipe:
     false_reject: float | None = None  # None: the model's calibration
     review_false_reject: float | None = None
     class_limits: dict[str, ClassLimit] = dataclasses.field(default_factory=dict)
+    defect_classes: tuple[str, ...] = ()  # what relabels pick from; empty: the model's classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +233,14 @@ def load_recipe(path: Path | None = None) -> Recipe:
         false_reject=_rate(v["false_reject"], "false_reject", where),
         review_false_reject=_rate(v["review_false_reject"], "review_false_reject", where),
         class_limits=_class_limits(v["classes"], where),
+        defect_classes=_defect_classes(raw["review"]["classes"], where),
     )
+
+
+def _defect_classes(values: list, where: str) -> tuple[str, ...]:
+    if not all(isinstance(c, str) and c.strip() and c.strip() != "good" for c in values) or len(set(values)) != len(values):
+        raise ConfigError(f"review.classes in {where} must be distinct defect class names (not \"good\"), not {values!r}.")
+    return tuple(c.strip() for c in values)
 
 
 def find_recipes(folder: Path) -> list[tuple[str, Path]]:

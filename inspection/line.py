@@ -125,7 +125,9 @@ def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = 
     camera = open_camera(camera_spec)  # a malformed spec fails before anything is loaded
     cfg = load_config(config)
     rcp = load_recipe(recipe)
-    inspector = load_package(model or rcp.model, device=device)
+    from inspection.model_registry import model_for
+
+    inspector = load_package(model or model_for(rcp, db or default_db()), device=device)
     thresholds_in_force(rcp, inspector.info)  # a recipe that does not fit the model fails before anything is opened
     inspector.warmup()
     camera.open()

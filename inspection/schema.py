@@ -67,6 +67,7 @@ class Inspection(Base):
         Index("ix_inspections_shift", "shift_id"),
         Index("ix_inspections_run", "run_id"),
         Index("ix_inspections_verdict", "verdict"),
+        Index("ix_inspections_score", "score"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     part_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -108,6 +109,25 @@ class Relabel(Base):
     classes_json: Mapped[str] = mapped_column(Text)  # ["pitting", ...]; [] for OK
     mask_path: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the engineer's mask, relative to the DB's folder
     comment: Mapped[str] = mapped_column(Text)
+
+
+class ModelPromotion(Base):
+    """An engineer's explicit choice of the model a recipe runs (promote) or the return to the one
+    before (rollback): added as history; a recipe's model is its latest row's package."""
+
+    __tablename__ = "model_promotions"
+    __table_args__ = (Index("ix_model_promotions_recipe", "recipe"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    who: Mapped[str] = mapped_column(String(200))
+    recipe: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))  # promote or rollback
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    package_path: Mapped[str] = mapped_column(String(1000))  # absolute
+    previous_model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
+    previous_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)  # what a rollback returns to
+    comment: Mapped[str] = mapped_column(Text)
+    evaluation_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # candidate against current, when promoted from a comparison
 
 
 class Event(Base):

@@ -103,7 +103,7 @@ class Store:
                     first_used_at=utcnow(),
                 )
                 s.add(row)
-                s.add(Event(ts=utcnow(), level="info", kind="model", message=f"Model {info.name} v{info.version} ({info.sha256[:12]}) first used."))
+                s.add(Event(ts=utcnow(), level="info", kind="model", message=f"Model {info.name} v{info.version} ({info.sha256[:12]}) first recorded."))
                 s.commit()
             return row.id
 

@@ -188,9 +188,11 @@ def _scores(net: UNet, images: torch.Tensor | list[torch.Tensor], rule: str, bat
 
 
 def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: SegConfig, *, name: str, version: str = "1",
-                       device: str = "cpu", progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                       device: str = "cpu", progress: Progress | None = None,
+                       init: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Metadata and state dict (on the CPU) of a U-Net trained on `indices`, on `device` (cpu or
-    cuda). Batches are drawn, cropped and augmented on the CPU from one seeded generator, so both
+    cuda), from the weights `init` when given (a model of the same classes and architecture).
+    Batches are drawn, cropped and augmented on the CPU from one seeded generator, so both
     devices see the same batches."""
     fixed = isinstance(cfg.size, tuple)
     if (fixed and any(v % 32 for v in cfg.size)) or (cfg.crop is not None and any(v % 32 for v in cfg.crop)):
@@ -219,6 +221,11 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect])
     good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect])
     net = UNet(len(classes), arch=arch).to(dev).to(memory_format=torch.channels_last)
+    if init is not None:
+        try:
+            net.load_state_dict(init)
+        except RuntimeError as exc:
+            raise ModelError(f"The weights to start from do not fit this U-Net ({str(exc).splitlines()[0]}).") from None
     # The first `frozen_blocks` blocks keep their ImageNet weights (and batch-norm statistics):
     # generic edges and textures, and most of the backward cost on a CPU. Keeping them frozen
     # keeps a model trained on a few sequences or tile groups from fitting those.

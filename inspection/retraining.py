@@ -1,0 +1,99 @@
+"""From the record to a candidate model: export the labelled parts, keep a stable share of them
+back, train a candidate from the current model's data plus the rest, and evaluate the candidate
+and the current model on the held-back parts, side by side. The record is only read (read-only,
+beside a running station). `lepton-inspect train --from-db` runs this; the GUI runs that command
+as a child process at the lowest priority with one thread, so that the line keeps its cores and a
+cancel is immediate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inspection.config import Recipe
+from inspection.dataset_export import export_dataset
+from inspection.errors import ConfigError
+from inspection.model_registry import candidates_dir, model_for
+from inspection.store import open_record
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    package: Path
+    comparison: Path  # JSON beside the package
+    summary: dict[str, Any]
+
+
+def comparison_path(package: Path) -> Path:
+    return package.with_suffix(".compare.json")
+
+
+def read_comparison(package: Path) -> dict[str, Any] | None:
+    """The comparison written beside a candidate; None when there is none or it is unreadable."""
+    try:
+        return json.loads(comparison_path(package).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_dataset: Path | None = None, kind: str | None = None,
+                    epochs: int | None = None, time_limit_s: float | None = None, device: str = "cpu",
+                    progress: Progress | None = None) -> Candidate:
+    """Train and compare a candidate for `recipe` from the labels in the record at `db`."""
+    from models.datasets import load_dataset
+    from models.evaluation import compare
+    from models.package import load_package, read_package, save_package
+    from models.training.retrain import RetrainOptions, held_back_split, retrain
+
+    current = model_for(recipe, db)
+    meta, state, sha = read_package(current)
+    if base_dataset is None:
+        trained_on = Path(str(meta.get("training", {}).get("dataset", "")))
+        base_dataset = trained_on if str(trained_on) and (trained_on / "manifest.csv").is_file() else None
+    store = open_record(db)
+    with tempfile.TemporaryDirectory(prefix="lepton-labels-") as tmp:
+        try:
+            exported = export_dataset(store, Path(tmp) / "labels")
+        finally:
+            store.close()
+        if exported.parts == 0:
+            raise ConfigError(f"The database {db} has no relabelled part with its image: review and relabel parts first.")
+        labels = load_dataset(Path(tmp) / "labels")
+        train_idx, held_idx = held_back_split(labels.samples)
+        base = load_dataset(base_dataset) if base_dataset is not None else None
+        new_meta, new_state = retrain(meta, state, labels, train_idx, base=base,
+                                      options=RetrainOptions(kind=kind, epochs=epochs, time_limit_s=time_limit_s),
+                                      device=device, progress=progress)
+        new_meta["training"]["record"] = str(db)
+        new_meta["training"]["held_back_parts"] = sorted({labels.samples[i].group for i in held_idx})
+        if out is None:
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            out = candidates_dir() / f"{new_meta['name']}-v{new_meta['version']}-{stamp}.lpkg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cand_sha = save_package(out, new_meta, new_state)
+        held = [labels.samples[i] for i in held_idx]
+        result = compare({"current": load_package(current, device=device, backend="torch"),
+                          "candidate": load_package(out, device=device, backend="torch")}, held,
+                         progress=(lambda i, n: progress("comparison", i, n)) if progress else None)
+    summary = {"recipe": recipe.name, "current_package": str(current), "current_sha256": sha, "candidate_package": str(out),
+               "candidate_sha256": cand_sha, "labelled_parts": exported.parts, "trained_on_labels": len(train_idx),
+               "held_back": len(held_idx), "base_dataset": str(base_dataset) if base_dataset else None,
+               "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **result}
+    path = comparison_path(out)
+    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return Candidate(out, path, summary)
+
+
+def list_candidates(folder: Path | None = None) -> list[tuple[Path, dict[str, Any] | None]]:
+    """Candidate packages, newest first, each with its comparison (None if it has none)."""
+    folder = folder or candidates_dir()
+    files = sorted(folder.glob("*.lpkg"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    return [(p, read_comparison(p)) for p in files]
