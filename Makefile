@@ -38,7 +38,7 @@ demo-model: $(STAMP)
 
 # GUI screenshots for the README (live view with an NG part; a pulled camera), on a virtual screen (needs Debian's xvfb).
 screenshot: $(STAMP)
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m app.screenshot docs/screenshot.png docs/screenshot_alarm.png
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m app.screenshot docs/screenshot.png docs/screenshot_alarm.png docs/screenshot_review.png docs/screenshot_models.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

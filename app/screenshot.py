@@ -1,6 +1,8 @@
 """Take the README's screenshots: start the GUI on the embedded default (the emulator playing the
 bundled samples, the demo model, a fresh database), inspect until an NG part is on screen, save the
-window; then pull the camera (the emulator's removal event) and save the window with its alarm.
+window; then pull the camera (the emulator's removal event) and save the window with its alarm;
+then the engineer's tabs: a reject open in Review with the model's mask taken into the editor, and,
+after relabelling the rejects and training a candidate, the Models tab with its comparison.
 Run under a virtual screen: `make screenshot`."""
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
 import resources
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("live", type=Path, help="PNG of the live view with an NG part")
     ap.add_argument("alarm", type=Path, help="PNG of the window after the camera was pulled")
+    ap.add_argument("review", type=Path, help="PNG of the Review tab with a reject open")
+    ap.add_argument("models", type=Path, help="PNG of the Models tab with a candidate compared")
     ap.add_argument("--parts", type=int, default=30)
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="lepton-screenshot-"))
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _wait(app, ng_on_screen):
         print("no NG part came up")
         return 1
-    for path in (a.live, a.alarm):
+    for path in (a.live, a.alarm, a.review, a.models):
         path.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(a.live))  # at once: the next part replaces this one within a refresh
     window.controller.line.camera.fire_removal()  # pull the cable
@@ -71,10 +75,44 @@ def main(argv: list[str] | None = None) -> int:
     window.controller.refresh_stats()
     _pump(app, 2.0)
     window.grab().save(str(a.alarm))
+    if not _engineer(app, window, a.review, a.models):
+        return 1
     window.close()
     _wait(app, lambda: window.closed, 60)
-    print(f"saved {a.live} and {a.alarm}")
+    print(f"saved {a.live}, {a.alarm}, {a.review} and {a.models}")
     return 0
+
+
+def _engineer(app: QApplication, window, review_png: Path, models_png: Path) -> bool:  # noqa: ANN001
+    view, models = window.review, window.models
+    for alarm in window.banner.alarms:
+        window.acknowledge((alarm.event_id,))
+    view.who.setText("A. Engineer")
+    window.tabs.setCurrentWidget(view)
+    if not _wait(app, lambda: view.page is not None and view.gallery.count() > 0, 60):
+        print("no rejects in the review")
+        return False
+    rejects = [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())]
+    view.gallery.setCurrentRow(0)
+    if not _wait(app, lambda: view.part is not None and view.part.row.part_id == rejects[0] and view.editor.isEnabled(), 60):
+        return False
+    view.editor.start_from_model()
+    _pump(app, 0.5)
+    window.grab().save(str(review_png))
+    view.reject_part()  # the first reject confirmed NG with the model's mask, the others corrected to OK
+    for part_id in rejects[1:]:
+        if not _wait(app, lambda p=part_id: view.part.row.part_id == p and view.save_button.isEnabled(), 60):
+            return False
+        view.accept_part()
+    window.tabs.setCurrentWidget(models)
+    _wait(app, lambda: models.state is not None, 60)
+    models.train()
+    if not _wait(app, lambda: models.train_button.isEnabled() and models.table.rowCount() > 0, 300):
+        print(f"no candidate: {models.stage.text()}")
+        return False
+    _pump(app, 0.5)
+    window.grab().save(str(models_png))
+    return True
 
 
 if __name__ == "__main__":

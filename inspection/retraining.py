@@ -45,14 +45,15 @@ def read_comparison(package: Path) -> dict[str, Any] | None:
 
 
 def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_dataset: Path | None = None, kind: str | None = None,
-                    epochs: int | None = None, time_limit_s: float | None = None, device: str = "cpu",
+                    epochs: int | None = None, time_limit_s: float | None = None, device: str = "auto",
                     progress: Progress | None = None) -> Candidate:
     """Train and compare a candidate for `recipe` from the labels in the record at `db`."""
     from models.datasets import load_dataset
     from models.evaluation import compare
-    from models.package import load_package, read_package, save_package
+    from models.package import load_package, read_package, resolve_device, save_package
     from models.training.retrain import RetrainOptions, held_back_split, retrain
 
+    device = resolve_device(device)
     current = model_for(recipe, db)
     meta, state, sha = read_package(current)
     if base_dataset is None:

@@ -57,6 +57,7 @@ class LineChoices:
     recipes: tuple[tuple[str, Path | None], ...]  # (name, file); the default recipe first
     cameras: tuple[str, ...]  # camera specs: the current one, simulated, emulated, each Basler camera found
     ng_at: float  # the NG threshold in force (the heatmap's red)
+    model_classes: tuple[str, ...] = ()  # what the model names its defects (the review's class filter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +177,7 @@ class LineController(QObject):
         self.choices = LineChoices(
             camera_spec=self.camera_spec, recipe_name=line.recipe.name, recipe_path=self.recipe,
             recipes=_recipes(line.recipe.name, self.recipe), cameras=_cameras(self.camera_spec),
-            ng_at=thresholds_in_force(line.recipe, line.inspector.info).ng_at,
+            ng_at=thresholds_in_force(line.recipe, line.inspector.info).ng_at, model_classes=tuple(line.inspector.info.classes),
         )
         self._stats_wake.set()
         self.ready.emit(self.choices)

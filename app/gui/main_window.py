@@ -1,6 +1,7 @@
-"""The operator's main window: live view with the defect overlay, verdict, shift counters, NG-rate
-trend, filmstrip of rejects, line control (start / pause / stop, recipe, camera), camera light,
-alarms with acknowledge, and the event log.
+"""The station's main window. The Line tab is the operator's: live view with the defect overlay,
+verdict, shift counters, NG-rate trend, filmstrip of rejects, line control (start / pause / stop,
+recipe, camera), camera light, alarms with acknowledge, and the event log. The Review and Models
+tabs are the engineer's (app.gui.review_view): relabel parts, train, compare, promote, roll back.
 
 Everything slow runs in the controller's threads; this window only shows what they hand over.
 The live view is pulled on a timer (up to 30 Hz) and shows the newest part only: older ones that
@@ -17,10 +18,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QTabWidget,
+                               QVBoxLayout, QWidget)
 
 from app.gui.controller import LineChoices, LineController, PartView, StationSnapshot, fallback_cameras
+from app.gui.review_controller import ReviewController
+from app.gui.review_view import ModelsView, ReviewView
 from app.gui.widgets import (AlarmBanner, CountersPanel, EventLog, Filmstrip, ImageView, StatusLight, TrendStrip, VerdictPanel,
                              labelled)
 from inspection.overlay import MODES, render
@@ -98,10 +101,20 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
+        self.review_controller = ReviewController(controller, self)
+        self.review = ReviewView(self.review_controller)
+        self.models = ModelsView(self.review_controller, self.review.who)
+        if settings is not None:
+            self.review.who.setText(str(settings.value("engineer", "") or ""))
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("tabs")
+        self.tabs.addTab(self.splitter, "Line")
+        self.tabs.addTab(self.review, "Review")
+        self.tabs.addTab(self.models, "Models")
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.addWidget(self.banner)
-        outer.addWidget(self.splitter, 1)
+        outer.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.statusBar().showMessage("Starting up")
         self._restore_layout()
@@ -115,11 +128,17 @@ class MainWindow(QMainWindow):
         self.banner.acknowledge.connect(self.acknowledge)
         self.filmstrip.part_clicked.connect(controller.load_part)
         self.report_button.clicked.connect(self.export_report)
-        controller.report_written.connect(lambda path: self.statusBar().showMessage(f"Shift report written: {path}"))
-        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.toggle)
-        QShortcut(QKeySequence(Qt.Key.Key_P), self, activated=self.pause)
+        # Signals from worker threads go to bound methods of this window (a lambda would run on the emitting thread).
+        controller.report_written.connect(self._on_report_written)
+        # The operator's keys act while the Line tab shows: Space in the review must not start the line.
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=lambda: self._on_line_tab() and self.toggle())
+        QShortcut(QKeySequence(Qt.Key.Key_P), self, activated=lambda: self._on_line_tab() and self.pause())
+        QShortcut(QKeySequence(Qt.Key.Key_H), self, activated=lambda: self._on_line_tab() and self.toggle_overlay())
         QShortcut(QKeySequence(Qt.Key.Key_F11), self, activated=self.toggle_full_screen)
-        QShortcut(QKeySequence(Qt.Key.Key_H), self, activated=self.toggle_overlay)
+        self.tabs.currentChanged.connect(self._on_tab)
+        self.review_controller.failed.connect(self._show_message)
+        self.review_controller.busy.connect(self._on_review_busy)
+        self.review_controller.model_changed.connect(self._on_model_changed)
         controller.ready.connect(self._on_ready)
         controller.failed.connect(self._on_failed)
         controller.started.connect(self._on_started)
@@ -198,10 +217,38 @@ class MainWindow(QMainWindow):
             b.setEnabled(False)
         self.controller.reopen(spec, recipe)
 
+    def _on_report_written(self, path: str) -> None:
+        self.statusBar().showMessage(f"Shift report written: {path}")
+
+    def _show_message(self, message: str) -> None:
+        self.statusBar().showMessage(message)
+
+    def _on_review_busy(self, what: str) -> None:
+        if what:
+            self.statusBar().showMessage(what + " ...")
+
+    def _on_line_tab(self) -> bool:
+        return self.tabs.currentWidget() is self.splitter
+
+    def _on_tab(self, index: int) -> None:
+        page = self.tabs.widget(index)
+        if page in (self.review, self.models) and self.controller.line is not None:
+            page.activate()
+
+    def _on_model_changed(self, message: str) -> None:
+        """A promotion or rollback is recorded: reopen the line so that the next run uses it."""
+        self.statusBar().showMessage(message + " Reloading the line ...")
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            b.setEnabled(False)
+        self.controller.reopen(self.controller.camera_spec, self.controller.recipe)
+
     # -- controller signals (GUI thread) -------------------------------------------------
     def _on_ready(self, choices: LineChoices) -> None:
         settle_garbage()
         self.choices = choices
+        self.review.set_classes(choices.model_classes)
+        if self.tabs.currentWidget() in (self.review, self.models):
+            self.tabs.currentWidget().activate()
         self.setWindowTitle(f"Lepton Inspect - {choices.recipe_name} on {choices.camera_spec}")
         self._fill_boxes(choices.recipes, choices.recipe_path, choices.cameras, choices.camera_spec)
         self.start_button.setEnabled(True)
@@ -316,6 +363,7 @@ class MainWindow(QMainWindow):
         if self.settings is not None:
             self.settings.setValue("geometry", self.saveGeometry())
             self.settings.setValue("splitter", self.splitter.saveState())
+            self.settings.setValue("engineer", self.review.who.text().strip())
             self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
@@ -332,6 +380,7 @@ class MainWindow(QMainWindow):
         for w in (self.start_button, self.pause_button, self.stop_button, self.recipe_box, self.camera_box):
             w.setEnabled(False)
         self.statusBar().showMessage("Stopping the line and saving ...")
+        self.review_controller.close()
         self.controller.closed.connect(self._finish_close)
         self.controller.close_line()
 

@@ -7,7 +7,8 @@
   plus a group-aware share of those good labels kept out of the bank.
 - A segmentation model trains on the current model's dataset (when its folder is at hand, or one
   given) plus the labelled parts, starting from the current weights when the current model is a
-  segmentation model of the same classes. NG labels without a mask cannot teach a mask: left out
+  segmentation model (all of them when the classes are the same; all but the class heads when
+  the labels bring new classes). NG labels without a mask cannot teach a mask: left out
   of training, still evaluated.
 - Which labelled parts are held back for the comparison is decided by a hash of their group, so a
   part held back once is held back in every later round: no candidate ever trains on the parts it
@@ -72,6 +73,7 @@ class RetrainOptions:
     bank_growth: float = 0.25  # anomaly: at most this share of the bank's rows added per retraining
     calibration_fraction: float = 0.3  # anomaly: good labels kept out of the bank to recalibrate on
     seed: int = 0
+    frozen_blocks: int | None = None  # segmentation: encoder blocks kept at their ImageNet weights (None: SegConfig's default)
 
 
 def retrain(meta: dict[str, Any], state: dict[str, torch.Tensor], labels: Dataset, train_idx: Sequence[int], *,
@@ -155,14 +157,24 @@ def _train_segmentation(meta: dict[str, Any], state: dict[str, torch.Tensor], la
         kw["epochs"] = options.epochs
     if options.time_limit_s:
         kw["time_limit_s"] = options.time_limit_s
+    frozen = options.frozen_blocks
+    if frozen is None and meta["kind"] == "segmentation":
+        frozen = meta.get("training", {}).get("frozen_blocks")  # the parent's, unless asked otherwise
+    if frozen is not None:
+        kw["frozen_blocks"] = int(frozen)
     classes = sorted({s.cls for s in samples if s.is_defect})
-    init = state if meta["kind"] == "segmentation" and list(meta["classes"]) == classes else None
+    init = state if meta["kind"] == "segmentation" else None
     if init is not None and "arch" in meta:
         kw["arch"] = (tuple(meta["arch"]["taps"]), tuple(meta["arch"]["widths"]))
         kw["decoder_block"] = meta["arch"].get("block", "conv")
     out, new_state = train_segmentation(samples, list(range(len(samples))), SegConfig(**kw), name=meta["name"], device=device,
                                         progress=progress, init=init)
     out["training"]["base_dataset"] = str(base.root) if base is not None else None
-    out["training"]["started_from"] = "the current model's weights" if init is not None else "ImageNet encoder, new decoder"
+    if init is None:
+        out["training"]["started_from"] = "ImageNet encoder, new decoder"
+    elif list(meta["classes"]) == classes:
+        out["training"]["started_from"] = "the current model's weights"
+    else:
+        out["training"]["started_from"] = "the current model's weights, new class heads"
     out["training"]["ng_labels_without_mask_left_out"] = sum(labels.samples[i].is_defect and labels.samples[i].mask is None for i in train_idx)
     return out, new_state

@@ -218,14 +218,19 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     x_val, _ = _prepare(samples, val_idx, cfg, classes)
     dev = torch.device(device)
     weights = _class_weights(torch.cat([t.flatten() for t in y_fit]), len(classes)).to(dev)
-    defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect])
-    good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect])
+    defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect], dtype=torch.long)
+    good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect], dtype=torch.long)
+    if not len(defect_rows) or not len(good_rows):
+        raise ModelError("After the validation split no good or no defective part is left to train on; the dataset needs defects in more groups.")
     net = UNet(len(classes), arch=arch).to(dev).to(memory_format=torch.channels_last)
-    if init is not None:
-        try:
-            net.load_state_dict(init)
-        except RuntimeError as exc:
-            raise ModelError(f"The weights to start from do not fit this U-Net ({str(exc).splitlines()[0]}).") from None
+    started_from = 0
+    if init is not None:  # every tensor that fits (all but the class heads when the classes changed)
+        own = net.state_dict()
+        fitting = {k: v for k, v in init.items() if k in own and own[k].shape == v.shape}
+        if not fitting:
+            raise ModelError("The weights to start from do not fit this U-Net.")
+        net.load_state_dict(fitting, strict=False)
+        started_from = len(fitting)
     # The first `frozen_blocks` blocks keep their ImageNet weights (and batch-norm statistics):
     # generic edges and textures, and most of the backward cost on a CPU. Keeping them frozen
     # keeps a model trained on a few sequences or tile groups from fitting those.
@@ -305,6 +310,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
         "training": {"parts": len(fit_idx), "defective": int(len(defect_rows)), "groups": len({samples[i].group for i in fit_idx}),
                      "epochs_run": len(history), "best_epoch": best[1], "history": history, "seed": cfg.seed,
                      "weight_average_decay": cfg.ema_decay, "frozen_blocks": cfg.frozen_blocks,
+                     "tensors_from_init": started_from,
                      "class_weights": [round(float(w), 3) for w in weights], "seconds": round(time.monotonic() - t0, 1),
                      "fingerprint": fingerprint(samples[i].image for i in fit_idx)},
         "metrics": {"validation_image_auroc": round(best[0], 4)},

@@ -72,6 +72,11 @@ def test_segmentation_candidate_starts_from_its_parents_weights(tiny_dataset):
     fresh_meta, fresh_state = train_segmentation(ds.samples, list(range(len(ds.samples))), dataclasses.replace(cfg, seed=1), name="fresh")
     key = "decoder.0.0.weight"  # a layer that learns: one epoch moves it a little from the parent, a fresh start is far away
     assert (cand_state[key] - state[key]).norm() < 0.5 * (fresh_state[key] - state[key]).norm()
+    assert cand_meta["training"]["frozen_blocks"] == 5  # the parent's, carried over
+    renamed = Dataset(ds.root, ds.format, tuple(dataclasses.replace(s, cls="pit") if s.is_defect and s.group == "G0" else s for s in ds.samples))
+    new_meta, _ = retrain(meta, state, renamed, list(range(len(ds.samples))), options=RetrainOptions(epochs=1))
+    assert new_meta["classes"] == ["pit", "scratch"] and new_meta["training"]["started_from"].endswith("new class heads")
+    assert 0 < new_meta["training"]["tensors_from_init"] < len(state)
     no_masks = Dataset(ds.root, ds.format, tuple(dataclasses.replace(s, mask=None) for s in ds.samples))
     with pytest.raises(ModelError, match="mask"):
         retrain(meta, state, no_masks, list(range(len(ds.samples))), options=RetrainOptions(epochs=1))

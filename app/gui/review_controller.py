@@ -1,0 +1,305 @@
+"""The engineers' side of the window, off the GUI thread: review queries and thumbnails, a part's
+images and label history, saving relabels, training a candidate (a child process at the lowest
+priority with one thread, so the line keeps its cores and Cancel is immediate), the comparison of
+candidate and current model, promotion and rollback.
+
+Queries and writes run in order on one worker thread of its own (the line's worker never waits
+behind a review page); results come back as signals on the GUI thread. A newer page request makes
+an older one's result stale: it is dropped, not shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from app.gui.controller import LineController
+from inspection import model_registry, review
+from inspection.errors import USER_ERRORS, ConfigError
+from inspection.review import LabelRow, PartImages, ReviewFilter, ReviewRow
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 48
+THUMB_HEIGHT = 72
+THUMB_CACHE = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewPage:
+    request: int
+    filter: ReviewFilter
+    offset: int
+    total: int
+    rows: tuple[tuple[ReviewRow, np.ndarray | None], ...]  # with an RGB thumbnail (None: no image kept)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewPart:
+    row: ReviewRow
+    images: PartImages | None  # None: the image was not kept or cannot be read
+    history: tuple[LabelRow, ...]
+    classes: tuple[str, ...]  # the defect classes to pick from
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelsState:
+    recipe: str
+    running: str  # the model the open line runs: name vVersion (sha12)
+    promotions: tuple[model_registry.Promotion, ...]  # newest first
+    candidates: tuple[tuple[Path, dict[str, Any] | None], ...]  # newest first, each with its comparison
+    can_roll_back: bool
+
+
+class ReviewController(QObject):
+    page_loaded = Signal(object)  # ReviewPage
+    part_loaded = Signal(object)  # ReviewPart
+    saved = Signal(str)  # part id, after a relabel was recorded
+    shifts_loaded = Signal(object)  # [(shift id, text)], newest first
+    models_loaded = Signal(object)  # ModelsState
+    training_progress = Signal(str, int, int)  # stage, step, steps
+    training_finished = Signal(str, str)  # candidate path ("" if none), message
+    exported = Signal(str)  # a sentence on what was written
+    model_changed = Signal(str)  # after a promotion or rollback: the line must reopen to load it
+    failed = Signal(str)  # one sentence
+    busy = Signal(str)
+
+    def __init__(self, line: LineController, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.line = line
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._request = 0
+        self._thumbs: OrderedDict[tuple[str, int], np.ndarray | None] = OrderedDict()
+        self._train: subprocess.Popen[str] | None = None
+        self._cancelled = False
+        self._worker = threading.Thread(target=self._work, name="lepton-gui-review", daemon=True)
+        self._worker.start()
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except USER_ERRORS as exc:
+                self.failed.emit(str(exc))
+            except OSError as exc:
+                self.failed.emit(f"A file could not be read or written: {exc.strerror or exc} ({exc.filename or ''}).")
+            except Exception as exc:
+                log.exception("review job failed")
+                self.failed.emit(f"Review failed unexpectedly: {exc} (details in the log file).")
+            finally:
+                self.busy.emit("")
+
+    def _spawn(self, what: str, job: Callable[[], None]) -> None:
+        self.busy.emit(what)
+        self._jobs.put(job)
+
+    def _store(self):  # noqa: ANN202 (the open line's Store)
+        line = self.line.line
+        if line is None:
+            raise ConfigError("The station is not open yet; wait until the line is ready.")
+        return line.store
+
+    def close(self) -> None:
+        """Cancel a training and end the worker after its current job (never waited for here)."""
+        self.cancel_training()
+        self._jobs.put(None)
+
+    # -- review ------------------------------------------------------------------------------
+    def load_shifts(self) -> None:
+        def job() -> None:
+            from inspection.report import list_shifts
+
+            line = self.line.line
+            tz = line.config.shifts.tz if line is not None else None
+            rows = []
+            for s in list_shifts(self._store())[:60]:
+                start = s["start_utc"].replace(tzinfo=dt.timezone.utc)
+                start = start.astimezone(tz) if tz else start
+                rows.append((s["id"], f"{s['name']} {start:%Y-%m-%d %H:%M} ({s['inspected']} parts)"))
+            self.shifts_loaded.emit(rows)
+
+        self._spawn("Reading the shifts", job)
+
+    def load_page(self, f: ReviewFilter, offset: int = 0) -> int:
+        """Ask for a page; returns the request number its result will carry."""
+        self._request += 1
+        request = self._request
+
+        def job() -> None:
+            if request != self._request:
+                return  # a newer request is queued: skip the work
+            store = self._store()
+            total = review.count_parts(store, f)
+            rows = review.page(store, f, offset, PAGE_SIZE)
+            out = tuple((r, self._thumbnail(r)) for r in rows)
+            if request == self._request:
+                self.page_loaded.emit(ReviewPage(request, f, offset, total, out))
+
+        self._spawn("Reading parts", job)
+        return request
+
+    def _thumbnail(self, row: ReviewRow) -> np.ndarray | None:
+        key = (row.part_id, hash((row.label, row.label_mask)))
+        if key in self._thumbs:
+            self._thumbs.move_to_end(key)
+            return self._thumbs[key]
+        thumb = review.thumbnail(row, THUMB_HEIGHT)
+        self._thumbs[key] = thumb
+        while len(self._thumbs) > THUMB_CACHE:
+            self._thumbs.popitem(last=False)
+        return thumb
+
+    def load_part(self, part_id: str) -> None:
+        def job() -> None:
+            store = self._store()
+            row = review.part(store, part_id)
+            images = review.load_part_images(row)
+            line = self.line.line
+            classes = (line.recipe.defect_classes or line.inspector.info.classes) if line is not None else ()
+            self.part_loaded.emit(ReviewPart(row, images, tuple(review.history(store, part_id)), tuple(classes),
+                                             "" if images is not None else f"The image of part {part_id} was not kept or cannot be read."))
+
+        self._spawn("Loading the part", job)
+
+    def relabel(self, part_id: str, verdict: str, *, who: str, classes: tuple[str, ...], mask: np.ndarray | None, comment: str) -> None:
+        mask = None if mask is None else mask.copy()
+
+        def job() -> None:
+            self._store().relabel(part_id, verdict, who=who, classes=classes, mask=mask if mask is not None and mask.any() else None,
+                                  comment=comment)
+            self.saved.emit(part_id)
+
+        self._spawn("Saving the label", job)
+
+    def export(self, folder: Path) -> None:
+        """The labelled parts as a dataset in `folder` (project format, MVTec AD layout under mvtec/)."""
+
+        def job() -> None:
+            from inspection.dataset_export import export_dataset
+            from inspection.store import open_record
+
+            with open_record(self._store().path) as record:
+                summary = export_dataset(record, folder)
+            self.exported.emit(f"Wrote {summary.parts} labelled parts ({summary.good} OK, {summary.defect} NG) to {folder}"
+                               + (f"; {summary.without_image} left out: their images were not kept." if summary.without_image else "."))
+
+        self._spawn("Exporting the labelled parts", job)
+
+    # -- models ------------------------------------------------------------------------------
+    def load_models(self) -> None:
+        def job() -> None:
+            from inspection.retraining import list_candidates
+
+            store = self._store()
+            line = self.line.line
+            info = line.inspector.info
+            promotions = tuple(model_registry.history(store, line.recipe.name))
+            can_roll_back = bool(promotions) and promotions[0].previous is not None
+            self.models_loaded.emit(ModelsState(line.recipe.name, f"{info.name} v{info.version} ({info.sha256[:12]})", promotions,
+                                                tuple(list_candidates()), can_roll_back))
+
+        self._spawn("Reading the models", job)
+
+    @property
+    def training(self) -> bool:
+        return self._train is not None
+
+    def train_candidate(self, device: str = "auto") -> None:
+        """Start `lepton-inspect train --from-db` for the open line's recipe as a child process."""
+        if self._train is not None:
+            self.failed.emit("A training is already running.")
+            return
+        line = self.line.line
+        if line is None:
+            self.failed.emit("The station is not open yet; wait until the line is ready.")
+            return
+        cmd = [sys.executable, "-m", "app", "train", "--from-db", str(line.store.path), "--beside-line", "--progress-json", "--device", device]
+        if self.line.recipe is not None:
+            cmd += ["--recipe", str(self.line.recipe)]
+        errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+        try:
+            self._train = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=dict(os.environ),
+                                           cwd=str(Path(__file__).resolve().parents[2]))
+        except OSError as exc:
+            errors.close()
+            self.failed.emit(f"The training could not start: {exc.strerror or exc}.")
+            return
+        self._cancelled = False
+        threading.Thread(target=self._follow, args=(self._train, errors), name="lepton-gui-train", daemon=True).start()
+
+    def _follow(self, proc: subprocess.Popen[str], errors: Any) -> None:
+        done = ""
+        assert proc.stdout is not None
+        for text in proc.stdout:
+            try:
+                msg = json.loads(text)
+            except ValueError:
+                continue
+            if "done" in msg:
+                done = msg["done"]
+            elif "stage" in msg:
+                self.training_progress.emit(str(msg["stage"]), int(msg["i"]), int(msg["n"]))
+        rc = proc.wait()
+        errors.seek(0)
+        text = errors.read()
+        errors.close()
+        lines = [x for x in text.splitlines() if x.startswith("error: ")]
+        if rc != 0 and not self._cancelled:
+            log.error("training process ended with exit code %s:\n%s", rc, text[-4000:])
+        self._train = None
+        if self._cancelled:
+            self.training_finished.emit("", "Training cancelled; nothing was written.")
+        elif rc == 0 and done:
+            self.training_finished.emit(done, "Candidate trained and compared with the current model.")
+        else:
+            self.training_finished.emit("", lines[-1][7:] if lines else f"The training stopped unexpectedly (exit code {rc}; details in the log file).")
+
+    def cancel_training(self) -> None:
+        proc = self._train
+        if proc is not None:
+            self._cancelled = True
+            proc.terminate()
+
+    def promote(self, candidate: Path, who: str, comment: str = "") -> None:
+        self._change_model(lambda store, recipe: model_registry.promote(
+            store, recipe, candidate, who=who, comment=comment, evaluation=_comparison(candidate)), "Promoting the candidate")
+
+    def rollback(self, who: str, comment: str = "") -> None:
+        self._change_model(lambda store, recipe: model_registry.rollback(store, recipe, who=who, comment=comment), "Rolling back")
+
+    def _change_model(self, change: Callable[[Any, Any], model_registry.Promotion], what: str) -> None:
+        if self.line.running:
+            self.failed.emit("Stop the line before changing its model.")
+            return
+
+        def job() -> None:
+            line = self.line.line
+            if line is None:
+                raise ConfigError("The station is not open yet; wait until the line is ready.")
+            p = change(line.store, line.recipe)
+            self.model_changed.emit(f"Recipe {p.recipe} now runs {p.model}.")
+
+        self._spawn(what, job)
+
+
+def _comparison(candidate: Path) -> dict[str, Any] | None:
+    from inspection.retraining import read_comparison
+
+    return read_comparison(candidate)

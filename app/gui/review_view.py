@@ -1,0 +1,560 @@
+"""The engineer's tabs: Review (a filtered gallery of inspected parts, the part with the model's
+mask and the engineer's, relabel with a mask editor, keyboard flow) and Models (train a candidate,
+compare it with the current model on held-back labelled parts, promote, roll back).
+
+Keys in Review: A accept (OK) and next, R reject (NG with the classes ticked and the mask drawn)
+and next, Ctrl+Return save as set, Right / J next part, Left / K previous part; the mask editor's
+own keys (B brush, E eraser, G polygon, F fill, [ ] size, Ctrl+Z / Ctrl+Y, + - 0 zoom) work in it.
+Nothing here reads a file or the database: the ReviewController does, off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+                               QListWidget, QListWidgetItem, QProgressBar, QPushButton, QRadioButton, QSplitter, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from app.gui.mask_editor import MaskEditor
+from app.gui.review_controller import PAGE_SIZE, THUMB_HEIGHT, ModelsState, ReviewController, ReviewPage, ReviewPart
+from app.gui.widgets import labelled, to_qimage
+from inspection.review import LABEL_STATES, SORTS, ReviewFilter
+
+VERDICT_CHOICES = (("Rejects (NG + REVIEW)", ("NG", "REVIEW")), ("NG", ("NG",)), ("REVIEW", ("REVIEW",)), ("OK", ("OK",)), ("All", ()))
+TIME_CHOICES = (("Any time", None), ("Last hour", dt.timedelta(hours=1)), ("Last 8 hours", dt.timedelta(hours=8)),
+                ("Last 24 hours", dt.timedelta(days=1)), ("Last 7 days", dt.timedelta(days=7)))
+SORT_TEXT = {"score_desc": "Score, highest first", "score_asc": "Score, lowest first", "newest": "Newest first", "oldest": "Oldest first"}
+
+
+def _score_box() -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(-1.0, 1e6)
+    box.setDecimals(2)
+    box.setSpecialValueText("any")  # the minimum means: no limit
+    box.setValue(-1.0)
+    box.setKeyboardTracking(False)
+    return box
+
+
+class ReviewView(QWidget):
+    def __init__(self, controller: ReviewController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.page: ReviewPage | None = None
+        self.part: ReviewPart | None = None
+        self.offset = 0
+        self._select_after_load: int | None = None  # row to select when the asked page arrives (paging by keys)
+
+        # -- filters -------------------------------------------------------------------------
+        self.shift_box = QComboBox()
+        self.shift_box.addItem("All shifts", None)
+        self.time_box = QComboBox()
+        for text, span in TIME_CHOICES:
+            self.time_box.addItem(text, span)
+        self.verdict_box = QComboBox()
+        for text, verdicts in VERDICT_CHOICES:
+            self.verdict_box.addItem(text, verdicts)
+        self.class_box = QComboBox()
+        self.class_box.addItem("Any class", None)
+        self.score_min, self.score_max = _score_box(), _score_box()
+        self.label_box = QComboBox()
+        for state in LABEL_STATES:
+            self.label_box.addItem(state.capitalize() if state != "any" else "Any label state", state)
+        self.sort_box = QComboBox()
+        for key in SORTS:
+            self.sort_box.addItem(SORT_TEXT[key], key)
+        self.who = QLineEdit()
+        self.who.setPlaceholderText("your name")
+        self.who.setObjectName("reviewWho")
+        filters = QHBoxLayout()
+        for title, w in (("Shift", self.shift_box), ("Time", self.time_box), ("Verdict", self.verdict_box), ("Class", self.class_box),
+                         ("Score from", self.score_min), ("to", self.score_max), ("Label", self.label_box), ("Sort", self.sort_box),
+                         ("Engineer", self.who)):
+            filters.addWidget(labelled(title, w))
+        for box in (self.shift_box, self.time_box, self.verdict_box, self.class_box, self.label_box, self.sort_box):
+            box.activated.connect(self.reload)
+        self.score_min.valueChanged.connect(self.reload)
+        self.score_max.valueChanged.connect(self.reload)
+
+        # -- gallery ---------------------------------------------------------------------------
+        self.gallery = QListWidget()
+        self.gallery.setObjectName("reviewGallery")
+        self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
+        self.gallery.setIconSize(QSize(THUMB_HEIGHT * 5 // 2, THUMB_HEIGHT))
+        self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.gallery.setUniformItemSizes(True)
+        self.gallery.setMovement(QListWidget.Movement.Static)
+        self.gallery.currentRowChanged.connect(self._on_row)
+        self.prev_page = QPushButton("< Page")
+        self.next_page = QPushButton("Page >")
+        self.page_label = QLabel("")
+        self.prev_page.clicked.connect(lambda: self._go_page(-1))
+        self.next_page.clicked.connect(lambda: self._go_page(+1))
+        gallery_box = QWidget()
+        gv = QVBoxLayout(gallery_box)
+        gv.setContentsMargins(0, 0, 0, 0)
+        gv.addWidget(self.gallery, 1)
+        paging = QHBoxLayout()
+        paging.addWidget(self.prev_page)
+        paging.addWidget(self.page_label, 1)
+        paging.addWidget(self.next_page)
+        gv.addLayout(paging)
+
+        # -- the part: editor and label panel ----------------------------------------------------
+        self.editor = MaskEditor()
+        self.editor.setObjectName("maskEditor")
+        self.info = QLabel("Pick a part")
+        self.info.setWordWrap(True)
+        self.info.setObjectName("reviewInfo")
+        tools = QGridLayout()
+        self.tool_buttons: dict[str, QPushButton] = {}
+        group = QButtonGroup(self)
+        for k, (name, text) in enumerate((("brush", "Brush (B)"), ("eraser", "Eraser (E)"), ("polygon", "Polygon (G)"), ("fill", "Fill (F)"))):
+            b = QPushButton(text)
+            b.setCheckable(True)
+            b.clicked.connect(lambda _=False, n=name: self._tool(n))
+            group.addButton(b)
+            self.tool_buttons[name] = b
+            tools.addWidget(b, k // 2, k % 2)
+        self.tool_buttons["brush"].setChecked(True)
+        self.from_model = QPushButton("Start from model's mask")
+        self.from_model.clicked.connect(self.editor.start_from_model)
+        self.show_model = QCheckBox("Show model's mask")
+        self.show_model.setChecked(True)
+        self.show_model.toggled.connect(self.editor.show_model_mask)
+        self.undo_button, self.redo_button, self.clear_button = QPushButton("Undo"), QPushButton("Redo"), QPushButton("Clear mask")
+        self.undo_button.clicked.connect(self.editor.undo)
+        self.redo_button.clicked.connect(self.editor.redo)
+        self.clear_button.clicked.connect(self.editor.clear)
+        self.ok_radio, self.ng_radio = QRadioButton("OK"), QRadioButton("NG")
+        self.class_checks = QWidget()
+        self.class_layout = QVBoxLayout(self.class_checks)
+        self.class_layout.setContentsMargins(0, 0, 0, 0)
+        self.comment = QLineEdit()
+        self.comment.setPlaceholderText("comment (optional)")
+        self.save_button = QPushButton("Save label (Ctrl+Enter)")
+        self.save_button.setObjectName("saveLabel")
+        self.save_button.clicked.connect(self.save)
+        self.accept_button, self.reject_button = QPushButton("Accept: OK (A)"), QPushButton("Reject: NG (R)")
+        self.accept_button.clicked.connect(self.accept_part)
+        self.reject_button.clicked.connect(self.reject_part)
+        self.history = QListWidget()
+        self.history.setObjectName("labelHistory")
+        panel = QWidget()
+        pv = QVBoxLayout(panel)
+        pv.addWidget(self.info)
+        pv.addLayout(tools)
+        pv.addWidget(self.from_model)
+        pv.addWidget(self.show_model)
+        row = QHBoxLayout()
+        for b in (self.undo_button, self.redo_button, self.clear_button):
+            row.addWidget(b)
+        pv.addLayout(row)
+        verdicts = QHBoxLayout()
+        verdicts.addWidget(QLabel("True verdict:"))
+        verdicts.addWidget(self.ok_radio)
+        verdicts.addWidget(self.ng_radio)
+        pv.addLayout(verdicts)
+        pv.addWidget(labelled("Defect classes", self.class_checks))
+        pv.addWidget(self.comment)
+        quick = QHBoxLayout()
+        quick.addWidget(self.accept_button)
+        quick.addWidget(self.reject_button)
+        pv.addLayout(quick)
+        pv.addWidget(self.save_button)
+        pv.addWidget(labelled("Label history", self.history), 1)
+        self._set_part_enabled(False)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(gallery_box)
+        split.addWidget(self.editor)
+        split.addWidget(panel)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 4)
+        split.setStretchFactor(2, 1)
+        outer = QVBoxLayout(self)
+        outer.addLayout(filters)
+        outer.addWidget(split, 1)
+        for keys, slot in (("A", self.accept_part), ("R", self.reject_part), ("Ctrl+Return", self.save), ("Ctrl+Enter", self.save),
+                           ("Right", self.next_part), ("J", self.next_part), ("Left", self.previous_part), ("K", self.previous_part)):
+            QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+        controller.page_loaded.connect(self._on_page)
+        controller.part_loaded.connect(self._on_part)
+        controller.saved.connect(self._on_saved)
+        controller.shifts_loaded.connect(self._on_shifts)
+
+    # -- filters and pages ---------------------------------------------------------------------
+    def current_filter(self) -> ReviewFilter:
+        span = self.time_box.currentData()
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        lo, hi = self.score_min.value(), self.score_max.value()
+        lo_v, hi_v = (None if lo <= self.score_min.minimum() else lo), (None if hi <= self.score_max.minimum() else hi)
+        if lo_v is not None and hi_v is not None and lo_v > hi_v:
+            lo_v, hi_v = hi_v, lo_v
+        return ReviewFilter(shift_id=self.shift_box.currentData(), start=now - span if span else None,
+                            verdicts=tuple(self.verdict_box.currentData() or ()), defect_class=self.class_box.currentData(),
+                            score_min=lo_v, score_max=hi_v, label_state=self.label_box.currentData(), sort=self.sort_box.currentData())
+
+    def activate(self) -> None:
+        """The tab is shown: refresh the shifts and the page."""
+        self.controller.load_shifts()
+        self.reload()
+
+    def reload(self, *_: Any) -> None:
+        self.offset = 0
+        self.controller.load_page(self.current_filter(), 0)
+
+    def _go_page(self, step: int, select: int | None = None) -> None:
+        if self.page is None:
+            return
+        offset = self.offset + step * PAGE_SIZE
+        if offset < 0 or offset >= max(self.page.total, 1):
+            return
+        self.offset = offset
+        self._select_after_load = select
+        self.controller.load_page(self.page.filter, offset)
+
+    def _on_page(self, page: ReviewPage) -> None:
+        row_now = self.gallery.currentRow()
+        keep = self.page.rows[row_now][0].part_id if self.page is not None and 0 <= row_now < len(self.page.rows) else None
+        self.page = page
+        self.offset = page.offset
+        # The items are updated in place (no clear(): deleting the items under a current selection
+        # crashed PySide6 now and then).
+        self.gallery.blockSignals(True)
+        while self.gallery.count() > len(page.rows):
+            self.gallery.takeItem(self.gallery.count() - 1)
+        while self.gallery.count() < len(page.rows):
+            self.gallery.addItem(QListWidgetItem())
+        select = None
+        for k, (row, thumb) in enumerate(page.rows):
+            label = f"{row.verdict} {row.score:.2f}" if row.score is not None else row.verdict
+            if row.label:
+                label += f" -> {row.label}"
+            item = self.gallery.item(k)
+            item.setText(label)
+            item.setIcon(QIcon(QPixmap.fromImage(to_qimage(thumb))) if thumb is not None else QIcon())
+            item.setData(Qt.ItemDataRole.UserRole, row.part_id)
+            item.setToolTip(f"{row.part_id}\n{row.ts:%Y-%m-%d %H:%M:%S} UTC, {row.model}")
+            if row.part_id == keep:
+                select = k
+        if select is None:
+            self.gallery.setCurrentRow(-1)
+        self.gallery.blockSignals(False)
+        first, last = page.offset + 1, page.offset + len(page.rows)
+        self.page_label.setText(f"parts {first:,}-{last:,} of {page.total:,}" if page.rows else "no parts match")
+        self.prev_page.setEnabled(page.offset > 0)
+        self.next_page.setEnabled(last < page.total)
+        if self._select_after_load is not None and page.rows:
+            self.gallery.setCurrentRow(min(self._select_after_load, len(page.rows) - 1) if self._select_after_load >= 0 else len(page.rows) - 1)
+            self._select_after_load = None
+        elif select is not None:
+            self.gallery.blockSignals(True)
+            self.gallery.setCurrentRow(select)
+            self.gallery.blockSignals(False)
+
+    def _on_shifts(self, shifts: list[tuple[int, str]]) -> None:
+        current = self.shift_box.currentData()
+        self.shift_box.clear()
+        self.shift_box.addItem("All shifts", None)
+        for shift_id, text in shifts:
+            self.shift_box.addItem(text, shift_id)
+        index = self.shift_box.findData(current)
+        self.shift_box.setCurrentIndex(max(index, 0))
+
+    def set_classes(self, classes: tuple[str, ...]) -> None:
+        """The model's classes, for the class filter."""
+        current = self.class_box.currentData()
+        self.class_box.clear()
+        self.class_box.addItem("Any class", None)
+        for c in classes:
+            self.class_box.addItem(c, c)
+        self.class_box.setCurrentIndex(max(self.class_box.findData(current), 0))
+
+    # -- the part --------------------------------------------------------------------------------
+    def _on_row(self, row: int) -> None:
+        item = self.gallery.item(row) if row >= 0 else None
+        if item is not None:
+            self.controller.load_part(item.data(Qt.ItemDataRole.UserRole))
+
+    def next_part(self) -> None:
+        row = self.gallery.currentRow()
+        if row + 1 < self.gallery.count():
+            self.gallery.setCurrentRow(row + 1)
+        else:
+            self._go_page(+1, select=0)
+
+    def previous_part(self) -> None:
+        row = self.gallery.currentRow()
+        if row > 0:
+            self.gallery.setCurrentRow(row - 1)
+        else:
+            self._go_page(-1, select=-1)
+
+    def _on_part(self, part: ReviewPart) -> None:
+        self.part = part
+        r = part.row
+        score = f"{r.score:.3f}" if r.score is not None else "none (model error)"
+        label = f"labelled {r.label} ({', '.join(r.label_classes) or 'no class'})" if r.label else "not reviewed"
+        self.info.setText(f"<b>{r.part_id}</b><br>{r.ts:%Y-%m-%d %H:%M:%S} UTC, recipe {r.recipe}<br>model {r.model}: "
+                          f"<b>{r.verdict}</b>, score {score}, {', '.join(r.classes) or 'no defect'}<br>{label}"
+                          + (f"<br><i>{part.message}</i>" if part.message else ""))
+        for i in reversed(range(self.class_layout.count())):
+            self.class_layout.itemAt(i).widget().deleteLater()
+        ticked = set(r.label_classes) or set(r.classes)
+        self.checks: dict[str, QCheckBox] = {}
+        for c in part.classes:
+            box = QCheckBox(c)
+            box.setChecked(c in ticked)
+            self.class_layout.addWidget(box)
+            self.checks[c] = box
+        current = r.label or ("OK" if r.verdict == "OK" else "NG")
+        (self.ok_radio if current == "OK" else self.ng_radio).setChecked(True)
+        self.comment.clear()
+        self.history.clear()
+        for h in reversed(part.history):
+            self.history.addItem(f"{h.at:%Y-%m-%d %H:%M} {h.who}: {h.previous_verdict} -> {h.verdict}"
+                                 + (f" ({', '.join(h.classes)})" if h.classes else "") + (" with mask" if h.mask else "")
+                                 + (f" - {h.comment}" if h.comment else ""))
+        if part.images is None:
+            self.editor.set_image(np.zeros((8, 8), np.uint8))
+            self._set_part_enabled(False)
+            return
+        self.editor.set_image(part.images.image)
+        self.editor.set_model_mask(part.images.model_mask)
+        if part.images.label_mask.any():
+            self.editor.set_mask(part.images.label_mask)
+        self._set_part_enabled(True)
+
+    def _set_part_enabled(self, on: bool) -> None:
+        for w in (self.editor, self.from_model, self.undo_button, self.redo_button, self.clear_button, self.save_button,
+                  self.accept_button, self.reject_button, *self.tool_buttons.values()):
+            w.setEnabled(on)
+
+    def _tool(self, name: str) -> None:
+        self.editor.set_tool(name)
+        self.editor.setFocus()
+
+    def _who(self) -> str | None:
+        who = self.who.text().strip()
+        if not who:
+            self.window().statusBar().showMessage("Type your name in the Engineer box first: every label records who made it.")
+            self.who.setFocus()
+            return None
+        return who
+
+    def save(self) -> None:
+        """Record the label as set: the verdict, the ticked classes, the drawn mask (NG only)."""
+        if self.part is None or not self.save_button.isEnabled() or (who := self._who()) is None:
+            return
+        verdict = "OK" if self.ok_radio.isChecked() else "NG"
+        classes = tuple(c for c, box in self.checks.items() if box.isChecked()) if verdict == "NG" else ()
+        if verdict == "NG" and not classes:
+            self.window().statusBar().showMessage("Tick at least one defect class for an NG part.")
+            return
+        self.controller.relabel(self.part.row.part_id, verdict, who=who, classes=classes,
+                                mask=self.editor.mask() if verdict == "NG" else None, comment=self.comment.text().strip())
+
+    def accept_part(self) -> None:
+        self.ok_radio.setChecked(True)
+        self.save()
+
+    def reject_part(self) -> None:
+        if self.part is not None and not any(b.isChecked() for b in self.checks.values()) and self.checks:
+            next(iter(self.checks.values())).setChecked(True)  # the recipe's first class unless one is ticked
+        self.ng_radio.setChecked(True)
+        self.save()
+
+    def _on_saved(self, part_id: str) -> None:
+        self.window().statusBar().showMessage(f"Label of part {part_id} saved.")
+        if self.page is not None:
+            self.controller.load_page(self.page.filter, self.offset)  # its label state (the filter may now leave it out)
+        if self.part is not None and self.part.row.part_id == part_id:
+            self.next_part()
+
+
+class ModelsView(QWidget):
+    """Train a candidate (progress, cancel), compare it with the running model, promote, roll back."""
+
+    def __init__(self, controller: ReviewController, who: QLineEdit, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.who = who
+        self.state: ModelsState | None = None
+        self.running = QLabel("")
+        self.running.setObjectName("runningModel")
+        self.train_button = QPushButton("Train a candidate from the labels")
+        self.train_button.setObjectName("trainButton")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.export_button = QPushButton("Export labels as a dataset...")
+        self.export_button.setObjectName("exportButton")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("trainProgress")
+        self.stage = QLabel("")
+        self.candidates = QListWidget()
+        self.candidates.setObjectName("candidates")
+        self.table = QTableWidget(0, 3)
+        self.table.setObjectName("comparison")
+        self.table.setHorizontalHeaderLabels(["held-back labelled parts", "current", "candidate"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(0, 260)
+        self.table.setColumnWidth(1, 220)
+        self.held = QLabel("")
+        self.held.setWordWrap(True)
+        self.promote_button = QPushButton("Promote the candidate")
+        self.promote_button.setObjectName("promoteButton")
+        self.rollback_button = QPushButton("Roll back")
+        self.rollback_button.setObjectName("rollbackButton")
+        self.history = QListWidget()
+        self.history.setObjectName("promotions")
+        top = QHBoxLayout()
+        top.addWidget(self.running, 1)
+        top.addWidget(self.export_button)
+        top.addWidget(self.rollback_button)
+        train = QHBoxLayout()
+        train.addWidget(self.train_button)
+        train.addWidget(self.progress, 1)
+        train.addWidget(self.cancel_button)
+        left = QVBoxLayout()
+        left.addWidget(labelled("Candidates (newest first)", self.candidates), 1)
+        left.addWidget(labelled("Promotions and rollbacks", self.history), 1)
+        right = QVBoxLayout()
+        right.addWidget(self.held)
+        right.addWidget(self.table, 1)
+        right.addWidget(self.promote_button)
+        body = QHBoxLayout()
+        body.addLayout(left, 1)
+        body.addLayout(right, 2)
+        outer = QVBoxLayout(self)
+        outer.addLayout(top)
+        outer.addLayout(train)
+        outer.addWidget(self.stage)
+        outer.addLayout(body, 1)
+        self.train_button.clicked.connect(self.train)
+        self.export_button.clicked.connect(self.export)
+        controller.exported.connect(self.stage.setText)
+        self.cancel_button.clicked.connect(controller.cancel_training)
+        self.promote_button.clicked.connect(self.promote)
+        self.rollback_button.clicked.connect(self.rollback)
+        self.candidates.currentRowChanged.connect(self._show_candidate)
+        controller.models_loaded.connect(self._on_models)
+        controller.training_progress.connect(self._on_progress)
+        controller.training_finished.connect(self._on_finished)
+        self.promote_button.setEnabled(False)
+        self.rollback_button.setEnabled(False)
+
+    def activate(self) -> None:
+        self.controller.load_models()
+
+    def _on_models(self, state: ModelsState) -> None:
+        self.state = state
+        self.running.setText(f"Recipe <b>{state.recipe}</b> runs <b>{state.running}</b>")
+        self.rollback_button.setEnabled(state.can_roll_back)
+        self.history.clear()
+        for p in state.promotions:
+            self.history.addItem(f"{p.at:%Y-%m-%d %H:%M} UTC {p.action} {p.model} by {p.who}" + (f": {p.comment}" if p.comment else ""))
+        self.candidates.blockSignals(True)
+        self.candidates.clear()
+        for path, comparison in state.candidates:
+            text = path.name
+            if comparison:
+                c = comparison["models"]["candidate"]
+                text += f"  (escapes {c['escapes']}, false rejects {c['false_rejects']} of {comparison['parts']} held back)"
+            self.candidates.addItem(text)
+        self.candidates.blockSignals(False)
+        if state.candidates:
+            self.candidates.setCurrentRow(0)
+            self._show_candidate(0)
+        else:
+            self.table.setRowCount(0)
+            self.held.setText("No candidate yet: relabel parts in Review, then train one.")
+            self.promote_button.setEnabled(False)
+
+    def selected_candidate(self) -> tuple[Path, dict[str, Any] | None] | None:
+        row = self.candidates.currentRow()
+        if self.state is None or not 0 <= row < len(self.state.candidates):
+            return None
+        return self.state.candidates[row]
+
+    def _show_candidate(self, row: int) -> None:
+        chosen = self.selected_candidate()
+        self.table.setRowCount(0)
+        self.promote_button.setEnabled(chosen is not None)
+        if chosen is None or chosen[1] is None:
+            self.held.setText("This candidate has no comparison." if chosen else "")
+            return
+        s = chosen[1]
+        self.held.setText(f"Both models judged the same {s['parts']} labelled parts ({s['good']} OK, {s['defective']} NG) that were held "
+                          f"back from training; the candidate learnt from {s['trained_on_labels']} others.")
+        rows = comparison_rows(s)
+        self.table.setRowCount(len(rows))
+        for i, cells in enumerate(rows):
+            for j, text in enumerate(cells):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+
+    def export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "An empty folder for the dataset")
+        if folder:
+            self.controller.export(Path(folder))
+
+    def train(self) -> None:
+        self.progress.setRange(0, 0)  # busy until the first step says how many
+        self.stage.setText("Starting the training (its own process, lowest priority, one thread)")
+        self.train_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.controller.train_candidate()
+
+    def _on_progress(self, stage: str, i: int, n: int) -> None:
+        self.progress.setRange(0, max(n, 1))
+        self.progress.setValue(i)
+        self.stage.setText(f"{stage}: {i} of {n}")
+
+    def _on_finished(self, candidate: str, message: str) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if candidate else 0)
+        self.stage.setText(message)
+        self.train_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.controller.load_models()
+
+    def _who(self) -> str | None:
+        who = self.who.text().strip()
+        if not who:
+            self.stage.setText("Type your name in the Engineer box of the Review tab first: promotions record who made them.")
+        return who or None
+
+    def promote(self) -> None:
+        chosen = self.selected_candidate()
+        if chosen is not None and (who := self._who()):
+            self.controller.promote(chosen[0], who)
+
+    def rollback(self) -> None:
+        if (who := self._who()):
+            self.controller.rollback(who)
+
+
+def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(what, current, candidate) rows of a comparison."""
+    cur, cand = summary["models"]["current"], summary["models"]["candidate"]
+
+    def cell(m: dict[str, Any], key: str, fmt: str) -> str:
+        return fmt.format(m[key]) if m.get(key) is not None else "-"
+
+    rows = [("model", cur["model"], cand["model"]),
+            ("escapes (NG passed)", cell(cur, "escapes", "{}"), cell(cand, "escapes", "{}")),
+            ("false rejects (OK rejected)", cell(cur, "false_rejects", "{}"), cell(cand, "false_rejects", "{}")),
+            ("escape rate", cell(cur, "escape_rate", "{:.1%}"), cell(cand, "escape_rate", "{:.1%}")),
+            ("false-reject rate", cell(cur, "false_reject_rate", "{:.1%}"), cell(cand, "false_reject_rate", "{:.1%}")),
+            ("image AUROC", cell(cur, "image_auroc", "{:.3f}"), cell(cand, "image_auroc", "{:.3f}")),
+            ("latency p50 (ms)", cell(cur, "latency_ms_p50", "{:.1f}"), cell(cand, "latency_ms_p50", "{:.1f}"))]
+    for cls in sorted(set(cur.get("per_class", {})) | set(cand.get("per_class", {}))):
+        rows.append((f"caught: {cls}", cell(cur.get("per_class", {}), cls, "{:.0%}"), cell(cand.get("per_class", {}), cls, "{:.0%}")))
+    return rows

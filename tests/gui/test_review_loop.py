@@ -1,0 +1,139 @@
+"""The engineer's whole loop in the window (pytest-qt, offscreen) on real images: Basler's emulator
+plays the bundled ball-screw images into the demo model, the engineer opens the rejects, draws a
+mask and rejects one, corrects the others' verdict to OK, exports the labels, trains a candidate
+(cancelled once, then to the end), reads the comparison, promotes it, and the next run is judged by
+the new model version; then rolls back."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QPoint, Qt
+
+from models.datasets import load_dataset
+from tests.gui.test_main_window import TIMEOUT_MS, close, make_window
+
+
+def sql(path, query, *params):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(query, params).fetchall()
+    finally:
+        con.close()
+
+
+def run_parts(qtbot, win, n):
+    win.tabs.setCurrentWidget(win.splitter)
+    before = sql(win.controller.line.store.path, "select count(*) from inspections")[0][0]
+    qtbot.keyClick(win, " ")
+    qtbot.waitUntil(lambda: win.controller.running, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: sql(win.controller.line.store.path, "select count(*) from inspections")[0][0] >= before + n, timeout=TIMEOUT_MS)
+    win.stop()
+    qtbot.waitUntil(lambda: not win.controller.running and win.start_button.isEnabled(), timeout=TIMEOUT_MS)
+
+
+def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qtbot, tmp_path, samples, monkeypatch):
+    monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path / "data"))  # candidates and promoted models, also for the training process
+    win = make_window(qtbot, tmp_path, f"emu:{samples}")
+    try:
+        qtbot.waitUntil(win.start_button.isEnabled, timeout=TIMEOUT_MS)
+        db = win.controller.line.store.path
+        run_parts(qtbot, win, 24)
+        rejects = sql(db, "select part_id from inspections where verdict != 'OK' and image_path is not null order by score desc")
+        assert len(rejects) >= 3
+
+        # -- Review: the rejects, highest score first ------------------------------------------------
+        view = win.review
+        win.tabs.setCurrentWidget(view)
+        qtbot.waitUntil(lambda: view.page is not None and view.gallery.count() == len(rejects), timeout=TIMEOUT_MS)
+        assert view.page.total == len(rejects)
+        assert [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())] == [p for (p,) in rejects]
+        view.who.setText("eng")
+        view.gallery.setCurrentRow(0)
+        qtbot.waitUntil(lambda: view.part is not None and view.part.row.part_id == rejects[0][0] and view.editor.isEnabled(),
+                        timeout=TIMEOUT_MS)
+        assert view.part.images.model_mask.any() and "pitting" in view.checks
+
+        # draw a stroke with the brush over image pixels (300..400, 200) and reject the part
+        editor = view.editor
+        editor.set_brush_size(10)
+        points = [editor.image_to_widget(x, 200.5).toPoint() for x in (300, 330, 360, 400)]
+        qtbot.mousePress(editor, Qt.MouseButton.LeftButton, pos=points[0])
+        for p in points[1:]:
+            qtbot.mouseMove(editor, p)
+        qtbot.mouseRelease(editor, Qt.MouseButton.LeftButton, pos=points[-1])
+        drawn = editor.mask()
+        assert drawn[200, 300:400].all() and not drawn[100, 350]
+        qtbot.keyClick(view.gallery, Qt.Key.Key_R)  # reject: NG, the class ticked, the mask drawn; then the next part
+        qtbot.waitUntil(lambda: sql(db, "select count(*) from relabels")[0][0] == 1, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: view.part.row.part_id == rejects[1][0], timeout=TIMEOUT_MS)
+        # the other rejects: the engineer corrects them to OK (A), one after the other
+        for k in range(1, len(rejects)):
+            qtbot.waitUntil(lambda k=k: view.part.row.part_id == rejects[k][0] and view.save_button.isEnabled(), timeout=TIMEOUT_MS)
+            qtbot.keyClick(view.gallery, Qt.Key.Key_A)
+            qtbot.waitUntil(lambda k=k: sql(db, "select count(*) from relabels")[0][0] == k + 1, timeout=TIMEOUT_MS)
+        labels = sql(db, "select i.part_id, r.previous_verdict, r.verdict, r.classes_json, r.who, r.mask_path from relabels r "
+                         "join inspections i on i.id = r.inspection_id order by r.id")
+        assert [(p, v) for p, _, v, *_ in labels] == [(rejects[0][0], "NG")] + [(p, "OK") for (p,) in rejects[1:]]
+        assert labels[0][3] == '["pitting"]' and all(who == "eng" for *_, who, _ in labels)
+        saved = cv2.imread(str(db.parent / labels[0][5]), cv2.IMREAD_GRAYSCALE) > 127
+        assert np.array_equal(saved, drawn)  # the mask recorded is the one drawn
+        assert sql(db, "select count(*) from inspections where verdict = 'OK' and part_id in (%s)" % ",".join("?" * len(rejects)),
+                   *[p for (p,) in rejects])[0][0] == 0  # the model's verdicts untouched
+        view.label_box.setCurrentIndex(view.label_box.findData("corrected"))
+        view.reload()
+        qtbot.waitUntil(lambda: view.page.filter.label_state == "corrected" and view.page.total == len(rejects) - 1, timeout=TIMEOUT_MS)
+
+        # -- Models: export, train (cancel once), compare, promote -----------------------------------
+        models = win.models
+        win.tabs.setCurrentWidget(models)
+        qtbot.waitUntil(lambda: models.state is not None and "demo-ballscrew v1" in models.running.text(), timeout=TIMEOUT_MS)
+        assert not models.rollback_button.isEnabled()
+        out = tmp_path / "labels"
+        monkeypatch.setattr("app.gui.review_view.QFileDialog.getExistingDirectory", lambda *a, **k: str(out))
+        qtbot.mouseClick(models.export_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: models.stage.text().startswith("Wrote"), timeout=TIMEOUT_MS)
+        assert len(load_dataset(out).samples) == len(rejects)
+
+        qtbot.mouseClick(models.train_button, Qt.MouseButton.LeftButton)
+        assert models.cancel_button.isEnabled()
+        qtbot.mouseClick(models.cancel_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: "cancelled" in models.stage.text(), timeout=TIMEOUT_MS)
+        assert not list((tmp_path / "data" / "models" / "candidates").glob("*.lpkg"))
+
+        qtbot.mouseClick(models.train_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: models.train_button.isEnabled(), timeout=4 * TIMEOUT_MS)
+        assert "Candidate trained" in models.stage.text(), models.stage.text()
+        qtbot.waitUntil(lambda: models.candidates.count() == 1 and models.table.rowCount() > 0, timeout=TIMEOUT_MS)
+        cells = {models.table.item(r, 0).text(): (models.table.item(r, 1).text(), models.table.item(r, 2).text())
+                 for r in range(models.table.rowCount())}
+        assert cells["model"] == ("demo-ballscrew v1", "demo-ballscrew v2")
+        assert {"escapes (NG passed)", "false rejects (OK rejected)", "image AUROC", "latency p50 (ms)"} <= set(cells)
+
+        qtbot.mouseClick(models.promote_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: sql(db, "select count(*) from model_promotions")[0][0] == 1, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: win.start_button.isEnabled() and win.controller.line is not None
+                        and win.controller.line.inspector.info.version == "2", timeout=TIMEOUT_MS)
+        assert sql(db, "select who, action from model_promotions") == [("eng", "promote")]
+
+        run_parts(qtbot, win, 8)
+        last = sql(db, "select max(run_id) from inspections")[0][0]
+        assert sql(db, "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id "
+                       "where i.run_id = ?", last) == [("2",)]
+
+        # -- and back ------------------------------------------------------------------------------------------
+        win.tabs.setCurrentWidget(models)
+        qtbot.waitUntil(lambda: "demo-ballscrew v2" in models.running.text() and models.rollback_button.isEnabled(), timeout=TIMEOUT_MS)
+        qtbot.mouseClick(models.rollback_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: win.controller.line is not None and win.controller.line.inspector.info.version == "1"
+                        and win.start_button.isEnabled(), timeout=TIMEOUT_MS)
+        assert [a for (a,) in sql(db, "select action from model_promotions order by id")] == ["promote", "rollback"]
+        space_on_review = sql(db, "select count(*) from runs")[0][0]
+        win.tabs.setCurrentWidget(view)
+        qtbot.keyClick(view.gallery, Qt.Key.Key_Space)  # the operator's Space does not start the line from the review
+        qtbot.wait(300)
+        assert not win.controller.running and sql(db, "select count(*) from runs")[0][0] == space_on_review
+    finally:
+        close(qtbot, win)
