@@ -304,9 +304,16 @@ def _train_candidate(args: argparse.Namespace) -> int:
             print(json.dumps({"stage": stage, "i": i, "n": n}), flush=True)
     else:
         progress = StageProgress()
+    def cancel(*_: object) -> None:
+        raise KeyboardInterrupt  # unwinds: the exported labels and any partial candidate are removed
+
+    signal.signal(signal.SIGTERM, cancel)  # the GUI's Cancel
     try:
         cand = train_candidate(args.from_db, load_recipe(args.recipe), out=args.out, base_dataset=args.dataset, kind=args.kind,
                                epochs=args.epochs, time_limit_s=args.time_limit, device=args.device, progress=progress)
+    except KeyboardInterrupt:
+        print("error: training cancelled; no candidate was written.", file=sys.stderr)
+        return 130
     finally:
         if isinstance(progress, StageProgress):
             progress.close()
@@ -358,7 +365,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             p = model_registry.promote(store, recipe, args.candidate, who=args.who, comment=args.comment, evaluation=read_comparison(args.candidate))
         else:
             p = model_registry.rollback(store, recipe, who=args.who, comment=args.comment)
-    print(f"recipe {recipe.name} now runs {p.model} ({p.package}); the one before stays available for rollback")
+    print(f"recipe {recipe.name} now runs {p.model} ({p.path(recipe)})" + ("; the one before stays available for rollback" if p.action == "promote" else ""))
     return 0
 
 

@@ -2,9 +2,11 @@
 
 Promotions and rollbacks are rows of `model_promotions` (history, never edited): who, when, the
 package, the model it replaced and the comparison it rested on. A promoted package is copied into
-`models/` of the user data folder under a name that holds its hash, so neither a later training
-nor a cleaned-up candidates folder can change what the line runs. Every inspection row keeps the
-model version that judged it (`inspections.model_version_id`).
+`models/` of the user data folder under a name that holds its hash (the record keeps the name, so
+the data folder may move), so neither a later training nor a cleaned-up candidates folder can
+change what the line runs; the recipe's own model is recorded as `@recipe` (whatever file the
+recipe names). A promotion pushes, a rollback pops: rolling back twice after two promotions returns
+to the recipe's own model. Every inspection row keeps the model version that judged it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def candidates_dir() -> Path:
     return models_dir() / "candidates"
 
 
+RECIPE_OWN = "@recipe"  # stands for "the recipe's own model file", whatever the recipe names at the time
+
+
 @dataclasses.dataclass(frozen=True)
 class Promotion:
     id: int
@@ -46,9 +51,17 @@ class Promotion:
     recipe: str
     action: str  # promote or rollback
     model: str  # name vVersion (sha12)
-    package: Path
-    previous: Path | None
+    package: str  # a file name in models_dir(), or RECIPE_OWN
+    previous: str | None
     comment: str
+
+    def path(self, recipe: Recipe) -> Path:
+        return package_path(self.package, recipe)
+
+
+def package_path(name: str, recipe: Recipe) -> Path:
+    """Where a recorded package is: the recipe's own model file, or a file in models_dir()."""
+    return recipe.model if name == RECIPE_OWN else models_dir() / name
 
 
 def _label(mv: ModelVersion) -> str:
@@ -62,13 +75,28 @@ def history(store: Store, recipe: str | None = None) -> list[Promotion]:
         q = q.where(ModelPromotion.recipe == recipe)
     with store.session() as s:
         rows = s.execute(q.order_by(ModelPromotion.id.desc())).all()
-    return [Promotion(p.id, p.at, p.who, p.recipe, p.action, _label(mv), Path(p.package_path), Path(p.previous_path) if p.previous_path else None,
-                      p.comment) for p, mv in rows]
+    return [Promotion(p.id, p.at, p.who, p.recipe, p.action, _label(mv), p.package_path, p.previous_path, p.comment) for p, mv in rows]
 
 
 def active(store: Store, recipe: str) -> Promotion | None:
     rows = history(store, recipe)
     return rows[0] if rows else None
+
+
+def _stack(store: Store, recipe: str) -> list[str]:
+    """The packages the recipe ran, oldest first, with promotions pushed and rollbacks popped: the
+    last is the one it runs, the one before it what a rollback returns to."""
+    stack = [RECIPE_OWN]
+    for p in reversed(history(store, recipe)):
+        if p.action == "promote":
+            stack.append(p.package)
+        elif len(stack) > 1:
+            stack.pop()
+    return stack
+
+
+def can_roll_back(store: Store, recipe: str) -> bool:
+    return len(_stack(store, recipe)) > 1
 
 
 def model_for(recipe: Recipe, db: Path) -> Path:
@@ -86,10 +114,10 @@ def model_for(recipe: Recipe, db: Path) -> Path:
         store.close()
     if current is None:
         return recipe.model
-    if not current.package.is_file():
-        raise ConfigError(f"The model promoted for recipe {recipe.name} ({current.model}) is missing at {current.package}; "
-                          "restore it or roll back.")
-    return current.package
+    path = current.path(recipe)
+    if not path.is_file():
+        raise ConfigError(f"The model promoted for recipe {recipe.name} ({current.model}) is missing at {path}; restore it or roll back.")
+    return path
 
 
 def _register(store: Store, package: Path) -> tuple[int, dict[str, Any], str]:
@@ -97,50 +125,69 @@ def _register(store: Store, package: Path) -> tuple[int, dict[str, Any], str]:
     return store.model_version(model_info(meta, sha)), meta, sha
 
 
+def check_fits(recipe: Recipe, package: Path) -> None:
+    """ConfigError/ModelError in one sentence if the recipe cannot run this package."""
+    from inspection.verdict import thresholds_in_force
+
+    meta, _state, sha = read_package(package)
+    try:
+        info = model_info(meta, sha)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"Model package {package} has invalid thresholds or classes ({exc}).") from None
+    thresholds_in_force(recipe, info)
+
+
 def promote(store: Store, recipe: Recipe, package: Path, *, who: str, comment: str = "", evaluation: dict[str, Any] | None = None) -> Promotion:
     """Make `package` the model `recipe` runs from its next start; the model it replaces stays
-    available for `rollback`. A package that cannot be read is refused (ModelError)."""
+    available for `rollback`. A package that cannot be read, does not fit the recipe or already
+    runs is refused (one sentence)."""
     if not who.strip():
         raise StoreError("A promotion needs the name of who made it.")
-    version_id, meta, sha = _register(store, Path(package))
-    target = models_dir() / f"{meta['name']}-v{meta['version']}-{sha[:12]}.lpkg"
-    if Path(package).resolve() != target.resolve():
+    package = Path(package)
+    check_fits(recipe, package)
+    version_id, meta, sha = _register(store, package)
+    stack = _stack(store, recipe.name)
+    current = package_path(stack[-1], recipe)
+    if current.is_file() and read_package(current)[2] == sha:
+        raise ConfigError(f"Model {meta['name']} v{meta['version']} ({sha[:12]}) already runs for recipe {recipe.name}.")
+    name = f"{meta['name']}-v{meta['version']}-{sha[:12]}.lpkg"
+    target = models_dir() / name
+    if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             shutil.copyfile(package, target.with_suffix(".tmp"))
             target.with_suffix(".tmp").replace(target)
         except OSError as exc:
             raise StoreError(f"Cannot copy the model into {target.parent}: {exc.strerror}.") from None
-    current = active(store, recipe.name)
-    previous = current.package if current is not None else recipe.model
-    prev_id, _, _ = _register(store, previous) if previous.is_file() else (None, None, None)
-    return _add(store, recipe.name, "promote", version_id, target, prev_id, previous, who, comment, evaluation,
+    prev_id = _register(store, current)[0] if current.is_file() else None
+    return _add(store, recipe.name, "promote", version_id, name, prev_id, stack[-1], who, comment, evaluation,
                 f"Model {meta['name']} v{meta['version']} ({sha[:12]}) promoted for recipe {recipe.name} by {who.strip()}.")
 
 
 def rollback(store: Store, recipe: Recipe, *, who: str, comment: str = "") -> Promotion:
-    """Return `recipe` to the model it ran before its latest promotion (or rollback)."""
+    """Return `recipe` to the model it ran before the promotion of the one it runs now."""
     if not who.strip():
         raise StoreError("A rollback needs the name of who made it.")
-    current = active(store, recipe.name)
-    if current is None or current.previous is None:
+    stack = _stack(store, recipe.name)
+    if len(stack) < 2:
         raise ConfigError(f"Recipe {recipe.name} runs its own model; there is nothing to roll back to.")
-    if not current.previous.is_file():
-        raise ConfigError(f"The model to roll back to is missing at {current.previous}.")
-    version_id, meta, sha = _register(store, current.previous)
-    cur_id, _, _ = _register(store, current.package) if current.package.is_file() else (None, None, None)
-    return _add(store, recipe.name, "rollback", version_id, current.previous, cur_id, current.package, who, comment, None,
+    back, now = package_path(stack[-2], recipe), package_path(stack[-1], recipe)
+    if not back.is_file():
+        raise ConfigError(f"The model to roll back to is missing at {back}.")
+    check_fits(recipe, back)
+    version_id, meta, sha = _register(store, back)
+    now_id = _register(store, now)[0] if now.is_file() else None
+    return _add(store, recipe.name, "rollback", version_id, stack[-2], now_id, stack[-1], who, comment, None,
                 f"Recipe {recipe.name} rolled back to model {meta['name']} v{meta['version']} ({sha[:12]}) by {who.strip()}.")
 
 
-def _add(store: Store, recipe: str, action: str, version_id: int, package: Path, prev_id: int | None, previous: Path | None, who: str,
+def _add(store: Store, recipe: str, action: str, version_id: int, package: str, prev_id: int | None, previous: str | None, who: str,
          comment: str, evaluation: dict[str, Any] | None, message: str) -> Promotion:
     from inspection.schema import Event
 
     with store.session() as s:
         row = ModelPromotion(at=utcnow(), who=who.strip(), recipe=recipe, action=action, model_version_id=version_id,
-                             package_path=str(Path(package).resolve()), previous_model_version_id=prev_id,
-                             previous_path=str(Path(previous).resolve()) if previous else None, comment=comment,
+                             package_path=package, previous_model_version_id=prev_id, previous_path=previous, comment=comment,
                              evaluation_json=json.dumps(evaluation, default=str) if evaluation else None)
         s.add(row)
         s.add(Event(ts=utcnow(), level="info", kind="model", message=message + (f" {comment}" if comment else "")))

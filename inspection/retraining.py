@@ -51,7 +51,7 @@ def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_d
     from models.datasets import load_dataset
     from models.evaluation import compare
     from models.package import load_package, read_package, resolve_device, save_package
-    from models.training.retrain import RetrainOptions, held_back_split, retrain
+    from models.training.retrain import RetrainOptions, held_back_split, next_version, retrain
 
     device = resolve_device(device)
     current = model_for(recipe, db)
@@ -59,42 +59,52 @@ def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_d
     if base_dataset is None:
         trained_on = Path(str(meta.get("training", {}).get("dataset", "")))
         base_dataset = trained_on if str(trained_on) and (trained_on / "manifest.csv").is_file() else None
+    base = load_dataset(base_dataset) if base_dataset is not None else None
+    trained = set(meta.get("training", {}).get("labels", {}).get("groups", [])) | ({s.group for s in base.samples} if base else set())
+    if out is None:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = candidates_dir() / f"{meta['name']}-v{next_version(str(meta['version']))}-{stamp}.lpkg"
+    partial = out.with_name(out.name + ".partial")  # renamed only when the comparison is written too: a cancel leaves no candidate
     store = open_record(db)
-    with tempfile.TemporaryDirectory(prefix="lepton-labels-") as tmp:
-        try:
-            exported = export_dataset(store, Path(tmp) / "labels")
-        finally:
-            store.close()
-        if exported.parts == 0:
-            raise ConfigError(f"The database {db} has no relabelled part with its image: review and relabel parts first.")
-        labels = load_dataset(Path(tmp) / "labels")
-        train_idx, held_idx = held_back_split(labels.samples)
-        base = load_dataset(base_dataset) if base_dataset is not None else None
-        new_meta, new_state = retrain(meta, state, labels, train_idx, base=base,
-                                      options=RetrainOptions(kind=kind, epochs=epochs, time_limit_s=time_limit_s),
-                                      device=device, progress=progress)
-        new_meta["training"]["record"] = str(db)
-        new_meta["training"]["held_back_parts"] = sorted({labels.samples[i].group for i in held_idx})
-        if out is None:
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            out = candidates_dir() / f"{new_meta['name']}-v{new_meta['version']}-{stamp}.lpkg"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cand_sha = save_package(out, new_meta, new_state)
-        held = [labels.samples[i] for i in held_idx]
-        result = compare({"current": load_package(current, device=device, backend="torch"),
-                          "candidate": load_package(out, device=device, backend="torch")}, held,
-                         progress=(lambda i, n: progress("comparison", i, n)) if progress else None)
-    summary = {"recipe": recipe.name, "current_package": str(current), "current_sha256": sha, "candidate_package": str(out),
-               "candidate_sha256": cand_sha, "labelled_parts": exported.parts, "trained_on_labels": len(train_idx),
-               "held_back": len(held_idx), "base_dataset": str(base_dataset) if base_dataset else None,
-               "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **result}
-    path = comparison_path(out)
-    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    try:
+        with tempfile.TemporaryDirectory(prefix="lepton-labels-") as tmp:
+            try:
+                exported = export_dataset(store, Path(tmp) / "labels")
+            finally:
+                store.close()
+            if exported.parts == 0:
+                raise ConfigError(f"The database {db} has no relabelled part with its image: review and relabel parts first.")
+            labels = load_dataset(Path(tmp) / "labels")
+            train_idx, held_idx = held_back_split(labels.samples, trained=trained)
+            new_meta, new_state = retrain(meta, state, labels, train_idx, base=base,
+                                          options=RetrainOptions(kind=kind, epochs=epochs, time_limit_s=time_limit_s),
+                                          device=device, progress=progress)
+            new_meta["training"]["record"] = str(db)
+            new_meta["training"]["held_back_parts"] = sorted({labels.samples[i].group for i in held_idx})
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cand_sha = save_package(partial, new_meta, new_state)
+            held = [labels.samples[i] for i in held_idx]
+            result = compare({"current": load_package(current, device=device, backend="torch"),
+                              "candidate": load_package(partial, device=device, backend="torch")}, held,
+                             progress=(lambda i, n: progress("comparison", i, n)) if progress else None)
+        summary = {"recipe": recipe.name, "current_package": str(current), "current_sha256": sha, "candidate_package": str(out),
+                   "candidate_sha256": cand_sha, "labelled_parts": exported.parts, "trained_on_labels": len(train_idx),
+                   "held_back": len(held_idx), "base_dataset": str(base_dataset) if base_dataset else None,
+                   "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **result}
+        path = comparison_path(out)
+        path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        partial.replace(out)
+    except OSError as exc:
+        raise ConfigError(f"The candidate could not be written ({exc.strerror or exc}: {exc.filename or out}).") from None
+    finally:
+        partial.unlink(missing_ok=True)
     return Candidate(out, path, summary)
 
 
-def list_candidates(folder: Path | None = None) -> list[tuple[Path, dict[str, Any] | None]]:
-    """Candidate packages, newest first, each with its comparison (None if it has none)."""
+def list_candidates(recipe: str | None = None, folder: Path | None = None) -> list[tuple[Path, dict[str, Any] | None]]:
+    """Candidate packages (of one recipe, or all), newest first, each with its comparison (None
+    if it has none: then its recipe is unknown and it is listed for every recipe)."""
     folder = folder or candidates_dir()
     files = sorted(folder.glob("*.lpkg"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
-    return [(p, read_comparison(p)) for p in files]
+    found = [(p, read_comparison(p)) for p in files]
+    return [(p, c) for p, c in found if recipe is None or c is None or c.get("recipe") == recipe]

@@ -91,8 +91,9 @@ def _query(f: ReviewFilter) -> Select:
         q = q.where(Inspection.ts < f.end)
     if f.verdicts:
         q = q.where(Inspection.verdict.in_(f.verdicts))
-    if f.defect_class:
-        q = q.where(Inspection.classes_json.like(f"%{json.dumps(f.defect_class)}%"))
+    if f.defect_class:  # the quoted name inside the JSON list, with LIKE's wildcards taken literally
+        name = json.dumps(f.defect_class).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(Inspection.classes_json.like(f"%{name}%", escape="\\"))
     if f.score_min is not None:
         q = q.where(Inspection.score >= f.score_min)
     if f.score_max is not None:

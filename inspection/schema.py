@@ -123,9 +123,9 @@ class ModelPromotion(Base):
     recipe: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(20))  # promote or rollback
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
-    package_path: Mapped[str] = mapped_column(String(1000))  # absolute
+    package_path: Mapped[str] = mapped_column(String(1000))  # a file name in models/ of the user data folder, or @recipe
     previous_model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
-    previous_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)  # what a rollback returns to
+    previous_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)  # the package it replaced (same form)
     comment: Mapped[str] = mapped_column(Text)
     evaluation_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # candidate against current, when promoted from a comparison
 

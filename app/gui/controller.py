@@ -100,6 +100,7 @@ class LineController(QObject):
         self.camera_spec = camera_spec
         self.recipe = recipe
         self.line: Line | None = None
+        self.model_pinned = False  # the opener loads one fixed model (`--model`): promotions do not apply
         self.choices: LineChoices | None = None
         self.started_at = utcnow()  # "since start" counters count from here
         self._lock = threading.Lock()

@@ -32,6 +32,7 @@ def build_window(args: argparse.Namespace, default_camera_spec: str, settings: Q
         return open_line(camera_spec=camera_spec, model=args.model, db=args.db, recipe=recipe_file, config=args.config, device=args.device)
 
     controller = LineController(opener, spec, recipe)
+    controller.model_pinned = args.model is not None
     window = MainWindow(controller, settings)
     controller.open()
     return window

@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         self.review = ReviewView(self.review_controller)
         self.models = ModelsView(self.review_controller, self.review.who)
         if settings is not None:
-            self.review.who.setText(str(settings.value("engineer", "") or ""))
+            self.review.restore_state(settings)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.addTab(self.splitter, "Line")
@@ -363,7 +363,7 @@ class MainWindow(QMainWindow):
         if self.settings is not None:
             self.settings.setValue("geometry", self.saveGeometry())
             self.settings.setValue("splitter", self.splitter.saveState())
-            self.settings.setValue("engineer", self.review.who.text().strip())
+            self.review.save_state(self.settings)
             self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)

@@ -30,6 +30,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.gui.controller import LineController
 from inspection import model_registry, review
+from inspection.config import data_dir
 from inspection.errors import USER_ERRORS, ConfigError
 from inspection.review import LabelRow, PartImages, ReviewFilter, ReviewRow
 
@@ -88,6 +89,7 @@ class ReviewController(QObject):
         self._thumbs: OrderedDict[tuple[str, int], np.ndarray | None] = OrderedDict()
         self._train: subprocess.Popen[str] | None = None
         self._cancelled = False
+        self._db: Path | None = None
         self._worker = threading.Thread(target=self._work, name="lepton-gui-review", daemon=True)
         self._worker.start()
 
@@ -114,6 +116,7 @@ class ReviewController(QObject):
         line = self.line.line
         if line is None:
             raise ConfigError("The station is not open yet; wait until the line is ready.")
+        self._db = line.store.path  # for a rollback when the line cannot open
         return line.store
 
     def close(self) -> None:
@@ -136,6 +139,10 @@ class ReviewController(QObject):
             self.shifts_loaded.emit(rows)
 
         self._spawn("Reading the shifts", job)
+
+    @property
+    def latest_request(self) -> int:
+        return self._request
 
     def load_page(self, f: ReviewFilter, offset: int = 0) -> int:
         """Ask for a page; returns the request number its result will carry."""
@@ -207,13 +214,13 @@ class ReviewController(QObject):
         def job() -> None:
             from inspection.retraining import list_candidates
 
-            store = self._store()
             line = self.line.line
+            if line is None:
+                raise ConfigError("The station is not open yet; wait until the line is ready.")
             info = line.inspector.info
-            promotions = tuple(model_registry.history(store, line.recipe.name))
-            can_roll_back = bool(promotions) and promotions[0].previous is not None
-            self.models_loaded.emit(ModelsState(line.recipe.name, f"{info.name} v{info.version} ({info.sha256[:12]})", promotions,
-                                                tuple(list_candidates()), can_roll_back))
+            self.models_loaded.emit(ModelsState(
+                line.recipe.name, f"{info.name} v{info.version} ({info.sha256[:12]})", tuple(model_registry.history(line.store, line.recipe.name)),
+                tuple(list_candidates(line.recipe.name)), model_registry.can_roll_back(line.store, line.recipe.name)))
 
         self._spawn("Reading the models", job)
 
@@ -222,78 +229,102 @@ class ReviewController(QObject):
         return self._train is not None
 
     def train_candidate(self, device: str = "auto") -> None:
-        """Start `lepton-inspect train --from-db` for the open line's recipe as a child process."""
-        if self._train is not None:
-            self.failed.emit("A training is already running.")
-            return
+        """Start `lepton-inspect train --from-db` for the open line's recipe as a child process
+        (lowest priority, one thread); `training_finished` always follows, also when it cannot start."""
         line = self.line.line
-        if line is None:
-            self.failed.emit("The station is not open yet; wait until the line is ready.")
+        if self._train is not None:
+            self.training_finished.emit("", "A training is already running.")
             return
-        cmd = [sys.executable, "-m", "app", "train", "--from-db", str(line.store.path), "--beside-line", "--progress-json", "--device", device]
+        if line is None:
+            self.training_finished.emit("", "The station is not open yet; wait until the line is ready.")
+            return
+        cmd = [sys.executable, "-m", "app", "train", "--from-db", str(line.store.path.resolve()), "--beside-line", "--progress-json",
+               "--device", device]
         if self.line.recipe is not None:
-            cmd += ["--recipe", str(self.line.recipe)]
+            cmd += ["--recipe", str(Path(self.line.recipe).resolve())]
+        env = dict(os.environ)
+        env["LEPTON_DATA_DIR"] = str(data_dir().resolve())  # the same candidates folder whatever the child's working folder
         errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         try:
-            self._train = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=dict(os.environ),
-                                           cwd=str(Path(__file__).resolve().parents[2]))
+            self._train = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
         except OSError as exc:
             errors.close()
-            self.failed.emit(f"The training could not start: {exc.strerror or exc}.")
+            self.training_finished.emit("", f"The training could not start: {exc.strerror or exc}.")
             return
         self._cancelled = False
         threading.Thread(target=self._follow, args=(self._train, errors), name="lepton-gui-train", daemon=True).start()
 
     def _follow(self, proc: subprocess.Popen[str], errors: Any) -> None:
-        done = ""
-        assert proc.stdout is not None
-        for text in proc.stdout:
-            try:
-                msg = json.loads(text)
-            except ValueError:
-                continue
-            if "done" in msg:
-                done = msg["done"]
-            elif "stage" in msg:
-                self.training_progress.emit(str(msg["stage"]), int(msg["i"]), int(msg["n"]))
-        rc = proc.wait()
-        errors.seek(0)
-        text = errors.read()
-        errors.close()
+        done, rc, text = "", None, ""
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                    if "done" in msg:
+                        done = str(msg["done"])
+                    elif "stage" in msg:
+                        self.training_progress.emit(str(msg["stage"]), int(msg["i"]), int(msg["n"]))
+                except (ValueError, TypeError, KeyError):
+                    continue  # not a progress line
+            rc = proc.wait()
+            errors.seek(0)
+            text = errors.read()
+        except Exception:
+            log.exception("following the training process failed")
+            proc.kill()
+            rc = proc.wait()
+        finally:
+            errors.close()
+            self._train = None
         lines = [x for x in text.splitlines() if x.startswith("error: ")]
-        if rc != 0 and not self._cancelled:
-            log.error("training process ended with exit code %s:\n%s", rc, text[-4000:])
-        self._train = None
         if self._cancelled:
-            self.training_finished.emit("", "Training cancelled; nothing was written.")
+            self.training_finished.emit("", "Training cancelled; no candidate was written.")
         elif rc == 0 and done:
             self.training_finished.emit(done, "Candidate trained and compared with the current model.")
         else:
+            log.error("training process ended with exit code %s:\n%s", rc, text[-4000:])
             self.training_finished.emit("", lines[-1][7:] if lines else f"The training stopped unexpectedly (exit code {rc}; details in the log file).")
 
     def cancel_training(self) -> None:
         proc = self._train
         if proc is not None:
             self._cancelled = True
-            proc.terminate()
+            proc.terminate()  # the child unwinds: its exported labels and any partial candidate are removed
 
     def promote(self, candidate: Path, who: str, comment: str = "") -> None:
+        comparison = _comparison(candidate)
+        if comparison is None:
+            self.failed.emit("This candidate has no comparison with the current model; train a new one to promote.")
+            return
         self._change_model(lambda store, recipe: model_registry.promote(
-            store, recipe, candidate, who=who, comment=comment, evaluation=_comparison(candidate)), "Promoting the candidate")
+            store, recipe, candidate, who=who, comment=comment, evaluation=comparison), "Promoting the candidate")
 
     def rollback(self, who: str, comment: str = "") -> None:
         self._change_model(lambda store, recipe: model_registry.rollback(store, recipe, who=who, comment=comment), "Rolling back")
 
     def _change_model(self, change: Callable[[Any, Any], model_registry.Promotion], what: str) -> None:
-        if self.line.running:
-            self.failed.emit("Stop the line before changing its model.")
+        if self.line.model_pinned:
+            self.failed.emit("The window was started with --model: that model runs whatever is promoted; restart it without --model.")
+            return
+        if self._train is not None:
+            self.failed.emit("Wait for the training to finish (or cancel it) before changing the model.")
             return
 
         def job() -> None:
+            from inspection.config import load_recipe
+            from inspection.store import open_store
+
+            if self.line.running:  # checked again here: Start may have been pressed since
+                raise ConfigError("Stop the line before changing its model.")
             line = self.line.line
-            if line is None:
-                raise ConfigError("The station is not open yet; wait until the line is ready.")
-            p = change(line.store, line.recipe)
+            if line is not None:
+                p = change(line.store, line.recipe)
+            else:  # the line could not open (say, on a model that does not fit): the record is ours to open
+                if self._db is None:
+                    raise ConfigError("The station has not opened its database yet.")
+                with open_store(self._db) as store:
+                    p = change(store, load_recipe(self.line.recipe))
             self.model_changed.emit(f"Recipe {p.recipe} now runs {p.model}.")
 
         self._spawn(what, job)

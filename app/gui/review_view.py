@@ -189,8 +189,36 @@ class ReviewView(QWidget):
         controller.part_loaded.connect(self._on_part)
         controller.saved.connect(self._on_saved)
         controller.shifts_loaded.connect(self._on_shifts)
+        controller.failed.connect(self._on_failed)
 
     # -- filters and pages ---------------------------------------------------------------------
+    def _boxes(self) -> dict[str, QComboBox]:
+        return {"time": self.time_box, "verdict": self.verdict_box, "label": self.label_box, "sort": self.sort_box}
+
+    def save_state(self, settings) -> None:  # noqa: ANN001 (a QSettings)
+        """The filters and the engineer's name, for the next start."""
+        for key, box in self._boxes().items():
+            settings.setValue(f"review/{key}", box.currentIndex())
+        settings.setValue("review/score_min", self.score_min.value())
+        settings.setValue("review/score_max", self.score_max.value())
+        settings.setValue("engineer", self.who.text().strip())
+
+    def restore_state(self, settings) -> None:  # noqa: ANN001
+        for key, box in self._boxes().items():
+            try:
+                index = int(settings.value(f"review/{key}", 0))
+            except (TypeError, ValueError):
+                index = 0
+            box.setCurrentIndex(index if 0 <= index < box.count() else 0)
+        for key, spin in (("score_min", self.score_min), ("score_max", self.score_max)):
+            spin.blockSignals(True)  # no query before the line is open
+            try:
+                spin.setValue(float(settings.value(f"review/{key}", spin.minimum())))
+            except (TypeError, ValueError):
+                pass
+            spin.blockSignals(False)
+        self.who.setText(str(settings.value("engineer", "") or ""))
+
     def current_filter(self) -> ReviewFilter:
         span = self.time_box.currentData()
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -222,6 +250,8 @@ class ReviewView(QWidget):
         self.controller.load_page(self.page.filter, offset)
 
     def _on_page(self, page: ReviewPage) -> None:
+        if page.request != self.controller.latest_request:
+            return  # a newer page was asked for since
         row_now = self.gallery.currentRow()
         keep = self.page.rows[row_now][0].part_id if self.page is not None and 0 <= row_now < len(self.page.rows) else None
         self.page = page
@@ -279,9 +309,14 @@ class ReviewView(QWidget):
         self.class_box.setCurrentIndex(max(self.class_box.findData(current), 0))
 
     # -- the part --------------------------------------------------------------------------------
+    def selected_part_id(self) -> str | None:
+        item = self.gallery.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
     def _on_row(self, row: int) -> None:
         item = self.gallery.item(row) if row >= 0 else None
         if item is not None:
+            self._set_part_enabled(False)  # no label saved until this part is the one shown
             self.controller.load_part(item.data(Qt.ItemDataRole.UserRole))
 
     def next_part(self) -> None:
@@ -299,6 +334,8 @@ class ReviewView(QWidget):
             self._go_page(-1, select=-1)
 
     def _on_part(self, part: ReviewPart) -> None:
+        if part.row.part_id != self.selected_part_id():
+            return  # the engineer has moved on: a later load brings the selected part
         self.part = part
         r = part.row
         score = f"{r.score:.3f}" if r.score is not None else "none (model error)"
@@ -359,6 +396,7 @@ class ReviewView(QWidget):
         if verdict == "NG" and not classes:
             self.window().statusBar().showMessage("Tick at least one defect class for an NG part.")
             return
+        self._set_part_enabled(False)  # one label per key press: the next waits for this one to be saved
         self.controller.relabel(self.part.row.part_id, verdict, who=who, classes=classes,
                                 mask=self.editor.mask() if verdict == "NG" else None, comment=self.comment.text().strip())
 
@@ -371,6 +409,10 @@ class ReviewView(QWidget):
             next(iter(self.checks.values())).setChecked(True)  # the recipe's first class unless one is ticked
         self.ng_radio.setChecked(True)
         self.save()
+
+    def _on_failed(self, _message: str) -> None:
+        if self.part is not None and self.part.images is not None and self.part.row.part_id == self.selected_part_id():
+            self._set_part_enabled(True)  # a save that failed may be tried again
 
     def _on_saved(self, part_id: str) -> None:
         self.window().statusBar().showMessage(f"Label of part {part_id} saved.")
@@ -448,6 +490,7 @@ class ModelsView(QWidget):
         controller.models_loaded.connect(self._on_models)
         controller.training_progress.connect(self._on_progress)
         controller.training_finished.connect(self._on_finished)
+        controller.failed.connect(self._on_failed)
         self.promote_button.setEnabled(False)
         self.rollback_button.setEnabled(False)
 
@@ -487,7 +530,7 @@ class ModelsView(QWidget):
     def _show_candidate(self, row: int) -> None:
         chosen = self.selected_candidate()
         self.table.setRowCount(0)
-        self.promote_button.setEnabled(chosen is not None)
+        self.promote_button.setEnabled(chosen is not None and chosen[1] is not None)  # promoted only on a comparison
         if chosen is None or chosen[1] is None:
             self.held.setText("This candidate has no comparison." if chosen else "")
             return
@@ -534,11 +577,26 @@ class ModelsView(QWidget):
     def promote(self) -> None:
         chosen = self.selected_candidate()
         if chosen is not None and (who := self._who()):
+            self._changing()
             self.controller.promote(chosen[0], who)
 
     def rollback(self) -> None:
         if (who := self._who()):
+            self._changing()
             self.controller.rollback(who)
+
+    def _changing(self) -> None:
+        """One change at a time: the buttons come back with the reloaded models (or a failure)."""
+        self.promote_button.setEnabled(False)
+        self.rollback_button.setEnabled(False)
+        self.stage.setText("Changing the model; the line reopens on it ...")
+
+    def _on_failed(self, message: str) -> None:
+        if self.state is not None and not self.controller.training:
+            self.stage.setText(message)
+            self.rollback_button.setEnabled(self.state.can_roll_back)
+            chosen = self.selected_candidate()
+            self.promote_button.setEnabled(chosen is not None and chosen[1] is not None)
 
 
 def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:

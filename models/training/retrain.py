@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
@@ -43,18 +43,22 @@ def is_held_back(group: str, fraction: float = HELD_BACK_FRACTION) -> bool:
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def held_back_split(samples: Sequence[Sample], fraction: float = HELD_BACK_FRACTION) -> tuple[list[int], list[int]]:
-    """(train, held back) indices, by group (see `is_held_back`). With very few groups, at least one
+def held_back_split(samples: Sequence[Sample], fraction: float = HELD_BACK_FRACTION,
+                    trained: Collection[str] = frozenset()) -> tuple[list[int], list[int]]:
+    """(train, held back) indices, by group (see `is_held_back`); groups in `trained` (what the
+    model to compare with learnt from) are never held back. With very few groups, at least one
     group lands on each side (the lowest hash held back, the highest trained on), and a good part
-    on the training side when there is more than one group held back."""
+    on the training side when more than one group is held back."""
     groups = sorted({s.group for s in samples}, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
-    if len(groups) < 2:
-        raise ModelError(f"Retraining needs labelled parts of at least two physical parts (one to learn from, one to compare on), not {len(groups)}.")
-    held = {g for g in groups if is_held_back(g, fraction)}
+    free = [g for g in groups if g not in trained]
+    if len(groups) < 2 or not free:
+        raise ModelError(f"Retraining needs labelled parts of at least two physical parts, one of them new to the current model "
+                         f"(one to learn from, one to compare on), not {len(groups)} ({len(free)} new).")
+    held = {g for g in free if is_held_back(g, fraction)}
     if not held:
-        held = {groups[0]}
+        held = {free[0]}
     if len(held) == len(groups):
-        held.discard(groups[-1])
+        held.discard(free[-1])
     good_groups = [g for g in groups if any(not s.is_defect for s in samples if s.group == g)]
     if good_groups and all(g in held for g in good_groups) and len(held) > 1:
         held.discard(good_groups[-1])  # something good to learn from, when there is anything
@@ -96,7 +100,8 @@ def retrain(meta: dict[str, Any], state: dict[str, torch.Tensor], labels: Datase
     train = [labels.samples[i] for i in train_idx]
     out_meta.setdefault("training", {})["labels"] = {
         "parts": len(train), "good": sum(not s.is_defect for s in train), "defective": sum(s.is_defect for s in train),
-        "fingerprint": fingerprint(s.image for s in train), "held_back_fraction": HELD_BACK_FRACTION}
+        "fingerprint": fingerprint(s.image for s in train), "held_back_fraction": HELD_BACK_FRACTION,
+        "groups": sorted({s.group for s in train} | set(meta.get("training", {}).get("labels", {}).get("groups", [])))}
     return out_meta, out_state
 
 
@@ -163,7 +168,9 @@ def _train_segmentation(meta: dict[str, Any], state: dict[str, torch.Tensor], la
     if frozen is not None:
         kw["frozen_blocks"] = int(frozen)
     classes = sorted({s.cls for s in samples if s.is_defect})
-    init = state if meta["kind"] == "segmentation" else None
+    init = None
+    if meta["kind"] == "segmentation":  # the class heads only when they name the same classes in the same order
+        init = state if list(meta["classes"]) == classes else {k: v for k, v in state.items() if not k.startswith("head.")}
     if init is not None and "arch" in meta:
         kw["arch"] = (tuple(meta["arch"]["taps"]), tuple(meta["arch"]["widths"]))
         kw["decoder_block"] = meta["arch"].get("block", "conv")

@@ -142,6 +142,10 @@ def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, sa
     first = make_window(qtbot, tmp_path, f"emu:{samples}")
     qtbot.waitUntil(first.start_button.isEnabled, timeout=TIMEOUT_MS)
     first.toggle_overlay()  # heatmap
+    first.review.verdict_box.setCurrentIndex(1)  # NG only
+    first.review.label_box.setCurrentIndex(first.review.label_box.findData("unreviewed"))
+    first.review.score_min.setValue(40.0)
+    first.review.who.setText("eng")
     first.start_button.click()
     qtbot.waitUntil(lambda: first.controller.running and first.controller.status().parts >= 6, timeout=TIMEOUT_MS)
     close(qtbot, first)  # stops the line, commits, closes the database (as quitting the program does)
@@ -153,6 +157,9 @@ def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, sa
         qtbot.waitUntil(lambda: again.start_button.isEnabled() or again.banner.isVisible(), timeout=TIMEOUT_MS)
         assert again.start_button.isEnabled(), again.banner.text.text()
         assert again.choices.camera_spec == f"emu:{samples}" and again.overlay_mode == "heatmap"
+        f = again.review.current_filter()  # the review's filters and the engineer's name come back too
+        assert (f.verdicts, f.label_state, f.score_min, f.score_max) == (("NG",), "unreviewed", 40.0, None)
+        assert again.review.who.text() == "eng"
         fresh_stats(qtbot, again)
         _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
         assert shown(again, "shift") == expected(db_counts(tmp_path / "gui.db", start.replace(tzinfo=None)))

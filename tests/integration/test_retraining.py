@@ -105,7 +105,8 @@ def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled
     parent, _, _ = read_package(load_recipe().model)
     assert meta["parent"]["version"] == "1" and state["memory_bank"].shape[0] > 2048  # the bank grew by the OK labels
     held = set(meta["training"]["held_back_parts"])
-    assert held and meta["training"]["labels"]["parts"] == comparison["trained_on_labels"]
+    assert held and not held & set(meta["training"]["labels"]["groups"])  # never trained on what it is compared on
+    assert len(held) == comparison["parts"] and meta["training"]["labels"]["parts"] == comparison["trained_on_labels"]
 
     proc = cli("models", "promote", "--db", str(db), "--candidate", str(candidate), "--who", "eng", "--comment", "fewer false rejects", data_dir=data)
     assert proc.returncode == 0, proc.stderr
@@ -130,21 +131,41 @@ def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled
                               "does not exist")
 
 
-def test_a_missing_promoted_model_is_one_sentence(labelled, tmp_path, monkeypatch):
+def test_promotions_push_rollbacks_pop_and_a_missing_model_is_one_sentence(labelled, tmp_path, monkeypatch):
     monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path / "data"))
     db = tmp_path / "line.db"
     db.write_bytes(labelled.read_bytes())
     recipe = load_recipe()
-    pkg = tmp_path / "copy.lpkg"
-    pkg.write_bytes(recipe.model.read_bytes())
+    from models.package import read_package, save_package
+
+    meta, state, _ = read_package(recipe.model)
+    v2, v3 = tmp_path / "v2.lpkg", tmp_path / "v3.lpkg"
+    save_package(v2, {**meta, "version": "2"}, state)
+    save_package(v3, {**meta, "version": "3"}, state)
     store = open_store(db)
     try:
         with pytest.raises(ConfigError, match="nothing to roll back"):
             model_registry.rollback(store, recipe, who="eng")
-        p = model_registry.promote(store, recipe, pkg, who="eng")
+        with pytest.raises(ConfigError, match="already runs"):
+            model_registry.promote(store, recipe, recipe.model, who="eng")
+        model_registry.promote(store, recipe, v2, who="eng")
+        with pytest.raises(ConfigError, match="already runs"):  # a double click promotes once
+            model_registry.promote(store, recipe, v2, who="eng")
+        model_registry.promote(store, recipe, v3, who="eng")
+        versions = []
+        for _ in range(2):
+            model_registry.rollback(store, recipe, who="eng")
+            versions.append(read_package(model_registry.model_for(recipe, db))[0]["version"])
+        assert versions == ["2", "1"]  # back through the history, to the recipe's own model
+        assert model_registry.model_for(recipe, db) == recipe.model and not model_registry.can_roll_back(store, recipe.name)
+        with pytest.raises(ConfigError, match="nothing to roll back"):
+            model_registry.rollback(store, recipe, who="eng")
+        p = model_registry.promote(store, recipe, v3, who="eng")
+        assert sql(db, "select package_path from model_promotions order by id desc limit 1") == [(p.package,)]
+        assert "/" not in p.package  # a name in the data folder's models/: the folder may move
     finally:
         store.close()
-    assert model_registry.model_for(recipe, db) == p.package
-    p.package.unlink()
+    assert model_registry.model_for(recipe, db) == p.path(recipe)
+    p.path(recipe).unlink()
     with pytest.raises(ConfigError, match="missing"):
         model_registry.model_for(recipe, db)

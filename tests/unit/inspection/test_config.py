@@ -76,3 +76,11 @@ def test_recipes_folder_lists_valid_recipes_by_name(tmp_path):
     write(tmp_path, "bad.toml", "[verdict]\nng_att = 3\n")  # left out, with a warning
     assert [name for name, _ in find_recipes(tmp_path)] == ["bolt", "washer"]
     assert find_recipes(tmp_path / "missing") == []
+
+
+def test_review_classes_are_distinct_defect_names(tmp_path):
+    assert load_recipe(write(tmp_path, "r.toml", '[review]\nclasses = ["pitting", "scratch"]\n')).defect_classes == ("pitting", "scratch")
+    assert load_recipe().defect_classes == ()  # the default: the model's own classes
+    for bad in ('["pitting", "pitting"]', '["good"]', '[""]', '[3]'):
+        with pytest.raises(ConfigError, match="review.classes"):
+            load_recipe(write(tmp_path, "r.toml", f"[review]\nclasses = {bad}\n"))

@@ -26,13 +26,17 @@ def test_held_back_split_is_by_group_and_stable_as_labels_grow():
     more = _samples([f"part{k}" for k in range(300)])
     train, held = held_back_split(few)
     train2, held2 = held_back_split(more)
-    held_names = {few[i].group for i in held}
-    assert held_names == {few[i].group for i in held} and held_names <= {more[i].group for i in held2}  # once held back, always
-    assert not held_names & {few[i].group for i in train}
+    held_names, held_names2 = {few[i].group for i in held}, {more[i].group for i in held2}
+    assert held_names and held_names <= held_names2  # once held back, held back when more labels come
+    assert not held_names & {few[i].group for i in train} and not held_names2 & {more[i].group for i in train2}
     assert 0.15 < len(held2) / len(more) < 0.45  # about the fraction
     two_per_part = _samples([f"p{k // 2}" for k in range(40)])  # two images of each part: never split apart
     t, h = held_back_split(two_per_part)
     assert not {two_per_part[i].group for i in t} & {two_per_part[i].group for i in h}
+    _, h3 = held_back_split(more, trained=held_names)  # what the current model learnt from is never held back
+    assert not {more[i].group for i in h3} & held_names and h3
+    with pytest.raises(ModelError, match="new to the current model"):
+        held_back_split(few, trained={s.group for s in few})
 
 
 def test_held_back_split_with_very_few_parts_leaves_something_on_each_side():
