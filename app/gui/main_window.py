@@ -226,6 +226,8 @@ class MainWindow(QMainWindow):
     def _on_review_busy(self, what: str) -> None:
         if what:
             self.statusBar().showMessage(what + " ...")
+        elif self.statusBar().currentMessage().endswith(" ..."):
+            self.statusBar().clearMessage()
 
     def _on_line_tab(self) -> bool:
         return self.tabs.currentWidget() is self.splitter

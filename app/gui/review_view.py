@@ -418,7 +418,7 @@ class ReviewView(QWidget):
         self.window().statusBar().showMessage(f"Label of part {part_id} saved.")
         if self.page is not None:
             self.controller.load_page(self.page.filter, self.offset)  # its label state (the filter may now leave it out)
-        if self.part is not None and self.part.row.part_id == part_id:
+        if self.selected_part_id() == part_id:  # not when the engineer has picked another part meanwhile
             self.next_part()
 
 
@@ -535,8 +535,9 @@ class ModelsView(QWidget):
             self.held.setText("This candidate has no comparison." if chosen else "")
             return
         s = chosen[1]
-        self.held.setText(f"Both models judged the same {s['parts']} labelled parts ({s['good']} OK, {s['defective']} NG) that were held "
-                          f"back from training; the candidate learnt from {s['trained_on_labels']} others.")
+        parts = f"{s['parts']} labelled part" + ("s" if s["parts"] != 1 else "")
+        self.held.setText(f"Both models judged the same {parts} ({s['good']} OK, {s['defective']} NG) held back from training; "
+                          f"the candidate learnt from {s['trained_on_labels']} other labelled parts.")
         rows = comparison_rows(s)
         self.table.setRowCount(len(rows))
         for i, cells in enumerate(rows):
