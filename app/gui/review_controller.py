@@ -278,10 +278,10 @@ class ReviewController(QObject):
             errors.close()
             self._train = None
         lines = [x for x in text.splitlines() if x.startswith("error: ")]
-        if self._cancelled:
-            self.training_finished.emit("", "Training cancelled; no candidate was written.")
-        elif rc == 0 and done:
+        if rc == 0 and done:  # (also when Cancel came too late: the candidate is there)
             self.training_finished.emit(done, "Candidate trained and compared with the current model.")
+        elif self._cancelled:
+            self.training_finished.emit("", "Training cancelled; no candidate was written.")
         else:
             log.error("training process ended with exit code %s:\n%s", rc, text[-4000:])
             self.training_finished.emit("", lines[-1][7:] if lines else f"The training stopped unexpectedly (exit code {rc}; details in the log file).")

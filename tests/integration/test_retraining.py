@@ -169,3 +169,30 @@ def test_promotions_push_rollbacks_pop_and_a_missing_model_is_one_sentence(label
     p.path(recipe).unlink()
     with pytest.raises(ConfigError, match="missing"):
         model_registry.model_for(recipe, db)
+
+
+def test_a_cancelled_training_leaves_nothing_behind(labelled, tmp_path):
+    """SIGTERM (the window's Cancel) at the first reported step: exit 130, one sentence, no
+    candidate or partial file, and the exported labels' temporary folder removed."""
+    import glob
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.integration.test_cli import REPO
+
+    data = tmp_path / "data"
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "lepton-labels-*")))
+    env = {**os.environ, "LEPTON_DATA_DIR": str(data), "PYLON_CAMEMU": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "train", "--from-db", str(labelled), "--device", "cpu", "--progress-json"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(proc.stdout.readline())
+    assert first["stage"] == "features" and first["i"] == 1
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert [x for x in err.splitlines() if x.startswith("error: ")] == ["error: training cancelled; no candidate was written."]
+    assert not list((data / "models" / "candidates").glob("*")) if (data / "models" / "candidates").exists() else True
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "lepton-labels-*"))) == before
