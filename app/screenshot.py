@@ -134,7 +134,7 @@ def _engineer(app: QApplication, window, review_png: Path, models_png: Path) -> 
     window.tabs.setCurrentWidget(models)
     _wait(app, lambda: models.state is not None, 60)
     models.train()
-    if not _wait(app, lambda: models.train_button.isEnabled() and models.table.rowCount() > 0, 300):
+    if not _wait(app, lambda: models.train_button.isEnabled() and bool(models.rows), 300):
         print(f"no candidate: {models.stage.text()}")
         return False
     _pump(app, 0.5)

@@ -18,10 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PYLON_CAMEMU", "1")
 
-import resources  # noqa: E402
-from bench.synthetic import add_parts  # noqa: E402
+from bench.synthetic import add_parts, real_record  # noqa: E402
 from inspection.config import load_config  # noqa: E402
-from inspection.line import open_line  # noqa: E402
 from inspection.report import gather, shift_window, write_csv  # noqa: E402
 from inspection.report_pdf import write_pdf  # noqa: E402
 from inspection.store import open_store  # noqa: E402
@@ -33,13 +31,7 @@ def main() -> int:
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lepton-bench-report-"))
     os.environ["LEPTON_DATA_DIR"] = str(work)
-    base = work / "real.db"
-    line = open_line(camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=base, device="cpu")
-    try:
-        line.start(max_parts=40).wait(120)
-        line.stop()
-    finally:
-        line.close()
+    base = real_record(work / "real.db")
     tz = load_config().shifts.tz
     print(f"{'parts':>8} {'figures (SQL)':>14} {'PDF':>8} {'CSV':>8} {'pages':>6}")
     for n in a.sizes:

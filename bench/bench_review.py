@@ -23,10 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import resources  # noqa: E402
-from bench.synthetic import add_parts  # noqa: E402
+from bench.synthetic import add_parts, real_record  # noqa: E402
 from inspection import review  # noqa: E402
-from inspection.line import open_line  # noqa: E402
 from inspection.review import ReviewFilter  # noqa: E402
 from inspection.store import open_store  # noqa: E402
 
@@ -56,13 +54,7 @@ def main() -> int:
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lepton-bench-review-"))
     os.environ["LEPTON_DATA_DIR"] = str(work)
-    base = work / "real.db"
-    line = open_line(camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=base, device="cpu")
-    try:
-        line.start(max_parts=40).wait(120)
-        line.stop()
-    finally:
-        line.close()
+    base = real_record(work / "real.db")
     rejects = ReviewFilter()
     filters = {"rejects by score": rejects, "all, newest": ReviewFilter(verdicts=(), sort="newest"),
                "NG, unreviewed": dataclasses.replace(rejects, verdicts=("NG",), label_state="unreviewed"),

@@ -10,6 +10,20 @@ import uuid
 from pathlib import Path
 
 
+def real_record(db: Path, parts: int = 40) -> Path:
+    """A real run's record at `db`: Basler's emulator playing the bundled images into the demo model."""
+    import resources
+    from inspection.line import open_line
+
+    line = open_line(camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=db, device="cpu")
+    try:
+        line.start(max_parts=parts).wait(120)
+        line.stop()
+    finally:
+        line.close()
+    return db
+
+
 def add_parts(db: Path, total: int, seed: int = 0, shares: tuple[float, float, float] = (0.9, 0.07, 0.03)) -> int:
     """Add rows to the first shift of `db` until it holds `total` inspections; returns the shift id."""
     con = sqlite3.connect(db)

@@ -30,6 +30,7 @@ from inspection.overlay import MODES, render
 from inspection.runner import RunnerState
 
 REFRESH_HZ = 30
+GC_INTERVAL_MS = 1000
 
 
 class MainWindow(QMainWindow):
@@ -157,6 +158,16 @@ class MainWindow(QMainWindow):
         self.timer.setInterval(int(1000 / REFRESH_HZ))
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
+        # Garbage is collected here, on the GUI thread, and nowhere else while the window is open:
+        # an automatic collection runs on whichever thread allocates (the inspection thread, most
+        # often), and a Qt object in a reference cycle must be destroyed on its own thread (such
+        # a collection crashed the GUI tests now and then).
+        gc.disable()
+        self._gc_ticks = 0
+        self.gc_timer = QTimer(self)
+        self.gc_timer.setInterval(GC_INTERVAL_MS)
+        self.gc_timer.timeout.connect(self._collect_garbage)
+        self.gc_timer.start()
 
     # -- actions -------------------------------------------------------------------------
     def start(self) -> None:
@@ -389,7 +400,15 @@ class MainWindow(QMainWindow):
     def _finish_close(self) -> None:
         self.closed = True
         self.timer.stop()
+        self.gc_timer.stop()
+        gc.collect()
+        gc.enable()
         self.close()
+
+    def _collect_garbage(self) -> None:
+        """The two young generations every tick (about a millisecond), everything not frozen every minute."""
+        self._gc_ticks += 1
+        gc.collect(2 if self._gc_ticks % 60 == 0 else 1)
 
 
 class PartDialog(QDialog):

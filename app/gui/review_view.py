@@ -11,6 +11,7 @@ Nothing here reads a file or the database: the ReviewController does, off the GU
 from __future__ import annotations
 
 import datetime as dt
+import html
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,7 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QListWidget, QListWidgetItem, QProgressBar, QPushButton, QRadioButton, QSplitter, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+                               QListWidget, QProgressBar, QPushButton, QRadioButton, QSplitter, QVBoxLayout, QWidget)
 
 from app.gui.mask_editor import MaskEditor
 from app.gui.review_controller import PAGE_SIZE, THUMB_HEIGHT, ModelsState, ReviewController, ReviewPage, ReviewPart
@@ -262,7 +262,7 @@ class ReviewView(QWidget):
         while self.gallery.count() > len(page.rows):
             self.gallery.takeItem(self.gallery.count() - 1)
         while self.gallery.count() < len(page.rows):
-            self.gallery.addItem(QListWidgetItem())
+            self.gallery.addItem("")  # (an item made by Qt: see widgets.append_item)
         select = None
         for k, (row, thumb) in enumerate(page.rows):
             label = f"{row.verdict} {row.score:.2f}" if row.score is not None else row.verdict
@@ -416,8 +416,8 @@ class ReviewView(QWidget):
 
     def _on_saved(self, part_id: str) -> None:
         self.window().statusBar().showMessage(f"Label of part {part_id} saved.")
-        if self.page is not None:
-            self.controller.load_page(self.page.filter, self.offset)  # its label state (the filter may now leave it out)
+        if self.page is not None:  # its label state (the filter may now leave it out), under the filters set now
+            self.controller.load_page(self.current_filter(), self.offset)
         if self.selected_part_id() == part_id:  # not when the engineer has picked another part meanwhile
             self.next_part()
 
@@ -443,12 +443,11 @@ class ModelsView(QWidget):
         self.stage = QLabel("")
         self.candidates = QListWidget()
         self.candidates.setObjectName("candidates")
-        self.table = QTableWidget(0, 3)
+        self.table = QLabel("")  # the comparison as a rich-text table (no table items made in Python: see widgets.append_item)
         self.table.setObjectName("comparison")
-        self.table.setHorizontalHeaderLabels(["held-back labelled parts", "current", "candidate"])
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setColumnWidth(0, 260)
-        self.table.setColumnWidth(1, 220)
+        self.table.setTextFormat(Qt.TextFormat.RichText)
+        self.table.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.rows: list[tuple[str, str, str]] = []  # what the table shows
         self.held = QLabel("")
         self.held.setWordWrap(True)
         self.promote_button = QPushButton("Promote the candidate")
@@ -517,7 +516,7 @@ class ModelsView(QWidget):
             self.candidates.setCurrentRow(0)
             self._show_candidate(0)
         else:
-            self.table.setRowCount(0)
+            self._show_rows([])
             self.held.setText("No candidate yet: relabel parts in Review, then train one.")
             self.promote_button.setEnabled(False)
 
@@ -529,7 +528,7 @@ class ModelsView(QWidget):
 
     def _show_candidate(self, row: int) -> None:
         chosen = self.selected_candidate()
-        self.table.setRowCount(0)
+        self._show_rows([])
         self.promote_button.setEnabled(chosen is not None and chosen[1] is not None)  # promoted only on a comparison
         if chosen is None or chosen[1] is None:
             self.held.setText("This candidate has no comparison." if chosen else "")
@@ -538,11 +537,16 @@ class ModelsView(QWidget):
         parts = f"{s['parts']} labelled part" + ("s" if s["parts"] != 1 else "")
         self.held.setText(f"Both models judged the same {parts} ({s['good']} OK, {s['defective']} NG) held back from training; "
                           f"the candidate learnt from {s['trained_on_labels']} other labelled parts.")
-        rows = comparison_rows(s)
-        self.table.setRowCount(len(rows))
-        for i, cells in enumerate(rows):
-            for j, text in enumerate(cells):
-                self.table.setItem(i, j, QTableWidgetItem(text))
+        self._show_rows(comparison_rows(s))
+
+    def _show_rows(self, rows: list[tuple[str, str, str]]) -> None:
+        self.rows = rows
+        if not rows:
+            self.table.setText("")
+            return
+        cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>" for a, b, c in rows)
+        self.table.setText("<table cellpadding='6'><tr><th align='left'>held-back labelled parts</th><th align='left'>current</th>"
+                           f"<th align='left'>candidate</th></tr>{cells}</table>")
 
     def export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "An empty folder for the dataset")

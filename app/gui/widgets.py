@@ -18,6 +18,14 @@ from inspection.result import InspectionResult
 from inspection.stats import Counters, EventRow, PartRow, TrendPoint
 
 
+def append_item(view: QListWidget, text: str) -> QListWidgetItem:
+    """Add a row to a list widget and return it. The item is made by Qt, not by Python: an item
+    constructed in Python carries a hook back to its Python wrapper, and when a garbage collection
+    had dropped that wrapper first, the list's clear() crashed in shiboken (seen in the GUI tests)."""
+    view.addItem(text)
+    return view.item(view.count() - 1)
+
+
 def to_qimage(rgb: np.ndarray) -> QImage:
     """A QImage that owns a copy of an RGB or grey uint8 array."""
     rgb = np.ascontiguousarray(rgb)
@@ -201,13 +209,12 @@ class Filmstrip(QListWidget):
         self.clear()
         for row, thumb in rejects:
             when = row.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M:%S")
-            item = QListWidgetItem(f"{row.verdict} {when}")
+            item = append_item(self, f"{row.verdict} {when}")
             if thumb is not None:
                 item.setIcon(QIcon(QPixmap.fromImage(to_qimage(thumb))))
             item.setData(Qt.ItemDataRole.UserRole, row)
             item.setToolTip(f"Part {row.part_id}, score {row.score if row.score is not None else 'n/a'}, "
                             f"{', '.join(row.classes) or 'no class'}")
-            self.addItem(item)
 
 
 class AlarmBanner(QWidget):
@@ -295,11 +302,10 @@ class EventLog(QListWidget):
         for e in events:
             when = e.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M:%S")
             ack = "" if e.level != "alarm" else (" (acknowledged)" if e.acknowledged_at else " (not acknowledged)")
-            item = QListWidgetItem(f"{when}  {e.level.upper():<7} {e.message}{ack}")
+            item = append_item(self, f"{when}  {e.level.upper():<7} {e.message}{ack}")
             item.setToolTip(e.message)
             if e.level == "alarm":
                 item.setForeground(QColor("#ff6b6b") if e.acknowledged_at is None else QColor("#c9a227"))
-            self.addItem(item)
 
 
 def labelled(title: str, widget: QWidget) -> QWidget:

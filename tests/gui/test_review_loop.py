@@ -6,22 +6,13 @@ the new model version; then rolls back."""
 
 from __future__ import annotations
 
-import sqlite3
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 
 from models.datasets import load_dataset
-from tests.gui.test_main_window import TIMEOUT_MS, close, make_window
-
-
-def sql(path, query, *params):
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
+from tests.gui.test_main_window import TIMEOUT_MS, close, make_window, sql
 
 
 def run_parts(qtbot, win, n):
@@ -114,9 +105,9 @@ def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qt
         qtbot.mouseClick(models.train_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: models.train_button.isEnabled(), timeout=4 * TIMEOUT_MS)
         assert "Candidate trained" in models.stage.text(), models.stage.text()
-        qtbot.waitUntil(lambda: models.candidates.count() == 1 and models.table.rowCount() > 0, timeout=TIMEOUT_MS)
-        cells = {models.table.item(r, 0).text(): (models.table.item(r, 1).text(), models.table.item(r, 2).text())
-                 for r in range(models.table.rowCount())}
+        qtbot.waitUntil(lambda: models.candidates.count() == 1 and bool(models.rows), timeout=TIMEOUT_MS)
+        cells = {what: (current, candidate) for what, current, candidate in models.rows}
+        assert all(c in models.table.text() for row in models.rows for c in row[1:])  # what is shown
         assert cells["model"] == ("demo-ballscrew v1", "demo-ballscrew v2")
         assert {"escapes (NG passed)", "false rejects (OK rejected)", "image AUROC", "latency p50 (ms)"} <= set(cells)
 

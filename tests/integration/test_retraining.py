@@ -5,7 +5,6 @@ compared on held-back labelled parts, promoted, the next run judged by it, and r
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import numpy as np
 import pytest
@@ -16,15 +15,7 @@ from inspection.errors import ConfigError
 from inspection.review import ReviewFilter
 from inspection.store import open_store
 from tests.integration.test_cli import assert_one_sentence_error, cli
-from tests.integration.test_report import run_line
-
-
-def sql(db, query, *params):
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
+from tests.integration.test_report import run_line, sql
 
 
 @pytest.fixture(scope="module")
