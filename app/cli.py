@@ -304,6 +304,7 @@ def _train_candidate(args: argparse.Namespace) -> int:
             print(json.dumps({"stage": stage, "i": i, "n": n}), flush=True)
     else:
         progress = StageProgress()
+
     def cancel(*_: object) -> None:
         raise KeyboardInterrupt  # unwinds: the exported labels and any partial candidate are removed
 
@@ -355,7 +356,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             with _open_record(db) as store:
                 for p in model_registry.history(store, recipe.name):
                     print(f"  {p.at:%Y-%m-%d %H:%M} UTC {p.action:<8} {p.model} by {p.who}" + (f": {p.comment}" if p.comment else ""))
-        for path, comparison in list_candidates():
+        for path, comparison in list_candidates(recipe.name):
             print(f"candidate {path}")
             if comparison:
                 print(comparison_table(comparison))

@@ -61,7 +61,8 @@ def evaluate(inspector: Inspector, samples: Sequence[Sample], *, color: bool = T
         out["pixel_auroc"] = pixel_auroc(masks, maps)
         out["aupro"] = aupro(masks, maps)
     r = rates_at(y, x, t.ng_at)
-    out.update({"escapes": int((y & (x < t.ng_at)).sum()), "false_rejects": int((~y & (x >= t.ng_at)).sum()),"f1": r["f1"], "false_reject_rate": r["false_reject_rate"], "escape_rate": r["escape_rate"],
+    out.update({"escapes": int((y & (x < t.ng_at)).sum()), "false_rejects": int((~y & (x >= t.ng_at)).sum()),
+                "f1": r["f1"], "false_reject_rate": r["false_reject_rate"], "escape_rate": r["escape_rate"],
                 "review_rate": float(((x >= t.ok_below) & (x < t.ng_at)).mean()),
                 "per_class": per_class_detection(classes, x, t.ng_at),
                 "latency_ms_p50": float(np.percentile(latencies, 50)), "latency_ms_p99": float(np.percentile(latencies, 99)),

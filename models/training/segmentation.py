@@ -191,7 +191,8 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
                        device: str = "cpu", progress: Progress | None = None,
                        init: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Metadata and state dict (on the CPU) of a U-Net trained on `indices`, on `device` (cpu or
-    cuda), from the weights `init` when given (a model of the same classes and architecture).
+    cuda), starting from every tensor of `init` that fits this network when given (a parent model:
+    all but its class heads when the classes changed).
     Batches are drawn, cropped and augmented on the CPU from one seeded generator, so both
     devices see the same batches."""
     fixed = isinstance(cfg.size, tuple)
