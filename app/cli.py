@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     line_options(run, camera_required=True)
     run.add_argument("--parts", type=int, default=None, metavar="N", help="stop after N parts (default: until Ctrl-C)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.add_argument("--events", type=Path, default=None, metavar="FILE",
+                     help="append one JSON object per published verdict (part_id, verdict, time, run_id, seq, score), flushed at once")
     train = sub.add_parser("train", help="train a model package from a dataset folder, or a candidate from the engineers' labels (--from-db)")
     train.add_argument("--dataset", type=Path, default=None, metavar="DIR",
                        help="dataset folder: manifest.csv, or the MVTec AD layout (with --from-db: the current model's data, "
@@ -221,7 +223,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--parts must be at least 1, not {args.parts}.")
     from inspection.line import open_line
 
-    line = open_line(camera_spec=args.camera, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device)
+    from inspection.verdict_log import VerdictLog
+
+    events = VerdictLog(args.events) if args.events is not None else None  # a bad path fails before anything is opened
+    try:
+        line = open_line(camera_spec=args.camera, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device)
+    except BaseException:
+        if events is not None:
+            events.close()
+        raise
+    if events is not None:
+        line.add_result_listener(events)
     try:
         runner = line.start(max_parts=args.parts)
         previous = signal.signal(signal.SIGINT, lambda *_: runner.request_stop())  # Ctrl-C: stop between parts
@@ -240,6 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
     finally:
         line.close()
+        if events is not None:
+            events.close()
     assert status is not None
     summary = {
         "parts": status.parts, "ok": status.ok, "ng": status.ng, "review": status.review,

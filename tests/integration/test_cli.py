@@ -144,3 +144,21 @@ def test_300_magnetic_tiles_through_the_line(kind, datasets, tmp_path):
     out = json.loads(proc.stdout)
     assert out["parts"] == 300 and out["dropped"] == 0
     assert counts_in_db(db) == {k: out[k] for k in ("parts", "ok", "ng", "review")}
+
+
+def test_run_events_file_one_line_per_published_verdict(tmp_path, samples):
+    events = tmp_path / "events.jsonl"
+    proc = cli("run", "--camera", f"sim:{samples}", "--parts", "6", "--db", str(tmp_path / "l.db"), "--events", str(events), data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    con = sqlite3.connect(tmp_path / "l.db")
+    try:
+        rows = dict(con.execute("select part_id, verdict from inspections").fetchall())
+    finally:
+        con.close()
+    assert {e["part_id"]: e["verdict"] for e in lines} == rows and [e["seq"] for e in lines] == list(range(1, 7))
+    assert all(isinstance(e["time"], float) for e in lines)
+    bad = cli("run", "--camera", f"sim:{samples}", "--parts", "2", "--db", str(tmp_path / "m.db"), "--events", str(tmp_path / "no" / "e.jsonl"),
+              data_dir=tmp_path)
+    assert_one_sentence_error(bad, "events file")
+    assert not (tmp_path / "m.db").exists()
