@@ -293,12 +293,13 @@ class ReviewController(QObject):
             proc.terminate()  # the child unwinds: its exported labels and any partial candidate are removed
 
     def promote(self, candidate: Path, who: str, comment: str = "") -> None:
-        comparison = _comparison(candidate)
-        if comparison is None:
-            self.failed.emit("This candidate has no comparison with the current model; train a new one to promote.")
-            return
-        self._change_model(lambda store, recipe: model_registry.promote(
-            store, recipe, candidate, who=who, comment=comment, evaluation=comparison), "Promoting the candidate")
+        def change(store: Any, recipe: Any) -> model_registry.Promotion:
+            comparison = _comparison(candidate)  # (a file: read on the worker, like everything else)
+            if comparison is None:
+                raise ConfigError("This candidate has no comparison with the current model; train a new one to promote.")
+            return model_registry.promote(store, recipe, candidate, who=who, comment=comment, evaluation=comparison)
+
+        self._change_model(change, "Promoting the candidate")
 
     def rollback(self, who: str, comment: str = "") -> None:
         self._change_model(lambda store, recipe: model_registry.rollback(store, recipe, who=who, comment=comment), "Rolling back")
