@@ -120,13 +120,9 @@ def model_for(recipe: Recipe, db: Path) -> Path:
     return path
 
 
-def _register(store: Store, package: Path) -> tuple[int, dict[str, Any], str]:
-    meta, _state, sha = read_package(package)
-    return store.model_version(model_info(meta, sha)), meta, sha
-
-
-def check_fits(recipe: Recipe, package: Path) -> None:
-    """ConfigError/ModelError in one sentence if the recipe cannot run this package."""
+def _register(store: Store, package: Path, recipe: Recipe | None = None) -> tuple[int, dict[str, Any], str]:
+    """Read a package once: its model version id (recorded on first sight), metadata and sha256.
+    With `recipe`, ConfigError/ModelError in one sentence if the recipe cannot run it."""
     from inspection.verdict import thresholds_in_force
 
     meta, _state, sha = read_package(package)
@@ -134,7 +130,9 @@ def check_fits(recipe: Recipe, package: Path) -> None:
         info = model_info(meta, sha)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"Model package {package} has invalid thresholds or classes ({exc}).") from None
-    thresholds_in_force(recipe, info)
+    if recipe is not None:
+        thresholds_in_force(recipe, info)
+    return store.model_version(info), meta, sha
 
 
 def promote(store: Store, recipe: Recipe, package: Path, *, who: str, comment: str = "", evaluation: dict[str, Any] | None = None) -> Promotion:
@@ -144,11 +142,11 @@ def promote(store: Store, recipe: Recipe, package: Path, *, who: str, comment: s
     if not who.strip():
         raise StoreError("A promotion needs the name of who made it.")
     package = Path(package)
-    check_fits(recipe, package)
-    version_id, meta, sha = _register(store, package)
+    version_id, meta, sha = _register(store, package, recipe)
     stack = _stack(store, recipe.name)
     current = package_path(stack[-1], recipe)
-    if current.is_file() and read_package(current)[2] == sha:
+    prev_id, _, prev_sha = _register(store, current) if current.is_file() else (None, None, None)
+    if prev_sha == sha:
         raise ConfigError(f"Model {meta['name']} v{meta['version']} ({sha[:12]}) already runs for recipe {recipe.name}.")
     name = f"{meta['name']}-v{meta['version']}-{sha[:12]}.lpkg"
     target = models_dir() / name
@@ -159,7 +157,6 @@ def promote(store: Store, recipe: Recipe, package: Path, *, who: str, comment: s
             target.with_suffix(".tmp").replace(target)
         except OSError as exc:
             raise StoreError(f"Cannot copy the model into {target.parent}: {exc.strerror}.") from None
-    prev_id = _register(store, current)[0] if current.is_file() else None
     return _add(store, recipe.name, "promote", version_id, name, prev_id, stack[-1], who, comment, evaluation,
                 f"Model {meta['name']} v{meta['version']} ({sha[:12]}) promoted for recipe {recipe.name} by {who.strip()}.")
 
@@ -174,8 +171,7 @@ def rollback(store: Store, recipe: Recipe, *, who: str, comment: str = "") -> Pr
     back, now = package_path(stack[-2], recipe), package_path(stack[-1], recipe)
     if not back.is_file():
         raise ConfigError(f"The model to roll back to is missing at {back}.")
-    check_fits(recipe, back)
-    version_id, meta, sha = _register(store, back)
+    version_id, meta, sha = _register(store, back, recipe)
     now_id = _register(store, now)[0] if now.is_file() else None
     return _add(store, recipe.name, "rollback", version_id, stack[-2], now_id, stack[-1], who, comment, None,
                 f"Recipe {recipe.name} rolled back to model {meta['name']} v{meta['version']} ({sha[:12]}) by {who.strip()}.")

@@ -50,7 +50,7 @@ def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_d
     """Train and compare a candidate for `recipe` from the labels in the record at `db`."""
     from models.datasets import load_dataset
     from models.evaluation import compare
-    from models.package import load_package, read_package, resolve_device, save_package
+    from models.package import build_inspector, read_package, resolve_device, save_package
     from models.training.retrain import RetrainOptions, held_back_split, next_version, retrain
 
     device = resolve_device(device)
@@ -84,8 +84,8 @@ def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_d
             out.parent.mkdir(parents=True, exist_ok=True)
             cand_sha = save_package(partial, new_meta, new_state)
             held = [labels.samples[i] for i in held_idx]
-            result = compare({"current": load_package(current, device=device, backend="torch"),
-                              "candidate": load_package(partial, device=device, backend="torch")}, held,
+            result = compare({"current": build_inspector(meta, state, sha256=sha, device=device),  # the packages as read and written
+                              "candidate": build_inspector(new_meta, new_state, sha256=cand_sha, device=device)}, held,
                              progress=(lambda i, n: progress("comparison", i, n)) if progress else None)
         summary = {"recipe": recipe.name, "current_package": str(current), "current_sha256": sha, "candidate_package": str(out),
                    "candidate_sha256": cand_sha, "labelled_parts": exported.parts, "trained_on_labels": len(train_idx),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, SignalInstance
 
 import resources
 from inspection import stats
@@ -157,12 +157,7 @@ class LineController(QObject):
             what, job = item
             self.busy.emit(what)
             try:
-                job()
-            except USER_ERRORS as exc:
-                self.failed.emit(str(exc))
-            except Exception as exc:
-                log.exception("%s failed", what)
-                self.failed.emit(f"{what} failed unexpectedly: {exc} (details in the log file).")
+                run_job(what, job, self.failed)
             finally:
                 with self._lock:
                     self._pending -= 1
@@ -284,22 +279,20 @@ class LineController(QObject):
             from inspection.shift_reports import write_shift_report
             from inspection.store import open_record
 
+            name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+            window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
+            with open_record(line.store.path) as record:
+                written = write_shift_report(record, line.config, window, path.parent, stem=path.stem)
+            self.report_written.emit(str(written))
+
+        def report() -> None:
             self.busy.emit("Writing the shift report")
             try:
-                name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
-                window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
-                with open_record(line.store.path) as record:
-                    written = write_shift_report(record, line.config, window, path.parent, stem=path.stem)
-                self.report_written.emit(str(written))
-            except (OSError, *USER_ERRORS) as exc:
-                self.failed.emit(f"The shift report could not be written: {exc}")
-            except Exception as exc:
-                log.exception("shift report failed")
-                self.failed.emit(f"The shift report failed unexpectedly: {exc} (details in the log file).")
+                run_job("The shift report", job, self.failed, prefix="The shift report could not be written: ")
             finally:
                 self.busy.emit("")
 
-        threading.Thread(target=job, name="lepton-gui-report", daemon=True).start()
+        threading.Thread(target=report, name="lepton-gui-report", daemon=True).start()
 
     def refresh_stats(self) -> None:
         self._stats_wake.set()
@@ -378,6 +371,20 @@ class LineController(QObject):
         while len(self._thumbs) > 4 * FILMSTRIP:
             self._thumbs.popitem(last=False)
         return thumb
+
+
+def run_job(what: str, job: Callable[[], None], failed: SignalInstance, prefix: str = "") -> None:
+    """Run a worker thread's job; whatever goes wrong reaches the window as one sentence on
+    `failed` (a user error or a file error as it is, anything else logged with its traceback)."""
+    try:
+        job()
+    except USER_ERRORS as exc:
+        failed.emit(f"{prefix}{exc}")
+    except OSError as exc:
+        failed.emit(f"{prefix or 'A file could not be read or written: '}{exc.strerror or exc} ({exc.filename or 'no file name'}).")
+    except Exception as exc:
+        log.exception("%s failed", what)
+        failed.emit(f"{what} failed unexpectedly: {exc} (details in the log file).")
 
 
 def _recipes(current: str, current_path: Path | None) -> tuple[tuple[str, Path | None], ...]:

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from app.gui.controller import LineController
+from app.gui.controller import LineController, run_job
 from inspection import model_registry, review
 from inspection.config import data_dir
-from inspection.errors import USER_ERRORS, ConfigError
+from inspection.errors import ConfigError
 from inspection.review import LabelRow, PartImages, ReviewFilter, ReviewRow
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class ReviewController(QObject):
         self.line = line
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._request = 0
-        self._thumbs: OrderedDict[tuple[str, int], np.ndarray | None] = OrderedDict()
+        self._thumbs: OrderedDict[tuple[str, str | None, Path | None], np.ndarray | None] = OrderedDict()
         self._train: subprocess.Popen[str] | None = None
         self._cancelled = False
         self._db: Path | None = None
@@ -97,14 +97,7 @@ class ReviewController(QObject):
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                job()
-            except USER_ERRORS as exc:
-                self.failed.emit(str(exc))
-            except OSError as exc:
-                self.failed.emit(f"A file could not be read or written: {exc.strerror or exc} ({exc.filename or ''}).")
-            except Exception as exc:
-                log.exception("review job failed")
-                self.failed.emit(f"Review failed unexpectedly: {exc} (details in the log file).")
+                run_job("Review", job, self.failed)
             finally:
                 self.busy.emit("")
 
@@ -163,7 +156,7 @@ class ReviewController(QObject):
         return request
 
     def _thumbnail(self, row: ReviewRow) -> np.ndarray | None:
-        key = (row.part_id, hash((row.label, row.label_mask)))
+        key = (row.part_id, row.label, row.label_mask)  # a relabel makes a new thumbnail
         if key in self._thumbs:
             self._thumbs.move_to_end(key)
             return self._thumbs[key]
