@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import datetime as dt
+import math
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import resources
 from camera.base import CameraSettings, Roi, TriggerMode
 from inspection.errors import ConfigError
+from models.base import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -26,36 +28,97 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"The {what} file {path} does not exist.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The {what} file {path} is not valid TOML: {exc}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"The {what} file {path} is not valid TOML: it is not UTF-8 text.") from None
+    except RecursionError:
+        raise ConfigError(f"The {what} file {path} nests arrays or tables too deeply.") from None
     except OSError as exc:
-        raise ConfigError(f"The {what} file {path} cannot be read: {exc.strerror}.") from None
+        raise ConfigError(f"The {what} file {path} cannot be read: {exc.strerror or exc}.") from None
 
 
-def merge(default: dict[str, Any], user: dict[str, Any], where: str) -> dict[str, Any]:
-    """`user` over `default`; a key or a type that the default does not have is an error."""
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as it goes into a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_TYPE_NAMES = {str: "str", int: "int (a whole number)", float: "float", bool: "bool", list: "an array"}
+
+
+def merge(default: dict[str, Any], user: dict[str, Any], where: str, file: str = "") -> dict[str, Any]:
+    """`user` over `default`; a key or a type that the default does not have is an error.
+    `where`: the table's dotted name; `file`: what the messages name, e.g. "recipe /x/r.toml"."""
     out = dict(default)
+    at = f" in {file}" if file else ""
     for key, value in user.items():
         name = f"{where}.{key}" if where else key
         if key not in default:
-            raise ConfigError(f"Unknown key {name!r} (known here: {', '.join(sorted(default))}).")
+            raise ConfigError(f"Unknown key {_show(name)}{at} (known here: {', '.join(sorted(default))}).")
         base = default[key]
         if isinstance(base, dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"Key {name!r} must be a table.")
+                raise ConfigError(f"Key {name!r}{at} must be a table, not {_show(value)}.")
             # An empty default table is open: its keys are names (checked where it is read).
-            out[key] = merge(base, value, name) if base else value
-        elif isinstance(base, bool) or isinstance(value, bool):
-            if type(base) is not type(value):
-                raise ConfigError(f"Key {name!r} must be {type(base).__name__}, not {value!r}.")
-            out[key] = value
-        elif isinstance(base, (int, float)) and isinstance(value, (int, float)):
-            out[key] = type(base)(value) if isinstance(base, float) else value
-        elif base == "model" and isinstance(value, (str, int, float)):
-            out[key] = value  # threshold keys: "model" or a number
+            out[key] = merge(base, value, name, file) if base else value
+        elif base == "model":
+            out[key] = value  # threshold keys: "model" or a number (checked where they are read)
+        elif isinstance(base, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and _finite(value) is None:
+                raise ConfigError(f"Key {name!r}{at} must be a number a float can hold, not {_show(value)}.")
+            out[key] = float(value)  # NaN and infinity stay, for the range check that reads the key
         elif type(base) is not type(value):
-            raise ConfigError(f"Key {name!r} must be {type(base).__name__}, not {value!r}.")
+            expected = _TYPE_NAMES.get(type(base), type(base).__name__)
+            raise ConfigError(f"Key {name!r} must be {expected}, not {_show(value)}" + (f",{at}." if at else "."))
         else:
             out[key] = value
     return out
+
+
+# Checked ranges of the numbers in a config or recipe: nonsense (a negative queue, NaN, a day
+# between commits) is refused with the key's name, before anything is opened.
+MAX_QUEUE_SIZE = 1000
+MAX_COMMIT_BATCH = 100_000
+MAX_COMMIT_INTERVAL_S = 60.0  # rows wait at most this long for their commit (lost if the station dies)
+MAX_ALARM_COUNT = 100_000  # consecutive_ng, ng_rate_window
+MAX_FREE_DISK_MB = 1_000_000_000
+MAX_SHIFTS = 24
+MAX_EXPOSURE_US = 10_000_000.0  # 10 s, the longest exposure of Basler's cameras
+MAX_GAIN_DB = 48.0
+MAX_FRAME_RATE = 10_000.0
+MAX_SENSOR_PX = 65_535  # a ROI coordinate or side
+MAX_AREA_PX = MAX_IMAGE_PIXELS  # the largest image read
+MAX_SAVE_OK_EVERY = 1_000_000
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, or None (not a number, NaN, infinite, an int too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _int_in(value: Any, key: str, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{key} in {where} must be a whole number from {lo:,} to {hi:,}, not {_show(value)}.")
+    return value
+
+
+def _float_in(value: Any, key: str, where: str, lo: float, hi: float, *, lo_open: bool = False, rule: str = "") -> float:
+    f = _finite(value)
+    if f is None or not (lo < f if lo_open else lo <= f) or not f <= hi:
+        rule = rule or (f"a number above {lo:g} and at most {hi:g}" if lo_open else f"a number from {lo:g} to {hi:g}")
+        raise ConfigError(f"{key} in {where} must be {rule}, not {_show(value)}.")
+    return f
+
+
+def _path_text(value: str, key: str, where: str) -> str:
+    if "\x00" in value:
+        raise ConfigError(f"{key} in {where} must be a path without NUL characters, not {_show(value)}.")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +151,16 @@ class AlarmConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetentionConfig:
+    """When part images are deleted (oldest first; rows never): see inspection.retention."""
+
+    max_image_mb: int = 0  # the image folder's limit; 0: none
+    min_free_mb: int = 2048  # free space kept on the image folder's disk
+    keep_rejects_days: int = 30  # NG and REVIEW images younger than this are kept
+    check_interval_s: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     line: str
     station: str
@@ -98,44 +171,63 @@ class Config:
     alarms: AlarmConfig = AlarmConfig()
     reports_automatic: bool = True
     reports_folder: Path | None = None  # None: reports/ in the user data folder
+    retention: RetentionConfig = RetentionConfig()
+    auto_logout_min: float = 15.0  # a logged-in user without a key or click this long is logged out; 0: never
 
 
 def load_config(path: Path | None = None) -> Config:
     raw = _read_toml(resources.DEFAULT_CONFIG, "default config")
-    if path is not None:
-        raw = merge(raw, _read_toml(path, "config"), "")
     where = f"config {path}" if path else "default config"
+    if path is not None:
+        raw = merge(raw, _read_toml(path, "config"), "", where)
+    line = raw["line"]
+    tz_name = line["timezone"]
     try:
-        tz = zoneinfo.ZoneInfo(raw["line"]["timezone"])
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"Time zone {raw['line']['timezone']!r} in {where} is not a known IANA time zone.") from None
+        tz = zoneinfo.ZoneInfo(tz_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"Time zone {_show(tz_name)} in {where} is not a known IANA time zone.") from None
     names, starts = raw["shifts"]["names"], raw["shifts"]["starts"]
-    if not names or len(names) != len(starts):
+    if not 1 <= len(names) <= MAX_SHIFTS or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"shifts.names in {where} must be 1 to {MAX_SHIFTS} distinct names, not {_show(names)}.")
+    if len(names) != len(starts):
         raise ConfigError(f"Shifts in {where} need as many names as starts, at least one.")
     try:
         times = tuple(dt.time.fromisoformat(s) for s in starts)
     except (TypeError, ValueError):
-        raise ConfigError(f"Shift starts in {where} must be times like \"06:00\", not {starts}.") from None
+        times = ()
+    if len(times) != len(starts) or any(t.tzinfo is not None for t in times):
+        raise ConfigError(f"Shift starts in {where} must be times like \"06:00\" (in the line's time zone), not {_show(starts)}.")
     if list(times) != sorted(set(times)):
         raise ConfigError(f"Shift starts in {where} must be distinct and in order through the day.")
-    r = raw["runner"]
-    if r["queue_size"] < 1 or r["commit_batch"] < 1 or r["commit_interval_s"] <= 0:
-        raise ConfigError(f"Runner queue_size, commit_batch and commit_interval_s in {where} must be positive.")
-    a = raw["alarms"]
-    if a["consecutive_ng"] < 0 or a["ng_rate_window"] < 1 or not 0 <= a["ng_rate_limit"] <= 1 or a["min_free_disk_mb"] < 0:
-        raise ConfigError(f"Alarms in {where}: consecutive_ng and min_free_disk_mb must not be negative, ng_rate_window "
-                          "must be at least 1 and ng_rate_limit a share between 0 and 1.")
+    r, a = raw["runner"], raw["alarms"]
+    k = raw["retention"]
     return Config(
-        line=raw["line"]["name"],
-        station=raw["line"]["station"],
+        line=line["name"],
+        station=line["station"],
         shifts=ShiftPattern(tuple(names), times, tz),
-        queue_size=int(r["queue_size"]),
-        commit_interval_s=float(r["commit_interval_s"]),
-        commit_batch=int(r["commit_batch"]),
-        alarms=AlarmConfig(int(a["consecutive_ng"]), float(a["ng_rate_limit"]), int(a["ng_rate_window"]),
-                           int(a["min_free_disk_mb"]), bool(a["dropped_frames"])),
-        reports_automatic=bool(raw["reports"]["automatic"]),
-        reports_folder=(Path(path).parent if path else Path(".")) / raw["reports"]["folder"] if raw["reports"]["folder"] else None,
+        queue_size=_int_in(r["queue_size"], "runner.queue_size", where, 1, MAX_QUEUE_SIZE),
+        commit_interval_s=_float_in(r["commit_interval_s"], "runner.commit_interval_s", where, 0.0, MAX_COMMIT_INTERVAL_S, lo_open=True,
+                                    rule=f"a time in seconds above 0 and at most {MAX_COMMIT_INTERVAL_S:g}"),
+        commit_batch=_int_in(r["commit_batch"], "runner.commit_batch", where, 1, MAX_COMMIT_BATCH),
+        alarms=AlarmConfig(
+            consecutive_ng=_int_in(a["consecutive_ng"], "alarms.consecutive_ng", where, 0, MAX_ALARM_COUNT),
+            ng_rate_limit=_float_in(a["ng_rate_limit"], "alarms.ng_rate_limit", where, 0.0, 1.0, rule="a share from 0 to 1 (0: off)"),
+            ng_rate_window=_int_in(a["ng_rate_window"], "alarms.ng_rate_window", where, 1, MAX_ALARM_COUNT),
+            min_free_disk_mb=_int_in(a["min_free_disk_mb"], "alarms.min_free_disk_mb", where, 0, MAX_FREE_DISK_MB),
+            dropped_frames=a["dropped_frames"],
+        ),
+        reports_automatic=raw["reports"]["automatic"],
+        reports_folder=((Path(path).parent if path else Path(".")) / _path_text(raw["reports"]["folder"], "reports.folder", where)
+                        if raw["reports"]["folder"] else None),
+        retention=RetentionConfig(
+            max_image_mb=_int_in(k["max_image_mb"], "retention.max_image_mb", where, 0, MAX_FREE_DISK_MB),
+            min_free_mb=_int_in(k["min_free_mb"], "retention.min_free_mb", where, 0, MAX_FREE_DISK_MB),
+            keep_rejects_days=_int_in(k["keep_rejects_days"], "retention.keep_rejects_days", where, 0, 100 * 365),
+            check_interval_s=_float_in(k["check_interval_s"], "retention.check_interval_s", where, 1.0, 86_400.0,
+                                       rule="a time in seconds from 1 to 86400"),
+        ),
+        auto_logout_min=_float_in(raw["users"]["auto_logout_min"], "users.auto_logout_min", where, 0.0, 24 * 60.0,
+                                  rule="minutes from 0 (never) to 1440"),
     )
 
 
@@ -168,70 +260,86 @@ def _rate(value: Any, key: str, where: str) -> float | None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0:
         return float(value)
-    raise ConfigError(f"verdict.{key} in {where} must be a share of good parts between 0 and 1 (e.g. 0.01) or \"model\", not {value!r}.")
+    raise ConfigError(f"verdict.{key} in {where} must be a share of good parts between 0 and 1 (e.g. 0.01) or \"model\", not {_show(value)}.")
 
 
 def _class_limits(table: Any, where: str) -> dict[str, ClassLimit]:
     out = {}
     for cls, limits in table.items():
+        name = f"verdict.classes.{cls}"
         if not isinstance(limits, dict) or not set(limits) <= {"min_area_px", "min_score"}:
-            raise ConfigError(f"verdict.classes.{cls} in {where} must be a table with min_area_px and/or min_score.")
-        area, score = limits.get("min_area_px", 0), limits.get("min_score", 0.0)
-        if isinstance(area, bool) or not isinstance(area, int) or area < 0:
-            raise ConfigError(f"verdict.classes.{cls}.min_area_px in {where} must be a whole number of pixels, 0 or more.")
-        if isinstance(score, bool) or not isinstance(score, (int, float)):
-            raise ConfigError(f"verdict.classes.{cls}.min_score in {where} must be a number.")
-        out[str(cls)] = ClassLimit(area, float(score))
+            raise ConfigError(f"{_show(name)} in {where} must be a table with min_area_px and/or min_score, not {_show(limits)}.")
+        area = _int_in(limits.get("min_area_px", 0), f"{name}.min_area_px", where, 0, MAX_AREA_PX)
+        score = _float_in(limits.get("min_score", 0.0), f"{name}.min_score", where, 0.0, math.inf, rule="a finite score, 0 or more")
+        out[str(cls)] = ClassLimit(area, score)
     return out
 
 
 def _threshold(value: Any, key: str, where: str) -> float | None:
     if value == "model":
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ConfigError(f"verdict.{key} in {where} must be a number or \"model\", not {value!r}.")
+    f = _finite(value)
+    if f is not None:
+        return f
+    raise ConfigError(f"verdict.{key} in {where} must be a finite number or \"model\", not {_show(value)}.")
+
+
+def _camera(cam: dict[str, Any], where: str) -> CameraSettings:
+    roi = cam["roi"]
+    if (len(roi) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SENSOR_PX for v in roi)
+            or (any(roi) and not (roi[2] and roi[3]))):
+        raise ConfigError(f"camera.roi in {where} must be four whole numbers x, y, width, height up to {MAX_SENSOR_PX} with width and "
+                          f"height at least 1 (all 0 for the full sensor), not {_show(roi)}.")
+    exposure = _float_in(cam["exposure_us"], "camera.exposure_us", where, 0.0, MAX_EXPOSURE_US,
+                         rule=f"a time in microseconds from 0 to {MAX_EXPOSURE_US:,.0f} (0 leaves the camera's own)")
+    gain = _float_in(cam["gain_db"], "camera.gain_db", where, -math.inf, MAX_GAIN_DB, lo_open=True,
+                     rule=f"a finite number of dB up to {MAX_GAIN_DB:g} (negative leaves the camera's own)")
+    rate = _float_in(cam["frame_rate"], "camera.frame_rate", where, 0.0, MAX_FRAME_RATE,
+                     rule=f"frames per second from 0 to {MAX_FRAME_RATE:,.0f} (0 leaves the camera's own)")
+    try:
+        return CameraSettings(
+            pixel_format=cam["pixel_format"],
+            trigger=TriggerMode(cam["trigger"]),
+            exposure_us=exposure or None,
+            gain_db=gain if gain >= 0 else None,
+            frame_rate=rate or None,
+            roi=Roi(*roi) if any(roi) else None,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"Camera settings in {where} are not valid: {exc}.") from None
 
 
 def load_recipe(path: Path | None = None) -> Recipe:
     raw = _read_toml(resources.DEFAULT_RECIPE, "default recipe")
     base = Path(".")
-    if path is not None:
-        raw = merge(raw, _read_toml(path, "recipe"), "")
-        base = Path(path).parent
     where = f"recipe {path}" if path else "default recipe"
+    if path is not None:
+        raw = merge(raw, _read_toml(path, "recipe"), "", where)
+        base = Path(path).parent
+    if not raw["name"].strip():
+        raise ConfigError(f"name in {where} must not be empty.")
     cam = raw["camera"]
-    roi_values = cam["roi"]
-    if len(roi_values) != 4 or not all(isinstance(v, int) and v >= 0 for v in roi_values):
-        raise ConfigError(f"camera.roi in {where} must be four whole numbers x, y, width, height (all 0 for the full sensor).")
-    try:
-        settings = CameraSettings(
-            pixel_format=cam["pixel_format"],
-            trigger=TriggerMode(cam["trigger"]),
-            exposure_us=cam["exposure_us"] or None,
-            gain_db=cam["gain_db"] if cam["gain_db"] >= 0 else None,
-            frame_rate=cam["frame_rate"] or None,
-            roi=Roi(*roi_values) if any(roi_values) else None,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"Camera settings in {where} are not valid: {exc}.") from None
+    settings = _camera(cam, where)
     v = raw["verdict"]
     ok_below, ng_at = _threshold(v["ok_below"], "ok_below", where), _threshold(v["ng_at"], "ng_at", where)
     if ok_below is not None and ng_at is not None and ok_below > ng_at:
         raise ConfigError(f"verdict.ok_below ({ok_below}) exceeds verdict.ng_at ({ng_at}) in {where}.")
-    if v["min_defect_area_px"] < 0 or raw["images"]["save_ok_every"] < 0:
-        raise ConfigError(f"min_defect_area_px and save_ok_every in {where} must not be negative.")
+    false_reject = _rate(v["false_reject"], "false_reject", where)
+    review_false_reject = _rate(v["review_false_reject"], "review_false_reject", where)
+    if false_reject is not None and review_false_reject is not None and review_false_reject < false_reject:
+        raise ConfigError(f"verdict.review_false_reject ({review_false_reject}) must not be below verdict.false_reject ({false_reject}) in {where}.")
+    model, settings_file = _path_text(raw["model"], "model", where), _path_text(cam["settings_file"], "camera.settings_file", where)
     return Recipe(
         name=raw["name"],
-        model=(base / raw["model"]) if raw["model"] else resources.DEMO_MODEL,
+        model=(base / model) if model else resources.DEMO_MODEL,
         camera=settings,
-        settings_file=(base / cam["settings_file"]) if cam["settings_file"] else None,
+        settings_file=(base / settings_file) if settings_file else None,
         ok_below=ok_below,
         ng_at=ng_at,
-        min_defect_area_px=int(v["min_defect_area_px"]),
-        save_ok_every=int(raw["images"]["save_ok_every"]),
-        false_reject=_rate(v["false_reject"], "false_reject", where),
-        review_false_reject=_rate(v["review_false_reject"], "review_false_reject", where),
+        min_defect_area_px=_int_in(v["min_defect_area_px"], "verdict.min_defect_area_px", where, 0, MAX_AREA_PX),
+        save_ok_every=_int_in(raw["images"]["save_ok_every"], "images.save_ok_every", where, 0, MAX_SAVE_OK_EVERY),
+        false_reject=false_reject,
+        review_false_reject=review_false_reject,
         class_limits=_class_limits(v["classes"], where),
         defect_classes=_defect_classes(raw["review"]["classes"], where),
     )
@@ -239,7 +347,7 @@ def load_recipe(path: Path | None = None) -> Recipe:
 
 def _defect_classes(values: list, where: str) -> tuple[str, ...]:
     if not all(isinstance(c, str) and c.strip() and c.strip() != "good" for c in values) or len(set(values)) != len(values):
-        raise ConfigError(f"review.classes in {where} must be distinct defect class names (not \"good\"), not {values!r}.")
+        raise ConfigError(f"review.classes in {where} must be distinct defect class names (not \"good\"), not {_show(values)}.")
     return tuple(c.strip() for c in values)
 
 

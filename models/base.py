@@ -8,6 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import ModelError
+
+# The largest image this program reads or inspects: a file whose header declares more is refused
+# before it is decoded (models.datasets), so a damaged or hostile file cannot make it allocate
+# gigabytes. A 100-megapixel RGB image already takes 300 MB; the line's cameras give far less.
+MAX_IMAGE_PIXELS = 100_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class DefectClass:
@@ -53,6 +60,36 @@ class ModelInfo:
     thresholds: Thresholds
     classes: tuple[str, ...]
     metadata: dict[str, Any]
+
+
+def model_image(image: Any) -> np.ndarray:
+    """An image as every model takes it: uint8, grey (H, W) or RGB (H, W, 3), contiguous.
+
+    The wrong depth or layout is converted where the meaning is clear - 16-bit scaled to 8 (the
+    high byte), bool to 0/255, (H, W, 1) to grey, grey + alpha to grey, RGBA to RGB - and refused
+    with one sentence (ModelError) where it is not: float or signed images, other shapes, an empty
+    image, more than MAX_IMAGE_PIXELS pixels. The size is the model's preprocessing's
+    business (it resizes to the working size)."""
+    if not isinstance(image, np.ndarray):
+        raise ModelError(f"A model takes an image array, not {type(image).__name__}.")
+    if image.ndim == 3 and image.shape[2] in (1, 2):
+        image = image[:, :, 0]  # grey, or grey + alpha
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]  # RGBA: the alpha plane is not part of the picture
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ModelError(f"A model takes a grey (H, W) or colour (H, W, 3) image, not one of shape {image.shape}.")
+    if image.size == 0:
+        raise ModelError(f"A model cannot inspect an empty image (shape {image.shape}).")
+    if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
+        raise ModelError(f"An image of {image.shape[1]} x {image.shape[0]} pixels is more than the "
+                         f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels a model inspects.")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype == np.bool_:
+        image = image.astype(np.uint8) * 255
+    elif image.dtype != np.uint8:
+        raise ModelError(f"A model takes 8- or 16-bit images, not {image.dtype} ones.")
+    return np.ascontiguousarray(image)
 
 
 class Inspector(abc.ABC):

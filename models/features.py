@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from models import backbone
+from models.base import model_image
 from models.errors import ModelError
 
 DEFAULT_TAPS = (4, 10)  # EfficientNet-Lite0 blocks: stride 8 (40 ch) and stride 16 (112 ch)
@@ -85,7 +86,9 @@ def to_tensor(image: np.ndarray, size: Size, mean: tuple[float, ...], std: tuple
     """uint8 (H, W) or (H, W, 3) RGB -> normalized float tensor (1, 3, h, w), h and w from
     `input_size`. A model trained on grey images (`grey`) sees colour images as grey, replicated
     to three channels. `standardize` gives every image the same brightness and contrast first
-    (for lighting that varies from part to part)."""
+    (for lighting that varies from part to part). Another depth or layout (16-bit, RGBA) is
+    converted, or refused with a ModelError, by `model_image`."""
+    image = model_image(image)
     if grey and image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     h, w = input_size(image.shape[0], image.shape[1], size, multiple)

@@ -96,7 +96,7 @@ def test_bad_inputs_end_in_one_sentence_with_nothing_written(tmp_path):
     missing_pfs = tmp_path / "pfs_recipe.toml"
     missing_pfs.write_text("[camera]\nsettings_file = 'nope.pfs'\n")
     bad_exposure = tmp_path / "exposure_recipe.toml"
-    bad_exposure.write_text("[camera]\nexposure_us = -5.0\n")
+    bad_exposure.write_text("[camera]\nexposure_us = 0.5\n")  # in the recipe's range, below the emulator's 1 us
     cases = [
         (("--camera", f"sim:{samples}", "--recipe", str(bad_recipe)), ("'verdict.ng_att'",)),
         (("--camera", f"sim:{samples}", "--recipe", str(typed_recipe)), ("'model' must be str",)),

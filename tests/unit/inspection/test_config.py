@@ -64,7 +64,7 @@ def test_shifts_cross_midnight_in_the_line_time_zone(tmp_path):
 def test_alarm_limits_load_and_bad_ones_are_one_sentence(tmp_path):
     cfg = load_config(write(tmp_path, "c.toml", "[alarms]\nconsecutive_ng = 3\nng_rate_limit = 0.1\n"))
     assert (cfg.alarms.consecutive_ng, cfg.alarms.ng_rate_limit, cfg.alarms.ng_rate_window) == (3, 0.1, 50)
-    with pytest.raises(ConfigError, match="ng_rate_limit a share"):
+    with pytest.raises(ConfigError, match="alarms.ng_rate_limit in config .*c.toml must be a share"):
         load_config(write(tmp_path, "c.toml", "[alarms]\nng_rate_limit = 30\n"))
 
 
@@ -84,3 +84,122 @@ def test_review_classes_are_distinct_defect_names(tmp_path):
     for bad in ('["pitting", "pitting"]', '["good"]', '[""]', '[3]'):
         with pytest.raises(ConfigError, match="review.classes"):
             load_recipe(write(tmp_path, "r.toml", f"[review]\nclasses = {bad}\n"))
+
+
+# Every number of a config or recipe has a checked range: the message names the key and the file.
+CONFIG_OUT_OF_RANGE = [
+    ("[runner]\nqueue_size = 0\n", "runner.queue_size"),
+    ("[runner]\nqueue_size = 100000\n", "runner.queue_size"),
+    ("[runner]\nqueue_size = 2.5\n", "'runner.queue_size' must be int"),
+    ("[runner]\ncommit_batch = 0\n", "runner.commit_batch"),
+    ("[runner]\ncommit_batch = -3\n", "runner.commit_batch"),
+    ("[runner]\ncommit_interval_s = 0\n", "runner.commit_interval_s"),
+    ("[runner]\ncommit_interval_s = 3600\n", "runner.commit_interval_s"),  # an hour of parts uncommitted
+    ("[runner]\ncommit_interval_s = nan\n", "runner.commit_interval_s"),
+    ("[runner]\ncommit_interval_s = inf\n", "runner.commit_interval_s"),
+    ("[runner]\ncommit_interval_s = 1" + "0" * 400 + "\n", "'runner.commit_interval_s'"),  # an int no float holds
+    ("[alarms]\nconsecutive_ng = -1\n", "alarms.consecutive_ng"),
+    ("[alarms]\nng_rate_limit = -0.1\n", "alarms.ng_rate_limit"),
+    ("[alarms]\nng_rate_limit = nan\n", "alarms.ng_rate_limit"),
+    ("[alarms]\nng_rate_window = 0\n", "alarms.ng_rate_window"),
+    ("[alarms]\nmin_free_disk_mb = -1\n", "alarms.min_free_disk_mb"),
+    ("[alarms]\ndropped_frames = 1\n", "'alarms.dropped_frames' must be bool"),
+    ("[shifts]\nnames = ['A', 'A', 'B']\n", "shifts.names"),
+    ("[shifts]\nnames = ['A', 3, 'B']\n", "shifts.names"),
+    ("[shifts]\nstarts = ['06:00+01:00', '14:00', '22:00']\n", "Shift starts"),  # mixed aware/naive times once raised TypeError
+    ("[shifts]\nstarts = ['14:00', '06:00', '22:00']\n", "Shift starts"),
+    ("[line]\ntimezone = 'America'\n", "Time zone 'America'"),  # a folder of zones: IsADirectoryError before
+    ("[line]\ntimezone = '" + "x" * 5000 + "'\n", "Time zone"),  # a name too long for the file system: OSError before
+    ("[line.extra]\nx = 1\n", "Unknown key 'line.extra'"),
+    ("[runner.deeper]\nx = 1\n", "Unknown key 'runner.deeper'"),
+    ('[reports]\nfolder = "a\\u0000b"\n', "reports.folder"),
+]
+
+
+@pytest.mark.parametrize("text, words", CONFIG_OUT_OF_RANGE)
+def test_config_values_out_of_range_name_the_key_and_the_file(tmp_path, text, words):
+    path = write(tmp_path, "station.toml", text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert words in message and str(path) in message and "\n" not in message, message
+
+
+RECIPE_OUT_OF_RANGE = [
+    ("[camera]\nexposure_us = -5.0\n", "camera.exposure_us"),
+    ("[camera]\nexposure_us = 1e9\n", "camera.exposure_us"),
+    ("[camera]\nexposure_us = nan\n", "camera.exposure_us"),
+    ("[camera]\ngain_db = 100.0\n", "camera.gain_db"),
+    ("[camera]\ngain_db = nan\n", "camera.gain_db"),  # NaN >= 0 is False: it once meant "leave the camera's own"
+    ("[camera]\ngain_db = -inf\n", "camera.gain_db"),
+    ("[camera]\nframe_rate = -1.0\n", "camera.frame_rate"),
+    ("[camera]\nframe_rate = 1e6\n", "camera.frame_rate"),
+    ("[camera]\nroi = [0, 0, 100]\n", "camera.roi"),
+    ("[camera]\nroi = [8, 8, 0, 0]\n", "camera.roi"),  # an offset with no size
+    ("[camera]\nroi = [0, 0, 100000, 100]\n", "camera.roi"),
+    ("[camera]\nroi = [true, 0, 10, 10]\n", "camera.roi"),
+    ("[camera]\nroi = [0.5, 0, 10, 10]\n", "camera.roi"),
+    ("[camera]\ntrigger = 'sometimes'\n", "Camera settings"),
+    ("[verdict]\nng_at = nan\n", "verdict.ng_at"),
+    ("[verdict]\nok_below = inf\n", "verdict.ok_below"),
+    ("[verdict]\nng_at = true\n", "verdict.ng_at"),
+    ("[verdict]\nng_at = [1]\n", "verdict.ng_at"),
+    ("[verdict]\nfalse_reject = 1.5\n", "verdict.false_reject"),
+    ("[verdict]\nreview_false_reject = nan\n", "verdict.review_false_reject"),
+    ("[verdict]\nfalse_reject = 0.1\nreview_false_reject = 0.05\n", "verdict.review_false_reject"),
+    ("[verdict]\nmin_defect_area_px = -1\n", "verdict.min_defect_area_px"),
+    ("[verdict]\nmin_defect_area_px = 1000000000\n", "verdict.min_defect_area_px"),
+    ("[verdict.classes.pitting]\nmin_area_px = -4\n", "verdict.classes.pitting.min_area_px"),
+    ("[verdict.classes.pitting]\nmin_area_px = 4.5\n", "verdict.classes.pitting.min_area_px"),
+    ("[verdict.classes.pitting]\nmin_score = nan\n", "verdict.classes.pitting.min_score"),
+    ("[verdict.classes.pitting]\nmin_score = -0.5\n", "verdict.classes.pitting.min_score"),
+    ("[verdict.classes.pitting]\nmin_scor = 0.5\n", "verdict.classes.pitting"),  # unknown key in an open table's entry
+    ("[verdict.classes]\npitting = 3\n", "verdict.classes.pitting"),
+    ("[images]\nsave_ok_every = -1\n", "images.save_ok_every"),
+    ("[images]\nsave_ok_every = 10000000000\n", "images.save_ok_every"),
+    ("[images.extra]\nx = 1\n", "Unknown key 'images.extra'"),
+    ("[camera.extra]\nx = 1\n", "Unknown key 'camera.extra'"),
+    ("name = '  '\n", "name"),
+    ('[camera]\nsettings_file = "a\\u0000b.pfs"\n', "camera.settings_file"),
+]
+
+
+@pytest.mark.parametrize("text, words", RECIPE_OUT_OF_RANGE)
+def test_recipe_values_out_of_range_name_the_key_and_the_file(tmp_path, text, words):
+    path = write(tmp_path, "product.toml", text)
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    message = str(err.value)
+    assert words in message and str(path) in message and "\n" not in message, message
+
+
+def test_values_at_the_ends_of_their_ranges_load(tmp_path):
+    cfg = load_config(write(tmp_path, "c.toml", "[runner]\nqueue_size = 1000\ncommit_batch = 1\ncommit_interval_s = 60\n"
+                                                 "[alarms]\nconsecutive_ng = 0\nng_rate_limit = 1\nng_rate_window = 1\nmin_free_disk_mb = 0\n"))
+    assert (cfg.queue_size, cfg.commit_batch, cfg.commit_interval_s) == (1000, 1, 60.0)
+    assert cfg.alarms.ng_rate_limit == 1.0 and isinstance(cfg.alarms.ng_rate_limit, float)
+    r = load_recipe(write(tmp_path, "r.toml", "[camera]\nexposure_us = 10000000\ngain_db = 48\nframe_rate = 10000\nroi = [65535, 0, 1, 1]\n"
+                                               "[verdict]\nok_below = -1\nng_at = 0\nmin_defect_area_px = 100000000\n"
+                                               "[verdict.classes.pitting]\nmin_area_px = 0\nmin_score = 0\n[images]\nsave_ok_every = 0\n"))
+    assert r.camera.exposure_us == 1e7 and r.camera.gain_db == 48.0 and r.camera.frame_rate == 1e4 and r.camera.roi.x == 65535
+    assert (r.ok_below, r.ng_at, r.min_defect_area_px, r.save_ok_every) == (-1.0, 0.0, 100_000_000, 0)
+    # The "leave the camera's own" values.
+    r = load_recipe(write(tmp_path, "r.toml", "[camera]\nexposure_us = 0\ngain_db = -3\nframe_rate = 0\n"))
+    assert (r.camera.exposure_us, r.camera.gain_db, r.camera.frame_rate, r.camera.roi) == (None, None, None, None)
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xfe\x00\x01 not text", b"[runner]\nqueue_size = \xc3\x28\n", b"a = " + b"[" * 5000 + b"]" * 5000])
+def test_a_file_that_is_not_toml_is_one_sentence(tmp_path, data):
+    path = tmp_path / "c.toml"
+    path.write_bytes(data)
+    if data == b"":  # an empty file is an empty table: the defaults
+        assert load_config(path).queue_size == load_config().queue_size
+        return
+    for load in (load_config, load_recipe):
+        with pytest.raises(ConfigError, match="c.toml"):
+            load(path)
+
+
+def test_a_folder_given_as_the_file_is_one_sentence(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_recipe(tmp_path)
