@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, 
 log = logging.getLogger(__name__)
 
 EMULATOR_CLASS = "BaslerCamEmu"
+# GigE: pylon reports a camera removed when its heartbeat has been missing this long (pylon's default
+# is 3 s); USB cameras report removal at once, the emulator has no heartbeat.
+HEARTBEAT_TIMEOUT_MS = 1000
 
 # Our name -> the feature names cameras use for it, newest first.
 _FEATURES: dict[str, tuple[str, ...]] = {
@@ -81,6 +85,8 @@ class BaslerCamera(Camera):
         self.playback_dir = Path(playback_dir) if playback_dir is not None else None
         self.camera_id = f"basler:{serial}" if serial else ("emu" if emulator else "basler")
         self._cam: Any = None
+        # Set by pylon's removal event; a new one per connection, so that a late event from a closed
+        # connection never marks the next one removed.
         self._removed = threading.Event()
         self._settings = CameraSettings()
         self._converter: Any = None
@@ -103,18 +109,26 @@ class BaslerCamera(Camera):
         raise CameraNotFoundError(f"No {what}; {_describe(infos)}.")
 
     def open(self) -> None:
+        """Enumerate, attach and open (again after a removal: the serial found first is kept)."""
+        self.close()  # a lost connection is released before a new one is made
         if self.playback_dir is not None:
             check_playback_folder(self.playback_dir)
         pylon = _pylon()
         device = self._find_device()
+        removed = threading.Event()
+        cam = None
         try:
             cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(device))
-            cam.RegisterConfiguration(_removal_handler(self._removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
+            # Cleanup_Delete: the handler goes with the InstantCamera (close() releases both).
+            cam.RegisterConfiguration(_removal_handler(removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
             cam.Open()
         except _genicam().GenericException as exc:
+            if cam is not None:
+                _release(cam, self.camera_id)
             raise CameraError(f"Basler camera {device.GetSerialNumber()} cannot be opened (in use by another program?): {_short(exc)}.") from exc
         self._cam = cam
-        self._removed.clear()
+        self._removed = removed
+        self._set_heartbeat()
         self.serial = device.GetSerialNumber()
         self.camera_id = f"basler:{self.serial}"
         self._is_emulator = device.GetDeviceClass() == EMULATOR_CLASS
@@ -131,17 +145,23 @@ class BaslerCamera(Camera):
             self._set("ImageFilename", str(self.playback_dir.resolve()))
         self.configure(CameraSettings())
 
-    def close(self) -> None:
-        cam, self._cam = self._cam, None
-        if cam is None:
-            return
+    def _set_heartbeat(self) -> None:
+        """GigE cameras: removal detected within HEARTBEAT_TIMEOUT_MS (the transport layer's node;
+        the emulator and USB cameras have none)."""
         try:
-            if cam.IsGrabbing():
-                cam.StopGrabbing()
-            cam.Close()
-            cam.DestroyDevice()
-        except _genicam().GenericException as exc:  # a removed device may refuse politely
-            log.debug("closing %s: %s", self.camera_id, exc)
+            node = self._cam.GetTLNodeMap().GetNode("HeartbeatTimeout")
+            genicam = _genicam()
+            if node is not None and genicam.IsAvailable(node) and genicam.IsWritable(node):
+                node.SetValue(HEARTBEAT_TIMEOUT_MS)
+        except _genicam().GenericException as exc:
+            log.warning("camera %s: heartbeat timeout not set: %s", self.camera_id, _short(exc))
+
+    def close(self) -> None:
+        """Stop grabbing, close and destroy the device (also a removed one); the InstantCamera and
+        its removal handler are released."""
+        cam, self._cam = self._cam, None
+        if cam is not None:
+            _release(cam, self.camera_id)
 
     @property
     def is_open(self) -> bool:
@@ -268,6 +288,11 @@ class BaslerCamera(Camera):
             raise CameraError(f"Camera settings file {path} does not fit camera {self.camera_id}: {_short(exc)}.") from exc
         self._settings = self._read_settings()
 
+    def device_settings(self) -> CameraSettings:
+        """The settings in force on the camera, read back from it (ROI and frame rate left out)."""
+        self._require_open()
+        return self._read_settings()
+
     def _read_settings(self) -> CameraSettings:
         pixel = self._node("PixelFormat").ToString()
         fmt = next((ours for ours, names in _PIXEL_FORMATS.items() if pixel in names), "Mono8")
@@ -292,7 +317,12 @@ class BaslerCamera(Camera):
 
     def stop(self) -> None:
         if self._cam is not None and self._cam.IsGrabbing():
-            self._cam.StopGrabbing()
+            try:
+                self._cam.StopGrabbing()
+            except _genicam().GenericException as exc:
+                if not self.removed:
+                    raise CameraError(f"Camera {self.camera_id} cannot stop grabbing: {_short(exc)}.") from exc
+                log.debug("stopping removed camera %s: %s", self.camera_id, exc)
 
     def grab(self, timeout_s: float = 1.0) -> Frame:
         self._require_open()
@@ -347,12 +377,38 @@ def _short(exc: Exception) -> str:
     return text.split(" : ")[0].rstrip(".")
 
 
+def _release(cam: Any, camera_id: str) -> None:
+    """Stop grabbing, close and destroy a device, each step on its own: a removed device may refuse
+    one politely, and DestroyDevice must still run (else the device and its handlers leak)."""
+    genicam = _genicam()
+    for step in ("StopGrabbing", "Close", "DestroyDevice"):
+        try:
+            if step != "StopGrabbing" or cam.IsGrabbing():
+                getattr(cam, step)()
+        except genicam.GenericException as exc:
+            log.debug("closing %s, %s: %s", camera_id, step, exc)
+
+
+# Removal handlers alive now (one per open connection; more would be a leak across reconnections).
+live_removal_handlers: weakref.WeakSet[Any] = weakref.WeakSet()
+_handler_class: Any = None
+
+
 def _removal_handler(flag: threading.Event) -> Any:
     """A pylon configuration handler that sets `flag` when the device is removed (pylon's thread)."""
+    global _handler_class
+    if _handler_class is None:
 
-    class RemovalHandler(_pylon().ConfigurationEventHandler):  # type: ignore[misc]
-        def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 (pylon's name)
-            log.warning("camera %s removed", camera.GetDeviceInfo().GetSerialNumber())
-            flag.set()
+        class RemovalHandler(_pylon().ConfigurationEventHandler):  # type: ignore[misc]
+            def __init__(self, flag: threading.Event) -> None:
+                super().__init__()
+                self.flag = flag
 
-    return RemovalHandler()
+            def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 (pylon's name)
+                log.warning("camera %s removed", camera.GetDeviceInfo().GetSerialNumber())
+                self.flag.set()
+
+        _handler_class = RemovalHandler
+    handler = _handler_class(flag)
+    live_removal_handlers.add(handler)
+    return handler

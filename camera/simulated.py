@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from camera.base import Camera, CameraSettings, Frame, Roi, TriggerMode, check_playback_folder
-from camera.errors import CameraError, CameraRemovedError, GrabFailed, GrabTimeout
+from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
 
 _PFS_HEADER = "# Lepton Inspect simulated camera settings (pylon .pfs layout: name<TAB>value)\n"
 
@@ -19,7 +19,9 @@ class SimulatedCamera(Camera):
     """Plays the images of `folder` in alphabetical order, looping.
 
     Fault injection (thread-safe, may be called from any thread): `fail_next(n)` makes the next
-    n grabs fail, `disconnect()` pulls the virtual cable, `frame_delay_s` slows every frame.
+    n grabs fail, `disconnect()` pulls the virtual cable (grabs raise CameraRemovedError, and
+    `open()` CameraNotFoundError until `plug_in()` puts it back), `frame_delay_s` slows every
+    frame. Frame ids go on counting across a reconnection, as the played images do.
     """
 
     def __init__(self, folder: str | Path, *, frame_delay_s: float = 0.0) -> None:
@@ -35,7 +37,8 @@ class SimulatedCamera(Camera):
         self._next_due = 0.0
         self._lock = threading.Lock()
         self._fail_count = 0
-        self._removed = False
+        self._removed = False  # this connection was lost: close and open again
+        self._unplugged = False  # the virtual cable is out: open() finds no camera
 
     # -- fault injection ---------------------------------------------------------------
     def fail_next(self, count: int = 1) -> None:
@@ -43,14 +46,25 @@ class SimulatedCamera(Camera):
             self._fail_count += count
 
     def disconnect(self) -> None:
+        """Pull the virtual cable."""
         with self._lock:
             self._removed = True
+            self._unplugged = True
+
+    def plug_in(self) -> None:
+        """Put the virtual cable back: the camera can be opened again (the lost connection stays lost)."""
+        with self._lock:
+            self._unplugged = False
 
     # -- Camera ------------------------------------------------------------------------
     def open(self) -> None:
+        with self._lock:
+            if self._unplugged:
+                raise CameraNotFoundError(f"Camera {self.camera_id} is not connected.")
         self._files = check_playback_folder(self.folder)
-        self._open = True
-        self._removed = False
+        with self._lock:
+            self._open = True
+            self._removed = False
 
     def close(self) -> None:
         self._grabbing = False

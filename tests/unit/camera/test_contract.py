@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camera import (CameraError, CameraRemovedError, CameraSettings, GrabFailed, GrabTimeout, TriggerMode,
-                    open_camera)
+from camera import (CameraError, CameraNotFoundError, CameraRemovedError, CameraSettings, GrabFailed, GrabTimeout,
+                    TriggerMode, open_camera)
 from camera.base import image_files
 
 
@@ -98,6 +98,29 @@ def test_pulled_cable_is_detected(cam):
     assert cam.removed
     with pytest.raises(CameraRemovedError):
         cam.grab(1.0)
+
+
+def test_a_pulled_camera_opens_again_once_it_is_back(cam):
+    cam.configure(CameraSettings(pixel_format="RGB8"))
+    cam.start()
+    cam.grab(2.0)
+    if hasattr(cam, "fire_removal"):
+        cam.fire_removal()  # the emulator is back at once: it can be re-enumerated and attached
+    else:
+        cam.disconnect()
+    deadline = time.monotonic() + 1.0
+    while not cam.removed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cam.close()
+    if hasattr(cam, "plug_in"):
+        with pytest.raises(CameraNotFoundError, match="not connected"):
+            cam.open()  # unplugged: no camera to open
+        cam.plug_in()
+    cam.open()
+    assert cam.is_open and not cam.removed
+    cam.configure(CameraSettings(pixel_format="Mono8"))
+    cam.start()
+    assert cam.grab(2.0).image.ndim == 2
 
 
 def test_settings_change_only_while_not_grabbing(cam):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from camera.simulated import SimulatedCamera
 from inspection.alarms import AlarmMonitor
 from inspection.config import AlarmConfig
 from inspection.result import Verdict
+from inspection.runner import RunnerState
 from inspection.store import open_store
 from models.base import Thresholds
 from tests.fakes import FakeInspector
@@ -58,15 +60,30 @@ def test_ok_parts_raise_no_alarm(make_line):
     assert [a.kind for a in line.alarms.active()] == []
 
 
-def test_pulled_cable_is_a_camera_alarm(make_line, samples):
+def test_each_pulled_cable_is_a_camera_alarm_and_its_return_is_logged(make_line, samples):
     camera = SimulatedCamera(samples)
     line = make_line(camera=camera)
+    line.alarms.interval_s = 3600  # (after its first check or two) only the explicit checks below
     runner = line.start()
-    camera.disconnect()
-    assert runner.wait(30)
-    line.alarms.check()
-    active = line.alarms.active()
-    assert [a.kind for a in active] == ["camera"] and "disconnected" in active[0].message
+
+    def until(predicate):
+        deadline = time.monotonic() + 20
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return predicate()
+
+    for pull in (1, 2):
+        camera.disconnect()
+        assert until(lambda: runner.status().camera_losses == pull)
+        camera.plug_in()
+        assert until(lambda: runner.status().reconnects == pull and runner.state is RunnerState.RUNNING)
+        line.alarms.check()  # lost and back between two checks: still an alarm, and the return logged
+        active = line.alarms.active()
+        assert [a.kind for a in active] == ["camera"] * pull and "disconnected" in active[-1].message
+        events = sqlite3.connect(line.store.path).execute("select level, message from events where kind='camera' order by id").fetchall()
+        assert [level for level, _ in events] == ["alarm", "info"] * pull
+        assert "reconnected" in events[-1][1] and "inspection resumed" in events[-1][1]
+    line.stop()
 
 
 def test_model_failures_are_an_alarm(make_line):
