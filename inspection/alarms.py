@@ -5,7 +5,10 @@ on its own thread every `interval_s`, the runner's status and the free disk spac
 that becomes true raises an alarm once (an `events` row, level "alarm"); it is raised again only
 after the condition has cleared (bursty ones - dropped frames, model failures - after it has
 stayed clear for `HOLD_OFF_S`). Conditions seen on the inspection thread (NG in a row, the NG
-rate) are kept until the next check, so a streak between two checks is not missed. An alarm stays
+rate) are kept until the next check, so a streak between two checks is not missed. A lost camera
+is read from the runner's loss and reconnection counts, not only its state, so a camera that is
+lost and back between two checks still raises its alarm; each check that finds a new loss raises
+one (its message counts the run's losses), and the return is an info event ("Camera ... reconnected after 3.2 s; inspection resumed.") in the event log. An alarm stays
 active until acknowledged (`acknowledged_at` in its row), also across a restart: unacknowledged
 alarms are read back from the record at start. Database writes happen on the monitor's thread
 only, never on the inspection or GUI thread; an alarm that cannot be written (a full disk) is
@@ -36,9 +39,9 @@ from inspection.store import Store, utcnow
 
 log = logging.getLogger(__name__)
 
-KINDS = ("camera", "model", "record", "consecutive_ng", "ng_rate", "disk", "dropped")
+KINDS = ("camera", "model", "record", "consecutive_ng", "ng_rate", "disk", "dropped", "images")
 HOLD_OFF_S = 10.0  # a bursty condition must stay clear this long before it can raise a new alarm
-BURSTY = ("dropped", "model")
+BURSTY = ("dropped", "model", "images")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,9 @@ class AlarmMonitor:
         self._results_run: int | None = None  # the run of the last result
         # The monitor thread's own
         self._lost_frames = 0  # dropped + failed at the last check (per run)
+        self._images_missing = 0  # images not saved at the last check (per run)
+        self._losses_alarmed = 0  # camera losses of the run that raised their alarm
+        self._backs_logged = 0  # camera losses of the run whose return is in the event log
         self._run_id: int | None = None  # the run the status belongs to
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -159,8 +165,9 @@ class AlarmMonitor:
             log.exception("writing alarm acknowledgements failed")
         c = self.config
         status = self._status()
-        if status is not None and status.run_id != self._run_id:  # a new run: its frame counts start at 0
-            self._run_id, self._lost_frames = status.run_id, 0
+        if status is not None and status.run_id != self._run_id:  # a new run: its counts start at 0
+            self._run_id, self._lost_frames, self._images_missing = status.run_id, 0, 0
+            self._losses_alarmed = self._backs_logged = 0
         faulted = status is not None and status.state is RunnerState.FAULTED
         fault = status.fault if faulted else ""
         message = status.message if status is not None else ""
@@ -169,7 +176,7 @@ class AlarmMonitor:
             rate, self._max_rate = self._max_rate, 0.0
             window = len(self._recent_ng)
             model_errors, model_error, self._model_errors = self._model_errors, self._model_error, 0
-        self._condition("camera", fault == "camera", message)
+        self._check_camera(status, fault == "camera", message)
         self._condition("record", fault == "record", message)
         if fault == "inspection":
             self._condition("model", True, message)
@@ -189,6 +196,41 @@ class AlarmMonitor:
             self._lost_frames = lost
             self._condition("dropped", new > 0, f"{new} frames dropped or failed since the last check ({lost} in this run): "
                                                 "they were not inspected.")
+        if status is not None:
+            new, self._images_missing = status.images_missing - self._images_missing, status.images_missing
+            self._condition("images", new > 0, f"{new} part images could not be saved since the last check ({status.images_missing} "
+                                               f"in this run; {status.image_error}): their parts are recorded, the images marked missing.")
+
+    def _check_camera(self, status: RunnerStatus | None, faulted: bool, message: str) -> None:
+        """The camera alarm: raised by a fault, or by a loss since the last check even if the
+        camera is back already (a new alarm for each check that finds a new loss); a return after
+        an alarm is logged."""
+        losses = status.camera_losses if status is not None else 0
+        backs = status.reconnects if status is not None else 0
+        new_loss = losses > self._losses_alarmed
+        if new_loss:
+            self._log_return(status, backs)  # a return from the last alarmed loss before this one
+            self._latched.discard("camera")  # a new loss is a new alarm
+            self._losses_alarmed = losses
+            if not faulted and status is not None:
+                message = status.camera_lost  # lost and back between two checks
+        self._condition("camera", faulted or new_loss, message)
+        self._log_return(status, backs)
+
+    def _log_return(self, status: RunnerStatus | None, backs: int) -> None:
+        """An info event when the camera came back from the losses alarmed so far."""
+        if status is None or not self._backs_logged < self._losses_alarmed <= backs:
+            return
+        self._backs_logged = self._losses_alarmed
+        self._record("info", "camera", status.camera_back)  # "Camera ... reconnected after 3.2 s; inspection resumed."
+
+    def _record(self, level: str, kind: str, message: str) -> None:
+        try:
+            with self.store.session() as s:
+                s.add(Event(ts=utcnow(), run_id=self._run_id, level=level, kind=kind, message=message))
+                s.commit()
+        except Exception as exc:  # the record cannot be written now: the log says so
+            log.error("event (%s) could not be recorded: %s", kind, exc)
 
     def _condition(self, kind: str, true: bool, message: str) -> None:
         now = time.monotonic()

@@ -22,4 +22,12 @@ class StoreError(InspectionError):
     """The database or image folder cannot be opened, written or locked."""
 
 
+class AuthError(InspectionError):
+    """A login, a password or an account change is refused (never saying whether the name or the password was wrong)."""
+
+
+class PermissionDenied(InspectionError):
+    """A user's role does not allow what they asked for (or the account was disabled or removed)."""
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (InspectionError, CameraError, ModelError)

@@ -14,6 +14,7 @@ from camera.base import Camera
 from camera.spec import open_camera
 from inspection.alarms import AlarmMonitor
 from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe
+from inspection.retention import Retention
 from inspection.shift_reports import ShiftReporter
 from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus
 from inspection.verdict import thresholds_in_force
@@ -48,6 +49,8 @@ class Line:
         self.alarms = AlarmMonitor(store, config.alarms, self.status)
         self._result_listeners: list[ResultListener] = [self.alarms.on_result]
         self.alarms.start()
+        self.retention = Retention(store, config.retention)
+        self.retention.start()
         self.reports: ShiftReporter | None = None
         if config.reports_automatic:
             self.reports = ShiftReporter(store, config, config.reports_folder or data_dir() / "reports")
@@ -66,7 +69,7 @@ class Line:
 
     def start(self, max_parts: int | None = None) -> Runner:
         """Open the camera if needed and start a run; CameraError if the camera cannot start."""
-        if self.runner is not None and self.runner.state in (RunnerState.RUNNING, RunnerState.PAUSED, RunnerState.STOPPING):
+        if self.runner is not None and self.runner.status().active:  # (also while its camera is being reconnected)
             raise RuntimeError("the line is already running")
         if not self.camera.is_open:
             self.camera.open()
@@ -94,6 +97,7 @@ class Line:
         self.stop()
         if self.reports is not None:
             self.reports.close()
+        self.retention.close()
         self.alarms.close()
         self.camera.close()
         self.store.close()

@@ -5,6 +5,12 @@ what the CLI and the GUI read; listeners get every `InspectionResult` and every 
 the worker's thread, and an exception in a listener is logged, never allowed to stop the line.
 Stop and pause take effect between parts: frames already grabbed are inspected and recorded; a
 paused line stops grabbing (so nothing is dropped while it waits) and resumes where it was.
+
+A lost camera (pulled cable, power cut) faults the runner (`fault="camera"`) without ending the
+run: frames already queued are still inspected and recorded, and the grab thread tries every
+`RECONNECT_INTERVAL_S` to bring the camera back (close, open: re-enumerate and attach, the
+recipe's settings and `.pfs` file, start) until it is back - the runner then goes on where it was,
+running or paused - or the line is stopped. Any other camera error ends the run.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from models.base import Inspector
 log = logging.getLogger(__name__)
 
 MAX_FAILED_IN_A_ROW = 25  # failed grabs in a row that fault the run (unreadable images, a failing camera)
+RECONNECT_INTERVAL_S = 0.5  # a lost camera is tried again this often
 
 
 class RunnerState(str, enum.Enum):
@@ -58,14 +65,26 @@ class RunnerStatus:
     latency_ms_p99: float
     message: str
     fault: str = ""  # what faulted the run: "camera", "record" or "inspection"; "" when none
+    camera_losses: int = 0  # times the camera was lost in this run
+    reconnects: int = 0  # times it came back and inspection resumed
+    reconnecting: bool = False  # faulted on a lost camera that is being tried again: the run goes on
+    camera_lost: str = ""  # the last loss, in a sentence (kept once the camera is back)
+    camera_back: str = ""  # the last reconnection, in a sentence
+    images_missing: int = 0  # images that were to be kept but could not be (a full disk); their rows are recorded
+    image_error: str = ""  # why, the last time
+
+    @property
+    def active(self) -> bool:
+        """The run goes on: running, paused, stopping, or faulted while its camera is being reconnected."""
+        return self.state in (RunnerState.RUNNING, RunnerState.PAUSED, RunnerState.STOPPING) or self.reconnecting
 
 
 ResultListener = Callable[[InspectionResult], None]
 
 
 class Runner:
-    """Runs one camera, one model and one recipe into one store until stopped, faulted, or
-    `max_parts` parts are inspected. Construct, `start()`, then `wait()` or `stop()`.
+    """Runs one camera, one model and one recipe into one store until stopped, faulted for good
+    (a lost camera is reconnected instead), or `max_parts` parts are inspected. Construct, `start()`, then `wait()` or `stop()`.
     Result listeners run on the inspection thread: they must be quick and must not touch Qt
     widgets. State is read by polling `status()`."""
 
@@ -95,6 +114,11 @@ class Runner:
         self._dropped = 0
         self._failed = 0
         self._accepted = 0
+        self._losses = 0
+        self._reconnects = 0
+        self._reconnecting = False
+        self._camera_lost = ""
+        self._camera_back = ""
         self._latencies: collections.deque[float] = collections.deque(maxlen=2000)
         self._t_start = 0.0
         self._t_last = 0.0
@@ -127,6 +151,7 @@ class Runner:
             lat = np.fromiter(self._latencies, dtype=np.float64)
             parts = sum(self._counts.values())
             elapsed = (self._t_last - self._t_start) if parts else 0.0
+            images_missing, image_error = self.writer.images_missing
             return RunnerStatus(
                 state=self._state,
                 run_id=self.run_id,
@@ -143,6 +168,13 @@ class Runner:
                 latency_ms_p99=float(np.percentile(lat, 99)) if lat.size else 0.0,
                 message=self._message,
                 fault=self._fault_kind,
+                camera_losses=self._losses,
+                reconnects=self._reconnects,
+                reconnecting=self._reconnecting,
+                camera_lost=self._camera_lost,
+                camera_back=self._camera_back,
+                images_missing=images_missing,
+                image_error=image_error,
             )
 
     # -- control -------------------------------------------------------------------------
@@ -168,21 +200,26 @@ class Runner:
             t.start()
 
     def pause(self) -> None:
-        """Stop grabbing after the current part; frames already grabbed are still inspected."""
+        """Stop grabbing after the current part; frames already grabbed are still inspected. While
+        the camera is being reconnected, the line comes back paused."""
         with self._lock:  # (stop and fault change the state under the same lock: no pause after a stop)
-            if self._state is not RunnerState.RUNNING or self._stop.is_set():
+            if self._stop.is_set():
                 return
-            self._state = RunnerState.PAUSED
-            self._message = "Paused."
-            self._resume.clear()
+            if self._state is RunnerState.RUNNING:
+                self._state = RunnerState.PAUSED
+                self._message = "Paused."
+                self._resume.clear()
+            elif self._reconnecting:
+                self._resume.clear()
 
     def resume(self) -> None:
         with self._lock:
-            if self._state is not RunnerState.PAUSED:
-                return
-            self._state = RunnerState.RUNNING
-            self._message = "Running."
-            self._resume.set()
+            if self._state is RunnerState.PAUSED:
+                self._state = RunnerState.RUNNING
+                self._message = "Running."
+                self._resume.set()
+            elif self._reconnecting:
+                self._resume.set()
 
     def request_stop(self) -> None:
         """Ask the line to stop after the current part (safe from any thread or a signal handler);
@@ -215,62 +252,20 @@ class Runner:
         return f"Stopped after {s.parts} parts ({s.recorded} recorded)."
 
     def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until `max_parts` are inspected, the camera faults, or stop() is called."""
+        """Block until `max_parts` are inspected, the run faults for good, or stop() is called (a
+        camera being reconnected does not end the wait)."""
         return self._inspected_all.wait(timeout_s)
 
     # -- threads -------------------------------------------------------------------------
     def _grab_loop(self) -> None:
-        last_id: int | None = None
-        failed_since = 0
-        # With a software trigger the station decides when a part is imaged: trigger only when
-        # the queue has room, so nothing is dropped. Free-run and hardware-triggered frames come
-        # when they come; a full queue then drops its oldest frame.
-        paced = self.recipe.camera.trigger is TriggerMode.SOFTWARE
         try:
-            while not self._stop.is_set():
-                with self._lock:
-                    if self.max_parts is not None and self._accepted >= self.max_parts:
-                        break
-                if not self._resume.is_set():
-                    last_id = self._pause_grabbing()
-                    continue
-                if paced and not self._wait_for_room():
-                    break
-                t0 = time.perf_counter()
+            while True:
                 try:
-                    frame = self.camera.grab(timeout_s=0.5)
-                except GrabTimeout:
-                    continue
-                except GrabFailed as exc:
-                    failed_since += 1
-                    with self._lock:
-                        self._failed += 1
-                    log.warning("%s", exc)
-                    if failed_since >= MAX_FAILED_IN_A_ROW:
-                        raise CameraError(f"{MAX_FAILED_IN_A_ROW} frames in a row failed, the last with: {exc}") from exc
-                    continue
-                if last_id is not None and frame.frame_id > last_id + 1:
-                    skipped = frame.frame_id - last_id - 1 - failed_since
-                    if skipped > 0:  # the camera delivered frames we never got (buffers full)
-                        with self._lock:
-                            self._dropped += skipped
-                last_id, failed_since = frame.frame_id, 0
-                # Latency runs from the moment the part was imaged: the software trigger we fired,
-                # else the frame's arrival (waiting for a free-running or triggered frame is idle time).
-                if not paced:
-                    t0 = frame.grabbed_at
-                with self._cond:
-                    if len(self._queue) >= self.config.queue_size:
-                        self._queue.popleft()  # drop the oldest waiting frame, and count it
-                        with self._lock:
-                            self._dropped += 1
-                            self._accepted -= 1
-                    self._queue.append((frame, t0))
-                    with self._lock:
-                        self._accepted += 1
-                    self._cond.notify()
-        except CameraRemovedError as exc:
-            self._fault(f"{exc} Inspection stopped; every part inspected before was recorded.", "camera")
+                    self._grab_frames()
+                    return
+                except CameraRemovedError:
+                    if not self._reconnect():
+                        return
         except CameraError as exc:
             self._fault(f"{exc} Inspection stopped.", "camera")
         except Exception as exc:  # never let the grab thread die silently
@@ -281,14 +276,137 @@ class Runner:
             with self._cond:
                 self._cond.notify_all()
 
+    def _grab_frames(self) -> None:
+        """Grab into the queue until stopped or `max_parts` are accepted; CameraRemovedError when
+        the camera is lost. Frame ids count from the first frame of each call (a reconnected
+        camera may count from 0 again)."""
+        last_id: int | None = None
+        failed_since = 0
+        # With a software trigger the station decides when a part is imaged: trigger only when
+        # the queue has room, so nothing is dropped. Free-run and hardware-triggered frames come
+        # when they come; a full queue then drops its oldest frame.
+        paced = self.recipe.camera.trigger is TriggerMode.SOFTWARE
+        while not self._stop.is_set():
+            with self._lock:
+                if self.max_parts is not None and self._accepted >= self.max_parts:
+                    break
+            if not self._resume.is_set():
+                last_id = self._pause_grabbing()
+                continue
+            if paced and not self._wait_for_room():
+                break
+            t0 = time.perf_counter()
+            try:
+                frame = self.camera.grab(timeout_s=0.5)
+            except GrabTimeout:
+                continue
+            except GrabFailed as exc:
+                failed_since += 1
+                with self._lock:
+                    self._failed += 1
+                log.warning("%s", exc)
+                if failed_since >= MAX_FAILED_IN_A_ROW:
+                    raise CameraError(f"{MAX_FAILED_IN_A_ROW} frames in a row failed, the last with: {exc}") from exc
+                continue
+            if last_id is not None and frame.frame_id > last_id + 1:
+                skipped = frame.frame_id - last_id - 1 - failed_since
+                if skipped > 0:  # the camera delivered frames we never got (buffers full)
+                    with self._lock:
+                        self._dropped += skipped
+            last_id, failed_since = frame.frame_id, 0
+            # Latency runs from the moment the part was imaged: the software trigger we fired,
+            # else the frame's arrival (waiting for a free-running or triggered frame is idle time).
+            if not paced:
+                t0 = frame.grabbed_at
+            with self._cond:
+                if len(self._queue) >= self.config.queue_size:
+                    self._queue.popleft()  # drop the oldest waiting frame, and count it
+                    with self._lock:
+                        self._dropped += 1
+                        self._accepted -= 1
+                self._queue.append((frame, t0))
+                with self._lock:
+                    self._accepted += 1
+                self._cond.notify()
+
     def _pause_grabbing(self) -> None:
         """Paused: the camera stops (a free-running camera would otherwise fill its buffers and
-        drop frames) until resume or stop; returns the frame id to count drops from (none)."""
+        drop frames) until resume or stop; returns the frame id to count drops from (none).
+        A camera lost meanwhile raises CameraRemovedError."""
         self.camera.stop()
         while not self._resume.wait(0.2) and not self._stop.is_set():
-            pass
+            if self.camera.removed:
+                raise CameraRemovedError(f"Camera {self.camera.camera_id} was disconnected.")
         if not self._stop.is_set():
             self.camera.start()
+        return None
+
+    def _reconnect(self) -> bool:
+        """The camera was lost: fault, then try to bring it back every RECONNECT_INTERVAL_S. True
+        once it is back (the runner goes on as it was, running or paused), False if the line was
+        stopped first (or something else faulted it). A camera that is back but refuses the
+        recipe's settings raises CameraError (the run ends)."""
+        camera_id = self.camera.camera_id
+        lost_at = time.perf_counter()
+        with self._lock:
+            if self._stop.is_set():  # lost while stopping: nothing left to grab for
+                return False
+            self._losses += 1
+            times = f" ({self._losses} times in this run)" if self._losses > 1 else ""
+            lost = f"Camera {camera_id} was disconnected{times}; inspection resumes as soon as it is back."
+            self._state, self._message, self._fault_kind = RunnerState.FAULTED, lost, "camera"
+            self._reconnecting = True
+            self._camera_lost = lost
+        log.error("%s", lost)
+        tries = 0
+        why: str | None = "the line was stopped"
+        while not self._stop.is_set():
+            tries += 1
+            why = self._reopen_camera()
+            if why is None:
+                break
+            (log.warning if tries == 1 else log.debug)("camera %s not back yet (try %d): %s", camera_id, tries, why)
+            self._stop.wait(RECONNECT_INTERVAL_S)
+        down_s = time.perf_counter() - lost_at
+        with self._lock:
+            self._reconnecting = False
+            if self._state is not RunnerState.FAULTED or self._fault_kind != "camera":
+                return False  # another fault (the record) took over and stopped the line
+            if why is not None:
+                self._message = (f"Camera {camera_id} was disconnected and was not back when the line was stopped "
+                                 f"{down_s:.1f} s later; every part inspected was recorded.")
+                return False
+            self._fault_kind = ""
+            self._reconnects += 1
+            back = f"Camera {self.camera.camera_id} reconnected after {down_s:.1f} s"
+            if self._stop.is_set():
+                self._state, back = RunnerState.STOPPING, f"{back}; the line is stopping."
+            elif self._resume.is_set():
+                self._state, back = RunnerState.RUNNING, f"{back}; inspection resumed."
+            else:
+                self._state, back = RunnerState.PAUSED, f"{back}; the line is paused."
+            self._message = self._camera_back = back
+        log.warning("%s", back)
+        return True
+
+    def _reopen_camera(self) -> str | None:
+        """One try at bringing a lost camera back: close, open (re-enumerate, attach), the recipe's
+        settings and `.pfs` file, start. None when it is back, else why not (not found, lost again)."""
+        cam = self.camera
+        try:
+            cam.close()
+            cam.open()
+        except CameraError as exc:  # not back (yet): not found, not openable while it boots
+            return str(exc)
+        try:
+            cam.configure(self.recipe.camera)
+            if self.recipe.settings_file is not None:
+                cam.load_settings(self.recipe.settings_file)
+            cam.start()
+        except CameraError as exc:
+            if isinstance(exc, CameraRemovedError) or cam.removed:  # lost again meanwhile
+                return str(exc)
+            raise
         return None
 
     def _wait_for_room(self) -> bool:
@@ -310,6 +428,7 @@ class Runner:
             self._state = RunnerState.FAULTED
             self._message = message
             self._fault_kind = kind
+            self._reconnecting = False  # a fault for good: no camera comes back from it
             self._resume.set()  # a paused grab thread must see the fault and end
 
     def _next_frame(self) -> tuple[Frame, float] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -85,6 +85,10 @@ class Inspection(Base):
     areas_json: Mapped[str] = mapped_column(Text)  # {"pitting": 123, ...} pixels
     image_path: Mapped[str | None] = mapped_column(String(500), nullable=True)  # relative to the DB's folder
     mask_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # NULL: the files the paths name are on disk (or none was kept); "missing": the image was to be
+    # kept but could not be written (a full disk, a crash); "removed": deleted by the retention policy.
+    # Storage facts, the only columns that change after the row is written.
+    image_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     t_grab_ms: Mapped[float] = mapped_column(Float)
     t_queue_ms: Mapped[float] = mapped_column(Float)
     t_preprocess_ms: Mapped[float] = mapped_column(Float)
@@ -142,3 +146,32 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(50))
     message: Mapped[str] = mapped_column(Text)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class User(Base):
+    """A person who may use the station, with one role (operator, engineer, qa, admin). Never
+    deleted (the audit trail names them): disabled instead."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(200))  # scrypt$n=..,r=..,p=..$salt$key (inspection.users)
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """The audit trail: every change that touches quality, append-only (triggers refuse UPDATE and
+    DELETE), each entry chained to the one before by a hash (inspection.audit)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)  # 1, 2, 3 ... without gaps: a gap is a deleted entry
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    who: Mapped[str] = mapped_column(String(64))  # a user name, or "station" for what the station noticed itself
+    action: Mapped[str] = mapped_column(String(50))  # login, relabel, promote, thresholds_changed, ...
+    target: Mapped[str] = mapped_column(Text)  # what it touched: a part id, a recipe, a user name
+    detail_json: Mapped[str] = mapped_column(Text)  # canonical JSON (sorted keys, no spaces)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

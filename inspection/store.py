@@ -12,15 +12,16 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from filelock import FileLock, Timeout
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,10 +31,14 @@ from inspection.result import InspectionResult, Verdict
 from inspection.schema import Event, Inspection, ModelVersion, Relabel, Run, Shift
 from models.base import ModelInfo
 
+if TYPE_CHECKING:
+    from inspection.users import User
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
+PARTIAL = ".partial"  # an image file being written; left only by a kill, removed at the next start
 
 
 def utcnow() -> dt.datetime:
@@ -73,6 +78,7 @@ class Store:
         self._lock = lock  # None: opened read-only, beside a running station
         self.images_dir = path.parent / f"{path.stem}-images"
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.audit_lock = threading.RLock()  # held from reading the audit trail's last hash to the commit (inspection.audit)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -109,7 +115,11 @@ class Store:
 
     def start_run(self, *, line: str, station: str, camera_spec: str, recipe: str, model_version_id: int, software_version: str,
                   ok_below: float | None = None, ng_at: float | None = None) -> int:
-        with self.session() as s:
+        """A new run; a model, thresholds or recipe that differ from the last run's are logged (the
+        thresholds and recipe also in the audit trail, by the station: a recipe edited outside the program)."""
+        from inspection import audit
+
+        with audit.session(self) as s:
             last = s.scalar(select(Run).order_by(Run.id.desc()).limit(1))
             run = Run(started_at=utcnow(), line=line, station=station, camera_spec=camera_spec, recipe=recipe,
                       model_version_id=model_version_id, software_version=software_version, ok_below=ok_below, ng_at=ng_at)
@@ -123,8 +133,11 @@ class Store:
                 s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="thresholds",
                             message=f"Thresholds changed from OK below {last.ok_below:.4g} / NG at {last.ng_at:.4g} "
                                     f"to OK below {ok_below:.4g} / NG at {ng_at:.4g} (recipe {recipe})."))
+                audit.append(s, who=audit.STATION, action="thresholds_changed", target=recipe,
+                             detail={"run_id": run.id, "old": {"ok_below": last.ok_below, "ng_at": last.ng_at}, "new": {"ok_below": ok_below, "ng_at": ng_at}})
+            if last is not None and last.recipe != recipe:
+                audit.append(s, who=audit.STATION, action="recipe_changed", target=recipe, detail={"run_id": run.id, "old": last.recipe, "new": recipe})
             s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="run", message=f"Run {run.id} started on {camera_spec} with recipe {recipe}."))
-            s.commit()
             return run.id
 
     def end_run(self, run_id: int, state: str, message: str, *, dropped_frames: int | None = None, failed_grabs: int | None = None) -> None:
@@ -139,17 +152,20 @@ class Store:
             s.add(Event(ts=utcnow(), run_id=run_id, level="warning" if state == "faulted" else "info", kind="run", message=message))
             s.commit()
 
-    def relabel(self, part_id: str, verdict: str, *, who: str, classes: tuple[str, ...] = (), mask: np.ndarray | None = None,
+    def relabel(self, part_id: str, verdict: str, *, user: User, classes: tuple[str, ...] = (), mask: np.ndarray | None = None,
                 comment: str = "") -> int:
-        """Record an engineer's judgement of a part (OK or NG, classes, optionally a mask) as a new
-        row; the model's verdict is never touched. Returns the relabel's id."""
+        """Record a user's judgement of a part (OK or NG, classes, optionally a mask) as a new row,
+        with its audit entry in the same transaction; the model's verdict is never touched.
+        PermissionDenied unless the user may relabel. Returns the relabel's id."""
+        from inspection import audit
+        from inspection.users import Permission, require
+
+        user = require(self, user, Permission.RELABEL)
         if verdict not in ("OK", "NG"):
             raise StoreError(f"A relabel's verdict is OK or NG, not {verdict!r}: a person decides.")
-        if not who.strip():
-            raise StoreError("A relabel needs the name of who made it.")
         if verdict == "OK" and classes:
             raise StoreError("A part relabelled OK has no defect classes.")
-        with self.session() as s:
+        with audit.session(self) as s:
             part = s.scalar(select(Inspection).where(Inspection.part_id == part_id))
             if part is None:
                 raise StoreError(f"The database {self.path} has no part {part_id}.")
@@ -162,25 +178,55 @@ class Store:
                 mask_file = folder / f"{part_id}_relabel{n + 1}_mask.png"
                 _write_png(mask_file, mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8))
                 mask_rel = str(mask_file.relative_to(self.path.parent))
-            row = Relabel(inspection_id=part.id, at=utcnow(), who=who.strip(), previous_verdict=latest.verdict if latest else part.verdict,
+            row = Relabel(inspection_id=part.id, at=utcnow(), who=user.name, previous_verdict=latest.verdict if latest else part.verdict,
                           verdict=verdict, classes_json=json.dumps(list(classes)), mask_path=mask_rel, comment=comment)
             s.add(row)
-            s.commit()
+            s.flush()
+            audit.append(s, who=user.name, action="relabel", target=part_id,
+                         detail={"relabel_id": row.id, "previous_verdict": row.previous_verdict, "verdict": verdict,
+                                 "classes": list(classes), "mask_path": mask_rel, "comment": comment})
             return row.id
 
     def end_dangling_runs(self) -> int:
         """Runs left without an end by a crash or a kill end at their last inspection (else their start):
-        reports would otherwise count them as production for ever. Returns how many."""
+        reports would otherwise count them as production for ever. Their images are reconciled with
+        their rows (see `_reconcile_images`). Returns how many runs."""
         with self.session() as s:
             runs = s.scalars(select(Run).where(Run.ended_at.is_(None))).all()
             for run in runs:
                 last = s.scalar(select(func.max(Inspection.ts)).where(Inspection.run_id == run.id))
+                missing, orphans = self._reconcile_images(s, run.id, run.started_at, last or run.started_at)
                 run.ended_at = last or run.started_at
                 run.end_state = "crashed"
-                run.end_message = f"Run {run.id} ended without a stop (the program was killed or crashed); its end is its last inspection."
+                run.end_message = (f"Run {run.id} ended without a stop (the program was killed or crashed); its end is its last "
+                                   f"inspection. Images reconciled: {missing} marked missing, {orphans} without a row removed.")
                 s.add(Event(ts=utcnow(), run_id=run.id, level="warning", kind="run", message=run.end_message))
             s.commit()
             return len(runs)
+
+    def _reconcile_images(self, s: Session, run_id: int, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:
+        """After a crash: rows whose image never reached the disk are marked missing, and image files
+        of the run's days that no row names (or that a kill left half written) are removed.
+        Returns (rows marked, files removed)."""
+        base = self.path.parent
+        rows = s.execute(select(Inspection.id, Inspection.image_path, Inspection.mask_path).where(
+            Inspection.run_id == run_id, Inspection.image_path.is_not(None), Inspection.image_status.is_(None))).all()
+        lost = [i for i, image, mask in rows if not (base / image).is_file() or (mask is not None and not (base / mask).is_file())]
+        for k in range(0, len(lost), 500):
+            s.execute(update(Inspection).where(Inspection.id.in_(lost[k:k + 500])).values(image_status="missing"))
+        removed = 0
+        day = start.date()
+        while day <= end.date():
+            folder = self.images_dir / day.strftime("%Y%m%d")
+            if folder.is_dir():
+                t0 = dt.datetime.combine(day, dt.time())
+                known = set(s.scalars(select(Inspection.part_id).where(Inspection.ts >= t0, Inspection.ts < t0 + dt.timedelta(days=1))))
+                for f in folder.iterdir():
+                    if f.name.endswith(PARTIAL) or (f.suffix == ".png" and f.stem.removesuffix("_mask") not in known):
+                        f.unlink(missing_ok=True)
+                        removed += 1
+            day += dt.timedelta(days=1)
+        return len(lost), removed
 
     def log_event(self, kind: str, message: str, *, level: str = "info", run_id: int | None = None) -> None:
         with self.session() as s:
@@ -200,6 +246,34 @@ class Store:
         return out
 
 
+def _not_our_record(path: Path) -> str | None:
+    """Why the existing file at `path` is no record this program may open, as one sentence, or None.
+    Read-only: an empty file, another program's database or a newer schema is never migrated or changed."""
+    if path.stat().st_size == 0:
+        return f"The database {path} is an empty file (0 bytes), not a Lepton Inspect record; move it away to start a new one."
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return f"The database {path} cannot be opened ({exc})."
+    if row is None:
+        return f"The file {path} is a database of another program, not a Lepton Inspect record." if tables - {"alembic_version"} else None
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(cfg)
+    if row[0] not in {r.revision for r in script.walk_revisions()}:
+        return (f"The database {path} was written by a newer Lepton Inspect (schema {row[0]}; this program knows schemas up to "
+                f"{script.get_current_head()}): open it with that version.")
+    return None
+
+
 def open_store(path: str | Path) -> Store:
     """Open (creating and migrating as needed) the database at `path`; one sentence if it cannot."""
     path = Path(path).expanduser().resolve()
@@ -211,6 +285,8 @@ def open_store(path: str | Path) -> Store:
         raise StoreError(f"Cannot create the database folder {path.parent}: {exc.strerror}.") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise StoreError(f"The database path {path} is not writable.")
+    if path.exists() and not path.stat().st_mode & 0o222:  # marked read-only (which root, too, respects here)
+        raise StoreError(f"The database {path} is read-only; open it with `shifts` or `report`, or make it writable.")
     # Not thread-local: a store opened on one thread (the GUI's worker) is closed on another (the GUI's).
     lock = FileLock(str(path) + ".lock", thread_local=False)
     try:
@@ -219,6 +295,10 @@ def open_store(path: str | Path) -> Store:
         raise StoreError(f"The database {path} is in use by another Lepton Inspect instance.") from None
     except OSError as exc:
         raise StoreError(f"Cannot lock the database {path}: {exc.strerror}.") from None
+    problem = _not_our_record(path) if path.exists() else None
+    if problem:
+        lock.release()
+        raise StoreError(problem)
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
     event.listen(engine, "connect", _set_pragmas)
     from alembic.util import CommandError
@@ -247,6 +327,9 @@ def open_record(path: str | Path) -> Store:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise StoreError(f"There is no database at {path}.")
+    problem = _not_our_record(path)
+    if problem:
+        raise StoreError(problem)
     engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true",
                            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
     event.listen(engine, "connect", _set_read_pragmas)
@@ -276,35 +359,43 @@ def _set_read_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 
 
 class ImageStore:
-    """Writes part images and masks as PNG under the store's image folder; paths are relative to the DB."""
+    """Part images and masks as PNG under the store's image folder, one folder per day; paths are
+    relative to the database's folder. A file appears whole or not at all (written aside, then
+    renamed), so a kill never leaves half a PNG under a part's name."""
 
     def __init__(self, store: Store) -> None:
         self.root = store.images_dir
         self.base = store.path.parent
 
-    def save(self, result: InspectionResult) -> tuple[str, str | None]:
-        day = from_epoch(result.timestamp).strftime("%Y%m%d")
-        folder = self.root / day
-        folder.mkdir(parents=True, exist_ok=True)
-        image_path = folder / f"{result.part_id}.png"
+    def paths(self, result: InspectionResult) -> tuple[str, str | None]:
+        """Where a part's image (and mask, when it has a defect) are kept, relative to the database's folder."""
+        folder = self.root.relative_to(self.base) / from_epoch(result.timestamp).strftime("%Y%m%d")
+        mask = str(folder / f"{result.part_id}_mask.png") if result.defect_mask.any() else None
+        return str(folder / f"{result.part_id}.png"), mask
+
+    def write(self, result: InspectionResult, image_path: str, mask_path: str | None) -> None:
+        """Write the files `paths()` named; StoreError (one sentence) if the disk refuses."""
+        target = self.base / image_path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the image folder {target.parent}: {exc.strerror}.") from None
         image = result.image
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-        _write_png(image_path, bgr)
-        mask_rel = None
-        if result.defect_mask.any():
-            mask_path = folder / f"{result.part_id}_mask.png"
-            _write_png(mask_path, result.defect_mask.astype(np.uint8) * 255)
-            mask_rel = str(mask_path.relative_to(self.base))
-        return str(image_path.relative_to(self.base)), mask_rel
+        _write_png(target, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
+        if mask_path is not None:
+            _write_png(self.base / mask_path, result.defect_mask.astype(np.uint8) * 255)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise StoreError(f"Cannot encode image {path.name} as PNG.")
+    part = path.with_name(path.name + PARTIAL)
     try:
-        path.write_bytes(buf.tobytes())
+        part.write_bytes(buf.tobytes())
+        os.replace(part, path)
     except OSError as exc:
+        part.unlink(missing_ok=True)
         raise StoreError(f"Cannot write image {path}: {exc.strerror}.") from None
 
 

@@ -1,10 +1,16 @@
-"""The writer thread: the one place inspections are written to SQLite and the image folder.
+"""The writer: the one place inspections are written to SQLite and the image folder.
 
-Results arrive on a bounded queue; the writer saves a batch's images first, then commits the
-batch's rows in one transaction (commits per second, not rows, are SQLite's limit). A row thus
-never points at a missing image. A full queue blocks the inspection worker: results are never
-dropped. A batch that still fails after a few tries is counted as unwritten and reported through
-`on_error` (the runner then faults the line: a station that cannot record must not inspect).
+Results arrive on a bounded queue. The writer thread commits a batch's rows in one transaction
+(commits per second, not rows, are SQLite's limit) and only then hands the batch's images to the
+image thread, which writes them as PNG. So a verdict's row is committed within the commit interval
+of its publication, whatever the disk does with images; a `kill -9` can leave rows whose image was
+not yet written, which the next start marks missing (`Store.end_dangling_runs`). Every row is
+written whether its image can be or not: below the free-space floor, or when a PNG write fails (a
+full disk), the row's `image_status` says `missing` and the line goes on.
+
+A full result queue blocks the inspection worker: results are never dropped. A batch of rows that
+still fails after a few tries is counted as unwritten and reported through `on_error` (the runner
+then faults the line: a station that cannot record must not inspect).
 """
 
 from __future__ import annotations
@@ -12,17 +18,24 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import update
+
 from inspection.config import Config, Recipe
 from inspection.result import InspectionResult, Verdict
+from inspection.schema import Inspection
 from inspection.store import ImageStore, Store, inspection_row, shift_id
 
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 3
+IMAGE_QUEUE = 64  # images waiting for the disk; beyond this the writer waits (rows are already committed)
+MISSING = "missing"  # inspections.image_status: the image was to be kept but is not on disk
+_IDLE = object()  # the image queue stayed empty for a while
 
 
 class ResultWriter:
@@ -34,11 +47,16 @@ class ResultWriter:
         self.recipe = recipe
         self.model_version_id = model_version_id
         self.on_error = on_error
+        self.min_free_mb = config.alarms.min_free_disk_mb  # below this no image is saved (the low-disk alarm's limit)
         self._queue: queue.Queue[tuple[InspectionResult, bool]] = queue.Queue(maxsize=4 * config.commit_batch)
+        self._image_queue: queue.Queue[tuple[InspectionResult, str, str | None] | None] = queue.Queue(maxsize=IMAGE_QUEUE)
         self._thread: threading.Thread | None = None
+        self._image_thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._recorded = 0
         self._unwritten = 0
+        self._images_missing = 0
+        self._image_error = ""
         self._ok_seen = 0
         self._lock = threading.Lock()
         self._shift_cache: dict[tuple[str, object], int] = {}
@@ -51,13 +69,21 @@ class ResultWriter:
 
     @property
     def unwritten(self) -> int:
-        """Results that could not be written even after retrying (a full disk, a broken database)."""
+        """Results that could not be written even after retrying (a broken database, a disk too full for rows)."""
         with self._lock:
             return self._unwritten
 
+    @property
+    def images_missing(self) -> tuple[int, str]:
+        """Images that were to be kept but could not be (their rows say `missing`), and the last reason."""
+        with self._lock:
+            return self._images_missing, self._image_error
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="lepton-writer", daemon=True)
+        self._image_thread = threading.Thread(target=self._image_loop, name="lepton-images", daemon=True)
         self._thread.start()
+        self._image_thread.start()
 
     def put(self, result: InspectionResult) -> None:
         """Queue a result (blocks while the queue is full). Whether its image is kept is decided
@@ -65,12 +91,16 @@ class ResultWriter:
         self._queue.put((result, self._keep_image(result)))
 
     def close(self) -> None:
-        """Write everything queued, then end the thread."""
+        """Write everything queued (rows, then images), then end the threads."""
         if self._thread is None:
             return
         self._closing.set()
         self._thread.join()
         self._thread = None
+        self._image_queue.put(None)
+        assert self._image_thread is not None
+        self._image_thread.join()
+        self._image_thread = None
 
     def _keep_image(self, result: InspectionResult) -> bool:
         if result.verdict is not Verdict.OK:
@@ -79,15 +109,23 @@ class ResultWriter:
         self._ok_seen += 1
         return every > 0 and (self._ok_seen - 1) % every == 0
 
+    # -- rows (the writer thread) ---------------------------------------------------------
     def _next_batch(self) -> list[tuple[InspectionResult, bool]]:
+        """Up to commit_batch results, collected for at most half the commit interval from the
+        first one's arrival: the other half is the commit's, so that a row is committed within one
+        interval of its verdict."""
         batch: list[tuple[InspectionResult, bool]] = []
-        deadline = time.monotonic() + self.config.commit_interval_s
+        deadline = float("inf")
         while len(batch) < self.config.commit_batch:
+            wait = 0.05 if not batch else max(0.0, min(0.05, deadline - time.monotonic()))
             try:
-                batch.append(self._queue.get(timeout=max(0.0, min(0.05, deadline - time.monotonic()))))
+                batch.append(self._queue.get(timeout=wait))
             except queue.Empty:
                 if time.monotonic() >= deadline or self._closing.is_set():
                     break
+                continue
+            if len(batch) == 1:
+                deadline = time.monotonic() + self.config.commit_interval_s / 2
         return batch
 
     def _loop(self) -> None:
@@ -103,10 +141,9 @@ class ResultWriter:
             tries = 1 if failing else MAX_TRIES
             for attempt in range(1, tries + 1):
                 try:
-                    self._write(batch)
+                    images = self._write(batch)
                     failing = False
-                    break
-                except Exception as exc:  # a full disk, a locked or broken database
+                except Exception as exc:  # a locked or broken database, a disk too full for rows
                     self._shift_cache.clear()
                     log.error("writing %d inspections failed (try %d of %d): %s", len(batch), attempt, tries, exc)
                     if attempt == tries:
@@ -116,6 +153,10 @@ class ResultWriter:
                         self._report(exc)
                     else:
                         time.sleep(0.2 * attempt)
+                    continue
+                for item in images:  # committed: now the images (waits while the disk is behind)
+                    self._image_queue.put(item)
+                break
 
     def _report(self, exc: Exception) -> None:
         if self.on_error is not None:
@@ -124,31 +165,71 @@ class ResultWriter:
             except Exception:
                 log.exception("write-error handler failed")
 
-    def _write(self, batch: list[tuple[InspectionResult, bool]]) -> None:
-        rows = []
-        image_error: Exception | None = None
-        for r, keep in batch:
-            image_path = mask_path = None
-            note = r.error or None
-            if keep:
-                try:
-                    image_path, mask_path = self.images.save(r)
-                except Exception as exc:  # keep the row; say why its image is missing
-                    image_error = exc
-                    note = "; ".join(filter(None, [note, f"Image not saved: {exc}"]))
-            rows.append((r, image_path, mask_path, note))
+    def _room_for_images(self) -> bool:
+        try:
+            return shutil.disk_usage(self.images.base).free >= self.min_free_mb * 2**20
+        except OSError:
+            return True  # the write itself will say what is wrong
+
+    def _write(self, batch: list[tuple[InspectionResult, bool]]) -> list[tuple[InspectionResult, str, str | None]]:
+        """Commit the batch's rows; return the images still to write."""
+        images: list[tuple[InspectionResult, str, str | None]] = []
+        room = any(keep for _, keep in batch) and self._room_for_images()
+        skipped = 0
         with self.store.session() as s:
-            for r, image_path, mask_path, note in rows:
+            for r, keep in batch:
                 name, start, end = self.config.shifts.shift_at(dt.datetime.fromtimestamp(r.timestamp, dt.timezone.utc))
                 key = (name, start)
                 if key not in self._shift_cache:
                     self._shift_cache[key] = shift_id(s, name, start, end)
+                image_path = mask_path = status = None
+                if keep and room:
+                    image_path, mask_path = self.images.paths(r)
+                    images.append((r, image_path, mask_path))
+                elif keep:
+                    status, skipped = MISSING, skipped + 1
                 row = inspection_row(r, shift_id=self._shift_cache[key], model_version_id=self.model_version_id,
                                      image_path=image_path, mask_path=mask_path)
-                row.error = note
+                row.image_status = status
                 s.add(row)
             s.commit()
         with self._lock:
             self._recorded += len(batch)
-        if image_error is not None:
-            self._report(image_error)
+            if skipped:
+                self._images_missing += skipped
+                self._image_error = f"less than {self.min_free_mb} MB free on the disk of {self.images.base}"
+        return images
+
+    # -- images (the image thread) ----------------------------------------------------------
+    def _image_loop(self) -> None:
+        failed: list[str] = []  # parts whose image failed, still to be marked in their rows
+        while True:
+            try:
+                item = self._image_queue.get(timeout=0.5)
+            except queue.Empty:
+                item = _IDLE
+            if isinstance(item, tuple):
+                r, image_path, mask_path = item
+                try:
+                    self.images.write(r, image_path, mask_path)
+                except Exception as exc:  # a full disk: the row stays, its image is marked missing
+                    log.error("image of part %s not saved: %s", r.part_id, exc)
+                    failed.append(r.part_id)
+                    with self._lock:
+                        self._images_missing += 1
+                        self._image_error = str(exc)
+            if failed and (not isinstance(item, tuple) or len(failed) >= 64 or self._image_queue.empty()):
+                failed = self._mark_missing(failed)
+            if item is None:
+                return
+
+    def _mark_missing(self, part_ids: list[str]) -> list[str]:
+        """Say in their rows that these parts' images are not on disk; the ids still to mark."""
+        try:
+            with self.store.session() as s:
+                s.execute(update(Inspection).where(Inspection.part_id.in_(part_ids)).values(image_status=MISSING))
+                s.commit()
+            return []
+        except Exception as exc:  # the database is what fails: the next start's reconciliation marks them
+            log.error("marking %d missing images failed: %s", len(part_ids), exc)
+            return part_ids if len(part_ids) < 10_000 else []

@@ -21,8 +21,10 @@ def make_line(tmp_path, samples):
     def make(inspector=None, camera=None, trigger=TriggerMode.SOFTWARE, queue_size=None, frame_rate=200.0):
         store = open_store(tmp_path / "runner.db")
         config = load_config()
-        # No low-disk alarm on a test machine with little room (test_alarms checks that alarm on purpose).
-        config = dataclasses.replace(config, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0))
+        # No low-disk alarm and no image retention on a test machine with little room (test_alarms and
+        # test_disk check them on purpose).
+        config = dataclasses.replace(config, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0),
+                                     retention=dataclasses.replace(config.retention, min_free_mb=0))
         if queue_size:
             config = dataclasses.replace(config, queue_size=queue_size)
         recipe = load_recipe()
