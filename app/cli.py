@@ -6,11 +6,17 @@
     lepton-inspect eval --model PKG --dataset DIR [--json FILE]
     lepton-inspect predict --model PKG --input DIR_OR_FILES --out DIR
     lepton-inspect gui [--camera SPEC] [--model PKG] [--db PATH]      (the default command)
+    lepton-inspect users init|add|list|set-role|disable|enable|passwd ...
+    lepton-inspect audit verify|list [--db PATH]
+    lepton-inspect recipe thresholds --recipe FILE --user NAME [--ok-below X] [--ng-at Y]
+
+Passwords come from $LEPTON_PASSWORD (a new one from $LEPTON_NEW_PASSWORD), else are asked on the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -122,10 +128,42 @@ def _parser() -> argparse.ArgumentParser:
         m.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
         m.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="recipe (.toml); default: the default recipe")
         if name != "list":
-            m.add_argument("--who", required=True, metavar="NAME", help="who decides (recorded)")
+            m.add_argument("--user", required=True, metavar="NAME", help="who decides: a user allowed to promote (password: $LEPTON_PASSWORD or asked)")
             m.add_argument("--comment", default="", help="why (recorded)")
         if name == "promote":
             m.add_argument("--candidate", type=Path, required=True, metavar="PKG", help="the candidate package (.lpkg)")
+    db_help = "SQLite database; default: lepton.db in the user data folder"
+    us = sub.add_parser("users", help="the station's users and their roles (operator, engineer, qa, admin)")
+    usub = us.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    for name, text in (("init", "create the first admin (only while there are no users)"), ("add", "add a user (an admin does)"),
+                       ("list", "the users, their roles and whether they are active"), ("set-role", "change a user's role (an admin does)"),
+                       ("disable", "disable a user (an admin does)"), ("enable", "enable a disabled user (an admin does)"),
+                       ("passwd", "change your password, or (an admin) someone else's with --name")):
+        u = usub.add_parser(name, help=text)
+        u.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help)
+        if name not in ("init", "list"):
+            u.add_argument("--user", required=True, metavar="NAME", help="who does it (password: $LEPTON_PASSWORD or asked)")
+        if name not in ("list", "passwd"):
+            u.add_argument("--name", required=True, metavar="NAME", help="the account (new password: $LEPTON_NEW_PASSWORD or asked)")
+        if name == "passwd":
+            u.add_argument("--name", default=None, metavar="OTHER", help="an admin: whose password to set (default: your own)")
+        if name in ("add", "set-role"):
+            u.add_argument("--role", required=True, metavar="ROLE", help="operator, engineer, qa or admin")
+    au = sub.add_parser("audit", help="the audit trail of every change that touches quality")
+    asub = au.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    av = asub.add_parser("verify", help="check the hash chain: exit 0 when intact, 1 naming the first changed or missing entry")
+    av.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help)
+    al = asub.add_parser("list", help="the newest entries")
+    al.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help)
+    al.add_argument("--limit", type=int, default=50, metavar="N", help="at most N entries, newest first (default 50)")
+    rc = sub.add_parser("recipe", help="change a recipe file (audited)")
+    rsub = rc.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
+    th = rsub.add_parser("thresholds", help="set a recipe's score thresholds; comments and other keys stay as they are")
+    th.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help + " (for the audit trail)")
+    th.add_argument("--recipe", type=Path, required=True, metavar="FILE", help="the recipe (.toml); not the packaged default")
+    th.add_argument("--user", required=True, metavar="NAME", help="who changes it: a user allowed to change thresholds")
+    th.add_argument("--ok-below", default=None, metavar="X", help="OK below this score, or \"model\" for the model's")
+    th.add_argument("--ng-at", default=None, metavar="Y", help="NG from this score, or \"model\" for the model's")
     gui = sub.add_parser("gui", help="the operator window (default)")
     line_options(gui, camera_required=False)
     return p
@@ -375,11 +413,11 @@ def cmd_models(args: argparse.Namespace) -> int:
             if comparison:
                 print(comparison_table(comparison))
         return 0
-    with open_store(args.db or default_db()) as store:
+    with open_store(args.db or default_db()) as store, _logged_in(store, args.user) as (user, _):
         if args.models_command == "promote":
-            p = model_registry.promote(store, recipe, args.candidate, who=args.who, comment=args.comment, evaluation=read_comparison(args.candidate))
+            p = model_registry.promote(store, recipe, args.candidate, user=user, comment=args.comment, evaluation=read_comparison(args.candidate))
         else:
-            p = model_registry.rollback(store, recipe, who=args.who, comment=args.comment)
+            p = model_registry.rollback(store, recipe, user=user, comment=args.comment)
     print(f"recipe {recipe.name} now runs {p.model} ({p.path(recipe)})" + ("; the one before stays available for rollback" if p.action == "promote" else ""))
     return 0
 
@@ -419,17 +457,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from inspection.batch import collect_inputs, predict_files
+    from inspection.batch import collect_inputs, predict_batch
     from models.package import load_package
 
     files = collect_inputs(args.input)
     inspector = load_package(args.model, device=args.device)
     progress = StageProgress()
     try:
-        csv_path = predict_files(inspector, files, args.out, progress=progress)
+        summary = predict_batch(inspector, files, args.out, progress=progress)
     finally:
         progress.close()
-    print(f"{len(files)} images inspected; verdicts in {csv_path}")
+    print(f"{summary.inspected} of {len(files)} images inspected; verdicts in {summary.csv}")
+    if summary.failed:  # the others were inspected; exit 1: some inputs were not
+        print(f"error: {len(summary.failed)} of {len(files)} images could not be inspected (the error column of {summary.csv} "
+              f"says why), the first: {summary.failed[0][1]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -530,13 +572,121 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _password(name: str) -> str:
+    """`name`'s password: $LEPTON_PASSWORD, else asked on the terminal."""
+    from inspection.errors import AuthError
+
+    if (env := os.environ.get("LEPTON_PASSWORD")) is not None:
+        return env
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"Password for {name}: ")
+    raise AuthError(f"No password for {name}: set LEPTON_PASSWORD, or run the command on a terminal to be asked for it.")
+
+
+def _new_password(name: str) -> str:
+    """A new password for `name`: $LEPTON_NEW_PASSWORD, else asked twice on the terminal."""
+    from inspection.errors import AuthError
+
+    if (env := os.environ.get("LEPTON_NEW_PASSWORD")) is not None:
+        return env
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass(f"New password for {name}: ")
+        if getpass.getpass("The same again: ") != first:
+            raise AuthError("The two passwords typed differ; nothing was changed.")
+        return first
+    raise AuthError(f"No new password for {name}: set LEPTON_NEW_PASSWORD, or run the command on a terminal to be asked for it.")
+
+
+@contextlib.contextmanager
+def _logged_in(store, name: str):  # noqa: ANN001, ANN202
+    """Log `name` in for one command (audited login and logout); yields (User, the password given)."""
+    from inspection import users
+
+    password = _password(name)
+    user = users.authenticate(store, name, password)
+    try:
+        yield user, password
+    finally:
+        users.logout(store, user, "command done")
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from inspection import users
+    from inspection.config import default_db
+    from inspection.store import open_store
+
+    if args.users_command == "list":
+        with _open_record(args.db) as store:
+            accounts = users.list_users(store)
+        if not accounts:
+            print("No users yet: create the first admin with `lepton-inspect users init --name NAME`.")
+        for a in accounts:
+            print(f"{a.name:<24} {a.role:<9} {'active' if a.active else 'disabled':<9} created {a.created_at:%Y-%m-%d %H:%M} UTC by {a.created_by}")
+        return 0
+    with open_store(args.db or default_db()) as store:
+        if args.users_command == "init":
+            users.create_first_admin(store, args.name, _new_password(args.name))
+            print(f"created admin {args.name.strip()} in {store.path}")
+            return 0
+        with _logged_in(store, args.user) as (me, password):
+            if args.users_command == "add":
+                users.create_user(store, me, args.name, args.role, _new_password(args.name))
+                done = f"added {args.name.strip()} ({args.role})"
+            elif args.users_command == "set-role":
+                users.set_role(store, me, args.name, args.role)
+                done = f"{args.name.strip()} is now {args.role}"
+            elif args.users_command in ("disable", "enable"):
+                users.set_active(store, me, args.name, args.users_command == "enable")
+                done = f"{args.name.strip()} {args.users_command}d"
+            else:
+                whose = args.name or me.name
+                users.set_password(store, me, whose, _new_password(whose), old_password=password)
+                done = f"password of {whose.strip()} changed"
+    print(done)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from inspection import audit
+    from inspection.errors import ConfigError
+
+    if args.audit_command == "list" and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {args.limit}.")
+    with _open_record(args.db) as store:
+        if args.audit_command == "list":
+            for e in reversed(audit.entries(store, args.limit)):
+                print(f"{e.id:>7} {e.at:%Y-%m-%d %H:%M:%S} UTC {e.who:<16} {e.action:<20} {e.target} {e.detail_json}")
+            return 0
+        check = audit.verify(store)
+    if not check.ok:
+        print(f"error: {check.message}", file=sys.stderr)
+        return 1
+    print(check.message)
+    return 0
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from inspection.config import default_db
+    from inspection.recipe_edit import set_thresholds
+    from inspection.store import open_store
+
+    with open_store(args.db or default_db()) as store, _logged_in(store, args.user) as (user, _):
+        old, new = set_thresholds(store, user, args.recipe, ok_below=args.ok_below, ng_at=args.ng_at)
+    print(f"recipe {args.recipe}: OK below {old['ok_below']} -> {new['ok_below']}, NG at {old['ng_at']} -> {new['ng_at']}")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from app.gui.main import run_gui
 
     return run_gui(args, default_camera_spec())
 
 
-COMMANDS = ("cameras", "run", "train", "eval", "predict", "shifts", "report", "dataset", "models", "gui")
+COMMANDS = ("cameras", "run", "train", "eval", "predict", "shifts", "report", "dataset", "models", "users", "audit", "recipe", "gui")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         commands = {"cameras": cmd_cameras, "run": cmd_run, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict,
-                    "shifts": cmd_shifts, "report": cmd_report, "dataset": cmd_dataset, "models": cmd_models, "gui": cmd_gui}
+                    "shifts": cmd_shifts, "report": cmd_report, "dataset": cmd_dataset, "models": cmd_models,
+                    "users": cmd_users, "audit": cmd_audit, "recipe": cmd_recipe, "gui": cmd_gui}
         return commands[args.command](args)
     except USER_ERRORS as exc:
         log.debug("user error", exc_info=True)

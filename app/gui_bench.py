@@ -44,13 +44,18 @@ def main() -> int:
     recipe.write_text(f'name = "bench-free-run"\n[camera]\ntrigger = "free-run"\nframe_rate = {a.frame_rate}\n')
 
     from app.gui.main import build_window
+    from app.screenshot import tool_accounts, tool_login
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
     args = argparse.Namespace(camera=f"emu:{a.images}", model=a.model, db=work / "bench.db", recipe=recipe, config=None, device="auto")
+    tool_accounts(args.db, "bench", "operator")
     window = build_window(args, "unused", QSettings(str(work / "gui.ini"), QSettings.Format.IniFormat))
     window.resize(1500, 860)
     window.show()
+    if not tool_login(app, window, "bench"):
+        print(f"could not log in: {window.banner.text.text()}")
+        return 1
     deadline = time.monotonic() + 120
     while not window.start_button.isEnabled():
         app.processEvents()

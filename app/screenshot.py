@@ -64,6 +64,26 @@ def _label_all(app: QApplication, view, truth) -> bool:  # noqa: ANN001
     return True
 
 
+TOOL_PASSWORD = "tool-only-password"
+
+
+def tool_accounts(db: Path, name: str, role: str) -> None:
+    """For the tools that drive the window on a fresh station (screenshots, the GUI bench): an admin
+    and `name`, created through the core before the window opens the database."""
+    from inspection import users
+    from inspection.store import open_store
+
+    with open_store(db) as store:
+        admin = users.create_first_admin(store, "admin", TOOL_PASSWORD)
+        users.create_user(store, admin, name, role, TOOL_PASSWORD)
+
+
+def tool_login(app: QApplication, window, name: str) -> bool:  # noqa: ANN001
+    """Log `name` in as a person does (the password is checked on the line's worker)."""
+    window.session.login(name, TOOL_PASSWORD)
+    return _wait(app, lambda: window.session.user is not None, 60)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("live", type=Path, help="PNG of the live view with an NG part")
@@ -77,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     args = argparse.Namespace(camera=None, model=None, db=work / "lepton.db", recipe=None, config=None, device="auto")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
+    tool_accounts(args.db, "A. Engineer", "engineer")
     window = build_window(args, default_camera_spec(), QSettings(str(work / "gui.ini"), QSettings.Format.IniFormat))
     window.resize(1500, 900)
     window.show()
-    if not _wait(app, window.start_button.isEnabled):
+    if not tool_login(app, window, "A. Engineer") or not _wait(app, window.start_button.isEnabled):
         print(f"the line did not open: {window.banner.text.text()}")
         return 1
     window.start()
@@ -117,7 +138,6 @@ def _engineer(app: QApplication, window, review_png: Path, models_png: Path) -> 
     for alarm in window.banner.alarms:
         window.acknowledge((alarm.event_id,))
     window.banner.show_message("")
-    view.who.setText("A. Engineer")
     window.tabs.setCurrentWidget(view)
     if not _label_all(app, view, lambda part: "NG"):
         return False

@@ -21,10 +21,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from inspection import audit
 from inspection.config import Recipe, data_dir
 from inspection.errors import ConfigError, StoreError
 from inspection.schema import ModelPromotion, ModelVersion
 from inspection.store import Store, open_record, utcnow
+from inspection.users import Permission, User, require
 from models.package import model_info, read_package
 
 log = logging.getLogger(__name__)
@@ -135,12 +137,11 @@ def _register(store: Store, package: Path, recipe: Recipe | None = None) -> tupl
     return store.model_version(info), meta, sha
 
 
-def promote(store: Store, recipe: Recipe, package: Path, *, who: str, comment: str = "", evaluation: dict[str, Any] | None = None) -> Promotion:
+def promote(store: Store, recipe: Recipe, package: Path, *, user: User, comment: str = "", evaluation: dict[str, Any] | None = None) -> Promotion:
     """Make `package` the model `recipe` runs from its next start; the model it replaces stays
     available for `rollback`. A package that cannot be read, does not fit the recipe or already
-    runs is refused (one sentence)."""
-    if not who.strip():
-        raise StoreError("A promotion needs the name of who made it.")
+    runs is refused (one sentence), as is a user who may not promote (PermissionDenied)."""
+    user = require(store, user, Permission.PROMOTE)
     package = Path(package)
     version_id, meta, sha = _register(store, package, recipe)
     stack = _stack(store, recipe.name)
@@ -157,14 +158,14 @@ def promote(store: Store, recipe: Recipe, package: Path, *, who: str, comment: s
             target.with_suffix(".tmp").replace(target)
         except OSError as exc:
             raise StoreError(f"Cannot copy the model into {target.parent}: {exc.strerror}.") from None
-    return _add(store, recipe.name, "promote", version_id, name, prev_id, stack[-1], who, comment, evaluation,
-                f"Model {meta['name']} v{meta['version']} ({sha[:12]}) promoted for recipe {recipe.name} by {who.strip()}.")
+    return _add(store, recipe.name, "promote", version_id, name, sha, prev_id, stack[-1], user.name, comment, evaluation,
+                f"Model {meta['name']} v{meta['version']} ({sha[:12]}) promoted for recipe {recipe.name} by {user.name}.")
 
 
-def rollback(store: Store, recipe: Recipe, *, who: str, comment: str = "") -> Promotion:
-    """Return `recipe` to the model it ran before the promotion of the one it runs now."""
-    if not who.strip():
-        raise StoreError("A rollback needs the name of who made it.")
+def rollback(store: Store, recipe: Recipe, *, user: User, comment: str = "") -> Promotion:
+    """Return `recipe` to the model it ran before the promotion of the one it runs now
+    (PermissionDenied for a user who may not)."""
+    user = require(store, user, Permission.PROMOTE)
     stack = _stack(store, recipe.name)
     if len(stack) < 2:
         raise ConfigError(f"Recipe {recipe.name} runs its own model; there is nothing to roll back to.")
@@ -173,20 +174,21 @@ def rollback(store: Store, recipe: Recipe, *, who: str, comment: str = "") -> Pr
         raise ConfigError(f"The model to roll back to is missing at {back}.")
     version_id, meta, sha = _register(store, back, recipe)
     now_id = _register(store, now)[0] if now.is_file() else None
-    return _add(store, recipe.name, "rollback", version_id, stack[-2], now_id, stack[-1], who, comment, None,
-                f"Recipe {recipe.name} rolled back to model {meta['name']} v{meta['version']} ({sha[:12]}) by {who.strip()}.")
+    return _add(store, recipe.name, "rollback", version_id, stack[-2], sha, now_id, stack[-1], user.name, comment, None,
+                f"Recipe {recipe.name} rolled back to model {meta['name']} v{meta['version']} ({sha[:12]}) by {user.name}.")
 
 
-def _add(store: Store, recipe: str, action: str, version_id: int, package: str, prev_id: int | None, previous: str | None, who: str,
-         comment: str, evaluation: dict[str, Any] | None, message: str) -> Promotion:
+def _add(store: Store, recipe: str, action: str, version_id: int, package: str, sha: str, prev_id: int | None, previous: str | None,
+         who: str, comment: str, evaluation: dict[str, Any] | None, message: str) -> Promotion:
     from inspection.schema import Event
 
-    with store.session() as s:
-        row = ModelPromotion(at=utcnow(), who=who.strip(), recipe=recipe, action=action, model_version_id=version_id,
+    with audit.session(store) as s:
+        row = ModelPromotion(at=utcnow(), who=who, recipe=recipe, action=action, model_version_id=version_id,
                              package_path=package, previous_model_version_id=prev_id, previous_path=previous, comment=comment,
                              evaluation_json=json.dumps(evaluation, default=str) if evaluation else None)
         s.add(row)
         s.add(Event(ts=utcnow(), level="info", kind="model", message=message + (f" {comment}" if comment else "")))
-        s.commit()
+        audit.append(s, who=who, action=action, target=recipe,
+                     detail={"package": package, "sha256": sha, "previous_package": previous, "comment": comment})
     log.info(message)
     return history(store, recipe)[0]

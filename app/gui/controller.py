@@ -27,7 +27,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, SignalInstance
 
 import resources
-from inspection import stats
+from inspection import audit, stats
 from inspection.alarms import Alarm
 from inspection.errors import USER_ERRORS
 from inspection.line import Line
@@ -35,6 +35,7 @@ from inspection.overlay import recorded_part
 from inspection.result import InspectionResult
 from inspection.runner import RunnerState, RunnerStatus
 from inspection.store import utcnow
+from inspection.users import Permission, User, require
 from inspection.verdict import thresholds_in_force
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,12 @@ class LineController(QObject):
     @property
     def running(self) -> bool:
         s = self.status()
-        return (s is not None and s.state in (RunnerState.RUNNING, RunnerState.PAUSED, RunnerState.STOPPING)
-                and self.line is not None and self.line.runner is not None)
+        return s is not None and s.active and self.line is not None and self.line.runner is not None
+
+    def submit(self, what: str, job: Callable[[], None]) -> None:
+        """Run `job` on the line's worker, after the jobs asked for before (for the session's
+        password checks and user changes: the store is the open line's)."""
+        self._spawn(what, job)
 
     def _spawn(self, what: str, job: Callable[[], None]) -> None:
         """Queue a job for the worker thread (jobs run one at a time, in order)."""
@@ -182,13 +187,21 @@ class LineController(QObject):
     def open(self) -> None:
         self._spawn("Loading model, opening camera and database", self._open_line)
 
-    def reopen(self, camera_spec: str, recipe: Path | None) -> None:
-        """Switch camera or recipe: close the line (not while it runs) and open it again."""
+    def reopen(self, camera_spec: str, recipe: Path | None, user: User | None = None) -> None:
+        """Switch camera or recipe: close the line (not while it runs) and open it again. A switch
+        someone asked for (`user`) needs their permission to run the line and is in the audit trail;
+        a reopen after a promotion (no user) was checked and recorded as the promotion."""
         if self.running:
             self.failed.emit("Stop the line before changing the recipe or the camera.")
             return
 
         def job() -> None:
+            if user is not None and self.line is not None:
+                require(self.line.store, user, Permission.RUN_LINE)
+                with audit.session(self.line.store) as s:
+                    audit.append(s, who=user.name, action="line_switched", target=camera_spec,
+                                 detail={"camera": camera_spec, "recipe": str(recipe) if recipe else "default",
+                                         "from_camera": self.camera_spec, "from_recipe": str(self.recipe) if self.recipe else "default"})
             old, self.line = self.line, None
             if old is not None:
                 old.close()
@@ -198,12 +211,13 @@ class LineController(QObject):
 
         self._spawn("Switching to " + (f"recipe {recipe.stem}" if recipe else "the default recipe") + f" on {camera_spec}", job)
 
-    def start(self) -> None:
+    def start(self, user: User) -> None:
         line = self.line
         if line is None:
             return
 
         def job() -> None:
+            require(line.store, user, Permission.RUN_LINE)
             self._fault_handled = False
             runner = line.start()
             self.started.emit(runner.run_id)
@@ -266,7 +280,7 @@ class LineController(QObject):
         name, start, _ = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
         return report_stem(line.config, name, start.replace(tzinfo=None))
 
-    def export_report(self, path: Path) -> None:
+    def export_report(self, path: Path, user: User) -> None:
         """The current shift's report (so far) as PDF at `path`, with its CSV and JSON beside it. On a
         thread of its own, reading the database read-only: Start and Stop never wait behind a report,
         and a recipe switch meanwhile does not pull the database from under it."""
@@ -282,6 +296,7 @@ class LineController(QObject):
             name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
             window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
             with open_record(line.store.path) as record:
+                require(record, user, Permission.EXPORT_REPORT)
                 written = write_shift_report(record, line.config, window, path.parent, stem=path.stem)
             self.report_written.emit(str(written))
 
@@ -300,7 +315,7 @@ class LineController(QObject):
     def check_fault(self) -> str | None:
         """On the GUI timer: a faulted run's message, once, and the run is wound up."""
         s = self.status()
-        if s is not None and s.state is RunnerState.FAULTED and not self._fault_handled:
+        if s is not None and s.state is RunnerState.FAULTED and not s.reconnecting and not self._fault_handled:
             self.stop()
             self._fault_handled = True  # the run is being wound up (queued behind any job in progress)
             return s.message

@@ -1,7 +1,9 @@
 """The station's main window. The Line tab is the operator's: live view with the defect overlay,
 verdict, shift counters, NG-rate trend, filmstrip of rejects, line control (start / pause / stop,
 recipe, camera), camera light, alarms with acknowledge, and the event log. The Review and Models
-tabs are the engineer's (app.gui.review_view): relabel parts, train, compare, promote, roll back.
+tabs are the engineer's (app.gui.review_view): relabel parts, train, compare, promote, roll back;
+the Users tab the administrator's. Above the tabs the login bar (app.gui.session): what the
+logged-in role may not do is greyed out, and the core refuses it anyway.
 
 Everything slow runs in the controller's threads; this window only shows what they hand over.
 The live view is pulled on a timer (up to 30 Hz) and shows the newest part only: older ones that
@@ -16,21 +18,24 @@ import gc
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
 
 from app.gui.controller import LineChoices, LineController, PartView, StationSnapshot, fallback_cameras
 from app.gui.review_controller import ReviewController
 from app.gui.review_view import ModelsView, ReviewView
+from app.gui.session import LoginBar, SessionController, UsersView
 from app.gui.widgets import (AlarmBanner, CountersPanel, EventLog, Filmstrip, ImageView, StatusLight, TrendStrip, VerdictPanel,
                              labelled)
 from inspection.overlay import MODES, render
 from inspection.runner import RunnerState
+from inspection.users import Permission, User
 
 REFRESH_HZ = 30
 GC_INTERVAL_MS = 1000
+ACTIVITY = (QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.Wheel)  # what counts as someone at the station
 
 
 class MainWindow(QMainWindow):
@@ -90,21 +95,34 @@ class MainWindow(QMainWindow):
         rv.addWidget(self.verdict)
         rv.addWidget(self.counters)
         rv.addWidget(self.trend)
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.stop_button):
+        # Start, Pause and the choices need a login with the right to run the line; Stop never does.
+        self.run_controls = QWidget()
+        buttons = QHBoxLayout(self.run_controls)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        for b in (self.start_button, self.pause_button):
             buttons.addWidget(b)
-        rv.addLayout(buttons)
-        rv.addWidget(labelled("Recipe", self.recipe_box))
-        rv.addWidget(labelled("Camera", self.camera_box))
+        row_buttons = QHBoxLayout()
+        row_buttons.addWidget(self.run_controls, 2)
+        row_buttons.addWidget(self.stop_button, 1)
+        rv.addLayout(row_buttons)
+        self.choice_controls = QWidget()
+        cv = QVBoxLayout(self.choice_controls)
+        cv.setContentsMargins(0, 0, 0, 0)
+        cv.addWidget(labelled("Recipe", self.recipe_box))
+        cv.addWidget(labelled("Camera", self.camera_box))
+        rv.addWidget(self.choice_controls)
         rv.addWidget(labelled("Event log", self.events), 1)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
+        self.session = SessionController(controller, self)
+        self.login_bar = LoginBar(self.session)
         self.review_controller = ReviewController(controller, self)
-        self.review = ReviewView(self.review_controller)
-        self.models = ModelsView(self.review_controller, self.review.who)
+        self.review = ReviewView(self.review_controller, self.session)
+        self.models = ModelsView(self.review_controller, self.session)
+        self.users = UsersView(self.session)
         if settings is not None:
             self.review.restore_state(settings)
         self.tabs = QTabWidget()
@@ -112,9 +130,11 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.splitter, "Line")
         self.tabs.addTab(self.review, "Review")
         self.tabs.addTab(self.models, "Models")
+        self.tabs.addTab(self.users, "Users")
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.addWidget(self.banner)
+        outer.addWidget(self.login_bar)
         outer.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.statusBar().showMessage("Starting up")
@@ -138,6 +158,8 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence(Qt.Key.Key_F11), self, activated=self.toggle_full_screen)
         self.tabs.currentChanged.connect(self._on_tab)
         self.review_controller.failed.connect(self._show_message)
+        self.session.user_changed.connect(self._on_user)
+        self.session.failed.connect(self._show_message)
         self.review_controller.busy.connect(self._on_review_busy)
         self.review_controller.model_changed.connect(self._on_model_changed)
         controller.ready.connect(self._on_ready)
@@ -168,12 +190,25 @@ class MainWindow(QMainWindow):
         self.gc_timer.setInterval(GC_INTERVAL_MS)
         self.gc_timer.timeout.connect(self._collect_garbage)
         self.gc_timer.start()
+        self._on_user(None)  # nobody is logged in at start
+        QApplication.instance().installEventFilter(self)  # keys and clicks anywhere keep a login alive
 
     # -- actions -------------------------------------------------------------------------
+    def _user(self, permission: Permission) -> User | None:
+        """The logged-in user if their role may do it (the core checks again), else None and why."""
+        user = self.session.user
+        if user is None or not self.session.may(permission):
+            self.statusBar().showMessage(f"Log in as someone who may {permission.value}." if user is None else
+                                         f"{user.name} ({user.role.value}) may not {permission.value}.")
+            return None
+        return user
+
     def start(self) -> None:
+        if (user := self._user(Permission.RUN_LINE)) is None:
+            return
         self.banner.show_message("")
         self.start_button.setEnabled(False)
-        self.controller.start()
+        self.controller.start(user)
 
     def stop(self) -> None:
         self.stop_button.setEnabled(False)
@@ -191,18 +226,22 @@ class MainWindow(QMainWindow):
             self.start()
 
     def acknowledge(self, event_ids: tuple[int, ...]) -> None:
+        if event_ids and self._user(Permission.ACK_ALARMS) is None:  # (a plain message is dismissed by anyone)
+            return
         self.controller.acknowledge(event_ids)
         self.banner.show_alarms(self.controller.active_alarms())
 
     def export_report(self) -> None:
         """QA: pick where the current shift's report goes; it is written in the background."""
+        if (user := self._user(Permission.EXPORT_REPORT)) is None:
+            return
         folder = str(self.settings.value("report_folder", "")) if self.settings is not None else ""
         suggested = str(Path(folder or Path.home()) / f"{self.controller.report_stem()}.pdf")
         path, _ = QFileDialog.getSaveFileName(self, "Save the shift report", suggested, "PDF (*.pdf)")
         if path:
             if self.settings is not None:
                 self.settings.setValue("report_folder", str(Path(path).parent))
-            self.controller.export_report(Path(path).with_suffix(".pdf"))
+            self.controller.export_report(Path(path).with_suffix(".pdf"), user)
 
     def toggle_overlay(self) -> None:
         self.overlay_mode = MODES[(MODES.index(self.overlay_mode) + 1) % len(MODES)]
@@ -224,9 +263,12 @@ class MainWindow(QMainWindow):
         current = self.choices
         if current is not None and self.controller.line is not None and spec == current.camera_spec and recipe == current.recipe_path:
             return  # already open on these (after a failed switch nothing is open: then open them again)
+        user = self.session.user
+        if self.controller.line is not None and (user := self._user(Permission.RUN_LINE)) is None:
+            return
         for b in (self.start_button, self.pause_button, self.stop_button):
             b.setEnabled(False)
-        self.controller.reopen(spec, recipe)
+        self.controller.reopen(spec, recipe, user)
 
     def _on_report_written(self, path: str) -> None:
         self.statusBar().showMessage(f"Shift report written: {path}")
@@ -245,7 +287,7 @@ class MainWindow(QMainWindow):
 
     def _on_tab(self, index: int) -> None:
         page = self.tabs.widget(index)
-        if page in (self.review, self.models) and self.controller.line is not None:
+        if page in (self.review, self.models, self.users) and self.controller.line is not None:
             page.activate()
 
     def _on_model_changed(self, message: str) -> None:
@@ -265,8 +307,13 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Lepton Inspect - {choices.recipe_name} on {choices.camera_spec}")
         self._fill_boxes(choices.recipes, choices.recipe_path, choices.cameras, choices.camera_spec)
         self.start_button.setEnabled(True)
-        self.report_button.setEnabled(True)
-        self.statusBar().showMessage("Ready - press Start (or Space)")
+        self._gate_choices()
+        self.report_button.setEnabled(self.session.may(Permission.EXPORT_REPORT))
+        line = self.controller.line
+        if line is not None:
+            self.session.set_idle_minutes(line.config.auto_logout_min)
+        self.session.check()
+        self.statusBar().showMessage("Ready - press Start (or Space)" if self.session.user else "Ready - log in to start the line")
         if self.settings is not None:
             self.settings.setValue("camera", choices.camera_spec)
             self.settings.setValue("recipe", str(choices.recipe_path) if choices.recipe_path else "")
@@ -281,6 +328,33 @@ class MainWindow(QMainWindow):
             self.camera_box.addItem(camera_label(spec), spec)
         self.camera_box.setCurrentIndex(max(0, list(cameras).index(camera_spec) if camera_spec in cameras else 0))
 
+    def _on_user(self, user: User | None) -> None:
+        """Someone logged in or out (GUI thread): show it and grey out what the role may not do."""
+        self.session.on_user_changed(user)
+        self.login_bar.show_user(user)
+        may = self.session.may
+        self.run_controls.setEnabled(may(Permission.RUN_LINE))
+        self._gate_choices()
+        self.report_button.setEnabled(self.controller.line is not None and may(Permission.EXPORT_REPORT))
+        for page, on in ((self.review, may(Permission.RELABEL)), (self.models, may(Permission.TRAIN) or may(Permission.PROMOTE)),
+                         (self.users, may(Permission.MANAGE_USERS))):
+            self.tabs.setTabEnabled(self.tabs.indexOf(page), on)
+            if not on and self.tabs.currentWidget() is page:
+                self.tabs.setCurrentWidget(self.splitter)
+        if user is not None:
+            self.statusBar().showMessage(f"Logged in as {user.name} ({user.role.value}).")
+
+    def _gate_choices(self) -> None:
+        """Recipe and camera need the right to run the line - except while no line is open (a bad
+        model, a missing camera): nobody can log in without the database, and the station must be
+        brought up. Start needs a login either way; the next run's start records the recipe."""
+        self.choice_controls.setEnabled(self.session.may(Permission.RUN_LINE) or self.controller.line is None)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() in ACTIVITY:
+            self.session.touch()
+        return False
+
     def _on_failed(self, message: str) -> None:
         self.banner.show_message(message)
         if self.controller.line is None and self.choices is None:
@@ -288,6 +362,7 @@ class MainWindow(QMainWindow):
             self._fill_boxes((("default recipe", None),), None, fallback_cameras(self.controller.camera_spec), self.controller.camera_spec)
         self.start_button.setEnabled(self.controller.line is not None and not self.controller.running)
         self.stop_button.setEnabled(self.controller.running)
+        self._gate_choices()
 
     def _on_started(self, run_id: int) -> None:
         self.stop_button.setEnabled(True)
@@ -394,11 +469,15 @@ class MainWindow(QMainWindow):
             w.setEnabled(False)
         self.statusBar().showMessage("Stopping the line and saving ...")
         self.review_controller.close()
+        if self.session.user is not None:
+            self.session.logout("window closed")  # (queued before the line closes)
         self.controller.closed.connect(self._finish_close)
         self.controller.close_line()
 
     def _finish_close(self) -> None:
         self.closed = True
+        QApplication.instance().removeEventFilter(self)
+        self.session.idle_timer.stop()
         self.timer.stop()
         self.gc_timer.stop()
         gc.collect()

@@ -31,8 +31,9 @@ from PySide6.QtCore import QObject, Signal
 from app.gui.controller import LineController, run_job
 from inspection import model_registry, review
 from inspection.config import data_dir
-from inspection.errors import ConfigError
+from inspection.errors import ConfigError, PermissionDenied
 from inspection.review import LabelRow, PartImages, ReviewFilter, ReviewRow
+from inspection.users import Permission, User, require
 
 log = logging.getLogger(__name__)
 
@@ -178,23 +179,24 @@ class ReviewController(QObject):
 
         self._spawn("Loading the part", job)
 
-    def relabel(self, part_id: str, verdict: str, *, who: str, classes: tuple[str, ...], mask: np.ndarray | None, comment: str) -> None:
+    def relabel(self, part_id: str, verdict: str, *, user: User, classes: tuple[str, ...], mask: np.ndarray | None, comment: str) -> None:
         mask = None if mask is None else mask.copy()
 
         def job() -> None:
-            self._store().relabel(part_id, verdict, who=who, classes=classes, mask=mask if mask is not None and mask.any() else None,
+            self._store().relabel(part_id, verdict, user=user, classes=classes, mask=mask if mask is not None and mask.any() else None,
                                   comment=comment)
             self.saved.emit(part_id)
 
         self._spawn("Saving the label", job)
 
-    def export(self, folder: Path) -> None:
+    def export(self, folder: Path, user: User) -> None:
         """The labelled parts as a dataset in `folder` (project format, MVTec AD layout under mvtec/)."""
 
         def job() -> None:
             from inspection.dataset_export import export_dataset
             from inspection.store import open_record
 
+            require(self._store(), user, Permission.EXPORT_DATASET)
             with open_record(self._store().path) as record:
                 summary = export_dataset(record, folder)
             self.exported.emit(f"Wrote {summary.parts} labelled parts ({summary.good} OK, {summary.defect} NG) to {folder}"
@@ -221,15 +223,25 @@ class ReviewController(QObject):
     def training(self) -> bool:
         return self._train is not None
 
-    def train_candidate(self, device: str = "auto") -> None:
+    def train_candidate(self, user: User, device: str = "auto") -> None:
         """Start `lepton-inspect train --from-db` for the open line's recipe as a child process
-        (lowest priority, one thread); `training_finished` always follows, also when it cannot start."""
+        (lowest priority, one thread), once the user's permission is checked on the worker;
+        `training_finished` always follows, also when it cannot start."""
+        self._cancelled = False
+        self._spawn("Starting the training", lambda: self._start_training(user, device))
+
+    def _start_training(self, user: User, device: str) -> None:
         line = self.line.line
         if self._train is not None:
             self.training_finished.emit("", "A training is already running.")
             return
         if line is None:
             self.training_finished.emit("", "The station is not open yet; wait until the line is ready.")
+            return
+        try:
+            require(line.store, user, Permission.TRAIN)
+        except PermissionDenied as exc:
+            self.training_finished.emit("", str(exc))
             return
         cmd = [sys.executable, "-m", "app", "train", "--from-db", str(line.store.path.resolve()), "--beside-line", "--progress-json",
                "--device", device]
@@ -244,7 +256,8 @@ class ReviewController(QObject):
             errors.close()
             self.training_finished.emit("", f"The training could not start: {exc.strerror or exc}.")
             return
-        self._cancelled = False
+        if self._cancelled:  # Cancel came while the permission was checked
+            self._train.terminate()
         threading.Thread(target=self._follow, args=(self._train, errors), name="lepton-gui-train", daemon=True).start()
 
     def _follow(self, proc: subprocess.Popen[str], errors: Any) -> None:
@@ -281,21 +294,21 @@ class ReviewController(QObject):
 
     def cancel_training(self) -> None:
         proc = self._train
+        self._cancelled = True
         if proc is not None:
-            self._cancelled = True
             proc.terminate()  # the child unwinds: its exported labels and any partial candidate are removed
 
-    def promote(self, candidate: Path, who: str, comment: str = "") -> None:
+    def promote(self, candidate: Path, user: User, comment: str = "") -> None:
         def change(store: Any, recipe: Any) -> model_registry.Promotion:
             comparison = _comparison(candidate)  # (a file: read on the worker, like everything else)
             if comparison is None:
                 raise ConfigError("This candidate has no comparison with the current model; train a new one to promote.")
-            return model_registry.promote(store, recipe, candidate, who=who, comment=comment, evaluation=comparison)
+            return model_registry.promote(store, recipe, candidate, user=user, comment=comment, evaluation=comparison)
 
         self._change_model(change, "Promoting the candidate")
 
-    def rollback(self, who: str, comment: str = "") -> None:
-        self._change_model(lambda store, recipe: model_registry.rollback(store, recipe, who=who, comment=comment), "Rolling back")
+    def rollback(self, user: User, comment: str = "") -> None:
+        self._change_model(lambda store, recipe: model_registry.rollback(store, recipe, user=user, comment=comment), "Rolling back")
 
     def _change_model(self, change: Callable[[Any, Any], model_registry.Promotion], what: str) -> None:
         if self.line.model_pinned:

@@ -23,8 +23,10 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBo
 
 from app.gui.mask_editor import MaskEditor
 from app.gui.review_controller import PAGE_SIZE, THUMB_HEIGHT, ModelsState, ReviewController, ReviewPage, ReviewPart
+from app.gui.session import SessionController
 from app.gui.widgets import labelled, to_qimage
 from inspection.review import LABEL_STATES, SORTS, ReviewFilter
+from inspection.users import User
 
 VERDICT_CHOICES = (("Rejects (NG + REVIEW)", ("NG", "REVIEW")), ("NG", ("NG",)), ("REVIEW", ("REVIEW",)), ("OK", ("OK",)), ("All", ()))
 TIME_CHOICES = (("Any time", None), ("Last hour", dt.timedelta(hours=1)), ("Last 8 hours", dt.timedelta(hours=8)),
@@ -43,9 +45,10 @@ def _score_box() -> QDoubleSpinBox:
 
 
 class ReviewView(QWidget):
-    def __init__(self, controller: ReviewController, parent: QWidget | None = None) -> None:
+    def __init__(self, controller: ReviewController, session: SessionController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
+        self.session = session
         self.page: ReviewPage | None = None
         self.part: ReviewPart | None = None
         self.offset = 0
@@ -69,13 +72,9 @@ class ReviewView(QWidget):
         self.sort_box = QComboBox()
         for key in SORTS:
             self.sort_box.addItem(SORT_TEXT[key], key)
-        self.who = QLineEdit()
-        self.who.setPlaceholderText("your name")
-        self.who.setObjectName("reviewWho")
         filters = QHBoxLayout()
         for title, w in (("Shift", self.shift_box), ("Time", self.time_box), ("Verdict", self.verdict_box), ("Class", self.class_box),
-                         ("Score from", self.score_min), ("to", self.score_max), ("Label", self.label_box), ("Sort", self.sort_box),
-                         ("Engineer", self.who)):
+                         ("Score from", self.score_min), ("to", self.score_max), ("Label", self.label_box), ("Sort", self.sort_box)):
             filters.addWidget(labelled(title, w))
         for box in (self.shift_box, self.time_box, self.verdict_box, self.class_box, self.label_box, self.sort_box):
             box.activated.connect(self.reload)
@@ -196,12 +195,11 @@ class ReviewView(QWidget):
         return {"time": self.time_box, "verdict": self.verdict_box, "label": self.label_box, "sort": self.sort_box}
 
     def save_state(self, settings) -> None:  # noqa: ANN001 (a QSettings)
-        """The filters and the engineer's name, for the next start."""
+        """The filters, for the next start."""
         for key, box in self._boxes().items():
             settings.setValue(f"review/{key}", box.currentIndex())
         settings.setValue("review/score_min", self.score_min.value())
         settings.setValue("review/score_max", self.score_max.value())
-        settings.setValue("engineer", self.who.text().strip())
 
     def restore_state(self, settings) -> None:  # noqa: ANN001
         for key, box in self._boxes().items():
@@ -217,7 +215,6 @@ class ReviewView(QWidget):
             except (TypeError, ValueError):
                 pass
             spin.blockSignals(False)
-        self.who.setText(str(settings.value("engineer", "") or ""))
 
     def current_filter(self) -> ReviewFilter:
         span = self.time_box.currentData()
@@ -379,17 +376,14 @@ class ReviewView(QWidget):
         self.editor.set_tool(name)
         self.editor.setFocus()
 
-    def _who(self) -> str | None:
-        who = self.who.text().strip()
-        if not who:
-            self.window().statusBar().showMessage("Type your name in the Engineer box first: every label records who made it.")
-            self.who.setFocus()
-            return None
-        return who
+    def _user(self) -> User | None:
+        if self.session.user is None:
+            self.window().statusBar().showMessage("Log in first: every label records who made it.")
+        return self.session.user
 
     def save(self) -> None:
         """Record the label as set: the verdict, the ticked classes, the drawn mask (NG only)."""
-        if self.part is None or not self.save_button.isEnabled() or (who := self._who()) is None:
+        if self.part is None or not self.save_button.isEnabled() or (user := self._user()) is None:
             return
         verdict = "OK" if self.ok_radio.isChecked() else "NG"
         classes = tuple(c for c, box in self.checks.items() if box.isChecked()) if verdict == "NG" else ()
@@ -397,7 +391,7 @@ class ReviewView(QWidget):
             self.window().statusBar().showMessage("Tick at least one defect class for an NG part.")
             return
         self._set_part_enabled(False)  # one label per key press: the next waits for this one to be saved
-        self.controller.relabel(self.part.row.part_id, verdict, who=who, classes=classes,
+        self.controller.relabel(self.part.row.part_id, verdict, user=user, classes=classes,
                                 mask=self.editor.mask() if verdict == "NG" else None, comment=self.comment.text().strip())
 
     def accept_part(self) -> None:
@@ -425,10 +419,10 @@ class ReviewView(QWidget):
 class ModelsView(QWidget):
     """Train a candidate (progress, cancel), compare it with the running model, promote, roll back."""
 
-    def __init__(self, controller: ReviewController, who: QLineEdit, parent: QWidget | None = None) -> None:
+    def __init__(self, controller: ReviewController, session: SessionController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        self.who = who
+        self.session = session
         self.state: ModelsState | None = None
         self.running = QLabel("")
         self.running.setObjectName("runningModel")
@@ -550,15 +544,17 @@ class ModelsView(QWidget):
 
     def export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "An empty folder for the dataset")
-        if folder:
-            self.controller.export(Path(folder))
+        if folder and (user := self._user()):
+            self.controller.export(Path(folder), user)
 
     def train(self) -> None:
+        if (user := self._user()) is None:
+            return
         self.progress.setRange(0, 0)  # busy until the first step says how many
         self.stage.setText("Starting the training (its own process, lowest priority, one thread)")
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.controller.train_candidate()
+        self.controller.train_candidate(user)
 
     def _on_progress(self, stage: str, i: int, n: int) -> None:
         self.progress.setRange(0, max(n, 1))
@@ -573,22 +569,21 @@ class ModelsView(QWidget):
         self.cancel_button.setEnabled(False)
         self.controller.load_models()
 
-    def _who(self) -> str | None:
-        who = self.who.text().strip()
-        if not who:
-            self.stage.setText("Type your name in the Engineer box of the Review tab first: promotions record who made them.")
-        return who or None
+    def _user(self) -> User | None:
+        if self.session.user is None:
+            self.stage.setText("Log in first: training, promotions and rollbacks record who made them.")
+        return self.session.user
 
     def promote(self) -> None:
         chosen = self.selected_candidate()
-        if chosen is not None and (who := self._who()):
+        if chosen is not None and (user := self._user()):
             self._changing()
-            self.controller.promote(chosen[0], who)
+            self.controller.promote(chosen[0], user)
 
     def rollback(self) -> None:
-        if (who := self._who()):
+        if (user := self._user()):
             self._changing()
-            self.controller.rollback(who)
+            self.controller.rollback(user)
 
     def _changing(self) -> None:
         """One change at a time: the buttons come back with the reloaded models (or a failure)."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 import time
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt
 
 from app.gui.controller import LineController
+from inspection import users
 from inspection.config import load_recipe
+from inspection.store import open_store
 from inspection.runner import RunnerState
 from tests.fakes import FakeInspector
 
@@ -24,7 +26,8 @@ class _Runner:
 class _Line:
     """Stands in for inspection.line.Line: only what the controller calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, store) -> None:
+        self.store = store  # a real one: the controller checks the user's permission in it
         self.runner = None
         self.started_in = None
         self.recipe = load_recipe()
@@ -42,16 +45,32 @@ class _Line:
         pass
 
 
-def test_start_right_after_ready_is_queued_not_dropped(qtbot):
-    line = _Line()
+class _Operator(QObject):
+    """Presses Start the moment the line is ready (a bound method of a QObject: it runs on the GUI thread)."""
+
+    def __init__(self, controller: LineController, user: users.User) -> None:
+        super().__init__()
+        self.controller, self.user = controller, user
+
+    def start(self, _choices) -> None:
+        self.controller.start(self.user)
+
+
+def test_start_right_after_ready_is_queued_not_dropped(qtbot, tmp_path):
+    store = open_store(tmp_path / "c.db")
+    admin = users.create_first_admin(store, "admin", "a-long-password")
+    users.create_user(store, admin, "op", "operator", "a-long-password")
+    line = _Line(store)
     controller = LineController(lambda spec, recipe: line, "sim:unused")
     # Hold the worker after the opening job's `ready` (as a slow thread exit would), so that the
     # GUI thread's Start lands while that job is still running.
     controller.busy.connect(lambda what: time.sleep(0.3) if not what else None, Qt.ConnectionType.DirectConnection)
-    controller.ready.connect(controller.start)
+    operator = _Operator(controller, users.authenticate(store, "op", "a-long-password"))
+    controller.ready.connect(operator.start)
     with qtbot.waitSignal(controller.started, timeout=10_000) as started:
         controller.open()
     assert started.args == [7] and line.started_in == "lepton-gui-job"
     with qtbot.waitSignal(controller.closed, timeout=10_000):
         controller.close_line()
     assert controller.line is None
+    store.close()

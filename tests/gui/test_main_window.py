@@ -1,6 +1,7 @@
 """The operator window, offscreen, against Basler's emulator playing the demo samples (real pylon
 stack, real model, real SQLite file): start, counters that match the record, pause, stop, a pulled
-camera raising an alarm that is acknowledged, and a restart that rebuilds the counters."""
+camera raising an alarm that is acknowledged while the line reconnects and goes on, and a restart
+that rebuilds the counters."""
 
 from __future__ import annotations
 
@@ -10,20 +11,52 @@ import sqlite3
 import time
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 
 from app.gui.main import build_window
+from inspection import users
 from inspection.config import load_config
+from inspection.store import open_store
 from inspection.runner import RunnerState
 
 TIMEOUT_MS = 60_000
 
 
-def make_window(qtbot, tmp_path, camera, model=None):
-    args = argparse.Namespace(camera=camera, model=model, db=tmp_path / "gui.db", recipe=None, config=None, device="cpu")
+PASSWORD = "line-pc-test"
+
+
+def accounts(db, *people):
+    """The station's accounts (created through the core before the window opens the database): an
+    admin, and each (name, role) asked for, all with PASSWORD."""
+    with open_store(db) as store:
+        if not users.has_users(store):
+            users.create_first_admin(store, "admin", PASSWORD)
+        admin = users.authenticate(store, "admin", PASSWORD)
+        known = {a.name for a in users.list_users(store)}
+        for name, role in people:
+            if name not in known:
+                users.create_user(store, admin, name, role, PASSWORD)
+
+
+def log_in(qtbot, win, name):
+    """Through the login bar, as a person does."""
+    win.login_bar.name.setText(name)
+    win.login_bar.password.setText(PASSWORD)
+    qtbot.mouseClick(win.login_bar.login_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: win.session.user is not None and win.session.user.name == name, timeout=TIMEOUT_MS)
+
+
+def make_window(qtbot, tmp_path, camera, model=None, user=("eng", "engineer")):
+    """The window on a database in tmp_path, logged in as `user` (name, role) unless None."""
+    db = tmp_path / "gui.db"
+    if user is not None:
+        accounts(db, user)
+    args = argparse.Namespace(camera=camera, model=model, db=db, recipe=None, config=None, device="cpu")
     settings = QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat)
     win = build_window(args, default_camera_spec="unused", settings=settings)
     win.show()  # (not qtbot.addWidget: its teardown deletes the window while the line is still closing; close() below waits)
+    if user is not None:
+        log_in(qtbot, win, user[0])
     return win
 
 
@@ -118,24 +151,33 @@ def test_pause_stops_inspection_and_resume_goes_on(qtbot, window):
         window.stop_button.click()
 
 
-def test_pulled_camera_raises_an_alarm_that_is_logged_and_acknowledged(qtbot, window, tmp_path):
+def test_pulled_camera_raises_an_alarm_that_is_logged_and_acknowledged_and_the_line_comes_back(qtbot, window, tmp_path):
     window.start_button.click()
     qtbot.waitUntil(lambda: window.controller.running and window.controller.status().parts >= 3, timeout=TIMEOUT_MS)
-    window.controller.line.camera.fire_removal()  # the emulator's FirePnPCallback
+    window.controller.line.camera.fire_removal()  # the emulator's FirePnPCallback (the emulator is back at once)
     qtbot.waitUntil(lambda: any(a.kind == "camera" for a in window.banner.alarms), timeout=TIMEOUT_MS)
     assert window.banner.isVisible() and "disconnected" in window.banner.text.text()
-    qtbot.waitUntil(lambda: window.start_button.isEnabled(), timeout=TIMEOUT_MS)
-    assert window.controller.status().state is RunnerState.FAULTED
-    qtbot.waitUntil(lambda: window.light.state == "fault", timeout=TIMEOUT_MS)
+    # The line reconnects by itself and goes on: the same run, live again, parts counting on.
+    qtbot.waitUntil(lambda: window.controller.status().reconnects == 1, timeout=TIMEOUT_MS)
+    back = window.controller.status()
+    qtbot.waitUntil(lambda: window.controller.status().parts >= back.parts + 3, timeout=TIMEOUT_MS)
+    assert window.controller.status().state is RunnerState.RUNNING and window.controller.running
+    qtbot.waitUntil(lambda: window.light.state == "live", timeout=TIMEOUT_MS)
+    assert window.stop_button.isEnabled() and not window.start_button.isEnabled()
     db = tmp_path / "gui.db"
-    assert sum(db_counts(db).values()) == window.controller.status().recorded  # nothing inspected was lost
     (event_id,) = [a.event_id for a in window.banner.alarms if a.kind == "camera"]
     assert sql(db, "select level, acknowledged_at from events where id = ?", event_id) == [("alarm", None)]
+    qtbot.waitUntil(lambda: sql(db, "select count(*) from events where kind = 'camera' and level = 'info'")[0][0] == 1, timeout=TIMEOUT_MS)
     fresh_stats(qtbot, window)
-    assert any("disconnected" in window.events.item(i).text() for i in range(window.events.count()))
+    texts = [window.events.item(i).text() for i in range(window.events.count())]
+    assert any("disconnected" in t for t in texts) and any("reconnected" in t for t in texts)  # the loss and the return
     window.banner.ack_button.click()
     assert not window.banner.isVisible() and window.controller.active_alarms() == ()
     qtbot.waitUntil(lambda: sql(db, "select acknowledged_at from events where id = ?", event_id)[0][0] is not None, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(window.controller.stopped, timeout=TIMEOUT_MS):
+        window.stop_button.click()
+    assert sum(db_counts(db).values()) == window.controller.status().recorded == window.controller.status().parts  # nothing lost, nothing twice
+    assert sql(db, "select count(*), min(end_state) from runs") == [(1, "stopped")]
 
 
 def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, samples):
@@ -145,7 +187,6 @@ def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, sa
     first.review.verdict_box.setCurrentIndex(1)  # NG only
     first.review.label_box.setCurrentIndex(first.review.label_box.findData("unreviewed"))
     first.review.score_min.setValue(40.0)
-    first.review.who.setText("eng")
     first.start_button.click()
     qtbot.waitUntil(lambda: first.controller.running and first.controller.status().parts >= 6, timeout=TIMEOUT_MS)
     close(qtbot, first)  # stops the line, commits, closes the database (as quitting the program does)
@@ -157,9 +198,8 @@ def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, sa
         qtbot.waitUntil(lambda: again.start_button.isEnabled() or again.banner.isVisible(), timeout=TIMEOUT_MS)
         assert again.start_button.isEnabled(), again.banner.text.text()
         assert again.choices.camera_spec == f"emu:{samples}" and again.overlay_mode == "heatmap"
-        f = again.review.current_filter()  # the review's filters and the engineer's name come back too
+        f = again.review.current_filter()  # the review's filters come back too
         assert (f.verdicts, f.label_state, f.score_min, f.score_max) == (("NG",), "unreviewed", 40.0, None)
-        assert again.review.who.text() == "eng"
         fresh_stats(qtbot, again)
         _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
         assert shown(again, "shift") == expected(db_counts(tmp_path / "gui.db", start.replace(tzinfo=None)))
@@ -171,10 +211,10 @@ def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, sa
 def test_a_bad_model_is_an_alarm_not_a_crash(qtbot, tmp_path, samples):
     bad = tmp_path / "bad.lpkg"
     bad.write_bytes(b"not a model")
-    win = make_window(qtbot, tmp_path, f"sim:{samples}", model=bad)
+    win = make_window(qtbot, tmp_path, f"sim:{samples}", model=bad, user=None)  # (no database open: nobody can log in)
     qtbot.waitUntil(win.banner.isVisible, timeout=TIMEOUT_MS)
     assert "corrupt" in win.banner.text.text() and not win.start_button.isEnabled()
-    assert win.camera_box.count() >= 2  # the operator can still pick another camera
+    assert win.camera_box.count() >= 2 and win.camera_box.isEnabled()  # the operator can still pick another camera
     close(qtbot, win)
 
 
@@ -207,9 +247,14 @@ def test_qa_exports_the_shift_report_from_the_window(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: window.controller.running and window.controller.status().parts >= 5, timeout=TIMEOUT_MS)
     with qtbot.waitSignal(window.controller.stopped, timeout=TIMEOUT_MS):
         window.stop_button.click()
-    assert window.report_button.isEnabled()
+    window.session.logout("shift change")
+    assert not window.report_button.isEnabled()
+    store = window.controller.line.store  # (the open station holds the database: QA's account is added through its store)
+    users.create_user(store, users.authenticate(store, "admin", PASSWORD), "qa", "qa", PASSWORD)
+    log_in(qtbot, window, "qa")
+    assert window.report_button.isEnabled() and not window.start_button.isEnabled()  # QA exports, does not run the line
     with qtbot.waitSignal(window.controller.report_written, timeout=TIMEOUT_MS) as written:
-        window.controller.export_report(tmp_path / "qa" / "shift.pdf")  # what the button's file dialog asks for
+        window.controller.export_report(tmp_path / "qa" / "shift.pdf", window.session.user)  # what the button's file dialog asks for
     pdf = tmp_path / "qa" / "shift.pdf"
     assert written.args == [str(pdf)] and pdf.read_bytes().startswith(b"%PDF")
     figures = __import__("json").loads((tmp_path / "qa" / "shift.json").read_text())

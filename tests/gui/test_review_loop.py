@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import Qt
 
+from inspection import audit
 from models.datasets import load_dataset
 from tests.gui.test_main_window import TIMEOUT_MS, close, make_window, sql
 
@@ -41,7 +42,6 @@ def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qt
         qtbot.waitUntil(lambda: view.page is not None and view.gallery.count() == len(rejects), timeout=TIMEOUT_MS)
         assert view.page.total == len(rejects)
         assert [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())] == [p for (p,) in rejects]
-        view.who.setText("eng")
         view.gallery.setCurrentRow(0)
         qtbot.waitUntil(lambda: view.part is not None and view.part.row.part_id == rejects[0][0] and view.editor.isEnabled(),
                         timeout=TIMEOUT_MS)
@@ -129,6 +129,10 @@ def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qt
         qtbot.waitUntil(lambda: win.controller.line is not None and win.controller.line.inspector.info.version == "1"
                         and win.start_button.isEnabled(), timeout=TIMEOUT_MS)
         assert [a for (a,) in sql(db, "select action from model_promotions order by id")] == ["promote", "rollback"]
+        trail = audit.entries(win.controller.line.store, 1000)
+        assert audit.verify(win.controller.line.store).ok
+        assert [e.action for e in trail if e.who == "eng" and e.action in ("relabel", "promote", "rollback")] == \
+            ["rollback", "promote"] + ["relabel"] * len(rejects)  # newest first: every quality change, by whom
         space_on_review = sql(db, "select count(*) from runs")[0][0]
         win.tabs.setCurrentWidget(view)
         qtbot.keyClick(view.gallery, Qt.Key.Key_Space)  # the operator's Space does not start the line from the review

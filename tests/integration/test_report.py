@@ -35,6 +35,14 @@ def sql(db, query, *params):
         con.close()
 
 
+def engineers(store, *names):
+    """Users with the engineer role (who may relabel), made by a first admin."""
+    from inspection import users
+
+    admin = users.create_first_admin(store, "admin", "admin-password")
+    return [users.create_user(store, admin, name, users.Role.ENGINEER, "engineer-password") for name in names]
+
+
 def run_line(db, samples, parts, recipe=None):
     line = open_line(camera_spec=f"emu:{samples}", db=db, device="cpu", recipe=recipe)
     try:
@@ -228,15 +236,16 @@ def test_relabels_add_history_and_feed_the_report(recorded, tmp_path):
     before = sql(db, "select part_id, verdict, score from inspections order by id")
     store = open_store(db)
     try:
-        store.relabel(ng[0], "OK", who="eng", comment="lubricant, not pitting")  # false reject
-        store.relabel(ng[1], "NG", who="eng", classes=("pitting",))  # confirmed
-        store.relabel(ng[2], "NG", who="eng", classes=("pitting",))
-        store.relabel(ng[2], "OK", who="qa", comment="second look")  # the latest label counts
+        eng, lead = engineers(store, "eng", "lead")
+        store.relabel(ng[0], "OK", user=eng, comment="lubricant, not pitting")  # false reject
+        store.relabel(ng[1], "NG", user=eng, classes=("pitting",))  # confirmed
+        store.relabel(ng[2], "NG", user=eng, classes=("pitting",))
+        store.relabel(ng[2], "OK", user=lead, comment="second look")  # the latest label counts
         mask = np.zeros((460, 1130), bool)
         mask[200:210, 300:320] = True
-        store.relabel(ok[0], "NG", who="eng", classes=("pitting",), mask=mask)  # an escape found
+        store.relabel(ok[0], "NG", user=eng, classes=("pitting",), mask=mask)  # an escape found
         with pytest.raises(Exception, match="OK or NG"):
-            store.relabel(ok[1], "REVIEW", who="eng")
+            store.relabel(ok[1], "REVIEW", user=eng)
         (shift_id,) = {i for (i,) in sql(db, "select distinct shift_id from inspections")}
         data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
         write_pdf(data, tmp_path / "r.pdf")
@@ -245,7 +254,7 @@ def test_relabels_add_history_and_feed_the_report(recorded, tmp_path):
     assert sql(db, "select part_id, verdict, score from inspections order by id") == before  # the model's verdicts untouched
     history = sql(db, "select i.part_id, r.previous_verdict, r.verdict, r.who from relabels r join inspections i on i.id = r.inspection_id "
                       "where i.part_id = ? order by r.id", ng[2])
-    assert history == [(ng[2], "NG", "NG", "eng"), (ng[2], "NG", "OK", "qa")]
+    assert history == [(ng[2], "NG", "NG", "eng"), (ng[2], "NG", "OK", "lead")]
     assert (tmp_path / sql(db, "select mask_path from relabels where mask_path is not null")[0][0]).is_file()
     assert data.relabels == {"relabelled": 4, "confirmed_ng": 1, "false_rejects": 2, "escapes_found": 1, "confirmed_ok": 0,
                              "review_to_ok": 0, "review_to_ng": 0}
@@ -266,9 +275,10 @@ def test_labelled_parts_export_as_a_dataset_both_layouts(recorded, tmp_path):
     try:
         mask = np.zeros((460, 1130), bool)
         mask[200:210, 300:320] = True
-        store.relabel(ng[0], "NG", who="eng", classes=("pitting",), mask=mask)
-        store.relabel(ng[1], "OK", who="eng")
-        store.relabel(ok[0], "NG", who="eng", classes=("scratch",))
+        (eng,) = engineers(store, "eng")
+        store.relabel(ng[0], "NG", user=eng, classes=("pitting",), mask=mask)
+        store.relabel(ng[1], "OK", user=eng)
+        store.relabel(ok[0], "NG", user=eng, classes=("scratch",))
     finally:
         store.close()
     out = tmp_path / "ds"

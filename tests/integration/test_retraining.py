@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from inspection import model_registry, review
+from inspection import audit, model_registry, review, users
 from inspection.config import load_recipe
 from inspection.errors import ConfigError
 from inspection.review import ReviewFilter
@@ -17,24 +17,29 @@ from inspection.store import open_store
 from tests.integration.test_cli import assert_one_sentence_error, cli
 from tests.integration.test_report import run_line, sql
 
+ENG_PASSWORD = "eng-password"
+
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory, samples):
-    """A record of 48 parts (each bundled image six times), every kept image relabelled: NG parts
-    under 50 as false rejects, the others confirmed NG with a drawn mask, kept OK parts confirmed."""
+    """A record of 48 parts (each bundled image six times), every kept image relabelled by engineer
+    eng (password ENG_PASSWORD): NG parts under 50 as false rejects, the others confirmed NG with a
+    drawn mask, kept OK parts confirmed."""
     db = tmp_path_factory.mktemp("loop") / "line.db"
     run_line(db, samples, 48)
     store = open_store(db)
     try:
+        admin = users.create_first_admin(store, "admin", "admin-password")
+        eng = users.create_user(store, admin, "eng", users.Role.ENGINEER, ENG_PASSWORD)
         for part_id, verdict, score in sql(db, "select part_id, verdict, score from inspections where image_path is not null order by id"):
             if verdict == "NG" and score < 50:
-                store.relabel(part_id, "OK", who="eng", comment="lubricant")
+                store.relabel(part_id, "OK", user=eng, comment="lubricant")
             elif verdict == "NG":
                 mask = np.zeros((460, 1130), bool)
                 mask[200:230, 500:540] = True
-                store.relabel(part_id, "NG", who="eng", classes=("pitting",), mask=mask)
+                store.relabel(part_id, "NG", user=eng, classes=("pitting",), mask=mask)
             else:
-                store.relabel(part_id, "OK", who="eng")
+                store.relabel(part_id, "OK", user=eng)
     finally:
         store.close()
     return db
@@ -73,7 +78,8 @@ def test_review_queries_filter_sort_and_page(labelled):
         store.close()
 
 
-def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled, tmp_path, samples):
+def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled, tmp_path, samples, monkeypatch):
+    monkeypatch.setenv("LEPTON_PASSWORD", ENG_PASSWORD)  # (the CLI's password for --user eng)
     db = tmp_path / "line.db"
     db.write_bytes(labelled.read_bytes())
     import shutil
@@ -99,7 +105,7 @@ def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled
     assert held and not held & set(meta["training"]["labels"]["groups"])  # never trained on what it is compared on
     assert len(held) == comparison["parts"] and meta["training"]["labels"]["parts"] == comparison["trained_on_labels"]
 
-    proc = cli("models", "promote", "--db", str(db), "--candidate", str(candidate), "--who", "eng", "--comment", "fewer false rejects", data_dir=data)
+    proc = cli("models", "promote", "--db", str(db), "--candidate", str(candidate), "--user", "eng", "--comment", "fewer false rejects", data_dir=data)
     assert proc.returncode == 0, proc.stderr
     proc = cli("run", "--camera", f"emu:{samples}", "--parts", "8", "--db", str(db), "--json", data_dir=data)
     assert proc.returncode == 0, proc.stderr
@@ -111,14 +117,14 @@ def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled
     row = sql(db, "select who, action, comment, evaluation_json from model_promotions")[0]
     assert row[:3] == ("eng", "promote", "fewer false rejects") and json.loads(row[3])["models"]["candidate"]["model"] == "demo-ballscrew v2"
 
-    proc = cli("models", "rollback", "--db", str(db), "--who", "eng", data_dir=data)
+    proc = cli("models", "rollback", "--db", str(db), "--user", "eng", data_dir=data)
     assert proc.returncode == 0, proc.stderr
     proc = cli("run", "--camera", f"emu:{samples}", "--parts", "4", "--db", str(db), "--json", data_dir=data)
     assert json.loads(proc.stdout)["model"] == "demo-ballscrew v1"
     assert [a for (a,) in sql(db, "select action from model_promotions order by id")] == ["promote", "rollback"]
     listing = cli("models", "list", "--db", str(db), data_dir=data)
     assert "rollback" in listing.stdout and "promote" in listing.stdout and str(candidate) in listing.stdout
-    assert_one_sentence_error(cli("models", "promote", "--db", str(db), "--candidate", str(tmp_path / "nope.lpkg"), "--who", "eng", data_dir=data),
+    assert_one_sentence_error(cli("models", "promote", "--db", str(db), "--candidate", str(tmp_path / "nope.lpkg"), "--user", "eng", data_dir=data),
                               "does not exist")
 
 
@@ -135,23 +141,28 @@ def test_promotions_push_rollbacks_pop_and_a_missing_model_is_one_sentence(label
     save_package(v3, {**meta, "version": "3"}, state)
     store = open_store(db)
     try:
+        eng = users.authenticate(store, "eng", ENG_PASSWORD)
         with pytest.raises(ConfigError, match="nothing to roll back"):
-            model_registry.rollback(store, recipe, who="eng")
+            model_registry.rollback(store, recipe, user=eng)
         with pytest.raises(ConfigError, match="already runs"):
-            model_registry.promote(store, recipe, recipe.model, who="eng")
-        model_registry.promote(store, recipe, v2, who="eng")
+            model_registry.promote(store, recipe, recipe.model, user=eng)
+        model_registry.promote(store, recipe, v2, user=eng)
         with pytest.raises(ConfigError, match="already runs"):  # a double click promotes once
-            model_registry.promote(store, recipe, v2, who="eng")
-        model_registry.promote(store, recipe, v3, who="eng")
+            model_registry.promote(store, recipe, v2, user=eng)
+        model_registry.promote(store, recipe, v3, user=eng)
         versions = []
         for _ in range(2):
-            model_registry.rollback(store, recipe, who="eng")
+            model_registry.rollback(store, recipe, user=eng)
             versions.append(read_package(model_registry.model_for(recipe, db))[0]["version"])
         assert versions == ["2", "1"]  # back through the history, to the recipe's own model
         assert model_registry.model_for(recipe, db) == recipe.model and not model_registry.can_roll_back(store, recipe.name)
         with pytest.raises(ConfigError, match="nothing to roll back"):
-            model_registry.rollback(store, recipe, who="eng")
-        p = model_registry.promote(store, recipe, v3, who="eng")
+            model_registry.rollback(store, recipe, user=eng)
+        p = model_registry.promote(store, recipe, v3, user=eng)
+        trail = [(e.who, e.action, json.loads(e.detail_json)) for e in reversed(audit.entries(store, 100)) if e.action in ("promote", "rollback")]
+        assert [a for _, a, _ in trail] == ["promote", "promote", "rollback", "rollback", "promote"] and audit.verify(store).ok
+        assert trail[-1] == ("eng", "promote", {"package": p.package, "sha256": read_package(v3)[2], "previous_package": model_registry.RECIPE_OWN,
+                                                "comment": ""})
         assert sql(db, "select package_path from model_promotions order by id desc limit 1") == [(p.package,)]
         assert "/" not in p.package  # a name in the data folder's models/: the folder may move
     finally:
