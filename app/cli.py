@@ -581,7 +581,10 @@ def _password(name: str) -> str:
     if sys.stdin.isatty():
         import getpass
 
-        return getpass.getpass(f"Password for {name}: ")
+        try:
+            return getpass.getpass(f"Password for {name}: ")
+        except EOFError:
+            raise AuthError(f"No password was typed for {name}; nothing was changed.") from None
     raise AuthError(f"No password for {name}: set LEPTON_PASSWORD, or run the command on a terminal to be asked for it.")
 
 
@@ -594,8 +597,12 @@ def _new_password(name: str) -> str:
     if sys.stdin.isatty():
         import getpass
 
-        first = getpass.getpass(f"New password for {name}: ")
-        if getpass.getpass("The same again: ") != first:
+        try:
+            first = getpass.getpass(f"New password for {name}: ")
+            again = getpass.getpass("The same again: ")
+        except EOFError:
+            raise AuthError(f"No new password was typed for {name}; nothing was changed.") from None
+        if again != first:
             raise AuthError("The two passwords typed differ; nothing was changed.")
         return first
     raise AuthError(f"No new password for {name}: set LEPTON_NEW_PASSWORD, or run the command on a terminal to be asked for it.")
@@ -708,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted before the line started; nothing was inspected.", file=sys.stderr)
+        print("error: interrupted before the line started; nothing was inspected." if args.command == "run"
+              else "error: interrupted; nothing more was done.", file=sys.stderr)
         return 130
 
 

@@ -1,7 +1,8 @@
 """Soak: an accelerated run of many parts (100,000 by default) through Basler's emulator, to show that
 nothing grows with time. The line is the real one - emulator (software trigger, as fast as it
 goes), runner, writer and image threads, a real SQLite file, the alarm monitor, the image
-retention policy (here 200 MB, so that it deletes during the run) and the shift reporter - with a
+retention policy (here 200 MB and rejects kept 0 days, so that it deletes all along) and the
+shift reporter - with a
 fast model (tests.fakes.FakeInspector, a mean-grey scorer of ~0.1 ms), so that the pipeline, not
 inference, sets the pace.
 
@@ -61,7 +62,8 @@ def main() -> int:
     os.environ["LEPTON_DATA_DIR"] = str(work / "data")
     try:
         config = load_config()
-        config = dataclasses.replace(config, retention=dataclasses.replace(config.retention, max_image_mb=200, check_interval_s=10.0))
+        config = dataclasses.replace(config, retention=dataclasses.replace(config.retention, max_image_mb=200, keep_rejects_days=0,
+                                                                             check_interval_s=10.0))
         recipe = dataclasses.replace(load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.SOFTWARE))
         spec = f"emu:{a.folder}"
         line = Line(store=open_store(work / "soak.db"), config=config, recipe=recipe, camera_spec=spec,

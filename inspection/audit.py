@@ -103,7 +103,8 @@ def verify(store: Store) -> AuditCheck:
                 return AuditCheck(False, n, id, f"Audit entry {id} does not chain to entry {prev_id}: entry {prev_id} was rewritten, "
                                                 "or entries were put in before it.")
             prev_id, prev_hash, n = id, digest, n + 1
-    return AuditCheck(True, n, None, f"The audit trail is intact: {n} entries checked.")
+    return AuditCheck(True, n, None, f"The audit trail is intact: {n} entries checked"
+                                     + (f", the last {prev_id} with hash {prev_hash}." if n else "."))
 
 
 def _hash_of_stored(prev_hash: str, id: int, at: str, who: str, action: str, target: str, detail_json: str) -> str | None:

@@ -45,7 +45,8 @@ def set_thresholds(store: Store, user: User, recipe_path: Path, *, ok_below: Thr
     before = load_recipe(path)
     old = {"ok_below": _shown(before.ok_below), "ng_at": _shown(before.ng_at)}
     new = {**old, **wanted}
-    text = _edit(path.read_text(encoding="utf-8"), {k: _toml(v) for k, v in wanted.items()})
+    original = path.read_text(encoding="utf-8")
+    text = _edit(original, {k: _toml(v) for k, v in wanted.items()})
     tmp = _write_aside(path, text)
     try:
         try:
@@ -55,9 +56,14 @@ def set_thresholds(store: Store, user: User, recipe_path: Path, *, ok_below: Thr
         if {"ok_below": _shown(after.ok_below), "ng_at": _shown(after.ng_at)} != new:
             raise ConfigError(f"The thresholds of recipe {path} could not be set: its [verdict] table is written in a way "
                               "this program does not edit; change it in a text editor.")
-        with audit.session(store) as s:
-            audit.append(s, who=user.name, action="thresholds_changed", target=f"{before.name} ({path})", detail={"old": old, "new": new})
-            os.replace(tmp, path)  # before the commit: a failed replace leaves no entry
+        try:
+            with audit.session(store) as s:
+                audit.append(s, who=user.name, action="thresholds_changed", target=f"{before.name} ({path})", detail={"old": old, "new": new})
+                os.replace(tmp, path)  # before the commit: a failed replace leaves no entry
+        except BaseException:  # the commit failed after the replace: the file goes back, so no change goes unaudited
+            if path.read_text(encoding="utf-8") != original:
+                os.replace(_write_aside(path, original), path)
+            raise
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)

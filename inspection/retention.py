@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 REMOVED = "removed"  # inspections.image_status of an image the policy deleted
 CHUNK = 500
+RECENT_S = 10  # parts this young keep their images (the image thread may not have written them yet)
+HEADROOM = 0.1  # a pass that must delete goes this share below the limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,56 +70,68 @@ class Retention:
         self._thread: threading.Thread | None = None
 
     def needed_bytes(self) -> int:
-        """How much the policy wants deleted now (0: nothing)."""
+        """How much the policy wants deleted now (0: nothing). Once over a limit it goes HEADROOM
+        below it, so that a line at its limit is not trimmed a few images at every pass."""
         c, folder = self.config, self.store.images_dir
         need = 0
         if c.max_image_mb > 0:
-            need = max(need, folder_bytes(folder) - c.max_image_mb * 2**20)
+            limit, used = c.max_image_mb * 2**20, folder_bytes(folder)
+            if used > limit:
+                need = int(used - (1 - HEADROOM) * limit)
         if c.min_free_mb > 0:
             try:
                 free = shutil.disk_usage(folder if folder.is_dir() else self.store.path.parent).free
             except OSError:
                 free = None
-            if free is not None:
-                need = max(need, c.min_free_mb * 2**20 - free)
+            floor = c.min_free_mb * 2**20
+            if free is not None and free < floor:
+                need = max(need, int((1 + HEADROOM) * floor - free))
         return need
 
     def run_once(self) -> RetentionPass:
-        """One pass: delete what the policy needs, good parts' images first."""
+        """One pass: delete what the policy needs, good parts' images first. A chunk's rows are
+        marked `removed` (and committed) before their files go: a kill between the two leaves files
+        without a claim to them, never rows naming files that are gone."""
         need = self.needed_bytes()
         if need <= 0:
+            self._short = False
             return RetentionPass(0, 0, 0, 0)
         cutoff = self._now() - dt.timedelta(days=self.config.keep_rejects_days)
         removed = freed = 0
         labelled = exists().where(Relabel.inspection_id == Inspection.id)
-        # (Not the last minute's parts: their images may still be on their way to the disk.)
+        # (Not the last RECENT_S seconds' parts: their images may still be on their way to the disk.)
         kept = (Inspection.image_path.is_not(None), Inspection.image_status.is_(None), ~labelled,
-                Inspection.ts < self._now() - dt.timedelta(minutes=1))
+                Inspection.ts < self._now() - dt.timedelta(seconds=RECENT_S))
+        base = self.store.path.parent
         for where in ((Inspection.verdict == "OK",), (Inspection.verdict != "OK", Inspection.ts < cutoff)):
             after = 0
-            while freed < need:
+            while freed < need and not self._stop.is_set():
                 with self.store.session() as s:
                     rows = s.execute(select(Inspection.id, Inspection.image_path, Inspection.mask_path)
                                      .where(*kept, *where, Inspection.id > after).order_by(Inspection.id).limit(CHUNK)).all()
                 if not rows:
                     break
-                done = []
+                files: dict[int, list[Path]] = {}
+                planned = 0
                 for row_id, image, mask in rows:
                     after = row_id
-                    freed += sum(_delete(self.store.path.parent / p) for p in (image, mask) if p)
-                    done.append(row_id)
-                    if freed >= need:
+                    files[row_id] = [base / p for p in (image, mask) if p]
+                    planned += sum(_size(f) for f in files[row_id])
+                    if freed + planned >= need:
                         break
-                with self.store.session() as s:
-                    s.execute(update(Inspection).where(Inspection.id.in_(done)).values(image_status=REMOVED))
+                with self.store.session() as s:  # claim them: still unlabelled and not yet removed (an engineer may just have labelled one)
+                    claimed = s.scalars(update(Inspection).where(Inspection.id.in_(list(files)), *kept[1:3])
+                                        .values(image_status=REMOVED).returning(Inspection.id)).all()
                     s.commit()
-                removed += len(done)
+                for row_id in claimed:
+                    freed += sum(_delete(f) for f in files[row_id])
+                removed += len(claimed)
         short = max(0, need - freed)
         message = (f"Image retention removed the images of {removed} parts ({freed / 2**20:.1f} MB), oldest first, good parts "
                    f"before rejects; their rows stay.")
         if short:
-            message += (f" {short / 2**20:.1f} MB more should go, but only rejects younger than {self.config.keep_rejects_days} "
-                        "days and labelled parts' images are left.")
+            message += (f" {short / 2**20:.1f} MB more should go, but only the images of rejects younger than "
+                        f"{self.config.keep_rejects_days} days, of labelled parts and of the last {RECENT_S} seconds' parts are left.")
         said, self._short = self._short, bool(short)
         if removed or (short and not said):
             log.warning("%s", message)
@@ -146,10 +160,21 @@ class Retention:
             self._stop.wait(self.config.check_interval_s)
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _delete(path: Path) -> int:
+    """Bytes freed; a file that will not go (in use, no permission) is logged and left."""
     try:
         size = path.stat().st_size
         path.unlink()
         return size
     except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        log.warning("image retention could not delete %s: %s", path, exc.strerror)
         return 0

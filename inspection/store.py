@@ -115,28 +115,35 @@ class Store:
 
     def start_run(self, *, line: str, station: str, camera_spec: str, recipe: str, model_version_id: int, software_version: str,
                   ok_below: float | None = None, ng_at: float | None = None) -> int:
-        """A new run; a model, thresholds or recipe that differ from the last run's are logged (the
-        thresholds and recipe also in the audit trail, by the station: a recipe edited outside the program)."""
+        """A new run. What differs from the last run is logged, and in the audit trail by the
+        station: a recipe changed (a changeover), and for the same recipe a model changed (a
+        promotion, a rollback or `--model`) or, with the same model, thresholds changed (the recipe
+        edited outside the program, or through `recipe_edit`, which audits who did it as well)."""
         from inspection import audit
 
         with audit.session(self) as s:
             last = s.scalar(select(Run).order_by(Run.id.desc()).limit(1))
+            same = s.scalar(select(Run).where(Run.recipe == recipe).order_by(Run.id.desc()).limit(1))
             run = Run(started_at=utcnow(), line=line, station=station, camera_spec=camera_spec, recipe=recipe,
                       model_version_id=model_version_id, software_version=software_version, ok_below=ok_below, ng_at=ng_at)
             s.add(run)
             s.flush()
-            if last is not None and last.model_version_id != model_version_id:
-                old, new = s.get(ModelVersion, last.model_version_id), s.get(ModelVersion, model_version_id)
-                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="model",
-                            message=f"Model changed from {old.name} v{old.version} ({old.sha256[:12]}) to {new.name} v{new.version} ({new.sha256[:12]})."))
-            if last is not None and last.ng_at is not None and (last.ok_below, last.ng_at) != (ok_below, ng_at):
-                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="thresholds",
-                            message=f"Thresholds changed from OK below {last.ok_below:.4g} / NG at {last.ng_at:.4g} "
-                                    f"to OK below {ok_below:.4g} / NG at {ng_at:.4g} (recipe {recipe})."))
-                audit.append(s, who=audit.STATION, action="thresholds_changed", target=recipe,
-                             detail={"run_id": run.id, "old": {"ok_below": last.ok_below, "ng_at": last.ng_at}, "new": {"ok_below": ok_below, "ng_at": ng_at}})
             if last is not None and last.recipe != recipe:
                 audit.append(s, who=audit.STATION, action="recipe_changed", target=recipe, detail={"run_id": run.id, "old": last.recipe, "new": recipe})
+            if same is not None and same.model_version_id != model_version_id:
+                old, new = s.get(ModelVersion, same.model_version_id), s.get(ModelVersion, model_version_id)
+                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="model",
+                            message=f"Model changed from {old.name} v{old.version} ({old.sha256[:12]}) to {new.name} v{new.version} ({new.sha256[:12]})."))
+                audit.append(s, who=audit.STATION, action="model_changed", target=recipe,
+                             detail={"run_id": run.id, "old": f"{old.name} v{old.version} {old.sha256}", "new": f"{new.name} v{new.version} {new.sha256}"})
+            if same is not None and same.ng_at is not None and (same.ok_below, same.ng_at) != (ok_below, ng_at):
+                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="thresholds",
+                            message=f"Thresholds changed from OK below {same.ok_below:.4g} / NG at {same.ng_at:.4g} "
+                                    f"to OK below {ok_below:.4g} / NG at {ng_at:.4g} (recipe {recipe})."))
+            if same is not None and same.model_version_id == model_version_id and same.ng_at is not None \
+                    and (same.ok_below, same.ng_at) != (ok_below, ng_at):  # (a new model brings its own: audited above)
+                audit.append(s, who=audit.STATION, action="thresholds_changed", target=recipe,
+                             detail={"run_id": run.id, "old": {"ok_below": same.ok_below, "ng_at": same.ng_at}, "new": {"ok_below": ok_below, "ng_at": ng_at}})
             s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="run", message=f"Run {run.id} started on {camera_spec} with recipe {recipe}."))
             return run.id
 

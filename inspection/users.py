@@ -210,7 +210,8 @@ def _add(s: Session, name: str, role: Role, hashed: str, *, by: str) -> UserRow:
 
 def authenticate(store: Store, name: str, password: str) -> User:
     """The user, if `name` is an active account and `password` its password (audited `login`);
-    else AuthError that never says which was wrong (audited `login_failed` with the name tried)."""
+    else AuthError that never says which was wrong (audited `login_failed`, with the name tried
+    only when it is an account's)."""
     tried = name.strip()[:MAX_NAME]
     with store.session() as s:
         row = s.scalar(select(UserRow).where(UserRow.name == tried))
@@ -220,8 +221,10 @@ def authenticate(store: Store, name: str, password: str) -> User:
             audit.append(s, who=row.name, action="login", target=row.name, detail={"role": row.role})
             return User(row.id, row.name, Role(row.role))
         reason = "unknown user" if row is None else "wrong password" if not good else "account disabled"
-        audit.append(s, who=audit.STATION, action="login_failed", target=tried, detail={"reason": reason})
-    log.warning("login refused for %r (%s)", tried, reason)
+        # A name that is no account is not kept (people type their password into the name field).
+        shown = tried if row is not None else "(unknown user)"
+        audit.append(s, who=audit.STATION, action="login_failed", target=shown, detail={"reason": reason})
+    log.warning("login refused for %s (%s)", shown, reason)
     raise AuthError(f"Login as {tried} refused: the user name or password is wrong, or the account is disabled.")
 
 

@@ -33,7 +33,7 @@ from inspection.store import ImageStore, Store, inspection_row, shift_id
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 3
-IMAGE_QUEUE = 64  # images waiting for the disk; beyond this the writer waits (rows are already committed)
+IMAGE_QUEUE = 64  # images waiting for the disk; beyond this the inspection thread waits in put() (never the rows' commits)
 MISSING = "missing"  # inspections.image_status: the image was to be kept but is not on disk
 _IDLE = object()  # the image queue stayed empty for a while
 
@@ -49,7 +49,8 @@ class ResultWriter:
         self.on_error = on_error
         self.min_free_mb = config.alarms.min_free_disk_mb  # below this no image is saved (the low-disk alarm's limit)
         self._queue: queue.Queue[tuple[InspectionResult, bool]] = queue.Queue(maxsize=4 * config.commit_batch)
-        self._image_queue: queue.Queue[tuple[InspectionResult, str, str | None] | None] = queue.Queue(maxsize=IMAGE_QUEUE)
+        self._image_queue: queue.Queue[tuple[InspectionResult, str, str | None] | None] = queue.Queue()
+        self._image_slots = threading.Semaphore(IMAGE_QUEUE)  # images kept and not yet written (bounds the image queue)
         self._thread: threading.Thread | None = None
         self._image_thread: threading.Thread | None = None
         self._closing = threading.Event()
@@ -86,9 +87,13 @@ class ResultWriter:
         self._image_thread.start()
 
     def put(self, result: InspectionResult) -> None:
-        """Queue a result (blocks while the queue is full). Whether its image is kept is decided
-        here, once, in the order parts were inspected."""
-        self._queue.put((result, self._keep_image(result)))
+        """Queue a result (blocks while the queue is full, or while IMAGE_QUEUE kept images wait for
+        the disk: the inspection thread waits, never the commits of rows already queued). Whether
+        its image is kept is decided here, once, in the order parts were inspected."""
+        keep = self._keep_image(result)
+        if keep:
+            self._image_slots.acquire()
+        self._queue.put((result, keep))
 
     def close(self) -> None:
         """Write everything queued (rows, then images), then end the threads."""
@@ -154,9 +159,13 @@ class ResultWriter:
                     else:
                         time.sleep(0.2 * attempt)
                     continue
-                for item in images:  # committed: now the images (waits while the disk is behind)
+                for item in images:  # committed: now the images (a slot each was taken in put())
                     self._image_queue.put(item)
                 break
+            else:  # the rows could not be written: nor will their images be
+                for _, keep in batch:
+                    if keep:
+                        self._image_slots.release()
 
     def _report(self, exc: Exception) -> None:
         if self.on_error is not None:
@@ -193,6 +202,8 @@ class ResultWriter:
                 row.image_status = status
                 s.add(row)
             s.commit()
+        for _ in range(skipped):  # (released once committed: a failed try keeps its slots for the next)
+            self._image_slots.release()
         with self._lock:
             self._recorded += len(batch)
             if skipped:
@@ -218,6 +229,8 @@ class ResultWriter:
                     with self._lock:
                         self._images_missing += 1
                         self._image_error = str(exc)
+                finally:
+                    self._image_slots.release()
             if failed and (not isinstance(item, tuple) or len(failed) >= 64 or self._image_queue.empty()):
                 failed = self._mark_missing(failed)
             if item is None:

@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, Signal, SignalInstance
 import resources
 from inspection import audit, stats
 from inspection.alarms import Alarm
+from inspection.config import default_db
 from inspection.errors import USER_ERRORS
 from inspection.line import Line
 from inspection.overlay import recorded_part
@@ -102,6 +103,7 @@ class LineController(QObject):
         self.recipe = recipe
         self.line: Line | None = None
         self.model_pinned = False  # the opener loads one fixed model (`--model`): promotions do not apply
+        self.db = default_db()  # the database the opener opens (set by whoever builds the opener)
         self.choices: LineChoices | None = None
         self.started_at = utcnow()  # "since start" counters count from here
         self._lock = threading.Lock()

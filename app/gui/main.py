@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication
 import resources
 from app.gui.controller import LineController
 from app.gui.main_window import MainWindow, recipe_path
-from inspection.config import data_dir
+from inspection.config import data_dir, default_db
 from inspection.line import Line, open_line
 
 
@@ -33,6 +33,7 @@ def build_window(args: argparse.Namespace, default_camera_spec: str, settings: Q
 
     controller = LineController(opener, spec, recipe)
     controller.model_pinned = args.model is not None
+    controller.db = args.db or default_db()
     window = MainWindow(controller, settings)
     controller.open()
     return window

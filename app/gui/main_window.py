@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
         self.gc_timer.setInterval(GC_INTERVAL_MS)
         self.gc_timer.timeout.connect(self._collect_garbage)
         self.gc_timer.start()
+        self._checked_alone = False  # the accounts were read without an open line (see _on_failed)
         self._on_user(None)  # nobody is logged in at start
         QApplication.instance().installEventFilter(self)  # keys and clicks anywhere keep a login alive
 
@@ -357,6 +358,9 @@ class MainWindow(QMainWindow):
 
     def _on_failed(self, message: str) -> None:
         self.banner.show_message(message)
+        if self.controller.line is None and self.session.user is None and not self._checked_alone:
+            self._checked_alone = True  # (once: a database that cannot open would fail the check again)
+            self.session.check()  # nothing open: the login (or the first administrator) works on the database alone
         if self.controller.line is None and self.choices is None:
             # Nothing opened: still let the operator pick another camera or the default recipe.
             self._fill_boxes((("default recipe", None),), None, fallback_cameras(self.controller.camera_spec), self.controller.camera_spec)

@@ -90,7 +90,6 @@ class ReviewController(QObject):
         self._thumbs: OrderedDict[tuple[str, str | None, Path | None], np.ndarray | None] = OrderedDict()
         self._train: subprocess.Popen[str] | None = None
         self._cancelled = False
-        self._db: Path | None = None
         self._worker = threading.Thread(target=self._work, name="lepton-gui-review", daemon=True)
         self._worker.start()
 
@@ -110,7 +109,6 @@ class ReviewController(QObject):
         line = self.line.line
         if line is None:
             raise ConfigError("The station is not open yet; wait until the line is ready.")
-        self._db = line.store.path  # for a rollback when the line cannot open
         return line.store
 
     def close(self) -> None:
@@ -328,9 +326,7 @@ class ReviewController(QObject):
             if line is not None:
                 p = change(line.store, line.recipe)
             else:  # the line could not open (say, on a model that does not fit): the record is ours to open
-                if self._db is None:
-                    raise ConfigError("The station has not opened its database yet.")
-                with open_store(self._db) as store:
+                with open_store(self.line.db) as store:
                     p = change(store, load_recipe(self.line.recipe))
             self.model_changed.emit(f"Recipe {p.recipe} now runs {p.model}.")
 

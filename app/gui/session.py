@@ -49,22 +49,18 @@ class SessionController(QObject):
         self.line.submit("Reading the user accounts", self._check_job)
 
     def login(self, name: str, password: str) -> None:
-        def job() -> None:
-            self._logged_in(users.authenticate(self._store(), name, password))
-
-        self.line.submit("Checking the password", job)
+        self.line.submit("Checking the password", lambda: self._with_store(lambda store: self._logged_in(users.authenticate(store, name, password))))
 
     def create_admin(self, name: str, password: str, repeat: str) -> None:
         if password != repeat:
             self.failed.emit("The two passwords differ; type the same password twice.")
             return
 
-        def job() -> None:
-            store = self._store()
+        def create(store) -> None:  # noqa: ANN001
             users.create_first_admin(store, name, password)
             self._logged_in(users.authenticate(store, name, password))
 
-        self.line.submit("Creating the administrator", job)
+        self.line.submit("Creating the administrator", lambda: self._with_store(create))
 
     def logout(self, reason: str = "") -> None:
         """Lock at once (GUI thread); the logout is recorded on the worker."""
@@ -72,7 +68,7 @@ class SessionController(QObject):
         self.idle_timer.stop()
         self.user_changed.emit(None)
         if user is not None:
-            self.line.submit("Logging out", lambda: users.logout(self._store(), user, reason))
+            self.line.submit("Logging out", lambda: self._with_store(lambda store: users.logout(store, user, reason)))
 
     def touch(self) -> None:
         """Any key or click: the inactivity countdown starts again."""
@@ -107,8 +103,21 @@ class SessionController(QObject):
             raise AuthError("The station is not open yet; wait until the line is ready.")
         return line.store
 
+    def _with_store(self, job) -> None:  # noqa: ANN001 (a callable of the Store)
+        """`job(store)` on the open line's store, or - when the line could not open (a model that does
+        not load, a missing camera) - on the database opened for this job alone: someone must be
+        able to log in and put the station right (pick another camera, roll a model back)."""
+        line = self.line.line
+        if line is not None:
+            job(line.store)
+            return
+        from inspection.store import open_store
+
+        with open_store(self.line.db) as store:
+            job(store)
+
     def _check_job(self) -> None:
-        self.first_start.emit(not users.has_users(self._store()))
+        self._with_store(lambda store: self.first_start.emit(not users.has_users(store)))
 
     def _logged_in(self, user: User) -> None:
         self.first_start.emit(False)

@@ -211,10 +211,12 @@ def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, sa
 def test_a_bad_model_is_an_alarm_not_a_crash(qtbot, tmp_path, samples):
     bad = tmp_path / "bad.lpkg"
     bad.write_bytes(b"not a model")
-    win = make_window(qtbot, tmp_path, f"sim:{samples}", model=bad, user=None)  # (no database open: nobody can log in)
+    accounts(tmp_path / "gui.db", ("eng", "engineer"))
+    win = make_window(qtbot, tmp_path, f"sim:{samples}", model=bad, user=None)
     qtbot.waitUntil(win.banner.isVisible, timeout=TIMEOUT_MS)
     assert "corrupt" in win.banner.text.text() and not win.start_button.isEnabled()
     assert win.camera_box.count() >= 2 and win.camera_box.isEnabled()  # the operator can still pick another camera
+    log_in(qtbot, win, "eng")  # no line open, yet someone can log in to put the station right
     close(qtbot, win)
 
 

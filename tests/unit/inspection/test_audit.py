@@ -62,7 +62,8 @@ def check(db) -> audit.AuditCheck:
 def test_the_chain_verifies_after_a_mix_of_changes(db):
     result = check(db)
     rows = sql(db, "select id, who, action, target, detail_json, prev_hash, hash from audit_log order by id")
-    assert result == audit.AuditCheck(True, len(rows), None, f"The audit trail is intact: {len(rows)} entries checked.")
+    assert result == audit.AuditCheck(True, len(rows), None,
+                                      f"The audit trail is intact: {len(rows)} entries checked, the last {rows[-1][0]} with hash {rows[-1][6]}.")
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[0][5] == "0" * 64 and all(b[5] == a[6] for a, b in zip(rows, rows[1:]))
     actions = [r[2] for r in rows]

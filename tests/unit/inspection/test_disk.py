@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import sqlite3
 import subprocess
 
@@ -86,11 +87,11 @@ def test_below_the_free_space_floor_no_image_is_saved_rows_are_and_the_disk_alar
 def test_retention_removes_good_images_first_then_old_rejects_never_rows_or_labelled_parts(make_line):
     line = make_line()
     keep_every_image(line)
-    s, _ = run(line, 30)
+    s, _ = run(line, 64)  # (enough megabytes for a limit in whole MB)
     store = line.store
     now = utcnow()
     with store.session() as sess:
-        # The parts are older than the last minute (whose images may still be on their way to disk).
+        # The parts are older than retention's RECENT_S (whose images may still be on their way to disk).
         for row in sess.scalars(select(Inspection)):
             row.ts -= dt.timedelta(minutes=5)
         parts = sess.execute(select(Inspection.id, Inspection.verdict, Inspection.image_path).order_by(Inspection.id)).all()
@@ -106,15 +107,19 @@ def test_retention_removes_good_images_first_then_old_rejects_never_rows_or_labe
     base = store.path.parent
     size = {p.id: (base / p.image_path).stat().st_size for p in parts}
 
-    # 1. A limit that two good images' worth of deleting meets: the two oldest unlabelled good parts go.
-    from inspection.retention import folder_bytes
+    # 1. A limit that deleting three quarters of the good images' bytes meets (it goes HEADROOM below the limit):
+    #    the oldest unlabelled good parts go, and nothing else.
+    from inspection.retention import HEADROOM, folder_bytes
 
     used = folder_bytes(store.images_dir)
-    limit_mb = (used - size[oks[1].id] - size[oks[2].id] // 2) / 2**20
-    policy = Retention(store, RetentionConfig(max_image_mb=int(limit_mb) or 1, min_free_mb=0, keep_rejects_days=30))
+    good_bytes = sum(size[p.id] for p in oks[1:])
+    limit_mb = math.ceil((used - 0.75 * good_bytes) / (1 - HEADROOM) / 2**20)
+    assert limit_mb * 2**20 < used, "the images must be over the limit for this test"
+    policy = Retention(store, RetentionConfig(max_image_mb=limit_mb, min_free_mb=0, keep_rejects_days=30))
     first = policy.run_once()
     gone = {i for (i,) in sqlite3.connect(store.path).execute("select id from inspections where image_status = 'removed'")}
-    assert first.removed_images == len(gone) >= 2 and first.short_bytes == 0
+    assert first.removed_images == len(gone) >= 1 and first.short_bytes == 0
+    assert folder_bytes(store.images_dir) <= (1 - HEADROOM) * limit_mb * 2**20  # below the limit, with headroom
     assert labelled.id not in gone and not gone & {r.id for r in rejects}
     assert all(not (base / p.image_path).exists() for p in parts if p.id in gone)
     assert gone == {p.id for p in oks[1:1 + len(gone)]}  # oldest first

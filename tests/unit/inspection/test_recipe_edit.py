@@ -83,3 +83,24 @@ def test_the_packaged_default_recipe_is_refused(setup):
     with pytest.raises(ConfigError, match="copy it into the recipes folder"):
         recipe_edit.set_thresholds(store, eng, resources.DEFAULT_RECIPE, ng_at=0.5)
     assert resources.DEFAULT_RECIPE.read_text() == before
+
+
+def test_a_change_whose_audit_entry_cannot_be_committed_puts_the_recipe_back(setup):
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    store, eng, recipe = setup
+    before = recipe.read_bytes()
+    entries = len(audit.entries(store, 1000))
+
+    def refuse(*_args, **_kw):
+        raise OSError(28, "No space left on device")
+
+    event.listen(Session, "before_commit", refuse)
+    try:
+        with pytest.raises(OSError):
+            recipe_edit.set_thresholds(store, eng, recipe, ng_at=0.9)
+    finally:
+        event.remove(Session, "before_commit", refuse)
+    assert recipe.read_bytes() == before and len(audit.entries(store, 1000)) == entries  # no change, so none unaudited
+    assert sorted(p.name for p in recipe.parent.iterdir() if p.name.startswith(".line.toml")) == []  # no temporary file left

@@ -98,6 +98,10 @@ def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_
     con.close()
     assert [(r, k) for r, k, _ in rows] == [(3, "model"), (3, "thresholds")]
     assert "NG at 2 to OK below 1 / NG at 3" in rows[1][2]
+    con = sqlite3.connect(tmp_path / "a.db")
+    trail = con.execute("select who, action, target from audit_log order by id").fetchall()
+    con.close()
+    assert trail == [("station", "model_changed", "r")]  # the model's own thresholds came with it: one entry, not two
 
 
 def test_a_run_left_open_by_a_crash_is_ended_at_the_next_start(tmp_path, demo_inspector):
