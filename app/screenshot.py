@@ -43,8 +43,13 @@ def _label_all(app: QApplication, view, truth) -> bool:  # noqa: ANN001
     """Label every part the review shows (the filter leaves out the unreviewed ones as they are labelled)."""
     if not _wait(app, lambda: view.page is not None and view.page.filter == view.current_filter(), 60):
         return False
-    for part_id in [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())]:
-        view.gallery.setCurrentRow(next(k for k in range(view.gallery.count()) if view.gallery.item(k).data(Qt.ItemDataRole.UserRole) == part_id))
+    def ids() -> list[str]:
+        return [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())]
+
+    for part_id in ids():
+        if not _wait(app, lambda p=part_id: p in ids(), 10):  # (the page is reloaded after each label)
+            continue
+        view.gallery.setCurrentRow(ids().index(part_id))
         if not _wait(app, lambda p=part_id: view.part is not None and view.part.row.part_id == p, 60):
             print(f"part {part_id} did not load: selected {view.selected_part_id()}, shown {view.part.row.part_id if view.part else None}, "
                   f"save {view.save_button.isEnabled()}, {view.gallery.count()} in the gallery, filter {view.page.filter}")
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     window.controller.refresh_stats()
     _pump(app, 2.0)
     window.grab().save(str(a.alarm))
+    window.stop()  # the station reconnected and inspects on: stop it, so that the review below sees a settled record
+    _wait(app, lambda: not window.controller.running and window.start_button.isEnabled(), 60)
     if not _engineer(app, window, a.review, a.models):
         return 1
     window.close()

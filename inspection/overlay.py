@@ -45,7 +45,7 @@ def recorded_part(image: Path | None, mask: Path | None, verdict: str, shown_hei
     """A recorded part's image file as RGB with its mask file's outline in the verdict's colour,
     thick enough to stay visible when shown `shown_height` pixels high (0: at about full size);
     None when the image was not kept or cannot be read."""
-    if image is None:
+    if image is None or not image.is_file():  # (not kept, removed, or not yet written: rows are committed first)
         return None
     bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
     if bgr is None:

@@ -388,9 +388,9 @@ class ImageStore:
         except OSError as exc:
             raise StoreError(f"Cannot create the image folder {target.parent}: {exc.strerror}.") from None
         image = result.image
-        _write_png(target, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
-        if mask_path is not None:
+        if mask_path is not None:  # the mask first: a part whose image is on disk has its mask there too
             _write_png(self.base / mask_path, result.defect_mask.astype(np.uint8) * 255)
+        _write_png(target, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

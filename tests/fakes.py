@@ -1,4 +1,5 @@
-"""Test doubles for unit tests and fault injection (the real path is tested with the real parts)."""
+"""Test doubles for unit tests and fault injection (the real path is tested with the real parts), and
+`wait_for`, the one way tests wait for a state."""
 
 from __future__ import annotations
 
@@ -28,3 +29,13 @@ class FakeInspector(Inspector):
         amap = np.full(image_shape[:2], score, dtype=np.float32)
         mask = amap >= self.info.thresholds.pixel
         return Prediction(score, amap, mask, (DefectClass("blob", int(mask.sum()), score),) if mask.any() else ())
+
+
+def wait_for(predicate, timeout_s: float = 30.0) -> bool:
+    """Poll generously for a state (never a timing assertion): True once it holds, False after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

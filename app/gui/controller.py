@@ -384,7 +384,8 @@ class LineController(QObject):
         if image is not None:
             w = max(1, round(image.shape[1] * THUMB_HEIGHT / image.shape[0]))
             thumb = cv2.resize(image, (w, THUMB_HEIGHT), interpolation=cv2.INTER_AREA)
-        self._thumbs[row.part_id] = thumb
+        if thumb is not None:  # (a part's image may still be on its way to the disk: look again next time)
+            self._thumbs[row.part_id] = thumb
         while len(self._thumbs) > 4 * FILMSTRIP:
             self._thumbs.popitem(last=False)
         return thumb

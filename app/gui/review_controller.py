@@ -160,6 +160,8 @@ class ReviewController(QObject):
             self._thumbs.move_to_end(key)
             return self._thumbs[key]
         thumb = review.thumbnail(row, THUMB_HEIGHT)
+        if thumb is None:  # (not kept, or still on its way to the disk: not remembered)
+            return None
         self._thumbs[key] = thumb
         while len(self._thumbs) > THUMB_CACHE:
             self._thumbs.popitem(last=False)

@@ -4,7 +4,6 @@ line on stderr (`error: ...`), a non-zero exit, no traceback, and nothing lost o
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 import os
@@ -21,6 +20,7 @@ import torch
 import resources
 from app.cli import main
 from inspection.store import open_store
+from tests.unit.test_bad_input import newer_schema_db, sha
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = resources.DEMO_SAMPLES
@@ -54,19 +54,6 @@ def assert_one_line(code: int, err: str, *words: str, exit_code: int = 2) -> str
     for w in words:
         assert w in lines[0], lines[0]
     return lines[0]
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def newer_schema_db(path: Path) -> Path:
-    open_store(path).close()
-    con = sqlite3.connect(path)
-    con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
-    con.commit()
-    con.close()
-    return path
 
 
 # -- config, recipe, model: refused before the database is touched -----------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import time
 
 from camera import CameraSettings, TriggerMode, open_camera
 from camera.basler import BaslerCamera
@@ -14,19 +13,9 @@ from inspection.config import load_config, load_recipe
 from inspection.line import Line, open_line
 from inspection.runner import RunnerState
 from inspection.store import open_store
-from tests.fakes import FakeInspector
+from tests.fakes import FakeInspector, wait_for
 
 EXPOSURE_US = 4321.0  # distinctive: the emulator's own value is 10000
-
-
-def wait_for(predicate, timeout_s=30.0):
-    """Poll generously for a state (never a timing assertion)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_pulled_emulated_camera_is_reconnected_with_its_settings_and_inspection_resumes(tmp_path, samples):

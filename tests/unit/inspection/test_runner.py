@@ -9,7 +9,7 @@ import time
 from camera import CameraError, TriggerMode
 from camera.simulated import SimulatedCamera
 from inspection.runner import RunnerState
-from tests.fakes import FakeInspector
+from tests.fakes import FakeInspector, wait_for
 
 
 def rows(line, run_id):
@@ -37,16 +37,6 @@ def test_failed_grabs_are_counted_never_inspected(make_line, samples):
     assert runner.wait(30)
     s = line.stop()
     assert (s.parts, s.failed_grabs, s.recorded) == (10, 4, 10)
-
-
-def wait_for(predicate, timeout_s=20.0):
-    """Poll generously for a state (never a timing assertion)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 class GatedInspector(FakeInspector):
