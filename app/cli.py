@@ -572,40 +572,25 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _password(name: str) -> str:
-    """`name`'s password: $LEPTON_PASSWORD, else asked on the terminal."""
+def _password(name: str, *, new: bool = False) -> str:
+    """`name`'s password from $LEPTON_PASSWORD, or a new one from $LEPTON_NEW_PASSWORD; else asked on
+    the terminal (a new one twice)."""
     from inspection.errors import AuthError
 
-    if (env := os.environ.get("LEPTON_PASSWORD")) is not None:
-        return env
-    if sys.stdin.isatty():
-        import getpass
+    env, what = ("LEPTON_NEW_PASSWORD", "new password") if new else ("LEPTON_PASSWORD", "password")
+    if (value := os.environ.get(env)) is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise AuthError(f"No {what} for {name}: set {env}, or run the command on a terminal to be asked for it.")
+    import getpass
 
-        try:
-            return getpass.getpass(f"Password for {name}: ")
-        except EOFError:
-            raise AuthError(f"No password was typed for {name}; nothing was changed.") from None
-    raise AuthError(f"No password for {name}: set LEPTON_PASSWORD, or run the command on a terminal to be asked for it.")
-
-
-def _new_password(name: str) -> str:
-    """A new password for `name`: $LEPTON_NEW_PASSWORD, else asked twice on the terminal."""
-    from inspection.errors import AuthError
-
-    if (env := os.environ.get("LEPTON_NEW_PASSWORD")) is not None:
-        return env
-    if sys.stdin.isatty():
-        import getpass
-
-        try:
-            first = getpass.getpass(f"New password for {name}: ")
-            again = getpass.getpass("The same again: ")
-        except EOFError:
-            raise AuthError(f"No new password was typed for {name}; nothing was changed.") from None
-        if again != first:
+    try:
+        typed = getpass.getpass(f"{what.capitalize()} for {name}: ")
+        if new and getpass.getpass("The same again: ") != typed:
             raise AuthError("The two passwords typed differ; nothing was changed.")
-        return first
-    raise AuthError(f"No new password for {name}: set LEPTON_NEW_PASSWORD, or run the command on a terminal to be asked for it.")
+    except EOFError:
+        raise AuthError(f"No {what} was typed for {name}; nothing was changed.") from None
+    return typed
 
 
 @contextlib.contextmanager
@@ -636,12 +621,12 @@ def cmd_users(args: argparse.Namespace) -> int:
         return 0
     with open_store(args.db or default_db()) as store:
         if args.users_command == "init":
-            users.create_first_admin(store, args.name, _new_password(args.name))
+            users.create_first_admin(store, args.name, _password(args.name, new=True))
             print(f"created admin {args.name.strip()} in {store.path}")
             return 0
         with _logged_in(store, args.user) as (me, password):
             if args.users_command == "add":
-                users.create_user(store, me, args.name, args.role, _new_password(args.name))
+                users.create_user(store, me, args.name, args.role, _password(args.name, new=True))
                 done = f"added {args.name.strip()} ({args.role})"
             elif args.users_command == "set-role":
                 users.set_role(store, me, args.name, args.role)
@@ -651,7 +636,7 @@ def cmd_users(args: argparse.Namespace) -> int:
                 done = f"{args.name.strip()} {args.users_command}d"
             else:
                 whose = args.name or me.name
-                users.set_password(store, me, whose, _new_password(whose), old_password=password)
+                users.set_password(store, me, whose, _password(whose, new=True), old_password=password)
                 done = f"password of {whose.strip()} changed"
     print(done)
     return 0

@@ -16,7 +16,7 @@ from inspection.alarms import AlarmMonitor
 from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe
 from inspection.retention import Retention
 from inspection.shift_reports import ShiftReporter
-from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus
+from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, apply_recipe
 from inspection.verdict import thresholds_in_force
 from inspection.store import Store, open_store
 from inspection.writer import ResultWriter
@@ -136,9 +136,7 @@ def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = 
     inspector.warmup()
     camera.open()
     try:
-        camera.configure(rcp.camera)  # a setting the camera refuses fails here, before the database exists
-        if rcp.settings_file is not None:
-            camera.load_settings(rcp.settings_file)
+        apply_recipe(camera, rcp)  # a setting the camera refuses fails here, before the database exists
         store = open_store(db or default_db())
     except BaseException:
         camera.close()

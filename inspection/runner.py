@@ -40,6 +40,13 @@ MAX_FAILED_IN_A_ROW = 25  # failed grabs in a row that fault the run (unreadable
 RECONNECT_INTERVAL_S = 0.5  # a lost camera is tried again this often
 
 
+def apply_recipe(camera: Camera, recipe: Recipe) -> None:
+    """The recipe's camera settings, then its `.pfs` file (the camera open, not grabbing)."""
+    camera.configure(recipe.camera)
+    if recipe.settings_file is not None:
+        camera.load_settings(recipe.settings_file)
+
+
 class RunnerState(str, enum.Enum):
     IDLE = "idle"
     RUNNING = "running"
@@ -185,9 +192,7 @@ class Runner:
             raise RuntimeError("a runner starts once")
         if not self.camera.is_open:
             self.camera.open()
-        self.camera.configure(self.recipe.camera)
-        if self.recipe.settings_file is not None:
-            self.camera.load_settings(self.recipe.settings_file)
+        apply_recipe(self.camera, self.recipe)
         self.writer.start()
         self.camera.start()
         self._t_start = time.perf_counter()
@@ -399,9 +404,7 @@ class Runner:
         except CameraError as exc:  # not back (yet): not found, not openable while it boots
             return str(exc)
         try:
-            cam.configure(self.recipe.camera)
-            if self.recipe.settings_file is not None:
-                cam.load_settings(self.recipe.settings_file)
+            apply_recipe(cam, self.recipe)
             cam.start()
         except CameraError as exc:
             if isinstance(exc, CameraRemovedError) or cam.removed:  # lost again meanwhile

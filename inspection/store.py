@@ -58,12 +58,18 @@ def _set_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
-def _migrate(engine: Engine) -> None:
-    from alembic import command
+def _alembic_config() -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def _migrate(engine: Engine) -> None:
+    from alembic import command
+
+    cfg = _alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
@@ -253,9 +259,10 @@ class Store:
         return out
 
 
-def _not_our_record(path: Path) -> str | None:
+def _not_our_record(path: Path, *, current: bool = False) -> str | None:
     """Why the existing file at `path` is no record this program may open, as one sentence, or None.
-    Read-only: an empty file, another program's database or a newer schema is never migrated or changed."""
+    Read-only: an empty file, another program's database or a newer schema is never migrated or changed.
+    `current`: also refuse a record not yet brought up to this program's schema (it is read, not migrated)."""
     if path.stat().st_size == 0:
         return f"The database {path} is an empty file (0 bytes), not a Lepton Inspect record; move it away to start a new one."
     try:
@@ -267,17 +274,19 @@ def _not_our_record(path: Path) -> str | None:
             con.close()
     except sqlite3.DatabaseError as exc:
         return f"The database {path} cannot be opened ({exc})."
-    if row is None:
-        return f"The file {path} is a database of another program, not a Lepton Inspect record." if tables - {"alembic_version"} else None
-    from alembic.config import Config as AlembicConfig
+    if row is None and tables - {"alembic_version"}:
+        return f"The file {path} is a database of another program, not a Lepton Inspect record."
+    if row is None and not current:
+        return None  # a new, empty database: open_store creates the schema
     from alembic.script import ScriptDirectory
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    script = ScriptDirectory.from_config(cfg)
-    if row[0] not in {r.revision for r in script.walk_revisions()}:
-        return (f"The database {path} was written by a newer Lepton Inspect (schema {row[0]}; this program knows schemas up to "
-                f"{script.get_current_head()}): open it with that version.")
+    script = ScriptDirectory.from_config(_alembic_config())
+    head, version = script.get_current_head(), row[0] if row is not None else None
+    if version is not None and version not in {r.revision for r in script.walk_revisions()}:
+        return (f"The database {path} was written by a newer Lepton Inspect (schema {version}; this program knows schemas up to "
+                f"{head}): open it with that version.")
+    if current and version != head:
+        return f"The database {path} is at schema {version}, this program reads {head}: open it once with the station to update it."
     return None
 
 
@@ -334,28 +343,12 @@ def open_record(path: str | Path) -> Store:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise StoreError(f"There is no database at {path}.")
-    problem = _not_our_record(path)
+    problem = _not_our_record(path, current=True)
     if problem:
         raise StoreError(problem)
     engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true",
                            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
     event.listen(engine, "connect", _set_read_pragmas)
-    from alembic.script import ScriptDirectory
-    from alembic.config import Config as AlembicConfig
-
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    try:
-        with engine.connect() as conn:
-            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    except (DatabaseError, OperationalError) as exc:
-        engine.dispose()
-        reason = str(exc.orig) if getattr(exc, "orig", None) is not None else str(exc)
-        raise StoreError(f"The database {path} cannot be read ({reason}).") from None
-    if version != head:
-        engine.dispose()
-        raise StoreError(f"The database {path} is at schema {version}, this program reads {head}: open it once with the station to update it.")
     return Store(path, engine, None)
 
 
