@@ -98,13 +98,19 @@ def test_pulled_cable_faults_then_plugged_back_resumes_with_nothing_recorded_twi
     assert "reconnected" in camera_events(line)[1][1]
 
 
-def test_pulled_cable_never_returned_stop_returns_and_the_run_ends_faulted(make_line, samples):
+def pulled_mid_run(make_line, samples):
+    """A line on the simulated camera that has inspected a few parts, then lost its camera (faulted)."""
     cam = SimulatedCamera(samples)
     line = make_line(camera=cam)
     runner = line.start()
     assert wait_for(lambda: runner.status().parts >= 3)
     cam.disconnect()
     assert wait_for(lambda: runner.state is RunnerState.FAULTED)
+    return cam, line, runner
+
+
+def test_pulled_cable_never_returned_stop_returns_and_the_run_ends_faulted(make_line, samples):
+    _, line, runner = pulled_mid_run(make_line, samples)
     assert not runner.wait(1.0)  # still trying
     s = line.stop()
     assert s.state is RunnerState.FAULTED and s.fault == "camera" and not s.reconnecting
@@ -115,12 +121,7 @@ def test_pulled_cable_never_returned_stop_returns_and_the_run_ends_faulted(make_
 
 
 def test_pause_during_the_fault_comes_back_paused(make_line, samples):
-    cam = SimulatedCamera(samples)
-    line = make_line(camera=cam)
-    runner = line.start()
-    assert wait_for(lambda: runner.status().parts >= 3)
-    cam.disconnect()
-    assert wait_for(lambda: runner.state is RunnerState.FAULTED)
+    cam, line, runner = pulled_mid_run(make_line, samples)
     runner.pause()
     assert runner.state is RunnerState.FAULTED  # still faulted, but it will come back paused
     cam.plug_in()
@@ -154,12 +155,7 @@ def test_a_camera_lost_while_paused_comes_back_paused(make_line, samples):
 
 
 def test_a_camera_back_that_refuses_the_recipe_faults_for_good(make_line, samples, monkeypatch):
-    cam = SimulatedCamera(samples)
-    line = make_line(camera=cam)
-    runner = line.start()
-    assert wait_for(lambda: runner.status().parts >= 3)
-    cam.disconnect()
-    assert wait_for(lambda: runner.state is RunnerState.FAULTED)
+    cam, line, runner = pulled_mid_run(make_line, samples)
 
     def refuse(settings):
         raise CameraError(f"Camera {cam.camera_id} refused the settings: injected.")
