@@ -94,7 +94,15 @@ def model_image(image: Any) -> np.ndarray:
 
 class Inspector(abc.ABC):
     """A loaded model. `predict` = `infer(preprocess(image), image.shape)`; the runner calls the
-    two halves itself to time them. Not thread-safe: one inspection worker uses it."""
+    halves itself to time them and to pipeline them. Not thread-safe as a whole: one inspection
+    worker uses it; in a pipeline `preprocess` and `finish` may run on other threads than
+    `forward`, but `forward` always on one thread.
+
+    The pipelined path: `forward([preprocess(a), preprocess(b), ...])` runs the network on several
+    views at once and gives one raw output per view; `finish(raw, image.shape)` turns one of them
+    into the Prediction `predict` gives, with NumPy and OpenCV only, so that it can run while the
+    next `forward` does. A kind that does not split its work (the test fakes) keeps the defaults:
+    `forward` passes the inputs through and `finish` is `infer`."""
 
     info: ModelInfo
 
@@ -103,6 +111,15 @@ class Inspector(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, batch: Any, image_shape: tuple[int, ...]) -> Prediction: ...
+
+    def forward(self, inputs: list[Any]) -> list[Any]:
+        """The network on preprocessed views, equal shapes batched together: one raw output per
+        input, in order. The default does no work (`finish` then does it all)."""
+        return list(inputs)
+
+    def finish(self, raw: Any, image_shape: tuple[int, ...]) -> Prediction:
+        """One raw output of `forward` -> the Prediction for an image of `image_shape`."""
+        return self.infer(raw, image_shape)
 
     def predict(self, image: np.ndarray) -> Prediction:
         return self.infer(self.preprocess(image), image.shape)

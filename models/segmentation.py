@@ -22,7 +22,7 @@ from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
 from models.features import InputSpec
 from models.package import register_kind
-from models.runtime import Runtime
+from models.runtime import InputBatch, Runtime, shape_groups
 
 KIND = "segmentation"
 # Encoder blocks tapped (2, 4, 10, 15: strides 4, 8, 16, 32) and decoder widths; the decoder ends at stride 4.
@@ -146,20 +146,32 @@ class SegmentationInspector(Inspector):
             first = (lines[1] if len(lines) > 1 else lines[0])[:200].rstrip(".")  # the first problem, not the "Error(s) in" header
             raise ModelError(f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first}).") from exc
         self.runtime = Runtime(self.net, self.input.example(), backend=backend, device=device, half=self.CUDA_HALF)
+        self.input_batch = InputBatch()  # forward's reused input batches (forward runs on one thread)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return self.input.tensor(image)
 
-    def forward(self, batch: torch.Tensor) -> tuple[float, np.ndarray, np.ndarray]:
-        """(part score, P(defect) map, class probabilities) at the working resolution."""
-        logits, image_logit = self.runtime(batch)
-        p_def, probs = defect_probability(logits)
-        score = float(part_scores(p_def, image_logit, self.rule, self.score_pool)[0])
-        return score, p_def[0].cpu().numpy(), probs[0].cpu().numpy()
+    @torch.inference_mode()
+    def forward(self, inputs: list[torch.Tensor]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """(part score, P(defect) map, class probabilities) at the working resolution, one per
+        preprocessed view, in order; each group of equal shapes in one network call."""
+        out: list[tuple[float, np.ndarray, np.ndarray]] = [(0.0, np.empty(0), np.empty(0))] * len(inputs)
+        for idx in shape_groups(inputs):
+            logits, image_logit = self.runtime(self.input_batch([inputs[i] for i in idx]))
+            p_def, probs = defect_probability(logits)
+            scores = part_scores(p_def, image_logit, self.rule, self.score_pool).cpu().numpy()
+            p_def, probs = p_def.cpu().numpy(), probs.cpu().numpy()
+            for k, i in enumerate(idx):
+                out[i] = (float(scores[k]), p_def[k], probs[k])
+        return out
+
+    def finish(self, raw: tuple[float, np.ndarray, np.ndarray], image_shape: tuple[int, ...]) -> Prediction:
+        """One view's score and maps -> image-sized map, mask and classes (NumPy and OpenCV only)."""
+        score, p_def, probs = raw
+        return seg_prediction(score, p_def, probs, image_shape, self.info)
 
     def infer(self, batch: torch.Tensor, image_shape: tuple[int, ...]) -> Prediction:
-        score, p_def, probs = self.forward(batch)
-        return seg_prediction(score, p_def, probs, image_shape, self.info)
+        return self.finish(self.forward([batch])[0], image_shape)
 
 
 def seg_prediction(score: float, p_def: np.ndarray, probs: np.ndarray, image_shape: tuple[int, ...], info: ModelInfo) -> Prediction:

@@ -32,6 +32,7 @@ class AnomalyConfig:
     false_reject: float = 0.01
     review_false_reject: float = 0.05
     map_blur_sigma: float = 4.0
+    map_at: str = "input"  # models.patchcore.MAP_AT: blur at the input size (cheap), or at the image size (packages before it)
     standardize: bool = False  # same brightness and contrast for every image (varying lighting)
     seed: int = 0
 
@@ -64,7 +65,7 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
         "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": list(cfg.taps),
                      "pooling": cfg.pooling},
         "input": input_meta(cfg), "tiling": "none: whole image at the input size", "map_blur_sigma": cfg.map_blur_sigma,
-        "classes": ["anomaly"],
+        "map_at": cfg.map_at, "classes": ["anomaly"],
         "thresholds": {"ok_below": 0.0, "ng_at": 0.0, "pixel": float("inf")},
     }
     provisional = build_inspector(meta, state, device=device)
