@@ -2,7 +2,7 @@
 
 from camera.base import Camera, CameraInfo, CameraSettings, Frame, Roi, TriggerMode
 from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
-from camera.spec import SPEC_HELP, list_cameras, open_camera
+from camera.spec import SPEC_HELP, list_cameras, open_camera, open_cameras
 
 __all__ = [
     "Camera",
@@ -19,4 +19,5 @@ __all__ = [
     "TriggerMode",
     "list_cameras",
     "open_camera",
+    "open_cameras",
 ]

@@ -38,6 +38,14 @@ _FEATURES: dict[str, tuple[str, ...]] = {
 _PIXEL_FORMATS: dict[str, tuple[str, ...]] = {"Mono8": ("Mono8",), "RGB8": ("RGB8", "RGB8Packed")}
 
 
+# Serial -> the BaslerCamera that has that device open in this process. pylon lets the emulator open one
+# device twice (a real camera refuses with a vague access error), so a station that named one device
+# twice would have two cameras share, and reconfigure, one stream. Weak: a camera dropped unclosed
+# does not block its device for the rest of the process.
+_open_by_serial: weakref.WeakValueDictionary[str, BaslerCamera] = weakref.WeakValueDictionary()
+_open_by_serial_lock = threading.Lock()
+
+
 def _pylon() -> Any:
     """Import pypylon on first use. Emulated cameras are enumerated unless PYLON_CAMEMU says otherwise."""
     os.environ.setdefault("PYLON_CAMEMU", "1")
@@ -76,37 +84,67 @@ def _describe(infos: list[CameraInfo]) -> str:
 
 
 class BaslerCamera(Camera):
-    """A Basler camera by serial number, or the first real one (`serial=None`), or the first
-    emulated one playing `playback_dir` (`emulator=True`)."""
+    """A Basler camera by serial number, or the first real one (`serial=None`), or an emulated one
+    playing `playback_dir` (`emulator=True`).
 
-    def __init__(self, serial: str | None = None, *, emulator: bool = False, playback_dir: str | Path | None = None) -> None:
+    `emulator_index` picks the k-th emulated device in pylon's enumeration order, so that the
+    emulated cameras of one station never share a device; `emulators_needed` (the station's count)
+    only makes the error for too few emulated cameras name the PYLON_CAMEMU value that fixes it.
+    """
+
+    def __init__(
+        self,
+        serial: str | None = None,
+        *,
+        emulator: bool = False,
+        playback_dir: str | Path | None = None,
+        emulator_index: int = 0,
+        emulators_needed: int | None = None,
+    ) -> None:
+        if emulator_index < 0:
+            raise ValueError(f"emulator_index must be 0 or more, not {emulator_index}")
         self.serial = serial
         self.emulator = emulator
         self.playback_dir = Path(playback_dir) if playback_dir is not None else None
-        self.camera_id = f"basler:{serial}" if serial else ("emu" if emulator else "basler")
+        self.emulator_index = emulator_index
+        self.emulators_needed = max(emulators_needed or 0, emulator_index + 1)
+        if serial:
+            self.camera_id = f"basler:{serial}"
+        elif emulator:
+            self.camera_id = "emu" if emulator_index == 0 else f"emu#{emulator_index + 1}"
+        else:
+            self.camera_id = "basler"
         self._cam: Any = None
         # Set by pylon's removal event; a new one per connection, so that a late event from a closed
         # connection never marks the next one removed.
         self._removed = threading.Event()
         self._settings = CameraSettings()
         self._converter: Any = None
+        self._held_serial: str | None = None  # this camera's entry in _open_by_serial
 
     # -- open / close ------------------------------------------------------------------
     def _find_device(self) -> Any:
         pylon = _pylon()
         devices = list(pylon.TlFactory.GetInstance().EnumerateDevices())
-        for dev in devices:
-            is_emu = dev.GetDeviceClass() == EMULATOR_CLASS
-            if self.serial is not None:
+        if self.serial is not None:
+            for dev in devices:
                 if dev.GetSerialNumber() == self.serial:
                     return dev
-            elif is_emu == self.emulator:
+            raise CameraNotFoundError(f"No Basler camera with serial {self.serial}; {_describe(list_basler())}.")
+        if self.emulator:
+            emulated = [dev for dev in devices if dev.GetDeviceClass() == EMULATOR_CLASS]
+            if self.emulator_index < len(emulated):
+                return emulated[self.emulator_index]
+            if emulated or self.emulators_needed > 1:
+                n = self.emulators_needed
+                raise CameraNotFoundError(
+                    f"The station needs {n} emulated cameras but pylon has {len(emulated)} (set PYLON_CAMEMU={n})."
+                )
+            raise CameraNotFoundError(f"No emulated Basler camera (is PYLON_CAMEMU=0?); {_describe(list_basler())}.")
+        for dev in devices:
+            if dev.GetDeviceClass() != EMULATOR_CLASS:
                 return dev
-        infos = list_basler()
-        if self.serial is not None:
-            raise CameraNotFoundError(f"No Basler camera with serial {self.serial}; {_describe(infos)}.")
-        what = "emulated Basler camera (is PYLON_CAMEMU=0?)" if self.emulator else "real Basler camera is connected"
-        raise CameraNotFoundError(f"No {what}; {_describe(infos)}.")
+        raise CameraNotFoundError(f"No real Basler camera is connected; {_describe(list_basler())}.")
 
     def open(self) -> None:
         """Enumerate, attach and open (again after a removal: the serial found first is kept)."""
@@ -115,6 +153,13 @@ class BaslerCamera(Camera):
             check_playback_folder(self.playback_dir)
         pylon = _pylon()
         device = self._find_device()
+        serial = device.GetSerialNumber()
+        with _open_by_serial_lock:
+            holder = _open_by_serial.get(serial)
+            if holder is not None and holder is not self and holder._held_serial == serial:
+                raise CameraError(f"Basler camera {serial} is already open in this program; each camera can be used once.")
+            _open_by_serial[serial] = self
+            self._held_serial = serial
         removed = threading.Event()
         cam = None
         try:
@@ -125,7 +170,8 @@ class BaslerCamera(Camera):
         except _genicam().GenericException as exc:
             if cam is not None:
                 _release(cam, self.camera_id)
-            raise CameraError(f"Basler camera {device.GetSerialNumber()} cannot be opened (in use by another program?): {_short(exc)}.") from exc
+            self._let_go_of_serial()
+            raise CameraError(f"Basler camera {serial} cannot be opened (in use by another program?): {_short(exc)}.") from exc
         self._cam = cam
         self._removed = removed
         self._set_heartbeat()
@@ -162,6 +208,14 @@ class BaslerCamera(Camera):
         cam, self._cam = self._cam, None
         if cam is not None:
             _release(cam, self.camera_id)
+        self._let_go_of_serial()
+
+    def _let_go_of_serial(self) -> None:
+        serial, self._held_serial = self._held_serial, None
+        if serial is not None:
+            with _open_by_serial_lock:
+                if _open_by_serial.get(serial) is self:
+                    del _open_by_serial[serial]
 
     @property
     def is_open(self) -> bool:
@@ -361,15 +415,42 @@ class BaslerCamera(Camera):
             result.Release()  # hand the buffer back to the driver at once
 
     def _copy_image(self, result: Any) -> np.ndarray:
+        """The frame's pixels in a fresh array: one copy straight out of pylon's buffer (Mono8, RGB8),
+        or one conversion and then one copy (other pixel formats). `GetArray()` would copy once itself
+        and a safe array needs a second copy; `GetArrayZeroCopy()` views the buffer in place."""
         pylon = _pylon()
         ptype = result.GetPixelType()
         if ptype in (pylon.PixelType_Mono8, pylon.PixelType_RGB8packed):
-            return np.array(result.GetArray(), dtype=np.uint8, copy=True)
+            return _copy_out(result, int(result.GetPaddingX()))
         if self._converter is None:
             self._converter = pylon.ImageFormatConverter()
         want = self._settings.pixel_format
         self._converter.OutputPixelFormat = pylon.PixelType_Mono8 if want == "Mono8" else pylon.PixelType_RGB8packed
-        return np.array(self._converter.Convert(result).GetArray(), dtype=np.uint8, copy=True)
+        converted = self._converter.Convert(result)
+        try:
+            return _copy_out(converted, int(converted.GetPaddingX()))
+        finally:
+            converted.Release()
+
+
+def _copy_out(image: Any, padding_x: int = 0) -> np.ndarray:
+    """One copy of an 8-bit Mono or RGB pylon image (grab result or converted image) into a fresh,
+    contiguous array. No view may outlive the `with`: pylon checks it and the buffer goes back."""
+    if padding_x == 0:
+        with image.GetArrayZeroCopy() as view:
+            out = np.array(view, dtype=np.uint8, copy=True)
+            del view
+        return out
+    # Rows padded to an alignment: view the raw buffer with the row stride and copy the pixels only.
+    height, width = int(image.GetHeight()), int(image.GetWidth())
+    channels = 1 if image.GetPixelType() == _pylon().PixelType_Mono8 else 3
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    strides = (width * channels + padding_x, channels, 1)[: len(shape)]
+    with image.GetArrayZeroCopy(raw=True) as raw:
+        rows = np.lib.stride_tricks.as_strided(raw, shape=shape, strides=strides, writeable=False)
+        out = np.array(rows, dtype=np.uint8, copy=True)
+        del rows, raw
+    return out
 
 
 def _short(exc: Exception) -> str:
