@@ -32,6 +32,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from inspection.config import AlarmConfig
+from inspection.priority import background_thread
 from inspection.result import InspectionResult, Verdict
 from inspection.runner import RunnerState, RunnerStatus
 from inspection.schema import Event
@@ -145,6 +146,7 @@ class AlarmMonitor:
         self._status = _no_status  # no reference back to the line (the line holds this monitor)
 
     def _loop(self) -> None:
+        background_thread()
         while not self._stop.is_set():
             try:
                 self.check()

@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import exists, select, update
 
 from inspection.config import RetentionConfig
+from inspection.priority import background_thread
 from inspection.schema import Event, Inspection, Relabel
 from inspection.store import Store, utcnow
 
@@ -152,6 +153,7 @@ class Retention:
             self._thread = None
 
     def _loop(self) -> None:
+        background_thread()
         while not self._stop.is_set():
             try:
                 self.run_once()

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from inspection.config import Config
+from inspection.priority import background_thread
 from inspection.report import Window, gather, write_csv, write_json
 from inspection.schema import Event, Shift
 from inspection.store import Store
@@ -77,6 +78,7 @@ class ShiftReporter:
             self._thread = None
 
     def _loop(self) -> None:
+        background_thread()
         while not self._stop.is_set():
             try:
                 self.check()

@@ -12,13 +12,14 @@ import json
 import logging
 import os
 import sqlite3
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 from filelock import FileLock, Timeout
 from sqlalchemy import create_engine, event, func, select, update
@@ -382,17 +383,49 @@ class ImageStore:
             raise StoreError(f"Cannot create the image folder {target.parent}: {exc.strerror}.") from None
         image = result.image
         if mask_path is not None:  # the mask first: a part whose image is on disk has its mask there too
-            _write_png(self.base / mask_path, result.defect_mask.astype(np.uint8) * 255)
-        _write_png(target, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
+            _write_png(self.base / mask_path, result.defect_mask.view(np.uint8) * 255)
+        _write_png(target, image)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """An 8-bit grey (H, W) or RGB (H, W, 3) image as PNG bytes, for the image thread.
+
+    Encoding is most of what keeping images costs the station: OpenCV's PNG took 24 ms for a
+    1130x460 colour part on this 2-core CPU (13 ms even uncompressed), on a core the network
+    wants. Here the rows get PNG's Sub filter in NumPy (1 ms) and deflate comes from ISA-L
+    (`isal`, 4 ms; the standard zlib, the fallback, 14 ms), for files the size of OpenCV's at its
+    fastest level. Any PNG reader reads them."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise StoreError(f"Cannot encode an image of shape {array.shape} and type {array.dtype} as PNG.")
+    h, w = array.shape[:2]
+    px = 1 if array.ndim == 2 else 3
+    rows = np.ascontiguousarray(array).reshape(h, w * px)
+    filtered = np.empty((h, w * px + 1), np.uint8)
+    filtered[:, 0] = 1  # Sub: each byte minus the byte of the pixel to its left (wrapping)
+    filtered[:, 1 : px + 1] = rows[:, :px]
+    np.subtract(rows[:, px:], rows[:, :-px], out=filtered[:, px + 1 :])
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 0 if px == 1 else 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", _deflate(filtered.data, 1)) + chunk(b"IEND", b"")
+
+
+def _deflate(data: Any, level: int) -> bytes:
+    try:
+        from isal import isal_zlib
+    except ImportError:  # (a wheel missing for this platform) the standard library's, slower
+        return zlib.compress(data, level)
+    return isal_zlib.compress(data, level)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise StoreError(f"Cannot encode image {path.name} as PNG.")
+    """`array` (grey or RGB) as a PNG at `path`, written aside and then renamed."""
+    data = encode_png(array)
     part = path.with_name(path.name + PARTIAL)
     try:
-        part.write_bytes(buf.tobytes())
+        part.write_bytes(data)
         os.replace(part, path)
     except OSError as exc:
         part.unlink(missing_ok=True)
@@ -410,6 +443,7 @@ def inspection_row(result: InspectionResult, *, shift_id: int, model_version_id:
         image_path=image_path, mask_path=mask_path,
         t_grab_ms=t.grab_ms, t_queue_ms=t.queue_ms, t_preprocess_ms=t.preprocess_ms, t_infer_ms=t.infer_ms,
         t_decide_ms=t.decide_ms, latency_ms=t.total_ms, error=result.error or None,
+        view=result.view, part_verdict=(result.part_verdict or result.verdict).value,
     )
 
 

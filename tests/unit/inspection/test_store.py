@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -116,3 +117,45 @@ def test_a_run_left_open_by_a_crash_is_ended_at_the_next_start(tmp_path, demo_in
     ended, state = con.execute("select ended_at, end_state from runs").fetchone()
     con.close()
     assert ended is not None and state == "crashed"
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (46, 113, 3), (1, 1), (3, 1, 3)])
+def test_encoded_pngs_read_back_exactly_with_opencv(tmp_path, shape):
+    import cv2
+
+    from inspection.store import encode_png
+
+    image = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
+    path = tmp_path / "x.png"
+    path.write_bytes(encode_png(image))
+    back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(back if image.ndim == 2 else cv2.cvtColor(back, cv2.COLOR_BGR2RGB), image)
+
+
+def test_without_isal_the_standard_zlib_writes_the_same_image(tmp_path, monkeypatch):
+    import builtins
+
+    import cv2
+
+    from inspection.store import encode_png
+
+    real_import = builtins.__import__
+
+    def no_isal(name, *args, **kw):
+        if name == "isal":
+            raise ImportError("no isal here")
+        return real_import(name, *args, **kw)
+
+    image = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    monkeypatch.setattr(builtins, "__import__", no_isal)
+    data = encode_png(image)
+    monkeypatch.undo()
+    (tmp_path / "z.png").write_bytes(data)
+    assert np.array_equal(cv2.cvtColor(cv2.imread(str(tmp_path / "z.png")), cv2.COLOR_BGR2RGB), image)
+
+
+def test_an_image_png_cannot_hold_is_refused_in_a_sentence():
+    from inspection.store import encode_png
+
+    with pytest.raises(StoreError, match="Cannot encode an image of shape"):
+        encode_png(np.zeros((4, 4), np.float32))
