@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     line_options(run, camera_required=True)
     run.add_argument("--parts", type=int, default=None, metavar="N", help="stop after N parts (default: until Ctrl-C)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.add_argument("--mode", choices=("latency", "throughput"), default=None,
+                     help="latency: one view through the network at a time; throughput: the views waiting, up to --max-batch at once "
+                          "(default: the config's runner.mode)")
+    run.add_argument("--max-batch", type=int, default=None, metavar="N", help="throughput mode: the most views the network takes at once")
     run.add_argument("--events", type=Path, default=None, metavar="FILE",
                      help="append one JSON object per published verdict (part_id, verdict, time, run_id, seq, score), flushed at once")
     train = sub.add_parser("train", help="train a model package from a dataset folder, or a candidate from the engineers' labels (--from-db)")
@@ -265,7 +269,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     events = VerdictLog(args.events) if args.events is not None else None  # a bad path fails before anything is opened
     try:
-        line = open_line(camera_spec=args.camera, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device)
+        line = open_line(camera_spec=args.camera, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device,
+                         mode=args.mode, max_batch=args.max_batch)
     except BaseException:
         if events is not None:
             events.close()
@@ -300,6 +305,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "latency_ms_p50": round(status.latency_ms_p50, 2), "latency_ms_p99": round(status.latency_ms_p99, 2),
         "db": str(line.store.path), "run_id": status.run_id, "state": status.state.value, "message": status.message,
         "model": f"{line.inspector.info.name} v{line.inspector.info.version}",
+        "cameras": status.cameras, "mode": status.mode,
+        "hand_off_ms_per_part": round(status.hand_off_ms_per_part, 4), "commit_ms_per_row": round(status.commit_ms_per_row, 4),
     }
     if args.json:
         print(json.dumps(summary))

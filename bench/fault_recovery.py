@@ -60,7 +60,7 @@ def make_line(db: Path, model: str) -> Line:
 
         inspector = FakeInspector()
     return Line(store=open_store(db), config=config, recipe=load_recipe(), camera_spec=spec, inspector=inspector,
-                camera=open_camera(spec))
+                cameras=[open_camera(spec)])
 
 
 def pull_once(line: Line, runner: Runner, k: int, between: int) -> tuple[float, float, float]:

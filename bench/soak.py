@@ -67,7 +67,7 @@ def main() -> int:
         recipe = dataclasses.replace(load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.SOFTWARE))
         spec = f"emu:{a.folder}"
         line = Line(store=open_store(work / "soak.db"), config=config, recipe=recipe, camera_spec=spec,
-                    inspector=FakeInspector(), camera=open_camera(spec))
+                    inspector=FakeInspector(), cameras=[open_camera(spec)])
         t0 = time.monotonic()
         samples = [sample(0, t0)]
         runner = line.start(max_parts=a.parts)

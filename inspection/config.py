@@ -88,6 +88,8 @@ MAX_FRAME_RATE = 10_000.0
 MAX_SENSOR_PX = 65_535  # a ROI coordinate or side
 MAX_AREA_PX = MAX_IMAGE_PIXELS  # the largest image read
 MAX_SAVE_OK_EVERY = 1_000_000
+MODES = ("latency", "throughput")  # runner.mode
+MAX_BATCH = 64  # runner.max_batch
 
 
 def _finite(value: Any) -> float | None:
@@ -113,6 +115,12 @@ def _float_in(value: Any, key: str, where: str, lo: float, hi: float, *, lo_open
         rule = rule or (f"a number above {lo:g} and at most {hi:g}" if lo_open else f"a number from {lo:g} to {hi:g}")
         raise ConfigError(f"{key} in {where} must be {rule}, not {_show(value)}.")
     return f
+
+
+def _choice(value: str, key: str, where: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{key} in {where} must be one of {', '.join(repr(c) for c in choices)}, not {_show(value)}.")
+    return value
 
 
 def _path_text(value: str, key: str, where: str) -> str:
@@ -173,6 +181,18 @@ class Config:
     reports_folder: Path | None = None  # None: reports/ in the user data folder
     retention: RetentionConfig = RetentionConfig()
     auto_logout_min: float = 15.0  # a logged-in user without a key or click this long is logged out; 0: never
+    mode: str = "latency"  # "latency": one view at a time; "throughput": micro-batches of waiting views
+    max_batch: int = 4  # throughput mode: the most views the network takes at once
+
+
+def runner_options(config: Config, mode: str | None = None, max_batch: int | None = None) -> Config:
+    """`config` with runner.mode and runner.max_batch replaced where given (the command line's options), checked alike."""
+    where = "the command line"
+    if mode is not None:
+        config = dataclasses.replace(config, mode=_choice(mode, "--mode", where, MODES))
+    if max_batch is not None:
+        config = dataclasses.replace(config, max_batch=_int_in(max_batch, "--max-batch", where, 1, MAX_BATCH))
+    return config
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -209,6 +229,8 @@ def load_config(path: Path | None = None) -> Config:
         commit_interval_s=_float_in(r["commit_interval_s"], "runner.commit_interval_s", where, 0.0, MAX_COMMIT_INTERVAL_S, lo_open=True,
                                     rule=f"a time in seconds above 0 and at most {MAX_COMMIT_INTERVAL_S:g}"),
         commit_batch=_int_in(r["commit_batch"], "runner.commit_batch", where, 1, MAX_COMMIT_BATCH),
+        mode=_choice(r["mode"], "runner.mode", where, MODES),
+        max_batch=_int_in(r["max_batch"], "runner.max_batch", where, 1, MAX_BATCH),
         alarms=AlarmConfig(
             consecutive_ng=_int_in(a["consecutive_ng"], "alarms.consecutive_ng", where, 0, MAX_ALARM_COUNT),
             ng_rate_limit=_float_in(a["ng_rate_limit"], "alarms.ng_rate_limit", where, 0.0, 1.0, rule="a share from 0 to 1 (0: off)"),

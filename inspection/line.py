@@ -1,4 +1,5 @@
-"""A line: one camera spec, one model, one recipe and one store, and the runs between them.
+"""A line: one station spec (one camera, or several joined by `+`), one model, one recipe and one
+store, and the runs between them.
 
 `Line` is what the command line and the GUI drive; it builds a `Runner` per start and records
 each run's start and end in the store.
@@ -11,12 +12,12 @@ from importlib import metadata
 from pathlib import Path
 
 from camera.base import Camera
-from camera.spec import open_camera
+from camera.spec import open_cameras
 from inspection.alarms import AlarmMonitor
-from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe
+from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe, runner_options
 from inspection.retention import Retention
 from inspection.shift_reports import ShiftReporter
-from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, apply_recipe
+from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, apply_recipe, check_station
 from inspection.verdict import thresholds_in_force
 from inspection.store import Store, open_store
 from inspection.writer import ResultWriter
@@ -35,13 +36,14 @@ def software_version() -> str:
 
 class Line:
     def __init__(self, *, store: Store, config: Config, recipe: Recipe, camera_spec: str, inspector: Inspector,
-                 camera: Camera | None = None) -> None:
+                 cameras: list[Camera] | None = None) -> None:
         self.store = store
         self.config = config
         self.recipe = recipe
         self.camera_spec = camera_spec
         self.inspector = inspector
-        self.camera = camera if camera is not None else open_camera(camera_spec)
+        self.cameras = cameras if cameras is not None else open_cameras(camera_spec)
+        self.camera = self.cameras[0]
         self.model_version_id = store.model_version(inspector.info)
         self.thresholds = thresholds_in_force(recipe, inspector.info)
         self.runner: Runner | None = None
@@ -71,8 +73,10 @@ class Line:
         """Open the camera if needed and start a run; CameraError if the camera cannot start."""
         if self.runner is not None and self.runner.status().active:  # (also while its camera is being reconnected)
             raise RuntimeError("the line is already running")
-        if not self.camera.is_open:
-            self.camera.open()
+        check_station(len(self.cameras), self.recipe)
+        for cam in self.cameras:
+            if not cam.is_open:
+                cam.open()
         run_id = self.store.start_run(
             line=self.config.line, station=self.config.station, camera_spec=self.camera_spec, recipe=self.recipe.name,
             model_version_id=self.model_version_id, software_version=software_version(),
@@ -80,13 +84,14 @@ class Line:
         )
         writer = ResultWriter(self.store, self.config, self.recipe, self.model_version_id,
                               on_error=lambda exc: log.error("record write failed: %s", exc))
-        runner = Runner(self.camera, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts,
+        runner = Runner(self.cameras, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts,
                         result_listeners=self._result_listeners)
         try:
             runner.start()
         except Exception as exc:
             writer.close()
-            self.camera.close()
+            for cam in self.cameras:
+                cam.close()
             self.store.end_run(run_id, "failed", f"Run {run_id} could not start: {exc}")
             raise
         self.runner = runner
@@ -99,7 +104,8 @@ class Line:
             self.reports.close()
         self.retention.close()
         self.alarms.close()
-        self.camera.close()
+        for cam in self.cameras:
+            cam.close()
         self.store.close()
 
     def stop(self) -> RunnerStatus | None:
@@ -123,27 +129,32 @@ class Line:
 
 
 def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = None, recipe: Path | None = None,
-              config: Path | None = None, device: str = "auto") -> Line:
-    """Recipe, model, camera and store for a line, opened in an order that leaves nothing behind
-    when one fails: the database is created only once the camera and the model are ready."""
-    camera = open_camera(camera_spec)  # a malformed spec fails before anything is loaded
-    cfg = load_config(config)
+              config: Path | None = None, device: str = "auto", mode: str | None = None, max_batch: int | None = None) -> Line:
+    """Recipe, model, cameras and store for a line, opened in an order that leaves nothing behind
+    when one fails: the database is created only once the cameras and the model are ready. `mode`
+    and `max_batch` override the config's runner.mode and runner.max_batch."""
+    cameras = open_cameras(camera_spec)  # a malformed spec fails before anything is loaded
+    cfg = runner_options(load_config(config), mode, max_batch)
     rcp = load_recipe(recipe)
+    check_station(len(cameras), rcp)
     from inspection.model_registry import model_for
 
     inspector = load_package(model or model_for(rcp, db or default_db()), device=device)
     thresholds_in_force(rcp, inspector.info)  # a recipe that does not fit the model fails before anything is opened
     inspector.warmup()
-    camera.open()
     try:
-        apply_recipe(camera, rcp)  # a setting the camera refuses fails here, before the database exists
+        for cam in cameras:
+            cam.open()
+            apply_recipe(cam, rcp)  # a setting a camera refuses fails here, before the database exists
         store = open_store(db or default_db())
     except BaseException:
-        camera.close()
+        for cam in cameras:
+            cam.close()
         raise
     try:
-        return Line(store=store, config=cfg, recipe=rcp, camera_spec=camera_spec, inspector=inspector, camera=camera)
+        return Line(store=store, config=cfg, recipe=rcp, camera_spec=camera_spec, inspector=inspector, cameras=cameras)
     except BaseException:
-        camera.close()
+        for cam in cameras:
+            cam.close()
         store.close()
         raise

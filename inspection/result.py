@@ -18,13 +18,15 @@ class Verdict(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """Milliseconds per stage; `total_ms` runs from the start of the grab to the verdict."""
+    """Milliseconds per stage, in the order a part goes through them; they add up to `total_ms`, from
+    the start of the grab (the software trigger, else the frame's arrival) to the verdict.
+    `infer_ms` is the network's time for the micro-batch the view went in (one view in latency mode)."""
 
     grab_ms: float
-    queue_ms: float
-    preprocess_ms: float
+    queue_ms: float  # preprocessed, waiting for the network
+    preprocess_ms: float  # resizing and normalizing, on the grab thread
     infer_ms: float
-    decide_ms: float
+    decide_ms: float  # post-processing (maps, mask, classes) and the verdict
     total_ms: float
 
 
@@ -48,3 +50,5 @@ class InspectionResult:
     anomaly_map: np.ndarray  # float32, image-sized
     timing: Timing
     error: str = ""  # set when the model failed on this part (verdict REVIEW)
+    view: int = 0  # which camera of the station took this view of the part (0: the first, or the only one)
+    part_verdict: Verdict | None = None  # the part's verdict, the worst of its views (None: this view's verdict)

@@ -1,4 +1,13 @@
-"""The line runner: camera grab thread -> bounded queue -> inspection worker -> writer thread.
+"""The line runner: a grab thread per camera -> bounded queues -> the network thread -> the
+inspection thread -> the writer's threads (rows, then images).
+
+Each stage runs on its own thread so that they overlap: while the network works on one part, the
+next is grabbed and preprocessed and the last is post-processed, decided and handed to the writer
+(which encodes images and commits rows on its own threads). In latency mode (runner.mode) the
+network takes one view at a time; in throughput mode it takes the views waiting, up to
+runner.max_batch at once (a burst of triggers), for more parts per second at some cost in latency.
+A station with several cameras inspects them concurrently: a part is the next view of each camera,
+each view gets its row, and the part's verdict is the worst of its views.
 
 The runner owns its threads. Its state (`RunnerState`) and a frozen `RunnerStatus` snapshot are
 what the CLI and the GUI read; listeners get every `InspectionResult` and every status change on
@@ -19,16 +28,19 @@ import collections
 import dataclasses
 import enum
 import logging
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from camera.base import Camera, Frame, TriggerMode
 from camera.errors import CameraError, CameraRemovedError, GrabFailed, GrabTimeout
 from inspection.config import Config, Recipe
+from inspection.errors import ConfigError
 from inspection.result import InspectionResult, Timing, Verdict
 from inspection.verdict import decide, thresholds_in_force
 from inspection.writer import ResultWriter
@@ -45,6 +57,13 @@ def apply_recipe(camera: Camera, recipe: Recipe) -> None:
     camera.configure(recipe.camera)
     if recipe.settings_file is not None:
         camera.load_settings(recipe.settings_file)
+
+
+def check_station(cameras: int, recipe: Recipe) -> None:
+    """A station of several cameras pairs their views by order, so they must be triggered together."""
+    if cameras > 1 and recipe.camera.trigger is TriggerMode.FREE_RUN:
+        raise ConfigError(f"A station with {cameras} cameras needs a software or hardware trigger, so that their "
+                          f"views are of the same part; recipe {recipe.name!r} lets the cameras run free.")
 
 
 class RunnerState(str, enum.Enum):
@@ -79,6 +98,10 @@ class RunnerStatus:
     camera_back: str = ""  # the last reconnection, in a sentence
     images_missing: int = 0  # images that were to be kept but could not be (a full disk); their rows are recorded
     image_error: str = ""  # why, the last time
+    cameras: int = 1  # views per part
+    mode: str = "latency"  # runner.mode: "latency" or "throughput" (micro-batches)
+    hand_off_ms_per_part: float = 0.0  # inspection-thread time spent handing a part's results to the writer (rows, images)
+    commit_ms_per_row: float = 0.0  # the writer thread's commit time per row
 
     @property
     def active(self) -> bool:
@@ -90,15 +113,25 @@ ResultListener = Callable[[InspectionResult], None]
 
 
 class Runner:
-    """Runs one camera, one model and one recipe into one store until stopped, faulted for good
-    (a lost camera is reconnected instead), or `max_parts` parts are inspected. Construct, `start()`, then `wait()` or `stop()`.
-    Result listeners run on the inspection thread: they must be quick and must not touch Qt
-    widgets. State is read by polling `status()`."""
+    """Runs one or more cameras, one model and one recipe into one store until stopped, faulted for
+    good (a lost camera is reconnected instead), or `max_parts` parts are inspected. Construct,
+    `start()`, then `wait()` or `stop()`. Result listeners run on the inspection thread: they must be
+    quick and must not touch Qt widgets. State is read by polling `status()`.
 
-    def __init__(self, camera: Camera, inspector: Inspector, recipe: Recipe, writer: ResultWriter, config: Config,
+    The hot path is a pipeline of threads, so that the network is never idle while there is work:
+    a grab thread per camera (grab, one copy, preprocess) -> a queue per camera -> the network thread
+    (one view, or in throughput mode a micro-batch of the views waiting) -> the inspection thread
+    (post-processing, verdict, hand-off to the writer, listeners). With several cameras a part is the
+    next view of each camera (they must share a trigger) and its verdict is the worst of its views."""
+
+    def __init__(self, cameras: Camera | Sequence[Camera], inspector: Inspector, recipe: Recipe, writer: ResultWriter, config: Config,
                  *, run_id: int, max_parts: int | None = None,
                  result_listeners: Sequence[ResultListener] = ()) -> None:
-        self.camera = camera
+        self.cameras = [cameras] if isinstance(cameras, Camera) else list(cameras)
+        if not self.cameras:
+            raise ValueError("a runner needs a camera")
+        check_station(len(self.cameras), recipe)
+        self.camera = self.cameras[0]
         self.inspector = inspector
         self.recipe = recipe
         self.writer = writer
@@ -106,7 +139,12 @@ class Runner:
         self.run_id = run_id
         self.max_parts = max_parts
         self.thresholds = thresholds_in_force(recipe, inspector.info)
-        self._queue: collections.deque[tuple[Frame, float]] = collections.deque()
+        n = len(self.cameras)
+        # Views waiting for the network, a queue per camera; a part is the head of every queue.
+        self._views: list[collections.deque[_View]] = [collections.deque() for _ in range(n)]
+        self._owed = [0] * n  # frames a camera still owes to a part dropped before it arrived (discarded on arrival)
+        self._batch = 1 if config.mode == "latency" else max(1, config.max_batch)
+        self._post: queue.Queue[list[list[_View]] | None] = queue.Queue(maxsize=2)
         self._cond = threading.Condition()
         self._lock = threading.Lock()
         self._state = RunnerState.IDLE
@@ -115,18 +153,20 @@ class Runner:
         self._stop = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
+        self._grabbing = 0  # grab threads still running
         self._grab_done = threading.Event()
         self._inspected_all = threading.Event()
         self._counts = {v: 0 for v in Verdict}
         self._dropped = 0
         self._failed = 0
-        self._accepted = 0
+        self._accepted = [0] * n
         self._losses = 0
         self._reconnects = 0
-        self._reconnecting = False
+        self._lost: set[int] = set()  # cameras being reconnected
         self._camera_lost = ""
         self._camera_back = ""
         self._latencies: collections.deque[float] = collections.deque(maxlen=2000)
+        self._put_s = 0.0  # inspection-thread time spent handing results to the writer
         self._t_start = 0.0
         self._t_last = 0.0
         self._threads: list[threading.Thread] = []
@@ -177,27 +217,45 @@ class Runner:
                 fault=self._fault_kind,
                 camera_losses=self._losses,
                 reconnects=self._reconnects,
-                reconnecting=self._reconnecting,
+                reconnecting=bool(self._lost),
                 camera_lost=self._camera_lost,
                 camera_back=self._camera_back,
                 images_missing=images_missing,
                 image_error=image_error,
+                cameras=len(self.cameras),
+                mode=self.config.mode,
+                hand_off_ms_per_part=self._put_s * 1000 / parts if parts else 0.0,
+                commit_ms_per_row=self.writer.commit_ms_per_row,
             )
 
     # -- control -------------------------------------------------------------------------
     def start(self) -> None:
-        """Open and configure the camera (if needed), start grabbing and the threads.
-        Raises CameraError if the camera cannot be opened; the runner then stays idle."""
+        """Open and configure the cameras (if needed), start grabbing and the threads.
+        Raises CameraError if a camera cannot be opened; the runner then stays idle."""
         if self.state is not RunnerState.IDLE:
             raise RuntimeError("a runner starts once")
-        if not self.camera.is_open:
-            self.camera.open()
-        apply_recipe(self.camera, self.recipe)
+        for cam in self.cameras:
+            if not cam.is_open:
+                cam.open()
+            apply_recipe(cam, self.recipe)
         self.writer.start()
-        self.camera.start()
+        started: list[Camera] = []
+        try:
+            for cam in self.cameras:
+                cam.start()
+                started.append(cam)
+        except BaseException:
+            for cam in started:
+                cam.stop()
+            self.writer.close()
+            raise
         self._t_start = time.perf_counter()
-        self._threads = [
-            threading.Thread(target=self._grab_loop, name="lepton-grab", daemon=True),
+        n = len(self.cameras)
+        self._grabbing = n
+        self._threads = [threading.Thread(target=self._grab_loop, args=(k,), name="lepton-grab" + (f"-{k}" if n > 1 else ""), daemon=True)
+                         for k in range(n)]
+        self._threads += [
+            threading.Thread(target=self._network_loop, name="lepton-network", daemon=True),
             threading.Thread(target=self._inspect_loop, name="lepton-inspect", daemon=True),
         ]
         self._set_state(RunnerState.RUNNING, "Running.")
@@ -206,7 +264,7 @@ class Runner:
 
     def pause(self) -> None:
         """Stop grabbing after the current part; frames already grabbed are still inspected. While
-        the camera is being reconnected, the line comes back paused."""
+        a camera is being reconnected, the line comes back paused."""
         with self._lock:  # (stop and fault change the state under the same lock: no pause after a stop)
             if self._stop.is_set():
                 return
@@ -214,7 +272,7 @@ class Runner:
                 self._state = RunnerState.PAUSED
                 self._message = "Paused."
                 self._resume.clear()
-            elif self._reconnecting:
+            elif self._lost:
                 self._resume.clear()
 
     def resume(self) -> None:
@@ -223,7 +281,7 @@ class Runner:
                 self._state = RunnerState.RUNNING
                 self._message = "Running."
                 self._resume.set()
-            elif self._reconnecting:
+            elif self._lost:
                 self._resume.set()
 
     def request_stop(self) -> None:
@@ -243,11 +301,12 @@ class Runner:
         for t in self._threads:
             t.join(timeout_s)
         self.writer.close()
-        try:
-            self.camera.stop()
-        except CameraError as exc:
-            log.warning("stopping camera: %s", exc)
-        self.camera.close()
+        for cam in self.cameras:
+            try:
+                cam.stop()
+            except CameraError as exc:
+                log.warning("stopping camera %s: %s", cam.camera_id, exc)
+            cam.close()
         if self.state is not RunnerState.FAULTED:
             self._set_state(RunnerState.IDLE, self._end_message())
         return self.status()
@@ -261,48 +320,53 @@ class Runner:
         camera being reconnected does not end the wait)."""
         return self._inspected_all.wait(timeout_s)
 
-    # -- threads -------------------------------------------------------------------------
-    def _grab_loop(self) -> None:
+    # -- grab threads (one per camera) ---------------------------------------------------------
+    def _grab_loop(self, k: int) -> None:
         try:
             while True:
                 try:
-                    self._grab_frames()
+                    self._grab_frames(k)
                     return
                 except CameraRemovedError:
-                    if not self._reconnect():
+                    if not self._reconnect(k):
                         return
         except CameraError as exc:
             self._fault(f"{exc} Inspection stopped.", "camera")
-        except Exception as exc:  # never let the grab thread die silently
+            self._stop.set()  # (the other cameras' parts could not be complete)
+        except Exception as exc:  # never let a grab thread die silently
             log.exception("grab thread failed")
             self._fault(f"The camera thread failed: {exc}.", "camera")
+            self._stop.set()
         finally:
-            self._grab_done.set()
             with self._cond:
+                self._grabbing -= 1
+                if self._grabbing == 0:
+                    self._grab_done.set()
                 self._cond.notify_all()
 
-    def _grab_frames(self) -> None:
-        """Grab into the queue until stopped or `max_parts` are accepted; CameraRemovedError when
-        the camera is lost. Frame ids count from the first frame of each call (a reconnected
+    def _grab_frames(self, k: int) -> None:
+        """Grab camera k into its queue until stopped or `max_parts` are accepted; CameraRemovedError
+        when the camera is lost. Frame ids count from the first frame of each call (a reconnected
         camera may count from 0 again)."""
+        cam = self.cameras[k]
         last_id: int | None = None
         failed_since = 0
         # With a software trigger the station decides when a part is imaged: trigger only when
         # the queue has room, so nothing is dropped. Free-run and hardware-triggered frames come
-        # when they come; a full queue then drops its oldest frame.
+        # when they come; a full queue then drops its oldest part.
         paced = self.recipe.camera.trigger is TriggerMode.SOFTWARE
         while not self._stop.is_set():
             with self._lock:
-                if self.max_parts is not None and self._accepted >= self.max_parts:
+                if self.max_parts is not None and self._accepted[k] >= self.max_parts:
                     break
             if not self._resume.is_set():
-                last_id = self._pause_grabbing()
+                last_id = self._pause_grabbing(cam)
                 continue
-            if paced and not self._wait_for_room():
+            if paced and not self._wait_for_room(k):
                 break
             t0 = time.perf_counter()
             try:
-                frame = self.camera.grab(timeout_s=0.5)
+                frame = cam.grab(timeout_s=0.5)
             except GrabTimeout:
                 continue
             except GrabFailed as exc:
@@ -323,35 +387,67 @@ class Runner:
             # else the frame's arrival (waiting for a free-running or triggered frame is idle time).
             if not paced:
                 t0 = frame.grabbed_at
-            with self._cond:
-                if len(self._queue) >= self.config.queue_size:
-                    self._queue.popleft()  # drop the oldest waiting frame, and count it
-                    with self._lock:
-                        self._dropped += 1
-                        self._accepted -= 1
-                self._queue.append((frame, t0))
-                with self._lock:
-                    self._accepted += 1
-                self._cond.notify()
+            self._accept(k, self._prepare(frame, t0))
 
-    def _pause_grabbing(self) -> None:
+    def _prepare(self, frame: Frame, t0: float) -> _View:
+        """A grabbed frame, preprocessed for the network here, on its camera's thread."""
+        try:
+            data, error = self.inspector.preprocess(frame.image), ""
+        except Exception as exc:  # a model failure on one part: recorded for a person to look at
+            log.exception("preprocessing failed on frame %s", frame.frame_id)
+            data, error = None, f"Model failed: {exc}"
+        return _View(frame, t0, data, error, time.perf_counter())
+
+    def _accept(self, k: int, view: _View) -> None:
+        """Queue camera k's view for the network (a full queue drops its oldest part first)."""
+        with self._cond:
+            if self._owed[k]:  # its part was dropped before this view arrived (already counted)
+                self._owed[k] -= 1
+                return
+            if len(self._views[k]) >= self.config.queue_size:
+                self._drop_oldest_part()
+            self._views[k].append(view)
+            with self._lock:
+                self._accepted[k] += 1
+            self._cond.notify_all()
+
+    def _drop_oldest_part(self) -> None:
+        """A queue is full: drop the oldest waiting part, every view of it (under self._cond). A camera
+        whose view of it has not arrived yet owes one, discarded when it comes, so that the views
+        that make a part stay together."""
+        dropped = 0
+        for k, views in enumerate(self._views):
+            if views:
+                views.popleft()
+                with self._lock:
+                    self._accepted[k] -= 1
+            else:
+                self._owed[k] += 1
+            dropped += 1
+        with self._lock:
+            self._dropped += dropped
+
+    def _pause_grabbing(self, cam: Camera) -> None:
         """Paused: the camera stops (a free-running camera would otherwise fill its buffers and
         drop frames) until resume or stop; returns the frame id to count drops from (none).
         A camera lost meanwhile raises CameraRemovedError."""
-        self.camera.stop()
+        cam.stop()
         while not self._resume.wait(0.2) and not self._stop.is_set():
-            if self.camera.removed:
-                raise CameraRemovedError(f"Camera {self.camera.camera_id} was disconnected.")
+            if cam.removed:
+                raise CameraRemovedError(f"Camera {cam.camera_id} was disconnected.")
         if not self._stop.is_set():
-            self.camera.start()
+            cam.start()
         return None
 
-    def _reconnect(self) -> bool:
-        """The camera was lost: fault, then try to bring it back every RECONNECT_INTERVAL_S. True
-        once it is back (the runner goes on as it was, running or paused), False if the line was
-        stopped first (or something else faulted it). A camera that is back but refuses the
-        recipe's settings raises CameraError (the run ends)."""
-        camera_id = self.camera.camera_id
+    def _reconnect(self, k: int) -> bool:
+        """Camera k was lost: fault, then try to bring it back every RECONNECT_INTERVAL_S. True once
+        it is back (the runner goes on as it was, running or paused, once no camera is lost), False
+        if the line was stopped first (or something else faulted it). A camera that is back but
+        refuses the recipe's settings raises CameraError (the run ends). With several cameras, the
+        views the others took while it was gone are dropped when it is back: no part is inspected
+        without all its views."""
+        cam = self.cameras[k]
+        camera_id = cam.camera_id
         lost_at = time.perf_counter()
         with self._lock:
             if self._stop.is_set():  # lost while stopping: nothing left to grab for
@@ -360,30 +456,36 @@ class Runner:
             times = f" ({self._losses} times in this run)" if self._losses > 1 else ""
             lost = f"Camera {camera_id} was disconnected{times}; inspection resumes as soon as it is back."
             self._state, self._message, self._fault_kind = RunnerState.FAULTED, lost, "camera"
-            self._reconnecting = True
+            self._lost.add(k)
             self._camera_lost = lost
         log.error("%s", lost)
         tries = 0
         why: str | None = "the line was stopped"
         while not self._stop.is_set():
             tries += 1
-            why = self._reopen_camera()
+            why = self._reopen_camera(cam)
             if why is None:
                 break
             (log.warning if tries == 1 else log.debug)("camera %s not back yet (try %d): %s", camera_id, tries, why)
             self._stop.wait(RECONNECT_INTERVAL_S)
         down_s = time.perf_counter() - lost_at
+        if why is None and len(self.cameras) > 1:
+            self._realign()
         with self._lock:
-            self._reconnecting = False
+            self._lost.discard(k)
             if self._state is not RunnerState.FAULTED or self._fault_kind != "camera":
                 return False  # another fault (the record) took over and stopped the line
             if why is not None:
                 self._message = (f"Camera {camera_id} was disconnected and was not back when the line was stopped "
                                  f"{down_s:.1f} s later; every part inspected was recorded.")
                 return False
-            self._fault_kind = ""
             self._reconnects += 1
-            back = f"Camera {self.camera.camera_id} reconnected after {down_s:.1f} s"
+            back = f"Camera {cam.camera_id} reconnected after {down_s:.1f} s"
+            if self._lost:  # another camera of the station is still gone
+                self._camera_back = f"{back}; inspection resumes when every camera is back."
+                log.warning("%s", self._camera_back)
+                return True
+            self._fault_kind = ""
             if self._stop.is_set():
                 self._state, back = RunnerState.STOPPING, f"{back}; the line is stopping."
             elif self._resume.is_set():
@@ -394,10 +496,23 @@ class Runner:
         log.warning("%s", back)
         return True
 
-    def _reopen_camera(self) -> str | None:
+    def _realign(self) -> None:
+        """A camera of several is back: the views still waiting have no partner from it (it was
+        gone when they were taken); drop them (counted) so that the next part starts together."""
+        with self._cond:
+            waiting = sum(len(v) for v in self._views)
+            for k, views in enumerate(self._views):
+                with self._lock:
+                    self._accepted[k] -= len(views)
+                views.clear()
+            self._owed = [0] * len(self._views)
+            with self._lock:
+                self._dropped += waiting
+            self._cond.notify_all()
+
+    def _reopen_camera(self, cam: Camera) -> str | None:
         """One try at bringing a lost camera back: close, open (re-enumerate, attach), the recipe's
         settings and `.pfs` file, start. None when it is back, else why not (not found, lost again)."""
-        cam = self.camera
         try:
             cam.close()
             cam.open()
@@ -412,10 +527,11 @@ class Runner:
             raise
         return None
 
-    def _wait_for_room(self) -> bool:
-        """Paced mode: at most one frame waits while the previous one is inspected (low latency)."""
+    def _wait_for_room(self, k: int) -> bool:
+        """Paced mode: trigger only while fewer views wait than the network takes at once (one in
+        latency mode: the next part is imaged while this one is inspected)."""
         with self._cond:
-            while len(self._queue) >= 1:
+            while len(self._views[k]) >= self._batch:
                 if self._stop.is_set():
                     return False
                 self._cond.wait(0.2)
@@ -431,89 +547,148 @@ class Runner:
             self._state = RunnerState.FAULTED
             self._message = message
             self._fault_kind = kind
-            self._reconnecting = False  # a fault for good: no camera comes back from it
+            self._lost.clear()  # a fault for good: no camera comes back from it
             self._resume.set()  # a paused grab thread must see the fault and end
 
-    def _next_frame(self) -> tuple[Frame, float] | None:
+    # -- the network thread ----------------------------------------------------------------
+    def _next_parts(self) -> list[list[_View]] | None:
+        """The next part (one view per camera) or, in throughput mode, as many waiting parts as
+        fit in a micro-batch; None once every camera has stopped and no whole part is left (the
+        views of a part left incomplete are counted as dropped)."""
         with self._cond:
-            while not self._queue:
+            while not all(self._views):
                 if self._grab_done.is_set():
+                    left = sum(len(v) for v in self._views)
+                    for v in self._views:
+                        v.clear()
+                    if left:
+                        with self._lock:
+                            self._dropped += left
                     return None
                 self._cond.wait(0.2)
-            item = self._queue.popleft()
+            n = len(self._views)
+            parts = [[v.popleft() for v in self._views]]
+            while all(self._views) and (len(parts) + 1) * n <= self._batch:
+                parts.append([v.popleft() for v in self._views])
             self._cond.notify_all()
-            return item
+            return parts
 
+    def _network_loop(self) -> None:
+        try:
+            while (parts := self._next_parts()) is not None:
+                views = [v for part in parts for v in part if not v.error]
+                t0 = time.perf_counter()
+                if views:
+                    try:
+                        outs = self.inspector.forward([v.data for v in views])
+                        if len(outs) != len(views):
+                            raise RuntimeError(f"the network gave {len(outs)} outputs for {len(views)} views")
+                        for v, out in zip(views, outs):
+                            v.data = out
+                    except Exception as exc:  # a model failure: these parts are recorded for a person to look at
+                        log.exception("model failed on a batch of %d views", len(views))
+                        for v in views:
+                            v.error, v.data = f"Model failed: {exc}", None
+                t1 = time.perf_counter()
+                for part in parts:
+                    for v in part:
+                        v.t_forward, v.t_forwarded = t0, t1
+                self._post.put(parts)
+        except Exception as exc:  # never let the network thread die silently
+            log.exception("network thread failed")
+            self._fault(f"The inspection thread failed: {exc}.", "inspection")
+            self._stop.set()
+        finally:
+            self._post.put(None)
+
+    # -- the inspection thread ---------------------------------------------------------------
     def _inspect_loop(self) -> None:
         try:
-            self._inspect_frames()
+            while (parts := self._post.get()) is not None:
+                for part in parts:
+                    self._inspect_part(part)
         except Exception as exc:  # never let the inspection thread die silently
             log.exception("inspection thread failed")
             self._fault(f"The inspection thread failed: {exc}.", "inspection")
             self._stop.set()
+            while self._post.get() is not None:  # let the network thread finish
+                pass
         finally:
             self._inspected_all.set()
 
-    def _inspect_frames(self) -> None:
-        while (item := self._next_frame()) is not None:
-            frame, t0 = item
-            result = self._inspect(frame, t0)
-            self.writer.put(result)
-            with self._lock:
-                self._counts[result.verdict] += 1
-                self._latencies.append(result.timing.total_ms)
-                self._t_last = time.perf_counter()
-                reached = self.max_parts is not None and sum(self._counts.values()) >= self.max_parts
-            self._emit(result)
-            if reached:
-                self._stop.set()
-
-    def _inspect(self, frame: Frame, t0: float) -> InspectionResult:
-        t_deq = time.perf_counter()
-        error = ""
-        try:
-            batch = self.inspector.preprocess(frame.image)
-            t_pre = time.perf_counter()
-            prediction = self.inspector.infer(batch, frame.image.shape)
-            t_inf = time.perf_counter()
-            verdict = decide(prediction, self.thresholds, self.recipe.min_defect_area_px, self.recipe.class_limits)
-            score, classes = prediction.score, prediction.classes
-            mask, amap = prediction.defect_mask, prediction.anomaly_map
-        except Exception as exc:  # a model failure on one part: record it for a person to look at
-            log.exception("model failed on frame %s", frame.frame_id)
-            error = f"Model failed: {exc}"
-            t_pre = t_inf = time.perf_counter()
-            verdict, score, classes = Verdict.REVIEW, float("nan"), ()
-            mask = np.zeros(frame.image.shape[:2], dtype=bool)
-            amap = np.zeros(frame.image.shape[:2], dtype=np.float32)
-        t_end = time.perf_counter()
+    def _inspect_part(self, part: list[_View]) -> None:
+        results = [self._finish(v) for v in part]
+        part_verdict = worst(verdict for verdict, *_ in results)
         with self._lock:
             seq = sum(self._counts.values()) + 1
         info = self.inspector.info
-        return InspectionResult(
-            part_id=uuid.uuid4().hex,
-            seq=seq,
-            run_id=self.run_id,
-            timestamp=frame.timestamp,
-            camera_id=frame.camera_id,
-            frame_id=frame.frame_id,
-            recipe=self.recipe.name,
-            model_name=info.name,
-            model_version=info.version,
-            model_sha256=info.sha256,
-            score=score,
-            verdict=verdict,
-            classes=classes,
-            image=frame.image,
-            defect_mask=mask,
-            anomaly_map=amap,
-            timing=Timing(
-                grab_ms=(frame.grabbed_at - t0) * 1000,
-                queue_ms=(t_deq - frame.grabbed_at) * 1000,
-                preprocess_ms=(t_pre - t_deq) * 1000,
-                infer_ms=(t_inf - t_pre) * 1000,
-                decide_ms=(t_end - t_inf) * 1000,
-                total_ms=(t_end - t0) * 1000,
-            ),
-            error=error,
-        )
+        several = len(part) > 1
+        out = []
+        for k, (v, (verdict, score, classes, mask, amap, error, t_end)) in enumerate(zip(part, results)):
+            f = v.frame
+            out.append(InspectionResult(
+                part_id=uuid.uuid4().hex, seq=seq, run_id=self.run_id, timestamp=f.timestamp, camera_id=f.camera_id,
+                frame_id=f.frame_id, recipe=self.recipe.name, model_name=info.name, model_version=info.version,
+                model_sha256=info.sha256, score=score, verdict=verdict, classes=classes, image=f.image,
+                defect_mask=mask, anomaly_map=amap,
+                timing=Timing(
+                    grab_ms=(f.grabbed_at - v.t0) * 1000,
+                    preprocess_ms=(v.t_prepared - f.grabbed_at) * 1000,
+                    queue_ms=(v.t_forward - v.t_prepared) * 1000,
+                    infer_ms=(v.t_forwarded - v.t_forward) * 1000,
+                    decide_ms=(t_end - v.t_forwarded) * 1000,
+                    total_ms=(t_end - v.t0) * 1000,
+                ),
+                error=error, view=k, part_verdict=part_verdict if several else None,
+            ))
+        t_put = time.perf_counter()
+        for r in out:
+            self.writer.put(r)
+        put_s = time.perf_counter() - t_put
+        with self._lock:
+            self._put_s += put_s
+            self._counts[part_verdict] += 1
+            self._latencies.extend(r.timing.total_ms for r in out)
+            self._t_last = time.perf_counter()
+            reached = self.max_parts is not None and sum(self._counts.values()) >= self.max_parts
+        for r in out:
+            self._emit(r)
+        if reached:
+            self._stop.set()
+
+    def _finish(self, v: _View) -> tuple[Verdict, float, tuple, np.ndarray, np.ndarray, str, float]:
+        """(verdict, score, classes, mask, map, error, time done) of one view: the model's
+        post-processing and the recipe's decision."""
+        shape = v.frame.image.shape
+        if not v.error:
+            try:
+                prediction = self.inspector.finish(v.data, shape)
+                verdict = decide(prediction, self.thresholds, self.recipe.min_defect_area_px, self.recipe.class_limits)
+                return (verdict, prediction.score, prediction.classes, prediction.defect_mask, prediction.anomaly_map, "",
+                        time.perf_counter())
+            except Exception as exc:  # a model failure on one part: record it for a person to look at
+                log.exception("model failed on frame %s", v.frame.frame_id)
+                v.error = f"Model failed: {exc}"
+        return (Verdict.REVIEW, float("nan"), (), np.zeros(shape[:2], dtype=bool), np.zeros(shape[:2], dtype=np.float32),
+                v.error, time.perf_counter())
+
+
+_SEVERITY = {Verdict.OK: 0, Verdict.REVIEW: 1, Verdict.NG: 2}
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """A part's verdict from its views' verdicts: NG if any view is NG, else REVIEW if any is, else OK."""
+    return max(verdicts, key=_SEVERITY.__getitem__)
+
+
+@dataclasses.dataclass(eq=False)
+class _View:
+    """One camera's view of a part on its way through the pipeline (each stage's thread fills in its part)."""
+
+    frame: Frame
+    t0: float  # latency origin: the software trigger, else the frame's arrival
+    data: Any  # preprocessed input, then the network's raw output; None once it failed
+    error: str  # why the model failed on this view ("" when it did not)
+    t_prepared: float
+    t_forward: float = 0.0
+    t_forwarded: float = 0.0

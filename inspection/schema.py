@@ -89,6 +89,9 @@ class Inspection(Base):
     # kept but could not be written (a full disk, a crash); "removed": deleted by the retention policy.
     # Storage facts, the only columns that change after the row is written.
     image_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # A station with several cameras writes one row per view; the views of a part share `seq`.
+    view: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # which camera of the station
+    part_verdict: Mapped[str | None] = mapped_column(String(10), nullable=True)  # the worst of the part's views; NULL before 0008
     t_grab_ms: Mapped[float] = mapped_column(Float)
     t_queue_ms: Mapped[float] = mapped_column(Float)
     t_preprocess_ms: Mapped[float] = mapped_column(Float)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from sqlalchemy import update
 
 from inspection.config import Config, Recipe
+from inspection.priority import background_thread
 from inspection.result import InspectionResult, Verdict
 from inspection.schema import Inspection
 from inspection.store import ImageStore, Store, inspection_row, shift_id
@@ -59,6 +60,7 @@ class ResultWriter:
         self._images_missing = 0
         self._image_error = ""
         self._ok_seen = 0
+        self._commit_s = 0.0  # time spent building and committing rows, for the benchmark's cost per row
         self._lock = threading.Lock()
         self._shift_cache: dict[tuple[str, object], int] = {}
 
@@ -73,6 +75,12 @@ class ResultWriter:
         """Results that could not be written even after retrying (a broken database, a disk too full for rows)."""
         with self._lock:
             return self._unwritten
+
+    @property
+    def commit_ms_per_row(self) -> float:
+        """The writer thread's time per committed row (building the rows and the transaction's commit)."""
+        with self._lock:
+            return self._commit_s * 1000 / self._recorded if self._recorded else 0.0
 
     @property
     def images_missing(self) -> tuple[int, str]:
@@ -134,6 +142,7 @@ class ResultWriter:
         return batch
 
     def _loop(self) -> None:
+        background_thread()
         failing = False
         while True:
             batch = self._next_batch()
@@ -185,6 +194,7 @@ class ResultWriter:
         images: list[tuple[InspectionResult, str, str | None]] = []
         room = any(keep for _, keep in batch) and self._room_for_images()
         skipped = 0
+        t0 = time.perf_counter()
         with self.store.session() as s:
             for r, keep in batch:
                 name, start, end = self.config.shifts.shift_at(dt.datetime.fromtimestamp(r.timestamp, dt.timezone.utc))
@@ -205,6 +215,7 @@ class ResultWriter:
         for _ in range(skipped):  # (released once committed: a failed try keeps its slots for the next)
             self._image_slots.release()
         with self._lock:
+            self._commit_s += time.perf_counter() - t0
             self._recorded += len(batch)
             if skipped:
                 self._images_missing += skipped
@@ -213,6 +224,7 @@ class ResultWriter:
 
     # -- images (the image thread) ----------------------------------------------------------
     def _image_loop(self) -> None:
+        background_thread()
         failed: list[str] = []  # parts whose image failed, still to be marked in their rows
         while True:
             try:

@@ -17,9 +17,35 @@ from inspection.store import open_store
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cli(*args: str, data_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LEPTON_DATA_DIR": str(data_dir), "PYLON_CAMEMU": "1"}
+def cli(*args: str, data_dir: Path, timeout: float = 600, emulated: int = 1) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LEPTON_DATA_DIR": str(data_dir), "PYLON_CAMEMU": str(emulated)}
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_station_of_two_emulated_cameras_runs_in_throughput_mode_with_both_views_recorded(tmp_path):
+    db = tmp_path / "two.db"
+    station = f"emu:{resources.DEMO_SAMPLES}+emu:{resources.DEMO_SAMPLES}"
+    proc = cli("run", "--camera", station, "--parts", "10", "--mode", "throughput", "--max-batch", "4", "--db", str(db), "--json",
+               data_dir=tmp_path, emulated=2)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["parts"], out["recorded"], out["cameras"], out["mode"]) == (10, 20, 2, "throughput")
+    con = sqlite3.connect(db)
+    views = con.execute("select seq, view, camera_id, verdict, part_verdict from inspections order by seq, view").fetchall()
+    assert [(seq, view) for seq, view, *_ in views] == [(p, v) for p in range(1, 11) for v in (0, 1)]
+    assert {cam for _, view, cam, *_ in views if view == 0} == {"basler:0815-0000"}
+    assert {cam for _, view, cam, *_ in views if view == 1} == {"basler:0815-0001"}
+    worst = {"OK": 0, "REVIEW": 1, "NG": 2}
+    for a, b in zip(views[::2], views[1::2]):  # both emulators play the same images: a part's views agree
+        assert a[3] == b[3] == a[4] == b[4] == max(a[3], b[3], key=worst.get)
+    assert out["ng"] + out["review"] >= 2  # the samples' pitted parts are among the first ten
+
+
+def test_a_station_of_two_cameras_with_one_emulator_says_how_many_it_needs(tmp_path):
+    station = f"emu:{resources.DEMO_SAMPLES}+emu:{resources.DEMO_SAMPLES}"
+    proc = cli("run", "--camera", station, "--parts", "2", "--db", str(tmp_path / "x.db"), data_dir=tmp_path, emulated=1)
+    assert_one_sentence_error(proc, "needs 2 emulated cameras", "PYLON_CAMEMU=2")
+    assert not (tmp_path / "x.db").exists()
 
 
 def counts_in_db(db: Path) -> dict[str, int]:

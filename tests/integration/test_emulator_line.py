@@ -67,7 +67,7 @@ def test_frames_dropped_behind_a_free_running_emulator_are_counted_recorded_and_
     config = dataclasses.replace(config, queue_size=2, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0))
     recipe = dataclasses.replace(load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.FREE_RUN, frame_rate=100.0))
     line = Line(store=open_store(tmp_path / "drops.db"), config=config, recipe=recipe, camera_spec=f"emu:{samples}",
-                inspector=FakeInspector(delay_s=0.05), camera=open_camera(f"emu:{samples}"))
+                inspector=FakeInspector(delay_s=0.05), cameras=[open_camera(f"emu:{samples}")])
     seen: list[int] = []
     line.add_result_listener(lambda r: seen.append(r.frame_id))
     try:

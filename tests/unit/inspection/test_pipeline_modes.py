@@ -1,0 +1,155 @@
+"""The pipelined runner: latency and throughput modes, stations of several cameras, and what the
+inspection thread spends handing results to the writer (the figures themselves are bench/'s)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from camera import TriggerMode
+from camera.simulated import SimulatedCamera
+from inspection.errors import ConfigError
+from inspection.result import Verdict
+from inspection.runner import Runner, _View, worst
+from tests.fakes import FakeInspector
+
+
+class BatchInspector(FakeInspector):
+    """The fake model with the batch API: records the size of every batch the network thread sends."""
+
+    def __init__(self, network_s: float = 0.0, **kw) -> None:
+        super().__init__(**kw)
+        self.network_s = network_s
+        self.sizes: list[int] = []
+        self.threads: set[str] = set()
+
+    def forward(self, inputs):
+        self.sizes.append(len(inputs))
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.network_s)
+        return list(inputs)
+
+
+def views(line, run_id):
+    db = sqlite3.connect(line.store.path)
+    return db.execute("select seq, view, camera_id, frame_id, verdict, part_verdict from inspections where run_id=? order by seq, view",
+                      (run_id,)).fetchall()
+
+
+def test_latency_mode_sends_one_view_at_a_time(make_line):
+    model = BatchInspector(network_s=0.02)
+    line = make_line(inspector=model, mode="latency")
+    runner = line.start(max_parts=20)
+    assert runner.wait(60)
+    s = line.stop()
+    assert (s.parts, s.recorded, s.mode) == (20, 20, "latency")
+    assert set(model.sizes) == {1} and model.threads == {"lepton-network"}
+
+
+def test_throughput_mode_sends_the_waiting_views_together_and_records_every_part(make_line):
+    # The network takes 50 ms; the software trigger keeps up to max_batch parts waiting meanwhile.
+    model = BatchInspector(network_s=0.05)
+    line = make_line(inspector=model, mode="throughput", max_batch=3)
+    runner = line.start(max_parts=24)
+    assert runner.wait(60)
+    s = line.stop()
+    assert (s.parts, s.recorded, s.dropped, s.mode) == (24, 24, 0, "throughput")
+    assert sum(model.sizes) == 24 and max(model.sizes) == 3 and min(model.sizes) >= 1
+    rows = views(line, s.run_id)
+    assert [r[0] for r in rows] == list(range(1, 25))  # one row a part, in order
+
+
+def test_a_station_of_two_cameras_records_both_views_of_each_part_with_the_worst_verdict(make_line, samples, tmp_path):
+    white = tmp_path / "white"
+    white.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(white / f"{k}.png"), np.full((60, 80), 250, np.uint8))  # the fake model says NG to bright parts
+    line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(white)], inspector=BatchInspector(), mode="throughput", max_batch=4)
+    runner = line.start(max_parts=12)
+    assert runner.wait(60)
+    s = line.stop()
+    assert (s.parts, s.recorded, s.cameras, s.ng, s.ok, s.review) == (12, 24, 2, 12, 0, 0)
+    rows = views(line, s.run_id)
+    assert [(seq, view) for seq, view, *_ in rows] == [(p, v) for p in range(1, 13) for v in (0, 1)]
+    assert {cam for _, view, cam, *_ in rows if view == 0} == {f"sim:{samples.name}"}
+    assert {cam for _, view, cam, *_ in rows if view == 1} == {"sim:white"}
+    assert {verdict for _, view, _, _, verdict, _ in rows if view == 1} == {"NG"}
+    assert {verdict for _, view, _, _, verdict, _ in rows if view == 0} >= {"OK"}  # the first camera's views differ...
+    assert {part for *_, part in rows} == {"NG"}  # ...the part is NG by its worst view
+    assert all(a[3] == b[3] for a, b in zip(rows[::2], rows[1::2]))  # each part: the same frame of both cameras
+
+
+def test_one_camera_rows_say_view_0_and_their_own_verdict_as_the_parts(make_line):
+    line = make_line()
+    runner = line.start(max_parts=10)
+    assert runner.wait(30)
+    s = line.stop()
+    assert all(view == 0 and part == verdict for _, view, _, _, verdict, part in views(line, s.run_id))
+
+
+def test_a_free_running_station_of_two_cameras_is_refused_before_a_run_starts(make_line, samples):
+    line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(samples)], trigger=TriggerMode.FREE_RUN)
+    with pytest.raises(ConfigError, match="2 cameras needs a software or hardware trigger"):
+        line.start(max_parts=3)
+    assert sqlite3.connect(line.store.path).execute("select count(*) from runs").fetchone() == (0,)
+
+
+def test_a_full_queue_drops_the_oldest_part_whole_and_the_views_stay_paired(make_line, samples):
+    line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(samples)], queue_size=2)
+    runner = Runner(line.cameras, line.inspector, line.recipe, writer=_NoWriter(), config=line.config, run_id=0)
+
+    def view(name: str) -> _View:
+        return _View(frame=name, t0=0.0, data=name, error="", t_prepared=0.0)  # (the frame is not looked at here)
+
+    for name in ("a1", "a2", "a3"):  # camera 0 runs ahead: its full queue drops part 1, which camera 1 has not sent yet
+        runner._accept(0, view(name))
+    for name in ("b1", "b2", "b3"):  # camera 1's view of part 1 is discarded on arrival
+        runner._accept(1, view(name))
+    parts = runner._next_parts()
+    assert [[v.data for v in part] for part in parts] == [["a2", "b2"]]
+    assert [[v.data for v in part] for part in runner._next_parts()] == [["a3", "b3"]]
+    assert runner.status().dropped == 2  # both views of part 1
+
+
+class _NoWriter:
+    on_error = None
+    recorded = unwritten = 0
+    images_missing = (0, "")
+    commit_ms_per_row = 0.0
+
+
+def test_the_worst_verdict_of_a_parts_views():
+    assert worst([Verdict.OK, Verdict.OK]) is Verdict.OK
+    assert worst([Verdict.OK, Verdict.REVIEW]) is Verdict.REVIEW
+    assert worst([Verdict.REVIEW, Verdict.NG, Verdict.OK]) is Verdict.NG
+
+
+def test_a_batch_the_network_fails_on_is_recorded_as_review_and_the_line_goes_on(make_line):
+    class Failing(BatchInspector):
+        def forward(self, inputs):
+            if len(self.sizes) == 2:
+                self.sizes.append(len(inputs))
+                raise RuntimeError("injected network failure")
+            return super().forward(inputs)
+
+    line = make_line(inspector=Failing())
+    runner = line.start(max_parts=6)
+    assert runner.wait(30)
+    s = line.stop()
+    rows = sqlite3.connect(line.store.path).execute("select seq, verdict, error from inspections where run_id=? order by seq", (s.run_id,)).fetchall()
+    assert (s.parts, s.recorded) == (6, 6)
+    assert rows[2][1:] == ("REVIEW", "Model failed: injected network failure")
+    assert all(err is None for _, _, err in rows[:2] + rows[3:])
+
+
+def test_the_hand_off_to_the_writer_and_the_commits_are_measured(make_line):
+    line = make_line()
+    runner = line.start(max_parts=10)
+    assert runner.wait(30)
+    s = line.stop()
+    assert s.hand_off_ms_per_part > 0 and s.commit_ms_per_row > 0
