@@ -23,9 +23,10 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
+# The pipeline against its limits: one table (bench/bench_pipeline.py runs bench_models.py and
+# bench_gui.py for their rows), the figures in bench/results.json.
 bench: $(STAMP)
 	$(PY) bench/bench_pipeline.py
-	$(PY) bench/bench_models.py
 
 # anomalib beside our PatchCore (installs anomalib into .venv; not a product dependency).
 bench-anomalib: $(STAMP)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import tempfile
@@ -45,6 +46,7 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--images", type=Path, default=resources.DEMO_SAMPLES)
     ap.add_argument("--frame-rate", type=float, default=100.0, help="the emulator's free-run rate (it tops out near 100)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the main figures as JSON (bench/bench_pipeline.py reads them)")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lepton-bench-gui-"))
     os.environ["LEPTON_DATA_DIR"] = str(work)
@@ -161,6 +163,11 @@ def main() -> int:
           f"references to None {first['none_refs']} -> {last_sample['none_refs']} (a binding that loses them aborts the window)")
     print(f"verdict -> shown: p50 {np.percentile(lags, 50):.1f} ms, p99 {np.percentile(lags, 99):.1f} ms "
           f"(target < 100 ms: {np.percentile(lags, 99) / 100:.2f} of it), longest {lags.max():.1f} ms")
+    if a.json is not None:
+        a.json.write_text(json.dumps({
+            "seconds": elapsed, "parts": status.parts, "gui_stall_ms_max": float(stall.max()),
+            "gui_stall_ms_p99": float(np.percentile(stall, 99)), "display_lag_ms_p99": float(np.percentile(lags, 99)),
+        }))
     return 0
 
 
