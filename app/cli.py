@@ -57,9 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=("latency", "throughput"), default=None,
                      help="latency: one view through the network at a time; throughput: the views waiting, up to --max-batch at once "
                           "(default: the config's runner.mode)")
-    run.add_argument("--max-batch", type=int, default=None, metavar="N", help="throughput mode: the most views the network takes at once")
+    run.add_argument("--max-batch", type=int, default=None, metavar="N",
+                     help="throughput mode: the most views the network takes at once (latency mode takes one)")
     run.add_argument("--events", type=Path, default=None, metavar="FILE",
-                     help="append one JSON object per published verdict (part_id, verdict, time, run_id, seq, score), flushed at once")
+                     help="append one JSON object per published verdict (part_id, verdict, time, run_id, seq, score, view, part_verdict), flushed at once")
     train = sub.add_parser("train", help="train a model package from a dataset folder, or a candidate from the engineers' labels (--from-db)")
     train.add_argument("--dataset", type=Path, default=None, metavar="DIR",
                        help="dataset folder: manifest.csv, or the MVTec AD layout (with --from-db: the current model's data, "

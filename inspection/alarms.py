@@ -111,8 +111,15 @@ class AlarmMonitor:
         self._wake.set()
 
     def on_result(self, result: InspectionResult) -> None:
-        """A result listener (inspection thread): counts only, no I/O."""
-        ng = result.verdict is Verdict.NG
+        """A result listener (inspection thread): counts only, no I/O. Counts parts: a station of
+        several cameras counts each part once, by its verdict (the worst of its views)."""
+        if result.error:  # the runner sets it only when the model failed on the view
+            with self._lock:
+                self._model_errors += 1
+                self._model_error = result.error
+        if result.view != 0:
+            return
+        ng = (result.part_verdict or result.verdict) is Verdict.NG
         with self._lock:
             if result.run_id != self._results_run:  # a new run: NG counts start again
                 self._results_run = result.run_id
@@ -127,9 +134,6 @@ class AlarmMonitor:
             self._recent_ng_count += ng
             if len(self._recent_ng) == self._recent_ng.maxlen:
                 self._max_rate = max(self._max_rate, self._recent_ng_count / len(self._recent_ng))
-            if result.error:  # the runner sets it only when the model failed on the part
-                self._model_errors += 1
-                self._model_error = result.error
 
     # -- the monitor's thread ----------------------------------------------------------------
     def start(self) -> None:

@@ -142,8 +142,15 @@ class Runner:
         n = len(self.cameras)
         # Views waiting for the network, a queue per camera; a part is the head of every queue.
         self._views: list[collections.deque[_View]] = [collections.deque() for _ in range(n)]
-        self._owed = [0] * n  # frames a camera still owes to a part dropped before it arrived (discarded on arrival)
-        self._batch = 1 if config.mode == "latency" else max(1, config.max_batch)
+        # Each camera's next part index: the views of a part share it. It counts every frame a camera
+        # was to deliver - grabbed, failed, or skipped by the camera - so a lost view leaves a hole and
+        # its part's other views are dropped instead of being paired with the next part's.
+        self._index = [0] * n
+        # Parts per network call: one in latency mode; in throughput mode as many as max_batch views
+        # hold (at least one whole part). A paced camera keeps that many views waiting, never more
+        # than its queue holds (so a software-triggered line drops nothing).
+        self._parts_per_call = 1 if config.mode == "latency" else max(1, config.max_batch // n)
+        self._room = min(self._parts_per_call, config.queue_size)
         self._post: queue.Queue[list[list[_View]] | None] = queue.Queue(maxsize=2)
         self._cond = threading.Condition()
         self._lock = threading.Lock()
@@ -353,12 +360,14 @@ class Runner:
         failed_since = 0
         # With a software trigger the station decides when a part is imaged: trigger only when
         # the queue has room, so nothing is dropped. Free-run and hardware-triggered frames come
-        # when they come; a full queue then drops its oldest part.
+        # when they come; a full queue then drops its oldest view.
         paced = self.recipe.camera.trigger is TriggerMode.SOFTWARE
         while not self._stop.is_set():
             with self._lock:
-                if self.max_parts is not None and self._accepted[k] >= self.max_parts:
-                    break
+                enough = self.max_parts is not None and self._accepted[k] >= self.max_parts
+            if enough:  # (until the parts are inspected: a view dropped meanwhile is taken again)
+                self._stop.wait(0.05)
+                continue
             if not self._resume.is_set():
                 last_id = self._pause_grabbing(cam)
                 continue
@@ -371,6 +380,8 @@ class Runner:
                 continue
             except GrabFailed as exc:
                 failed_since += 1
+                with self._cond:
+                    self._index[k] += 1  # this part has no view from camera k
                 with self._lock:
                     self._failed += 1
                 log.warning("%s", exc)
@@ -380,6 +391,8 @@ class Runner:
             if last_id is not None and frame.frame_id > last_id + 1:
                 skipped = frame.frame_id - last_id - 1 - failed_since
                 if skipped > 0:  # the camera delivered frames we never got (buffers full)
+                    with self._cond:
+                        self._index[k] += skipped
                     with self._lock:
                         self._dropped += skipped
             last_id, failed_since = frame.frame_id, 0
@@ -399,33 +412,20 @@ class Runner:
         return _View(frame, t0, data, error, time.perf_counter())
 
     def _accept(self, k: int, view: _View) -> None:
-        """Queue camera k's view for the network (a full queue drops its oldest part first)."""
+        """Queue camera k's view for the network, with its part index (a full queue drops its oldest
+        view first: the other views of that part are then dropped as they reach the network)."""
         with self._cond:
-            if self._owed[k]:  # its part was dropped before this view arrived (already counted)
-                self._owed[k] -= 1
-                return
+            view.index = self._index[k]
+            self._index[k] += 1
             if len(self._views[k]) >= self.config.queue_size:
-                self._drop_oldest_part()
+                self._views[k].popleft()
+                with self._lock:
+                    self._dropped += 1
+                    self._accepted[k] -= 1
             self._views[k].append(view)
             with self._lock:
                 self._accepted[k] += 1
             self._cond.notify_all()
-
-    def _drop_oldest_part(self) -> None:
-        """A queue is full: drop the oldest waiting part, every view of it (under self._cond). A camera
-        whose view of it has not arrived yet owes one, discarded when it comes, so that the views
-        that make a part stay together."""
-        dropped = 0
-        for k, views in enumerate(self._views):
-            if views:
-                views.popleft()
-                with self._lock:
-                    self._accepted[k] -= 1
-            else:
-                self._owed[k] += 1
-            dropped += 1
-        with self._lock:
-            self._dropped += dropped
 
     def _pause_grabbing(self, cam: Camera) -> None:
         """Paused: the camera stops (a free-running camera would otherwise fill its buffers and
@@ -469,8 +469,9 @@ class Runner:
             (log.warning if tries == 1 else log.debug)("camera %s not back yet (try %d): %s", camera_id, tries, why)
             self._stop.wait(RECONNECT_INTERVAL_S)
         down_s = time.perf_counter() - lost_at
-        if why is None and len(self.cameras) > 1:
-            self._realign()
+        if why is None:
+            with self._cond:  # parts the other cameras took meanwhile have no view from this one: they are dropped
+                self._index[k] = max(self._index)
         with self._lock:
             self._lost.discard(k)
             if self._state is not RunnerState.FAULTED or self._fault_kind != "camera":
@@ -496,20 +497,6 @@ class Runner:
         log.warning("%s", back)
         return True
 
-    def _realign(self) -> None:
-        """A camera of several is back: the views still waiting have no partner from it (it was
-        gone when they were taken); drop them (counted) so that the next part starts together."""
-        with self._cond:
-            waiting = sum(len(v) for v in self._views)
-            for k, views in enumerate(self._views):
-                with self._lock:
-                    self._accepted[k] -= len(views)
-                views.clear()
-            self._owed = [0] * len(self._views)
-            with self._lock:
-                self._dropped += waiting
-            self._cond.notify_all()
-
     def _reopen_camera(self, cam: Camera) -> str | None:
         """One try at bringing a lost camera back: close, open (re-enumerate, attach), the recipe's
         settings and `.pfs` file, start. None when it is back, else why not (not found, lost again)."""
@@ -531,7 +518,7 @@ class Runner:
         """Paced mode: trigger only while fewer views wait than the network takes at once (one in
         latency mode: the next part is imaged while this one is inspected)."""
         with self._cond:
-            while len(self._views[k]) >= self._batch:
+            while len(self._views[k]) >= self._room:
                 if self._stop.is_set():
                     return False
                 self._cond.wait(0.2)
@@ -552,11 +539,19 @@ class Runner:
 
     # -- the network thread ----------------------------------------------------------------
     def _next_parts(self) -> list[list[_View]] | None:
-        """The next part (one view per camera) or, in throughput mode, as many waiting parts as
-        fit in a micro-batch; None once every camera has stopped and no whole part is left (the
-        views of a part left incomplete are counted as dropped)."""
+        """The next part (the views of one index, one per camera) or, in throughput mode, as many
+        waiting parts as fit in a micro-batch; None once every camera has stopped and no whole part
+        is left. A view whose part lacks another camera's view (failed, skipped, dropped from a full
+        queue, taken while a camera was lost) is dropped and counted, never paired with another part."""
         with self._cond:
-            while not all(self._views):
+            parts: list[list[_View]] = []
+            while len(parts) < self._parts_per_call:
+                self._drop_unpaired()
+                if all(self._views):
+                    parts.append([v.popleft() for v in self._views])
+                    continue
+                if parts:
+                    break  # a micro-batch takes what is waiting; it never waits for more
                 if self._grab_done.is_set():
                     left = sum(len(v) for v in self._views)
                     for v in self._views:
@@ -566,29 +561,34 @@ class Runner:
                             self._dropped += left
                     return None
                 self._cond.wait(0.2)
-            n = len(self._views)
-            parts = [[v.popleft() for v in self._views]]
-            while all(self._views) and (len(parts) + 1) * n <= self._batch:
-                parts.append([v.popleft() for v in self._views])
             self._cond.notify_all()
             return parts
+
+    def _drop_unpaired(self) -> None:
+        """Drop (and count) the views at the heads of the queues whose part some camera has already
+        passed: every camera's views come in index order, so those parts can never be whole."""
+        if len(self._views) == 1:
+            return
+        while all(self._views):
+            top = max(v[0].index for v in self._views)
+            behind = [k for k, v in enumerate(self._views) if v[0].index < top]
+            if not behind:
+                return
+            for k in behind:
+                self._views[k].popleft()
+                with self._lock:
+                    self._dropped += 1
+                    self._accepted[k] -= 1
 
     def _network_loop(self) -> None:
         try:
             while (parts := self._next_parts()) is not None:
                 views = [v for part in parts for v in part if not v.error]
                 t0 = time.perf_counter()
-                if views:
-                    try:
-                        outs = self.inspector.forward([v.data for v in views])
-                        if len(outs) != len(views):
-                            raise RuntimeError(f"the network gave {len(outs)} outputs for {len(views)} views")
-                        for v, out in zip(views, outs):
-                            v.data = out
-                    except Exception as exc:  # a model failure: these parts are recorded for a person to look at
-                        log.exception("model failed on a batch of %d views", len(views))
-                        for v in views:
-                            v.error, v.data = f"Model failed: {exc}", None
+                if views and not self._forward(views) and len(views) > 1:
+                    for v in views:  # the batch failed: each view alone, so that one bad view fails alone
+                        v.error = ""
+                        self._forward([v])
                 t1 = time.perf_counter()
                 for part in parts:
                     for v in part:
@@ -601,19 +601,43 @@ class Runner:
         finally:
             self._post.put(None)
 
+    def _forward(self, views: list[_View]) -> bool:
+        """The network on these views' inputs, each view's `data` then its raw output; on a model
+        failure each gets the error (its part is recorded for a person to look at) and False."""
+        try:
+            outs = self.inspector.forward([v.data for v in views])
+            if len(outs) != len(views):
+                raise RuntimeError(f"the network gave {len(outs)} outputs for {len(views)} views")
+        except Exception as exc:
+            log.exception("model failed on %d views", len(views))
+            for v in views:
+                v.error = f"Model failed: {exc}"
+            return False
+        for v, out in zip(views, outs):
+            v.data = out
+        return True
+
     # -- the inspection thread ---------------------------------------------------------------
     def _inspect_loop(self) -> None:
+        lost = 0  # views never recorded because this thread failed
         try:
             while (parts := self._post.get()) is not None:
-                for part in parts:
-                    self._inspect_part(part)
+                for i, part in enumerate(parts):
+                    try:
+                        self._inspect_part(part)
+                    except Exception:
+                        lost += sum(len(p) for p in parts[i:])
+                        raise
         except Exception as exc:  # never let the inspection thread die silently
             log.exception("inspection thread failed")
             self._fault(f"The inspection thread failed: {exc}.", "inspection")
             self._stop.set()
-            while self._post.get() is not None:  # let the network thread finish
-                pass
+            while (parts := self._post.get()) is not None:  # let the network thread finish
+                lost += sum(len(p) for p in parts)
         finally:
+            if lost:
+                with self._lock:
+                    self._dropped += lost
             self._inspected_all.set()
 
     def _inspect_part(self, part: list[_View]) -> None:
@@ -690,5 +714,6 @@ class _View:
     data: Any  # preprocessed input, then the network's raw output; None once it failed
     error: str  # why the model failed on this view ("" when it did not)
     t_prepared: float
+    index: int = 0  # the part it belongs to: the views of a part have the same index
     t_forward: float = 0.0
     t_forwarded: float = 0.0

@@ -383,7 +383,7 @@ class ImageStore:
             raise StoreError(f"Cannot create the image folder {target.parent}: {exc.strerror}.") from None
         image = result.image
         if mask_path is not None:  # the mask first: a part whose image is on disk has its mask there too
-            _write_png(self.base / mask_path, result.defect_mask.view(np.uint8) * 255)
+            _write_png(self.base / mask_path, (result.defect_mask != 0).view(np.uint8) * 255)
         _write_png(target, image)
 
 
@@ -395,7 +395,7 @@ def encode_png(array: np.ndarray) -> bytes:
     wants. Here the rows get PNG's Sub filter in NumPy (1 ms) and deflate comes from ISA-L
     (`isal`, 4 ms; the standard zlib, the fallback, 14 ms), for files the size of OpenCV's at its
     fastest level. Any PNG reader reads them."""
-    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or array.size == 0:
         raise StoreError(f"Cannot encode an image of shape {array.shape} and type {array.dtype} as PNG.")
     h, w = array.shape[:2]
     px = 1 if array.ndim == 2 else 3

@@ -1,5 +1,5 @@
-"""The published verdicts as JSON lines (`lepton-inspect run --events FILE`): one object per part,
-written and flushed the moment the verdict is published, so that after a crash or a `kill -9`
+"""The published verdicts as JSON lines (`lepton-inspect run --events FILE`): one object per part
+(per view of a part on a station of several cameras, each with the part's verdict), written and flushed the moment the verdict is published, so that after a crash or a `kill -9`
 the file says which verdicts were out - and the record can be checked against it (every part
 published more than a commit interval before the end must have its row)."""
 
@@ -27,7 +27,8 @@ class VerdictLog:
 
     def __call__(self, result: InspectionResult) -> None:
         line = json.dumps({"part_id": result.part_id, "verdict": result.verdict.value, "time": time.time(), "run_id": result.run_id,
-                           "seq": result.seq, "score": None if result.score != result.score else result.score})
+                           "seq": result.seq, "score": None if result.score != result.score else result.score,
+                           "view": result.view, "part_verdict": (result.part_verdict or result.verdict).value})
         with self._lock:
             if not self._fh.closed:
                 self._fh.write(line + "\n")

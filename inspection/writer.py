@@ -59,7 +59,8 @@ class ResultWriter:
         self._unwritten = 0
         self._images_missing = 0
         self._image_error = ""
-        self._ok_seen = 0
+        self._ok_seen = 0  # good parts so far
+        self._keep_part = False  # whether the current part's images are kept
         self._commit_s = 0.0  # time spent building and committing rows, for the benchmark's cost per row
         self._lock = threading.Lock()
         self._shift_cache: dict[tuple[str, object], int] = {}
@@ -116,11 +117,17 @@ class ResultWriter:
         self._image_thread = None
 
     def _keep_image(self, result: InspectionResult) -> bool:
-        if result.verdict is not Verdict.OK:
-            return True
-        every = self.recipe.save_ok_every
-        self._ok_seen += 1
-        return every > 0 and (self._ok_seen - 1) % every == 0
+        """Decided per part: every view of a rejected part is kept (the evidence), and every view
+        of one good part in save_ok_every. A part's views are put one after another, the first
+        (view 0) first."""
+        if result.view == 0:
+            if (result.part_verdict or result.verdict) is not Verdict.OK:
+                self._keep_part = True
+            else:
+                every = self.recipe.save_ok_every
+                self._ok_seen += 1
+                self._keep_part = every > 0 and (self._ok_seen - 1) % every == 0
+        return self._keep_part
 
     # -- rows (the writer thread) ---------------------------------------------------------
     def _next_batch(self) -> list[tuple[InspectionResult, bool]]:

@@ -16,7 +16,7 @@ from camera.simulated import SimulatedCamera
 from inspection.errors import ConfigError
 from inspection.result import Verdict
 from inspection.runner import Runner, _View, worst
-from tests.fakes import FakeInspector
+from tests.fakes import FakeInspector, wait_for
 
 
 class BatchInspector(FakeInspector):
@@ -51,17 +51,66 @@ def test_latency_mode_sends_one_view_at_a_time(make_line):
     assert set(model.sizes) == {1} and model.threads == {"lepton-network"}
 
 
+class HeldFirstCall(BatchInspector):
+    """Holds the network's first call until `waiting` views wait behind it (no timing involved)."""
+
+    def __init__(self, waiting: int, **kw) -> None:
+        super().__init__(**kw)
+        self.waiting, self.runner = waiting, None
+
+    def forward(self, inputs):
+        if not self.sizes:
+            assert wait_for(lambda: self.runner is not None and len(self.runner._views[0]) >= self.waiting)
+        return super().forward(inputs)
+
+
 def test_throughput_mode_sends_the_waiting_views_together_and_records_every_part(make_line):
-    # The network takes 50 ms; the software trigger keeps up to max_batch parts waiting meanwhile.
-    model = BatchInspector(network_s=0.05)
+    model = HeldFirstCall(waiting=3)
     line = make_line(inspector=model, mode="throughput", max_batch=3)
-    runner = line.start(max_parts=24)
+    runner = model.runner = line.start(max_parts=24)
     assert runner.wait(60)
     s = line.stop()
     assert (s.parts, s.recorded, s.dropped, s.mode) == (24, 24, 0, "throughput")
-    assert sum(model.sizes) == 24 and max(model.sizes) == 3 and min(model.sizes) >= 1
+    assert model.sizes[:2] == [1, 3] and sum(model.sizes) == 24 and max(model.sizes) == 3
     rows = views(line, s.run_id)
     assert [r[0] for r in rows] == list(range(1, 25))  # one row a part, in order
+
+
+def test_a_micro_batch_larger_than_the_queue_drops_nothing_under_a_software_trigger(make_line):
+    line = make_line(inspector=BatchInspector(network_s=0.01), mode="throughput", max_batch=8, queue_size=2)
+    runner = line.start(max_parts=20)
+    assert runner.wait(60)
+    s = line.stop()
+    assert (s.parts, s.recorded, s.dropped) == (20, 20, 0)
+
+
+def test_a_failed_grab_on_one_camera_drops_that_part_and_the_next_parts_stay_paired(make_line, samples):
+    second = SimulatedCamera(samples)
+    line = make_line(cameras=[SimulatedCamera(samples), second], inspector=BatchInspector())
+    second.open()
+    second.fail_next(1)  # camera 1 loses its view of part 1
+    runner = line.start(max_parts=10)
+    assert runner.wait(60)
+    s = line.stop()
+    assert (s.parts, s.recorded, s.failed_grabs, s.dropped) == (10, 20, 1, 1)  # camera 0's view of that part
+    rows = views(line, s.run_id)
+    assert all(a[3] == b[3] for a, b in zip(rows[::2], rows[1::2])), rows  # each part: the same frame of both cameras
+
+
+def test_both_views_of_a_part_are_kept_or_neither(make_line, samples):
+    import dataclasses
+
+    line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(samples)], inspector=BatchInspector())
+    line.recipe = dataclasses.replace(line.recipe, save_ok_every=2)
+    runner = line.start(max_parts=16)
+    assert runner.wait(60)
+    s = line.stop()
+    kept = sqlite3.connect(line.store.path).execute(
+        "select seq, count(image_path), min(part_verdict) from inspections where run_id=? group by seq order by seq", (s.run_id,)).fetchall()
+    assert {n for _, n, _ in kept} <= {0, 2}  # never one view of a part without the other
+    ok_parts = [n for _, n, verdict in kept if verdict == "OK"]
+    assert ok_parts and all(n == 2 for n in ok_parts[::2]) and all(n == 0 for n in ok_parts[1::2])  # one good part in two
+    assert all(n == 2 for _, n, verdict in kept if verdict != "OK")
 
 
 def test_a_station_of_two_cameras_records_both_views_of_each_part_with_the_worst_verdict(make_line, samples, tmp_path):
@@ -99,21 +148,21 @@ def test_a_free_running_station_of_two_cameras_is_refused_before_a_run_starts(ma
     assert sqlite3.connect(line.store.path).execute("select count(*) from runs").fetchone() == (0,)
 
 
-def test_a_full_queue_drops_the_oldest_part_whole_and_the_views_stay_paired(make_line, samples):
+def test_views_whose_part_another_camera_has_passed_are_dropped_never_paired(make_line, samples):
     line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(samples)], queue_size=2)
     runner = Runner(line.cameras, line.inspector, line.recipe, writer=_NoWriter(), config=line.config, run_id=0)
 
     def view(name: str) -> _View:
         return _View(frame=name, t0=0.0, data=name, error="", t_prepared=0.0)  # (the frame is not looked at here)
 
-    for name in ("a1", "a2", "a3"):  # camera 0 runs ahead: its full queue drops part 1, which camera 1 has not sent yet
+    for name in ("a0", "a1", "a2"):  # camera 0 runs ahead: its full queue drops its view of part 0
         runner._accept(0, view(name))
-    for name in ("b1", "b2", "b3"):  # camera 1's view of part 1 is discarded on arrival
-        runner._accept(1, view(name))
-    parts = runner._next_parts()
-    assert [[v.data for v in part] for part in parts] == [["a2", "b2"]]
-    assert [[v.data for v in part] for part in runner._next_parts()] == [["a3", "b3"]]
-    assert runner.status().dropped == 2  # both views of part 1
+    runner._accept(1, view("b0"))  # camera 1's view of part 0 has no partner left
+    runner._accept(1, view("b1"))
+    assert [[v.data for v in part] for part in runner._next_parts()] == [["a1", "b1"]]
+    runner._accept(1, view("b2"))
+    assert [[v.data for v in part] for part in runner._next_parts()] == [["a2", "b2"]]
+    assert runner.status().dropped == 2  # a0 from the full queue, b0 unpaired
 
 
 class _NoWriter:
