@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, select, text
 
 from inspection.errors import ConfigError
-from inspection.schema import Event, Inspection, ModelVersion, Relabel, Run, Shift
+from inspection.schema import PART_ROW, PART_VERDICT, Event, Inspection, ModelVersion, Relabel, Run, Shift
 from inspection.store import Store, utcnow
 
 WORST_REJECTS = 12
@@ -148,10 +148,10 @@ def time_window(start: str, end: str, tz: dt.tzinfo) -> Window:
 
 def list_shifts(store: Store) -> list[dict[str, Any]]:
     """Every shift in the record with its counts, newest first."""
-    q = (select(Shift.id, Shift.name, Shift.start_at, Shift.end_at, func.count(Inspection.id),
-                func.coalesce(func.sum(cast(Inspection.verdict == "OK", Integer)), 0),
-                func.coalesce(func.sum(cast(Inspection.verdict == "NG", Integer)), 0),
-                func.coalesce(func.sum(cast(Inspection.verdict == "REVIEW", Integer)), 0))
+    q = (select(Shift.id, Shift.name, Shift.start_at, Shift.end_at, func.coalesce(func.sum(cast(PART_ROW, Integer)), 0),
+                func.coalesce(func.sum(cast(PART_ROW & (PART_VERDICT == "OK"), Integer)), 0),
+                func.coalesce(func.sum(cast(PART_ROW & (PART_VERDICT == "NG"), Integer)), 0),
+                func.coalesce(func.sum(cast(PART_ROW & (PART_VERDICT == "REVIEW"), Integer)), 0))
          .join(Inspection, Inspection.shift_id == Shift.id, isouter=True).group_by(Shift.id).order_by(Shift.start_at.desc()))
     with store.session() as s:
         return [{"id": i, "name": n, "start_utc": a, "end_utc": b, "inspected": c, "ok": ok, "ng": ng, "review": rv}
@@ -164,7 +164,7 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
     with store.session() as s:
         last_id = s.scalar(select(func.max(Inspection.id))) or 0
         in_window = (Inspection.ts >= window.start, Inspection.ts < window.end, Inspection.id <= last_id)
-        by_verdict = dict(s.execute(select(Inspection.verdict, func.count()).where(*in_window).group_by(Inspection.verdict)).all())
+        by_verdict = dict(s.execute(select(PART_VERDICT, func.count()).where(*in_window, PART_ROW).group_by(PART_VERDICT)).all())
         runs = s.execute(select(Run).where(Run.started_at < window.end, func.coalesce(Run.ended_at, now) > window.start)).scalars().all()
         model_ids = {r.model_version_id for r in runs} | set(s.scalars(select(Inspection.model_version_id).where(*in_window).distinct()))
         models = s.scalars(select(ModelVersion).where(ModelVersion.id.in_(model_ids)).order_by(ModelVersion.id)).all()
@@ -177,8 +177,8 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
         # stamped on the hour into the hour before).
         seconds = cast(func.strftime("%s", Inspection.ts), Integer) - int(window.start.replace(tzinfo=dt.timezone.utc).timestamp())
         hour = seconds // 3600
-        hourly = s.execute(select(hour, func.count(), func.sum(cast(Inspection.verdict == "NG", Integer)))
-                           .where(*in_window).group_by(hour).order_by(hour)).all()
+        hourly = s.execute(select(hour, func.count(), func.sum(cast(PART_VERDICT == "NG", Integer)))
+                           .where(*in_window, PART_ROW).group_by(hour).order_by(hour)).all()
         lo, hi = s.execute(select(func.min(Inspection.score), func.max(Inspection.score)).where(*in_window)).one()
         histogram: list[tuple[float, float, int]] = []
         if lo is not None:

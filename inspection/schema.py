@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -100,6 +100,12 @@ class Inspection(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
+
+
+# Counting parts, not rows: a station of several cameras writes a row per view. One row of each part
+# (its first view) carries the part's verdict; rows written before revision 0008 are their part's.
+PART_ROW = Inspection.view == 0
+PART_VERDICT = func.coalesce(Inspection.part_verdict, Inspection.verdict)
 
 class Relabel(Base):
     """An engineer's judgement of a part, added as history: the model's verdict in `inspections`

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Integer, cast, func, select
 
-from inspection.schema import Event, Inspection, Run
+from inspection.schema import PART_ROW, PART_VERDICT, Event, Inspection, Run
 from inspection.store import Store
 
 RATE_WINDOW = dt.timedelta(minutes=5)  # parts/min counts the parts of the last five minutes
@@ -40,12 +40,12 @@ def counters(store: Store, start: dt.datetime, end: dt.datetime | None = None, n
     window = [Inspection.ts >= start] + ([Inspection.ts < end] if end is not None else [])
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with store.session() as s:
-        by_verdict = dict(s.execute(select(Inspection.verdict, func.count()).where(*window).group_by(Inspection.verdict)).all())
+        by_verdict = dict(s.execute(select(PART_VERDICT, func.count()).where(*window, PART_ROW).group_by(PART_VERDICT)).all())
         parts = sum(by_verdict.values())
         latest = sorted(s.scalars(select(Inspection.latency_ms).where(*window).order_by(Inspection.id.desc()).limit(LATENCY_PARTS)))
         p50 = latest[_rank(len(latest), 0.50)] if latest else 0.0
         p99 = latest[_rank(len(latest), 0.99)] if latest else 0.0
-        recent, first_recent = s.execute(select(func.count(), func.min(Inspection.ts)).where(*window, Inspection.ts >= now - RATE_WINDOW)).one()
+        recent, first_recent = s.execute(select(func.count(), func.min(Inspection.ts)).where(*window, PART_ROW, Inspection.ts >= now - RATE_WINDOW)).one()
         run_window = [Run.started_at >= start] + ([Run.started_at < end] if end is not None else [])
         dropped = s.scalar(select(func.coalesce(func.sum(func.coalesce(Run.dropped_frames, 0) + func.coalesce(Run.failed_grabs, 0)), 0))
                            .where(*run_window)) or 0
@@ -84,8 +84,8 @@ def ng_trend(store: Store, since: dt.datetime, bucket: dt.timedelta, buckets: in
     """Parts and NG parts per bucket from `since` (naive UTC), `buckets` buckets, empty ones included."""
     width = bucket.total_seconds()
     index = cast((func.julianday(Inspection.ts) - func.julianday(since)) * 86400.0 / width, Integer)
-    q = (select(index, func.count(), func.sum(func.iif(Inspection.verdict == "NG", 1, 0)))
-         .where(Inspection.ts >= since, Inspection.ts < since + bucket * buckets).group_by(index))
+    q = (select(index, func.count(), func.sum(func.iif(PART_VERDICT == "NG", 1, 0)))
+         .where(Inspection.ts >= since, Inspection.ts < since + bucket * buckets, PART_ROW).group_by(index))
     with store.session() as s:
         rows = {int(k): (int(n), int(ng or 0)) for k, n, ng in s.execute(q).all()}
     return [TrendPoint(since + bucket * k, *rows.get(k, (0, 0))) for k in range(buckets)]

@@ -204,7 +204,7 @@ def test_parts_on_the_hour_odd_messages_and_a_station_holding_the_database(recor
         real = {int((dt.datetime.fromisoformat(ts) - t0) // dt.timedelta(hours=1)) for (ts,) in con.execute("select ts from inspections")}
         h1, h2 = [k for k in range(1, 8) if k not in real][:2]
         for k, verdict in ((h1, "NG"), (h2, "OK"), (h2, "OK")):
-            row = {**template, "part_id": f"edge-{k}-{verdict}-{random.random()}", "verdict": verdict,
+            row = {**template, "part_id": f"edge-{k}-{verdict}-{random.random()}", "verdict": verdict, "part_verdict": verdict,
                    "ts": (t0 + dt.timedelta(hours=k)).isoformat(sep=" ", timespec="microseconds")}
             con.execute(f"insert into inspections ({', '.join(cols)}) values ({', '.join('?' * len(cols))})", [row[c] for c in cols])
         con.execute("insert into events (ts, level, kind, message) values (?, 'warning', 'camera', ?)",

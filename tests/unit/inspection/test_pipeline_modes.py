@@ -202,3 +202,25 @@ def test_the_hand_off_to_the_writer_and_the_commits_are_measured(make_line):
     assert runner.wait(30)
     s = line.stop()
     assert s.hand_off_ms_per_part > 0 and s.commit_ms_per_row > 0
+
+
+def test_counters_shifts_and_reports_count_parts_not_views(make_line, samples, tmp_path):
+    import datetime as dt
+
+    from inspection.report import Window, gather, list_shifts
+    from inspection.stats import counters
+
+    white = tmp_path / "white"
+    white.mkdir()
+    cv2.imwrite(str(white / "0.png"), np.full((60, 80), 250, np.uint8))  # NG to the fake model
+    line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(white)], inspector=BatchInspector())
+    runner = line.start(max_parts=8)
+    assert runner.wait(60)
+    s = line.stop()
+    assert (s.parts, s.recorded, s.ng) == (8, 16, 8)
+    c = counters(line.store, dt.datetime(2000, 1, 1))
+    assert (c.parts, c.ng, c.ok, c.review) == (8, 8, 0, 0)
+    shifts = list_shifts(line.store)
+    assert sum(x["inspected"] for x in shifts) == 8 and sum(x["ng"] for x in shifts) == 8
+    data = gather(line.store, Window(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1), "all"), dt.timezone.utc)
+    assert (data.inspected, data.ng, data.ok) == (8, 8, 0)
