@@ -137,33 +137,19 @@ def as_bmp(folder: Path, out: Path) -> Path:
     return out
 
 
-def gui_stall(seconds: float, images: Path, model: Path | None) -> dict[str, float] | None:
-    if seconds <= 0:
-        return None
+def bench_json(script: str, what: str, images: Path, model: Path | None, *args: str) -> dict | None:
+    """Run another benchmark of bench/ in its own process and read the JSON it writes (None, with a
+    warning, if it fails: the table goes on without its rows)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "gui.json"
-        cmd = [sys.executable, str(ROOT / "bench" / "bench_gui.py"), "--seconds", str(seconds), "--images", str(images), "--json", str(out)]
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, str(ROOT / "bench" / script), "--images", str(images), "--json", str(out), *args]
         if model is not None:
             cmd += ["--model", str(model)]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0 or not out.is_file():
-            print(f"warning: the GUI benchmark failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+            print(f"warning: the {what} benchmark failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
             return None
         return json.loads(out.read_text())
-
-
-def against_eager(images: Path, model: Path | None) -> dict[str, float] | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "models.json"
-        cmd = [sys.executable, str(ROOT / "bench" / "bench_models.py"), "--images", str(images), "--json", str(out)]
-        if model is not None:
-            cmd += ["--model", str(model)]
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0 or not out.is_file():
-            print(f"warning: the model benchmark failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
-            return None
-        r = json.loads(out.read_text())
-        return {k: r[k] for k in ("eager_speedup_predict", "eager_speedup_network") if k in r}
 
 
 def main() -> None:
@@ -194,8 +180,9 @@ def main() -> None:
                 db = Path(tmp) / f"{device}-{len(runs)}.db"
                 runs[name] = line_runs(station, a.model, device, mode, a.max_batch, a.parts, db, images, a.rounds)
             res["devices"][device] = {"raw": runs["latency"]["raw"], "runs": runs}
-    gui = gui_stall(a.gui_seconds, a.images, a.model)
-    eager = against_eager(a.images, a.model)
+    gui = bench_json("bench_gui.py", "GUI", a.images, a.model, "--seconds", str(a.gui_seconds)) if a.gui_seconds > 0 else None
+    models = bench_json("bench_models.py", "model", a.images, a.model)
+    eager = {k: models[k] for k in ("eager_speedup_predict", "eager_speedup_network") if k in models} if models else None
 
     cpu = res["devices"]["cpu"]
     lat, thr = cpu["runs"]["latency"], cpu["runs"]["throughput"]
