@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication
@@ -115,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         s, r = window.controller.status(), window.controller.latest()
         return s is not None and s.parts >= a.parts and r is not None and r.verdict.value == "NG" and window.verdict.verdict.text() == "NG"
 
+    # The record's counters and rejects refresh once a second; the line inspects 30 parts in less.
+    _wait(app, lambda: (window.controller.status() or SimpleNamespace(parts=0)).parts >= a.parts)
+    window.controller.refresh_stats()
+    _pump(app, 1.5)
     if not _wait(app, ng_on_screen):
         print("no NG part came up")
         return 1
