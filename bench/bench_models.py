@@ -215,27 +215,29 @@ def _timed_in_turns(inspectors: dict[str, Inspector], images: list[np.ndarray], 
 def _batch_table(inspector: Inspector, images: list[np.ndarray], n: int) -> list[dict[str, float]]:
     """Views per second through preprocess + forward (N views at once) + finish, one thread: the
     throughput a micro-batch buys and the latency it costs (a view waits for its whole batch)."""
-    rows = []
-    for size in BATCHES:
-        views = [images[k % len(images)] for k in range(size)]
-        inspector.forward([inspector.preprocess(v) for v in views])  # warm-up at this batch size
-        rounds = max(5, (2 * n) // size)
-        batch_ms, forward_ms = [], []
-        start = time.perf_counter()
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            inputs = [inspector.preprocess(v) for v in views]
-            t1 = time.perf_counter()
-            raws = inspector.forward(inputs)
-            t2 = time.perf_counter()
-            for raw, v in zip(raws, views):
-                inspector.finish(raw, v.shape)
-            batch_ms.append((time.perf_counter() - t0) * 1000)
-            forward_ms.append((t2 - t1) * 1000)
-        total = time.perf_counter() - start
-        rows.append({"n": size, "batch_p50_ms": _p(batch_ms, 50), "forward_p50_ms": _p(forward_ms, 50),
-                     "ms_per_view": total * 1000 / (rounds * size), "views_per_s": rounds * size / total})
-    return rows
+    return [micro_batches(inspector, images, size, max(5, (2 * n) // size)) for size in BATCHES]
+
+
+def micro_batches(inspector: Inspector, images: list[np.ndarray], size: int, rounds: int) -> dict[str, float]:
+    """`rounds` micro-batches of `size` views through preprocess, forward and finish, one thread
+    (as the line's threads call them, one after another): per-batch times and views per second."""
+    views = [images[k % len(images)] for k in range(size)]
+    inspector.forward([inspector.preprocess(v) for v in views])  # warm-up at this batch size
+    batch_ms, forward_ms = [], []
+    start = time.perf_counter()
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        inputs = [inspector.preprocess(v) for v in views]
+        t1 = time.perf_counter()
+        raws = inspector.forward(inputs)
+        t2 = time.perf_counter()
+        for raw, v in zip(raws, views):
+            inspector.finish(raw, v.shape)
+        batch_ms.append((time.perf_counter() - t0) * 1000)
+        forward_ms.append((t2 - t1) * 1000)
+    total = time.perf_counter() - start
+    return {"n": size, "batch_p50_ms": _p(batch_ms, 50), "forward_p50_ms": _p(forward_ms, 50),
+            "ms_per_view": total * 1000 / (rounds * size), "views_per_s": rounds * size / total}
 
 
 def _p(values: list[float], q: float) -> float:

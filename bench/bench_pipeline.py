@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import resources  # noqa: E402
+from bench.bench_models import micro_batches  # noqa: E402
 from camera.base import image_files  # noqa: E402
 from inspection.line import open_line  # noqa: E402
 from models.datasets import read_image  # noqa: E402
@@ -70,16 +71,8 @@ def raw_model(inspector: Inspector, images: list[np.ndarray], n: int, batch: int
         inspector.predict(images[k % len(images)])
         t.append(time.perf_counter() - t0)
     ms = np.asarray(t) * 1000
-    t0 = time.perf_counter()
-    views = 0
-    while views < n:
-        group = [images[(views + j) % len(images)] for j in range(batch)]
-        outs = inspector.forward([inspector.preprocess(im) for im in group])
-        for out, im in zip(outs, group):
-            inspector.finish(out, im.shape)
-        views += batch
-    batch_s = time.perf_counter() - t0
-    return {"pps": n / ms.sum() * 1000, "batch_pps": views / batch_s, "ms": ms.tolist()}
+    batched = micro_batches(inspector, images, batch, max(1, n // batch))
+    return {"pps": n / ms.sum() * 1000, "batch_pps": batched["views_per_s"], "ms": ms.tolist()}
 
 
 def line_runs(spec: str, model: Path | None, device: str, mode: str, max_batch: int, parts: int, db: Path,

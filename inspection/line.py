@@ -43,7 +43,6 @@ class Line:
         self.camera_spec = camera_spec
         self.inspector = inspector
         self.cameras = cameras if cameras is not None else open_cameras(camera_spec)
-        self.camera = self.cameras[0]
         self.model_version_id = store.model_version(inspector.info)
         self.thresholds = thresholds_in_force(recipe, inspector.info)
         self.runner: Runner | None = None
@@ -57,6 +56,11 @@ class Line:
         if config.reports_automatic:
             self.reports = ShiftReporter(store, config, config.reports_folder or data_dir() / "reports")
             self.reports.start()
+
+    @property
+    def camera(self) -> Camera:
+        """The station's first camera (the only one of a one-camera station)."""
+        return self.cameras[0]
 
     def status(self) -> RunnerStatus | None:
         """The current run's status, else the last run's (None before the first run)."""

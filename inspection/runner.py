@@ -131,7 +131,6 @@ class Runner:
         if not self.cameras:
             raise ValueError("a runner needs a camera")
         check_station(len(self.cameras), recipe)
-        self.camera = self.cameras[0]
         self.inspector = inspector
         self.recipe = recipe
         self.writer = writer
