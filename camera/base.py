@@ -25,7 +25,7 @@ PIXEL_FORMATS: tuple[str, ...] = ("Mono8", "RGB8")
 class TriggerMode(str, enum.Enum):
     FREE_RUN = "free-run"
     SOFTWARE = "software"
-    HARDWARE = "hardware"  # rising edge on Line1
+    HARDWARE = "hardware"  # an edge on an input line: IoSettings (default: rising edge on Line1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,29 @@ class CameraSettings:
         if self.pixel_format not in PIXEL_FORMATS:
             raise ValueError(f"pixel format must be one of {', '.join(PIXEL_FORMATS)}, not {self.pixel_format!r}")
         object.__setattr__(self, "trigger", TriggerMode(self.trigger))
+
+
+TRIGGER_ACTIVATIONS: tuple[str, ...] = ("RisingEdge", "FallingEdge")
+
+
+@dataclasses.dataclass(frozen=True)
+class IoSettings:
+    """How a camera is wired to the line: the hardware trigger's input and the reject output.
+    `None` leaves the camera's own value; `reject_line=None` leaves every output alone."""
+
+    trigger_line: str = "Line1"
+    trigger_activation: str = "RisingEdge"
+    debounce_us: float | None = None
+    trigger_delay_us: float | None = None  # hardware trigger only
+    reject_line: str | None = None
+    reject_output: str = "UserOutput1"  # the user output that drives reject_line
+    reject_inverted: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trigger_activation not in TRIGGER_ACTIVATIONS:
+            raise ValueError(f"trigger activation must be one of {', '.join(TRIGGER_ACTIVATIONS)}, not {self.trigger_activation!r}")
+        if self.reject_line is not None and self.reject_line == self.trigger_line:
+            raise ValueError(f"the reject line cannot be the trigger line ({self.trigger_line})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +105,8 @@ class Frame:
 
 
 class Camera(abc.ABC):
-    """A source of frames. Not thread-safe: one thread grabs, others leave it alone."""
+    """A source of frames. Not thread-safe: one thread grabs, others leave it alone (except
+    `set_output` and `encoder_position`, which any thread may call)."""
 
     camera_id: str
 
@@ -121,6 +145,19 @@ class Camera(abc.ABC):
     @abc.abstractmethod
     def grab(self, timeout_s: float = 1.0) -> Frame:
         """The next frame. Raises GrabTimeout, GrabFailed or CameraRemovedError."""
+
+    def configure_io(self, io: IoSettings) -> None:
+        """Wire the trigger input and the reject output (only while not grabbing); kept across a
+        reconnection and used by TriggerMode.HARDWARE."""
+        raise CameraError(f"Camera {self.camera_id} has no trigger or output lines.")
+
+    def set_output(self, value: bool) -> None:
+        """Drive the reject output (any thread, also while another grabs)."""
+        raise CameraError(f"Camera {self.camera_id} has no output line.")
+
+    def encoder_position(self) -> int:
+        """The shaft encoder's count now (any thread)."""
+        raise CameraError(f"Camera {self.camera_id} has no encoder.")
 
     @abc.abstractmethod
     def save_settings(self, path: Path) -> None:

@@ -3,6 +3,14 @@
 This is the only module that imports pypylon. Feature names differ between camera generations
 (`ExposureTime` on SFNC 2 cameras, `ExposureTimeAbs` on older ones); `_FEATURES` maps them here
 and nowhere else.
+
+Lines (`configure_io`): the hardware trigger's input (`LineSelector`, `LineMode=Input`, the
+debouncer), `TriggerSource`/`TriggerActivation`/`TriggerDelay` of the FrameStart trigger, and the
+reject output (`LineMode=Output`, `LineSource=UserOutputN`, `LineInverter`), driven by
+`UserOutputSelector`/`UserOutputValue`. The encoder is read from `EncoderValue` (SFNC encoder
+control, racer 2; the selector left at its default) or `ShaftEncoderModuleCounter` (the shaft
+encoder module of ace GigE cameras). Basler's emulator has the lines and the trigger delay, but no
+debouncer and no encoder.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from camera.base import Camera, CameraInfo, CameraSettings, Frame, Roi, TriggerMode, check_playback_folder
+from camera.base import Camera, CameraInfo, CameraSettings, Frame, IoSettings, Roi, TriggerMode, check_playback_folder
 from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,9 @@ _FEATURES: dict[str, tuple[str, ...]] = {
     "gain_db": ("Gain", "GainAbs"),
     "frame_rate": ("AcquisitionFrameRate", "AcquisitionFrameRateAbs"),
     "frame_rate_enable": ("AcquisitionFrameRateEnable",),
+    "debounce_us": ("LineDebouncerTime", "LineDebouncerTimeAbs"),
+    "trigger_delay_us": ("TriggerDelay", "TriggerDelayAbs"),
+    "encoder": ("EncoderValue", "ShaftEncoderModuleCounter"),
 }
 # Our pixel format -> pylon's names for it.
 _PIXEL_FORMATS: dict[str, tuple[str, ...]] = {"Mono8": ("Mono8",), "RGB8": ("RGB8", "RGB8Packed")}
@@ -121,6 +132,10 @@ class BaslerCamera(Camera):
         self._settings = CameraSettings()
         self._converter: Any = None
         self._held_serial: str | None = None  # this camera's entry in _open_by_serial
+        self._io: IoSettings | None = None  # the lines' wiring (configure_io), applied again by every configure()
+        # The line and user-output selectors (set_output and encoder_position come from other
+        # threads), and self._cam while close() lets it go.
+        self._io_lock = threading.Lock()
 
     # -- open / close ------------------------------------------------------------------
     def _find_device(self) -> Any:
@@ -205,7 +220,8 @@ class BaslerCamera(Camera):
     def close(self) -> None:
         """Stop grabbing, close and destroy the device (also a removed one); the InstantCamera and
         its removal handler are released."""
-        cam, self._cam = self._cam, None
+        with self._io_lock:
+            cam, self._cam = self._cam, None
         if cam is not None:
             _release(cam, self.camera_id)
         self._let_go_of_serial()
@@ -289,10 +305,81 @@ class BaslerCamera(Camera):
                 if enable is not None:
                     enable.SetValue(True)
                 rate.SetValue(float(settings.frame_rate))
-            self._apply_trigger(settings.trigger)
+            if self._io is not None:
+                self._apply_io(self._io)
+            self._apply_trigger(settings.trigger, self._io or IoSettings())
         except genicam.GenericException as exc:
             raise CameraError(f"Camera {self.camera_id} refused the settings: {_short(exc)}.") from exc
         self._settings = settings
+
+    def configure_io(self, io: IoSettings) -> None:
+        self._require_open()
+        if self._cam.IsGrabbing():
+            raise CameraError("Camera lines can only change while the camera is not grabbing.")
+        try:
+            self._apply_io(io)
+            self._apply_trigger(self._settings.trigger, io)
+        except _genicam().GenericException as exc:
+            raise CameraError(f"Camera {self.camera_id} refused the line settings: {_short(exc)}.") from exc
+        self._io = io
+
+    def _apply_io(self, io: IoSettings) -> None:
+        with self._io_lock:
+            self._set_enum("LineSelector", io.trigger_line)
+            if self._node("LineMode") is not None:
+                self._set_enum("LineMode", "Input")
+            if io.debounce_us is not None:
+                node = self._feature("debounce_us")
+                if node is None:
+                    raise CameraError(f"Camera {self.camera_id} has no line debouncer (LineDebouncerTime), so no debounce can be set.")
+                node.SetValue(float(io.debounce_us))
+            if io.reject_line is None:
+                return
+            self._set_enum("LineSelector", io.reject_line)
+            if self._node("LineMode") is not None:
+                self._set_enum("LineMode", "Output")
+            self._set_enum("LineSource", io.reject_output)
+            inverter = self._node("LineInverter")
+            if inverter is None and io.reject_inverted:
+                raise CameraError(f"Camera {self.camera_id} has no LineInverter, so {io.reject_line} cannot be inverted.")
+            if inverter is not None:
+                inverter.SetValue(io.reject_inverted)
+            self._set_enum("UserOutputSelector", io.reject_output)
+            self._set("UserOutputValue", False)
+
+    def _set_enum(self, name: str, value: str) -> None:
+        """Set an enumeration, unless it holds `value` already (a fixed line's mode is read-only)."""
+        node = self._node(name)
+        if node is None:
+            raise CameraError(f"Camera {self.camera_id} has no feature {name}.")
+        offered = list(node.Symbolics)
+        if value not in offered:
+            raise CameraError(f"Camera {self.camera_id} has no {value} for {name}; it offers {', '.join(offered)}.")
+        if node.ToString() != value:
+            node.FromString(value)
+
+    def set_output(self, value: bool) -> None:
+        io = self._io
+        if io is None or io.reject_line is None:
+            raise CameraError(f"Camera {self.camera_id} has no reject output configured.")
+        with self._io_lock:
+            self._require_open()
+            try:
+                self._set_enum("UserOutputSelector", io.reject_output)
+                self._set("UserOutputValue", bool(value))
+            except _genicam().GenericException as exc:
+                raise CameraError(f"Camera {self.camera_id} cannot set {io.reject_output}: {_short(exc)}.") from exc
+
+    def encoder_position(self) -> int:
+        with self._io_lock:
+            self._require_open()
+            node = self._feature("encoder")
+            if node is None:
+                raise CameraError(f"Camera {self.camera_id} has no encoder (EncoderValue or ShaftEncoderModuleCounter).")
+            try:
+                return int(node.GetValue())
+            except _genicam().GenericException as exc:
+                raise CameraError(f"Camera {self.camera_id} cannot read its encoder: {_short(exc)}.") from exc
 
     def _set_pixel_format(self, fmt: str) -> None:
         node = self._node("PixelFormat")
@@ -312,15 +399,25 @@ class BaslerCamera(Camera):
         cam.OffsetX.Value = roi.x
         cam.OffsetY.Value = roi.y
 
-    def _apply_trigger(self, mode: TriggerMode) -> None:
+    def _apply_trigger(self, mode: TriggerMode, io: IoSettings) -> None:
+        """The FrameStart trigger; a hardware trigger on `io`'s line, edge and delay (a delay we set
+        is put back to 0 for the software trigger, which it would delay too)."""
         self._set("TriggerSelector", "FrameStart")
         if mode is TriggerMode.FREE_RUN:
             self._set("TriggerMode", "Off")
             return
         self._set("TriggerMode", "On")
-        self._set("TriggerSource", "Software" if mode is TriggerMode.SOFTWARE else "Line1")
-        if mode is TriggerMode.HARDWARE and self._node("TriggerActivation") is not None:
-            self._set("TriggerActivation", "RisingEdge")
+        hardware = mode is TriggerMode.HARDWARE
+        self._set_enum("TriggerSource", io.trigger_line if hardware else "Software")
+        if hardware and self._node("TriggerActivation") is not None:
+            self._set_enum("TriggerActivation", io.trigger_activation)
+        elif hardware and io.trigger_activation != "RisingEdge":
+            raise CameraError(f"Camera {self.camera_id} has no TriggerActivation, so it cannot trigger on a falling edge.")
+        if io.trigger_delay_us is not None:
+            delay = self._feature("trigger_delay_us")
+            if delay is None:
+                raise CameraError(f"Camera {self.camera_id} has no trigger delay (TriggerDelay), so none can be set.")
+            delay.SetValue(float(io.trigger_delay_us) if hardware else 0.0)
 
     def settings(self) -> CameraSettings:
         return self._settings
@@ -341,6 +438,13 @@ class BaslerCamera(Camera):
         except _genicam().GenericException as exc:
             raise CameraError(f"Camera settings file {path} does not fit camera {self.camera_id}: {_short(exc)}.") from exc
         self._settings = self._read_settings()
+        if self._io is None:
+            return
+        try:  # the station's wiring wins over the lines in a recipe's file
+            self._apply_io(self._io)
+            self._apply_trigger(self._settings.trigger, self._io)
+        except _genicam().GenericException as exc:
+            raise CameraError(f"Camera {self.camera_id} refused the line settings: {_short(exc)}.") from exc
 
     def device_settings(self) -> CameraSettings:
         """The settings in force on the camera, read back from it (ROI and frame rate left out)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.base import Camera, CameraSettings, Frame, Roi, TriggerMode, check_playback_folder
+from camera.base import Camera, CameraSettings, Frame, IoSettings, Roi, TriggerMode, check_playback_folder
 from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
 
 _PFS_HEADER = "# Lepton Inspect simulated camera settings (pylon .pfs layout: name<TAB>value)\n"
@@ -22,9 +22,15 @@ class SimulatedCamera(Camera):
     n grabs fail, `disconnect()` pulls the virtual cable (grabs raise CameraRemovedError, and
     `open()` CameraNotFoundError until `plug_in()` puts it back), `frame_delay_s` slows every
     frame. Frame ids go on counting across a reconnection, as the played images do.
+
+    Lines: `configure_io` keeps the wiring; `set_output` records `(time.perf_counter(), value)` in
+    `outputs` (`fail_outputs(n)` makes the next n calls fail); the encoder counts
+    `encoder_counts_per_s` (settable with `set_encoder_speed`) since it was made, or has none at all
+    with `has_encoder=False`.
     """
 
-    def __init__(self, folder: str | Path, *, frame_delay_s: float = 0.0) -> None:
+    def __init__(self, folder: str | Path, *, frame_delay_s: float = 0.0, encoder_counts_per_s: float = 0.0,
+                 has_encoder: bool = True) -> None:
         self.folder = Path(folder)
         self.camera_id = f"sim:{self.folder.name}"
         self.frame_delay_s = frame_delay_s
@@ -39,6 +45,13 @@ class SimulatedCamera(Camera):
         self._fail_count = 0
         self._removed = False  # this connection was lost: close and open again
         self._unplugged = False  # the virtual cable is out: open() finds no camera
+        self.io: IoSettings | None = None
+        self.outputs: list[tuple[float, bool]] = []  # (perf_counter, value) of each set_output
+        self._output_failures = 0
+        self.has_encoder = has_encoder
+        self._encoder_base = 0.0  # counts at _encoder_since
+        self._encoder_since = time.perf_counter()
+        self.encoder_counts_per_s = encoder_counts_per_s
 
     # -- fault injection ---------------------------------------------------------------
     def fail_next(self, count: int = 1) -> None:
@@ -50,6 +63,19 @@ class SimulatedCamera(Camera):
         with self._lock:
             self._removed = True
             self._unplugged = True
+
+    def fail_outputs(self, count: int = 1) -> None:
+        """Make the next `count` set_output calls raise CameraError."""
+        with self._lock:
+            self._output_failures += count
+
+    def set_encoder_speed(self, counts_per_s: float) -> None:
+        """Change the conveyor's speed from now on (the count so far is kept)."""
+        with self._lock:
+            now = time.perf_counter()
+            self._encoder_base += self.encoder_counts_per_s * (now - self._encoder_since)
+            self._encoder_since = now
+            self.encoder_counts_per_s = counts_per_s
 
     def plug_in(self) -> None:
         """Put the virtual cable back: the camera can be opened again (the lost connection stays lost)."""
@@ -96,6 +122,29 @@ class SimulatedCamera(Camera):
 
     def settings(self) -> CameraSettings:
         return self._settings
+
+    def configure_io(self, io: IoSettings) -> None:
+        self._require_open()
+        if self._grabbing:
+            raise CameraError("Camera lines can only change while the camera is not grabbing.")
+        self.io = io
+
+    def set_output(self, value: bool) -> None:
+        with self._lock:
+            if self.io is None or self.io.reject_line is None:
+                raise CameraError(f"Camera {self.camera_id} has no reject output configured.")
+            if self._removed or not self._open:
+                raise CameraError(f"Camera {self.camera_id} is not connected, so its output cannot be set.")
+            if self._output_failures > 0:
+                self._output_failures -= 1
+                raise CameraError(f"Camera {self.camera_id} did not accept the output value.")
+            self.outputs.append((time.perf_counter(), bool(value)))
+
+    def encoder_position(self) -> int:
+        if not self.has_encoder:
+            raise CameraError(f"Camera {self.camera_id} has no encoder.")
+        with self._lock:
+            return int(self._encoder_base + self.encoder_counts_per_s * (time.perf_counter() - self._encoder_since))
 
     def start(self) -> None:
         self._require_open()
