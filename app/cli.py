@@ -1,11 +1,11 @@
 """`lepton-inspect`: the command line. Headless commands never import Qt.
 
     lepton-inspect cameras
-    lepton-inspect run --camera SPEC [--model PKG] [--db PATH] [--parts N] [--json]
+    lepton-inspect run --camera SPEC [--model PKG] [--db PATH|URL] [--parts N] [--json]
     lepton-inspect train --dataset DIR --kind anomaly|segmentation --out PKG [--epochs N] [--seed S]
     lepton-inspect eval --model PKG --dataset DIR [--json FILE]
     lepton-inspect predict --model PKG --input DIR_OR_FILES --out DIR
-    lepton-inspect gui [--camera SPEC] [--model PKG] [--db PATH]      (the default command)
+    lepton-inspect gui [--camera SPEC] [--model PKG] [--db PATH|URL]  (the default command)
     lepton-inspect users init|add|list|set-role|disable|enable|passwd ...
     lepton-inspect audit verify|list [--db PATH]
     lepton-inspect recipe thresholds --recipe FILE --user NAME [--ok-below X] [--ng-at Y]
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import logging.handlers
@@ -34,6 +35,23 @@ def default_camera_spec() -> str:
     return f"emu:{resources.DEMO_SAMPLES}"
 
 
+DB_HELP = "SQLite database; default: lepton.db in the user data folder"
+URL_HELP = ("SQLite database, or a plant database server's URL (postgresql://user@host:5432/lepton); default: lepton.db in the "
+            "user data folder")
+
+
+def _db(text: str) -> str | Path:
+    """--db: a SQLite file, or a database server's URL (kept as text)."""
+    return text if "://" in text else Path(text)
+
+
+def _db_file(text: str) -> Path:
+    """--db of a command that works on the station's own record: a SQLite file only."""
+    if "://" in text:
+        raise argparse.ArgumentTypeError("this command works on a station's SQLite file, not on a server's URL")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     from camera.spec import SPEC_HELP
 
@@ -44,7 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     def line_options(sp: argparse.ArgumentParser, camera_required: bool) -> None:
         sp.add_argument("--camera", required=camera_required, default=None, metavar="SPEC", help=SPEC_HELP)
         sp.add_argument("--model", type=Path, default=None, metavar="PKG", help="model package (.lpkg); default: the recipe's, else the bundled demo model")
-        sp.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+        sp.add_argument("--db", type=_db, default=None, metavar="PATH|URL",
+                        help=URL_HELP + "; with a URL the station records into that file and forwards its rows to the server")
+        sp.add_argument("--buffer", type=Path, default=None, metavar="PATH",
+                        help="with --db URL: the station's own SQLite file, forwarded to the server (default: the default database)")
         sp.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="recipe (.toml) merged over the default recipe")
         sp.add_argument("--config", type=Path, default=None, metavar="FILE", help="station config (.toml) merged over the default")
         sp.add_argument("--device", default="auto", help="torch device for the model: auto (GPU when there is one), cpu, cuda")
@@ -106,10 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, required=True, metavar="DIR")
     pr.add_argument("--device", default="auto")
     sh = sub.add_parser("shifts", help="list the shifts in a database with their counts")
-    sh.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+    sh.add_argument("--db", type=_db, default=None, metavar="PATH|URL", help=URL_HELP)
     sh.add_argument("--json", action="store_true", help="print the list as JSON")
     rp = sub.add_parser("report", help="a shift's quality report as PDF (and its data as CSV and JSON)")
-    rp.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+    rp.add_argument("--db", type=_db, default=None, metavar="PATH|URL", help=URL_HELP + " (a shift there spans its stations)")
     which = rp.add_mutually_exclusive_group(required=True)
     which.add_argument("--shift", type=int, metavar="ID", help="a shift id (see `lepton-inspect shifts`)")
     which.add_argument("--from", dest="start", metavar="T", help="start time, ISO 8601 (without an offset: the line's time zone); needs --to")
@@ -121,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("dataset", help="datasets from the engineers' labels")
     dsub = ds.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
     ex = dsub.add_parser("export", help="the labelled parts as a dataset (manifest + images + masks, and the MVTec AD layout)")
-    ex.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+    ex.add_argument("--db", type=_db_file, default=None, metavar="PATH", help=DB_HELP)
     ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new (or empty) folder")
     ex.add_argument("--since", default=None, metavar="T", help="only parts inspected from this time (ISO 8601; without an offset: UTC)")
     mo = sub.add_parser("models", help="candidates, promotion and rollback of the model a recipe runs")
@@ -130,14 +151,13 @@ def _parser() -> argparse.ArgumentParser:
                        ("promote", "make a candidate the model the recipe runs from its next start"),
                        ("rollback", "return the recipe to the model it ran before")):
         m = msub.add_parser(name, help=text)
-        m.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite database; default: lepton.db in the user data folder")
+        m.add_argument("--db", type=_db_file, default=None, metavar="PATH", help=DB_HELP)
         m.add_argument("--recipe", type=Path, default=None, metavar="FILE", help="recipe (.toml); default: the default recipe")
         if name != "list":
             m.add_argument("--user", required=True, metavar="NAME", help="who decides: a user allowed to promote (password: $LEPTON_PASSWORD or asked)")
             m.add_argument("--comment", default="", help="why (recorded)")
         if name == "promote":
             m.add_argument("--candidate", type=Path, required=True, metavar="PKG", help="the candidate package (.lpkg)")
-    db_help = "SQLite database; default: lepton.db in the user data folder"
     us = sub.add_parser("users", help="the station's users and their roles (operator, engineer, qa, admin)")
     usub = us.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     for name, text in (("init", "create the first admin (only while there are no users)"), ("add", "add a user (an admin does)"),
@@ -145,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("disable", "disable a user (an admin does)"), ("enable", "enable a disabled user (an admin does)"),
                        ("passwd", "change your password, or (an admin) someone else's with --name")):
         u = usub.add_parser(name, help=text)
-        u.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help)
+        u.add_argument("--db", type=_db_file, default=None, metavar="PATH", help=DB_HELP)
         if name not in ("init", "list"):
             u.add_argument("--user", required=True, metavar="NAME", help="who does it (password: $LEPTON_PASSWORD or asked)")
         if name not in ("list", "passwd"):
@@ -157,14 +177,14 @@ def _parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="the audit trail of every change that touches quality")
     asub = au.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     av = asub.add_parser("verify", help="check the hash chain: exit 0 when intact, 1 naming the first changed or missing entry")
-    av.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help)
+    av.add_argument("--db", type=_db_file, default=None, metavar="PATH", help=DB_HELP)
     al = asub.add_parser("list", help="the newest entries")
-    al.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help)
+    al.add_argument("--db", type=_db_file, default=None, metavar="PATH", help=DB_HELP)
     al.add_argument("--limit", type=int, default=50, metavar="N", help="at most N entries, newest first (default 50)")
     rc = sub.add_parser("recipe", help="change a recipe file (audited)")
     rsub = rc.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
     th = rsub.add_parser("thresholds", help="set a recipe's score thresholds; comments and other keys stay as they are")
-    th.add_argument("--db", type=Path, default=None, metavar="PATH", help=db_help + " (for the audit trail)")
+    th.add_argument("--db", type=_db_file, default=None, metavar="PATH", help=DB_HELP + " (for the audit trail)")
     th.add_argument("--recipe", type=Path, required=True, metavar="FILE", help="the recipe (.toml); not the packaged default")
     th.add_argument("--user", required=True, metavar="NAME", help="who changes it: a user allowed to change thresholds")
     th.add_argument("--ok-below", default=None, metavar="X", help="OK below this score, or \"model\" for the model's")
@@ -271,37 +291,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     events = VerdictLog(args.events) if args.events is not None else None  # a bad path fails before anything is opened
     try:
         line = open_line(camera_spec=args.camera, model=args.model, db=args.db, recipe=args.recipe, config=args.config, device=args.device,
-                         mode=args.mode, max_batch=args.max_batch)
+                         mode=args.mode, max_batch=args.max_batch, buffer=args.buffer)
     except BaseException:
         if events is not None:
             events.close()
         raise
     if events is not None:
         line.add_result_listener(events)
+    forwarder = line.store.forwarder  # with --db URL: the buffer's forwarder to the plant database (closed with the line)
     try:
-        runner = line.start(max_parts=args.parts)
-        previous = signal.signal(signal.SIGINT, lambda *_: runner.request_stop())  # Ctrl-C: stop between parts
+        line.start(max_parts=args.parts)
+        previous = signal.signal(signal.SIGINT, lambda *_: line.request_stop())  # Ctrl-C: stop between parts
         progress = StageProgress() if sys.stderr.isatty() else None
         try:
-            while not runner.wait(0.5):
-                if progress is not None:
-                    st = runner.status()
+            while not line.wait(0.5):  # (a PLC's changeover starts a new run; the wait goes on)
+                st = line.status()
+                if progress is not None and st is not None:
                     hint = "" if args.parts else ", Ctrl-C stops"
                     progress("inspecting", st.parts, args.parts or 0,
                              f"{st.ok} OK, {st.ng} NG, {st.review} REVIEW, {st.parts_per_s:.1f}/s{hint}")
             if progress is not None:
                 progress.close()
-            status = line.stop()  # Ctrl-C here, while the last rows are committed, changes nothing
+            line.stop()  # Ctrl-C here, while the last rows are committed, changes nothing
         finally:
             signal.signal(signal.SIGINT, previous)
+        runs = list(line.run_statuses)  # the run, or the runs that changeovers split it into
     finally:
         line.close()
         if events is not None:
             events.close()
-    assert status is not None
+    status = runs[-1]
+    total = {k: sum(getattr(r, k) for r in runs) for k in ("parts", "ok", "ng", "review", "dropped", "failed_grabs", "recorded")}
     summary = {
-        "parts": status.parts, "ok": status.ok, "ng": status.ng, "review": status.review,
-        "dropped": status.dropped, "failed_grabs": status.failed_grabs, "recorded": status.recorded,
+        **total,
         "throughput_pps": round(status.parts_per_s, 3),
         "latency_ms_p50": round(status.latency_ms_p50, 2), "latency_ms_p99": round(status.latency_ms_p99, 2),
         "db": str(line.store.path), "run_id": status.run_id, "state": status.state.value, "message": status.message,
@@ -309,12 +331,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         "cameras": status.cameras, "mode": status.mode,
         "hand_off_ms_per_part": round(status.hand_off_ms_per_part, 4), "commit_ms_per_row": round(status.commit_ms_per_row, 4),
     }
+    summary["recipe"], summary["recipe_version"], summary["runs"] = line.recipe.name, line.recipe_version, len(runs)
+    reject = line.reject_stats()
+    if reject is not None:
+        summary["reject"] = {"pulses": reject.pulses, "merged": reject.merged, "misses": reject.misses,
+                             "late_pulse_ms_max": round(reject.late_pulse_ms_max, 3)}
+    plant = forwarder.status() if forwarder is not None else None
+    if plant is not None:
+        summary["plant_db"] = dataclasses.asdict(plant)
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{status.parts} parts: {status.ok} OK, {status.ng} NG, {status.review} REVIEW; "
-              f"{status.dropped} dropped, {status.failed_grabs} failed grabs; {status.recorded} recorded in {line.store.path}")
+        print(f"{total['parts']} parts: {total['ok']} OK, {total['ng']} NG, {total['review']} REVIEW; "
+              f"{total['dropped']} dropped, {total['failed_grabs']} failed grabs; {total['recorded']} recorded in {line.store.path}"
+              + (f" ({len(runs)} runs: recipe changeovers)" if len(runs) > 1 else ""))
         print(f"{status.parts_per_s:.1f} parts/s, latency p50 {status.latency_ms_p50:.0f} ms, p99 {status.latency_ms_p99:.0f} ms")
+        if reject is not None:
+            print(f"reject output: {reject.pulses} pulses ({reject.merged} parts in a pulse already on), {reject.misses} misses")
+        if plant is not None:
+            print(f"plant database {plant.server}: {plant.forwarded} rows forwarded, {plant.backlog} waiting"
+                  + (f" ({plant.last_error})" if plant.last_error else ""))
     if status.state.value == "faulted":
         print(f"error: {status.message}", file=sys.stderr)
         return 3
@@ -483,7 +519,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_record(path: Path | None):  # noqa: ANN202
+def _open_record(path: str | Path | None):  # noqa: ANN202
     """The database read-only, so that reports run beside a station that is inspecting."""
     from inspection.config import default_db
     from inspection.store import open_record

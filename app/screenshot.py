@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="lepton-screenshot-"))
     os.environ["LEPTON_DATA_DIR"] = str(work)  # a fresh station: no earlier record, settings or alarms
-    args = argparse.Namespace(camera=None, model=None, db=work / "lepton.db", recipe=None, config=None, device="auto")
+    # The reject output on (the emulator's Line2), so that the line's wiring panel counts pulses.
+    (work / "station.toml").write_text("[reject]\nenabled = true\ndelay_ms = 1000.0\n", encoding="utf-8")
+    args = argparse.Namespace(camera=None, model=None, db=work / "lepton.db", recipe=None, config=work / "station.toml", device="auto")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
     tool_accounts(args.db, "A. Engineer", "engineer")

@@ -12,7 +12,8 @@ one (its message counts the run's losses), and the return is an info event ("Cam
 active until acknowledged (`acknowledged_at` in its row), also across a restart: unacknowledged
 alarms are read back from the record at start. Database writes happen on the monitor's thread
 only, never on the inspection or GUI thread; an alarm that cannot be written (a full disk) is
-still shown, with a negative id and a note.
+still shown, with a negative id and a note. A reject gate (`watch_reject`) raises the "reject" alarm
+for parts that reached the gate before their verdict and for failed writes to its output.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sqlalchemy import select, update
 
 from inspection.config import AlarmConfig
 from inspection.priority import background_thread
+from inspection.reject import RejectStats
 from inspection.result import InspectionResult, Verdict
 from inspection.runner import RunnerState, RunnerStatus
 from inspection.schema import Event
@@ -40,9 +42,9 @@ from inspection.store import Store, utcnow
 
 log = logging.getLogger(__name__)
 
-KINDS = ("camera", "model", "record", "consecutive_ng", "ng_rate", "disk", "dropped", "images")
+KINDS = ("camera", "model", "record", "consecutive_ng", "ng_rate", "disk", "dropped", "images", "reject")
 HOLD_OFF_S = 10.0  # a bursty condition must stay clear this long before it can raise a new alarm
-BURSTY = ("dropped", "model", "images")
+BURSTY = ("dropped", "model", "images", "reject")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,8 @@ class AlarmMonitor:
         self._losses_alarmed = 0  # camera losses of the run that raised their alarm
         self._backs_logged = 0  # camera losses of the run whose return is in the event log
         self._run_id: int | None = None  # the run the status belongs to
+        self._reject: Callable[[], RejectStats | None] | None = None  # the reject gate's counts (watch_reject)
+        self._reject_seen: tuple[int | None, int, int] = (None, 0, 0)  # (run, misses, errors) at the last check
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -135,6 +139,10 @@ class AlarmMonitor:
             if len(self._recent_ng) == self._recent_ng.maxlen:
                 self._max_rate = max(self._max_rate, self._recent_ng_count / len(self._recent_ng))
 
+    def watch_reject(self, stats: Callable[[], RejectStats | None]) -> None:
+        """Raise the "reject" alarm for new misses and output failures of a RejectGate (its `stats`)."""
+        self._reject = stats
+
     # -- the monitor's thread ----------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="lepton-alarms", daemon=True)
@@ -148,6 +156,7 @@ class AlarmMonitor:
             self._thread = None
         self._write_acks()
         self._status = _no_status  # no reference back to the line (the line holds this monitor)
+        self._reject = None
 
     def _loop(self) -> None:
         background_thread()
@@ -202,10 +211,28 @@ class AlarmMonitor:
             self._lost_frames = lost
             self._condition("dropped", new > 0, f"{new} frames dropped or failed since the last check ({lost} in this run): "
                                                 "they were not inspected.")
+        self._check_reject()
         if status is not None:
             new, self._images_missing = status.images_missing - self._images_missing, status.images_missing
             self._condition("images", new > 0, f"{new} part images could not be saved since the last check ({status.images_missing} "
                                                f"in this run; {status.image_error}): their parts are recorded, the images marked missing.")
+
+    def _check_reject(self) -> None:
+        """A part that reached the reject gate before its verdict, or a failed write to the reject output."""
+        if self._reject is None:
+            return
+        r = self._reject()
+        if r is None:  # (no gate: the reject output is off)
+            return
+        run, misses, errors = self._reject_seen
+        if r.run_id != run:  # a new run: its counts start at 0
+            misses = errors = 0
+        self._reject_seen = (r.run_id, r.misses, r.output_errors)
+        if r.misses > misses:
+            self._condition("reject", True, r.last_miss)
+        else:
+            self._condition("reject", r.output_errors > errors,
+                            f"The reject output failed {r.output_errors - errors} time(s) ({r.last_error}): rejected parts may pass the gate.")
 
     def _check_camera(self, status: RunnerStatus | None, faulted: bool, message: str) -> None:
         """The camera alarm: raised by a fault, or by a loss since the last check even if the

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from inspection.schema import AuditEntry
@@ -91,7 +91,7 @@ def verify(store: Store) -> AuditCheck:
     hash does not match its content, or whose link does not match the entry before."""
     prev_id, prev_hash, n = 0, GENESIS, 0
     t = AuditEntry
-    q = select(t.id, type_coerce(t.at, String), t.who, t.action, t.target, t.detail_json, t.prev_hash, t.hash).order_by(t.id)
+    q = select(t.id, cast(t.at, String), t.who, t.action, t.target, t.detail_json, t.prev_hash, t.hash).order_by(t.id)
     with store.session() as s:
         for id, at, who, action, target, detail_json, link, digest in s.execute(q.execution_options(yield_per=1000)):
             if id != prev_id + 1:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import datetime as dt
@@ -15,6 +17,8 @@ from typing import Any
 import resources
 from camera.base import CameraSettings, Roi, TriggerMode
 from inspection.errors import ConfigError
+from inspection.reject import IoConfig, RejectConfig, parse_io_reject
+from inspection.plc import PlcConfig, parse_plc
 from models.base import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,7 @@ MAX_AREA_PX = MAX_IMAGE_PIXELS  # the largest image read
 MAX_SAVE_OK_EVERY = 1_000_000
 MODES = ("latency", "throughput")  # runner.mode
 MAX_BATCH = 64  # runner.max_batch
+MAX_RECIPE_INDEX = 9999  # a recipe's PLC index
 
 
 def _finite(value: Any) -> float | None:
@@ -183,6 +188,10 @@ class Config:
     auto_logout_min: float = 15.0  # a logged-in user without a key or click this long is logged out; 0: never
     mode: str = "latency"  # "latency": one view at a time; "throughput": micro-batches of waiting views
     max_batch: int = 4  # throughput mode: the most views the network takes at once
+    recipes_folder: Path | None = None  # None: recipes/ in the user data folder
+    plc: PlcConfig = PlcConfig()
+    io: IoConfig = IoConfig()  # the camera's hardware trigger input ([io])
+    reject: RejectConfig = RejectConfig()  # the reject output and its deadline ([reject])
 
 
 def runner_options(config: Config, mode: str | None = None, max_batch: int | None = None) -> Config:
@@ -193,6 +202,22 @@ def runner_options(config: Config, mode: str | None = None, max_batch: int | Non
     if max_batch is not None:
         config = dataclasses.replace(config, max_batch=_int_in(max_batch, "--max-batch", where, 1, MAX_BATCH))
     return config
+
+
+def _shift_pattern(names: Any, starts: Any, tz: zoneinfo.ZoneInfo, where: str) -> ShiftPattern:
+    if not 1 <= len(names) <= MAX_SHIFTS or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"shifts.names in {where} must be 1 to {MAX_SHIFTS} distinct names, not {_show(names)}.")
+    if len(names) != len(starts):
+        raise ConfigError(f"Shifts in {where} need as many names as starts, at least one.")
+    try:
+        times = tuple(dt.time.fromisoformat(s) for s in starts)
+    except (TypeError, ValueError):
+        times = ()
+    if len(times) != len(starts) or any(t.tzinfo is not None for t in times):
+        raise ConfigError(f"Shift starts in {where} must be times like \"06:00\" (in the line's time zone), not {_show(starts)}.")
+    if list(times) != sorted(set(times)):
+        raise ConfigError(f"Shift starts in {where} must be distinct and in order through the day.")
+    return ShiftPattern(tuple(names), times, tz)
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -206,25 +231,13 @@ def load_config(path: Path | None = None) -> Config:
         tz = zoneinfo.ZoneInfo(tz_name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise ConfigError(f"Time zone {_show(tz_name)} in {where} is not a known IANA time zone.") from None
-    names, starts = raw["shifts"]["names"], raw["shifts"]["starts"]
-    if not 1 <= len(names) <= MAX_SHIFTS or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
-        raise ConfigError(f"shifts.names in {where} must be 1 to {MAX_SHIFTS} distinct names, not {_show(names)}.")
-    if len(names) != len(starts):
-        raise ConfigError(f"Shifts in {where} need as many names as starts, at least one.")
-    try:
-        times = tuple(dt.time.fromisoformat(s) for s in starts)
-    except (TypeError, ValueError):
-        times = ()
-    if len(times) != len(starts) or any(t.tzinfo is not None for t in times):
-        raise ConfigError(f"Shift starts in {where} must be times like \"06:00\" (in the line's time zone), not {_show(starts)}.")
-    if list(times) != sorted(set(times)):
-        raise ConfigError(f"Shift starts in {where} must be distinct and in order through the day.")
+    shifts = _shift_pattern(raw["shifts"]["names"], raw["shifts"]["starts"], tz, where)
     r, a = raw["runner"], raw["alarms"]
     k = raw["retention"]
     return Config(
         line=line["name"],
         station=line["station"],
-        shifts=ShiftPattern(tuple(names), times, tz),
+        shifts=shifts,
         queue_size=_int_in(r["queue_size"], "runner.queue_size", where, 1, MAX_QUEUE_SIZE),
         commit_interval_s=_float_in(r["commit_interval_s"], "runner.commit_interval_s", where, 0.0, MAX_COMMIT_INTERVAL_S, lo_open=True,
                                     rule=f"a time in seconds above 0 and at most {MAX_COMMIT_INTERVAL_S:g}"),
@@ -248,8 +261,13 @@ def load_config(path: Path | None = None) -> Config:
             check_interval_s=_float_in(k["check_interval_s"], "retention.check_interval_s", where, 1.0, 86_400.0,
                                        rule="a time in seconds from 1 to 86400"),
         ),
+        recipes_folder=((Path(path).parent if path else Path(".")) / _path_text(raw["recipes"]["folder"], "recipes.folder", where)
+                        if raw["recipes"]["folder"] else None),
         auto_logout_min=_float_in(raw["users"]["auto_logout_min"], "users.auto_logout_min", where, 0.0, 24 * 60.0,
                                   rule="minutes from 0 (never) to 1440"),
+        plc=parse_plc(raw["plc"], where),
+        io=(io_reject := parse_io_reject(raw["io"], raw["reject"], where))[0],
+        reject=io_reject[1],
     )
 
 
@@ -267,6 +285,20 @@ class Recipe:
     review_false_reject: float | None = None
     class_limits: dict[str, ClassLimit] = dataclasses.field(default_factory=dict)
     defect_classes: tuple[str, ...] = ()  # what relabels pick from; empty: the model's classes
+    index: int = 0  # the number a PLC selects the recipe by (RecipeIndex); 0: not selectable by a PLC
+    shifts: ShiftPattern | None = None  # None: the line's
+    keep_rejects_days: int | None = None  # retention of NG/REVIEW images; None: the line's
+    content: str = ""  # the recipe as merged over the default, canonical JSON (kept with its version)
+    sha256: str = ""  # of what the recipe file says and of its settings file's bytes: its version's identity
+
+    def in_force(self, config: Config) -> Config:
+        """The line's config with this recipe's shift pattern and image retention where it sets them."""
+        out = config
+        if self.shifts is not None:  # (its starts are in the line's time zone)
+            out = dataclasses.replace(out, shifts=dataclasses.replace(self.shifts, tz=config.shifts.tz))
+        if self.keep_rejects_days is not None:
+            out = dataclasses.replace(out, retention=dataclasses.replace(out.retention, keep_rejects_days=self.keep_rejects_days))
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,8 +367,10 @@ def load_recipe(path: Path | None = None) -> Recipe:
     raw = _read_toml(resources.DEFAULT_RECIPE, "default recipe")
     base = Path(".")
     where = f"recipe {path}" if path else "default recipe"
+    own: dict[str, Any] = {}  # what the recipe file itself says (its version is taken of it)
     if path is not None:
-        raw = merge(raw, _read_toml(path, "recipe"), "", where)
+        own = _read_toml(path, "recipe")
+        raw = merge(raw, own, "", where)
         base = Path(path).parent
     if not raw["name"].strip():
         raise ConfigError(f"name in {where} must not be empty.")
@@ -351,11 +385,15 @@ def load_recipe(path: Path | None = None) -> Recipe:
     if false_reject is not None and review_false_reject is not None and review_false_reject < false_reject:
         raise ConfigError(f"verdict.review_false_reject ({review_false_reject}) must not be below verdict.false_reject ({false_reject}) in {where}.")
     model, settings_file = _path_text(raw["model"], "model", where), _path_text(cam["settings_file"], "camera.settings_file", where)
+    shifts = raw["shifts"]
+    keep = raw["images"]["keep_rejects_days"]
+    settings_path = (base / settings_file) if settings_file else None
+    content = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     return Recipe(
         name=raw["name"],
         model=(base / model) if model else resources.DEMO_MODEL,
         camera=settings,
-        settings_file=(base / settings_file) if settings_file else None,
+        settings_file=settings_path,
         ok_below=ok_below,
         ng_at=ng_at,
         min_defect_area_px=_int_in(v["min_defect_area_px"], "verdict.min_defect_area_px", where, 0, MAX_AREA_PX),
@@ -364,7 +402,27 @@ def load_recipe(path: Path | None = None) -> Recipe:
         review_false_reject=review_false_reject,
         class_limits=_class_limits(v["classes"], where),
         defect_classes=_defect_classes(raw["review"]["classes"], where),
+        index=_int_in(raw["index"], "index", where, 0, MAX_RECIPE_INDEX),
+        shifts=_shift_pattern(shifts["names"], shifts["starts"], zoneinfo.ZoneInfo("UTC"), where) if shifts["names"] or shifts["starts"] else None,
+        keep_rejects_days=None if keep == -1 else _int_in(keep, "images.keep_rejects_days", where, 0, 100 * 365),
+        content=content,
+        sha256=_recipe_digest(json.dumps(own, sort_keys=True, separators=(",", ":"), default=str), settings_path, where),
     )
+
+
+def _recipe_digest(content: str, settings_file: Path | None, where: str) -> str:
+    """What a recipe's version is taken of: what its file says (not the packaged defaults it is
+    merged over: a new release does not make every recipe a new version) and its camera settings
+    file's bytes."""
+    digest = hashlib.sha256(content.encode())
+    if settings_file is not None:
+        try:
+            digest.update(settings_file.read_bytes())
+        except FileNotFoundError:
+            raise ConfigError(f"The camera settings file {settings_file} of {where} does not exist.") from None
+        except OSError as exc:
+            raise ConfigError(f"The camera settings file {settings_file} of {where} cannot be read: {exc.strerror or exc}.") from None
+    return digest.hexdigest()
 
 
 def _defect_classes(values: list, where: str) -> tuple[str, ...]:

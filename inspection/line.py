@@ -2,29 +2,40 @@
 store, and the runs between them.
 
 `Line` is what the command line and the GUI drive; it builds a `Runner` per start and records
-each run's start and end in the store.
+each run's start and end in the store. A changeover (`change_recipe`, from the GUI or a PLC's
+RecipeIndex) loads the new recipe's model first, then stops the run between parts, applies the
+recipe and starts a new run: the program never restarts, and a run has one recipe version.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
-from camera.base import Camera
+from camera.base import Camera, TriggerMode
 from camera.spec import open_cameras
 from inspection.alarms import AlarmMonitor
 from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe, runner_options
+from inspection.errors import ConfigError
+from inspection.plc import PlcLink, start_plc
+from inspection.reject import RejectConfig, RejectGate, RejectStats, io_settings
+from inspection.recipes import recipe_for_index, recipe_indexes, recipe_version, recipes_folder
 from inspection.retention import Retention
 from inspection.shift_reports import ShiftReporter
-from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, apply_recipe, check_station
+from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, TriggerGate, apply_recipe, check_station
 from inspection.verdict import thresholds_in_force
-from inspection.store import Store, open_store
+from inspection.store import Store, is_url, open_station_store
 from inspection.writer import ResultWriter
+from inspection.result import InspectionResult
 from models.base import Inspector
 from models.package import load_package
 
 log = logging.getLogger(__name__)
+
+LOADED_MODELS = 4  # model packages kept loaded for changeovers back and forth
 
 
 def software_version() -> str:
@@ -36,25 +47,48 @@ def software_version() -> str:
 
 class Line:
     def __init__(self, *, store: Store, config: Config, recipe: Recipe, camera_spec: str, inspector: Inspector,
-                 cameras: list[Camera] | None = None) -> None:
+                 cameras: list[Camera] | None = None, external_trigger: bool = False, device: str = "auto",
+                 recipe_path: Path | None = None) -> None:
         self.store = store
-        self.config = config
+        self.base_config = config  # the station's; `config` is it with the recipe's shifts and retention
+        self.config = recipe.in_force(config)
         self.recipe = recipe
+        self.recipe_path = recipe_path  # the recipe's file (None: the packaged default); a changeover changes both
         self.camera_spec = camera_spec
         self.inspector = inspector
         self.cameras = cameras if cameras is not None else open_cameras(camera_spec)
         self.model_version_id = store.model_version(inspector.info)
         self.thresholds = thresholds_in_force(recipe, inspector.info)
+        self.recipe_version = recipe_version(store, recipe)
+        # A software-triggered recipe fires on the gate's requests (a PLC's Trigger), not as fast as it can.
+        self.trigger_gate = TriggerGate() if external_trigger else None
+        self._lot = ""
+        self.device = device  # where a changeover's model runs
+        self._models: dict[tuple, Inspector] = {}
+        self._change_lock = threading.Lock()  # one changeover at a time (its model loads outside _control)
+        # Start, stop, close and a changeover's stop-and-start take turns: a Stop pressed during a PLC
+        # changeover waits for it and then stops the new run, never the other way round.
+        self._control = threading.RLock()
+        self._closed = False
+        self._changing = False
+        self._stop_requested = threading.Event()  # request_stop() since the last start(): a changeover does not restart
+        self._max_parts: int | None = None  # start()'s, across the runs of its changeovers
+        self._carried = 0  # parts of the runs a changeover ended since start()
+        self.run_statuses: list[RunnerStatus] = []  # how each run since start() ended (a changeover ends one)
+        self.plc: PlcLink | None = None  # the PLC handshake ([plc]; started by open_line)
         self.runner: Runner | None = None
         self._last_status: RunnerStatus | None = None
-        self.alarms = AlarmMonitor(store, config.alarms, self.status)
-        self._result_listeners: list[ResultListener] = [self.alarms.on_result]
+        self.alarms = AlarmMonitor(store, self.config.alarms, self.status)
+        self._result_listeners: list[ResultListener] = [self.alarms.on_result, self._on_result_for_gate]
+        self.reject_gate: RejectGate | None = None  # the current run's, when [reject] is enabled
+        self._closed_gate_stats: RejectStats | None = None  # the last run's (read by the alarm check after the stop)
+        self.alarms.watch_reject(self.reject_stats)
         self.alarms.start()
-        self.retention = Retention(store, config.retention)
+        self.retention = Retention(store, self.config.retention)
         self.retention.start()
         self.reports: ShiftReporter | None = None
         if config.reports_automatic:
-            self.reports = ShiftReporter(store, config, config.reports_folder or data_dir() / "reports")
+            self.reports = ShiftReporter(store, self.config, config.reports_folder or data_dir() / "reports")
             self.reports.start()
 
     @property
@@ -74,25 +108,69 @@ class Line:
         self._result_listeners.append(fn)
 
     def start(self, max_parts: int | None = None) -> Runner:
-        """Open the camera if needed and start a run; CameraError if the camera cannot start."""
+        """Open the camera if needed and start a run; CameraError if the camera cannot start.
+        `max_parts` counts across the runs that changeovers start."""
+        with self._control:
+            runner = self._start_run(max_parts)
+            self._stop_requested.clear()
+            self._max_parts, self._carried, self.run_statuses = max_parts, 0, []
+            return runner
+
+    def request_stop(self) -> None:
+        """Ask the run to stop after the current part (any thread, a signal handler); a changeover
+        under way then starts no new run. `stop()` finishes the job."""
+        self._stop_requested.set()
+        runner = self.runner
+        if runner is not None:
+            runner.request_stop()
+
+    def wait(self, timeout_s: float) -> bool:
+        """True once the line's run has ended for good (its parts inspected, a fault, a stop asked
+        for) - not when a changeover ended it to start the next; False after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._control:
+                runner, changing = self.runner, self._changing
+            if runner is None and not changing:
+                return True
+            left = deadline - time.monotonic()
+            if runner is not None and runner.wait(max(0.0, min(left, 0.2))):
+                with self._control:  # (a changeover holds it until its new run has started)
+                    if self.runner is runner:
+                        return True
+            elif runner is None:
+                time.sleep(min(max(left, 0.0), 0.05))
+            if time.monotonic() >= deadline:
+                return False
+
+    def _start_run(self, max_parts: int | None) -> Runner:
+        if self._closed:
+            raise RuntimeError("the line is closed")
         if self.runner is not None and self.runner.status().active:  # (also while its camera is being reconnected)
             raise RuntimeError("the line is already running")
         check_station(len(self.cameras), self.recipe)
         for cam in self.cameras:
             if not cam.is_open:
                 cam.open()
+        self._wire(self.recipe)
         run_id = self.store.start_run(
             line=self.config.line, station=self.config.station, camera_spec=self.camera_spec, recipe=self.recipe.name,
             model_version_id=self.model_version_id, software_version=software_version(),
-            ok_below=self.thresholds.ok_below, ng_at=self.thresholds.ng_at,
+            ok_below=self.thresholds.ok_below, ng_at=self.thresholds.ng_at, recipe_version=self.recipe_version,
         )
         writer = ResultWriter(self.store, self.config, self.recipe, self.model_version_id,
                               on_error=lambda exc: log.error("record write failed: %s", exc))
         runner = Runner(self.cameras, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts,
-                        result_listeners=self._result_listeners)
+                        result_listeners=self._result_listeners, trigger_gate=self.trigger_gate,
+                        recipe_version=self.recipe_version)
+        runner.lot_id = self._lot
         try:
+            if self.config.reject.enabled:
+                self.reject_gate = RejectGate(self.cameras[0], self.config.reject)
+                self.reject_gate.start()  # (CameraError when the camera has no such output or encoder)
             runner.start()
         except Exception as exc:
+            self._close_gate()
             writer.close()
             for cam in self.cameras:
                 cam.close()
@@ -101,9 +179,115 @@ class Line:
         self.runner = runner
         return runner
 
+    def _wire(self, recipe: Recipe) -> None:
+        """The station's trigger input ([io]) on every camera of a hardware-triggered recipe, and the
+        reject output ([reject]) on the first camera; kept by the cameras across reconnections."""
+        io, reject = self.base_config.io, self.base_config.reject
+        for k, cam in enumerate(self.cameras):
+            if recipe.camera.trigger is TriggerMode.HARDWARE or (k == 0 and reject.enabled):
+                cam.configure_io(io_settings(io, reject if k == 0 else RejectConfig()))
+
+    def _on_result_for_gate(self, result: InspectionResult) -> None:
+        gate = self.reject_gate
+        if gate is not None:
+            gate.on_result(result)
+
+    def reject_stats(self) -> RejectStats | None:
+        """The reject gate's counts: the current run's, else the last run's (None: no reject output yet)."""
+        gate = self.reject_gate
+        return gate.stats() if gate is not None else self._closed_gate_stats
+
+    def _close_gate(self, finish: bool = False) -> None:
+        gate = self.reject_gate
+        if gate is not None:
+            gate.close(finish)
+            self._closed_gate_stats = gate.stats()
+            self.reject_gate = None
+
+    def set_lot(self, lot_id: str) -> None:
+        """Parts inspected from now on belong to lot `lot_id` ("": none); kept in their rows."""
+        self._lot = lot_id.strip()[:100]
+        runner = self.runner
+        if runner is not None:
+            runner.lot_id = self._lot
+
+    @property
+    def lot_id(self) -> str:
+        return self._lot
+
+    def recipe_indexes(self) -> dict[int, str]:
+        """PLC index -> recipe name of the recipes folder's recipes that have an index."""
+        return {k: load_recipe(p).name for k, p in recipe_indexes(recipes_folder(self.base_config)).items()}
+
+    def change_recipe_index(self, index: int) -> None:
+        """`change_recipe` to the recipe whose `index` is `index`; ConfigError when none has it."""
+        self.change_recipe(recipe_for_index(recipes_folder(self.base_config), index))
+
+    def change_recipe(self, path: Path | None) -> None:
+        """A changeover to the recipe at `path` (None: the packaged default), between parts, without restarting the program: its
+        model is loaded (and warmed up) while the line still runs, then the run in progress stops
+        after its parts in flight, the recipe's camera settings are applied and, if a run was in
+        progress, a new run starts. ConfigError, ModelError or CameraError (one sentence) when the
+        recipe, its model or a camera setting is refused; before the stop the line runs on as it was."""
+        from inspection.model_registry import active
+
+        with self._change_lock:
+            rcp = load_recipe(path)
+            check_station(len(self.cameras), rcp)
+            check_plc(rcp, self.plc is not None)
+            promoted = active(self.store, rcp.name)
+            inspector = self._model(promoted.path(rcp) if promoted is not None else rcp.model)
+            thresholds = thresholds_in_force(rcp, inspector.info)
+            model_version_id = self.store.model_version(inspector.info)
+            version = recipe_version(self.store, rcp)
+            with self._control:
+                if self._closed:
+                    raise RuntimeError("the line is closed")
+                running = self.runner is not None and self.runner.status().active and not self._stop_requested.is_set()
+                self._changing = True
+                try:
+                    status = self.stop()
+                    self.recipe, self.inspector, self.thresholds = rcp, inspector, thresholds
+                    self.model_version_id, self.recipe_version = model_version_id, version
+                    self.recipe_path = path
+                    self.config = rcp.in_force(self.base_config)
+                    self.retention.config = self.config.retention
+                    if self.reports is not None:
+                        self.reports.config = self.config
+                    self.store.log_event("recipe", f"Changeover to recipe {rcp.name} version {version}.")
+                    if status is not None:
+                        self._carried += status.parts
+                    left = None if self._max_parts is None else self._max_parts - self._carried
+                    if running and (left is None or left > 0):
+                        self._start_run(left)
+                finally:
+                    self._changing = False
+
+    def _model(self, package: Path) -> Inspector:
+        """The loaded model of `package` (loaded and warmed up on first use; the last few are kept)."""
+        try:
+            st = Path(package).stat()
+            key = (str(Path(package).resolve()), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (str(package), 0, 0)  # (load_package says what is wrong with it)
+        if key not in self._models:
+            inspector = load_package(package, device=self.device)
+            inspector.warmup()
+            if inspector.info.sha256 == self.inspector.info.sha256:
+                inspector = self.inspector  # the model running now: keep the warm one
+            while len(self._models) >= LOADED_MODELS:
+                self._models.pop(next(iter(self._models)))
+            self._models[key] = inspector
+        return self._models[key]
+
     def close(self) -> None:
-        """Stop any run, close the camera, the alarm monitor and the store."""
-        self.stop()
+        """Stop the PLC link and any run, close the camera, the alarm monitor and the store."""
+        if self.plc is not None:
+            self.plc.close()
+            self.plc = None
+        with self._control:
+            self.stop()
+            self._closed = True  # (a changeover still under way starts nothing)
         if self.reports is not None:
             self.reports.close()
         self.retention.close()
@@ -114,10 +298,19 @@ class Line:
 
     def stop(self) -> RunnerStatus | None:
         """Stop the current run (if any), commit everything, and record how it ended."""
+        with self._control:
+            return self._stop()
+
+    def _stop(self) -> RunnerStatus | None:
         runner = self.runner
         if runner is None:
             return None
-        status = runner.stop()
+        gate = self.reject_gate
+        status = runner.stop(close_cameras=gate is None)
+        if gate is not None:  # the parts inspected last are still on their way to the gate: their pulses, then the cameras
+            self._close_gate(finish=True)
+            for cam in self.cameras:
+                cam.close()
         self._last_status = status
         self.runner = None
         ended = "faulted" if status.state is RunnerState.FAULTED else "stopped"
@@ -129,36 +322,59 @@ class Line:
             self.store.end_run(runner.run_id, ended, message, dropped_frames=status.dropped, failed_grabs=status.failed_grabs)
         except Exception as exc:  # the record is what failed (a full disk): the status still says how the run ended
             log.error("cannot record the end of run %s: %s", runner.run_id, exc)
+        self.run_statuses.append(status)
         return status
 
 
+def check_plc(recipe: Recipe, plc: bool) -> None:
+    """A PLC expects one result per part it knows of: a free-running camera is refused with the link on."""
+    if plc and recipe.camera.trigger is TriggerMode.FREE_RUN:
+        raise ConfigError(f"Recipe {recipe.name!r} lets the camera run free; with the PLC link on ([plc] enabled), a recipe needs a "
+                          "software or hardware trigger.")
+
+
 def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = None, recipe: Path | None = None,
-              config: Path | None = None, device: str = "auto", mode: str | None = None, max_batch: int | None = None) -> Line:
+              config: Path | None = None, device: str = "auto", mode: str | None = None, max_batch: int | None = None,
+              external_trigger: bool = False, buffer: Path | None = None) -> Line:
     """Recipe, model, cameras and store for a line, opened in an order that leaves nothing behind
     when one fails: the database is created only once the cameras and the model are ready. `mode`
-    and `max_batch` override the config's runner.mode and runner.max_batch."""
+    and `max_batch` override the config's runner.mode and runner.max_batch. With [plc] enabled the
+    PLC link is listening when this returns, and a software-triggered recipe fires on its Trigger
+    (as on `external_trigger`). `db` may be a plant database server's URL: the station then records
+    into `buffer` (default: the default file) and forwards its rows to the server."""
+    if buffer is not None and (db is None or not is_url(db)):
+        raise ConfigError("A buffer file is for a station recording into a plant database server: give --db a postgresql:// URL too.")
     cameras = open_cameras(camera_spec)  # a malformed spec fails before anything is loaded
     cfg = runner_options(load_config(config), mode, max_batch)
     rcp = load_recipe(recipe)
     check_station(len(cameras), rcp)
+    check_plc(rcp, cfg.plc.enabled)
     from inspection.model_registry import model_for
 
-    inspector = load_package(model or model_for(rcp, db or default_db()), device=device)
+    record = Path(buffer or default_db()) if db is not None and is_url(db) else (db or default_db())  # the station's own file
+    inspector = load_package(model or model_for(rcp, record), device=device)
     thresholds_in_force(rcp, inspector.info)  # a recipe that does not fit the model fails before anything is opened
     inspector.warmup()
     try:
         for cam in cameras:
             cam.open()
             apply_recipe(cam, rcp)  # a setting a camera refuses fails here, before the database exists
-        store = open_store(db or default_db())
+        store = open_station_store(db, buffer)
     except BaseException:
         for cam in cameras:
             cam.close()
         raise
     try:
-        return Line(store=store, config=cfg, recipe=rcp, camera_spec=camera_spec, inspector=inspector, cameras=cameras)
+        line = Line(store=store, config=cfg, recipe=rcp, camera_spec=camera_spec, inspector=inspector, cameras=cameras,
+                    external_trigger=external_trigger or cfg.plc.enabled, device=device, recipe_path=recipe)
     except BaseException:
         for cam in cameras:
             cam.close()
         store.close()
         raise
+    try:
+        line.plc = start_plc(line, cfg.plc)
+    except BaseException:
+        line.close()
+        raise
+    return line

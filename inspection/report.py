@@ -20,6 +20,7 @@ from sqlalchemy import Integer, cast, func, select, text
 
 from inspection.errors import ConfigError
 from inspection.schema import PART_ROW, PART_VERDICT, Event, Inspection, ModelVersion, Relabel, Run, Shift
+from inspection.sqlfn import epoch_seconds, int_floor, json_values_join, least
 from inspection.store import Store, utcnow
 
 WORST_REJECTS = 12
@@ -82,6 +83,7 @@ class ReportData:
     relabels: dict[str, int] | None  # relabelled, confirmed_ng, false_rejects, escapes_found, ...; None: no part relabelled
     worst: tuple[dict[str, Any], ...]  # part_id, ts, verdict, score, classes, image, mask
     events: tuple[dict[str, Any], ...]  # ts, level, kind, message, acknowledged_at
+    per_station: tuple[dict[str, Any], ...] = ()  # line, station, parts, ok, ng, review, yield_pct (first pass), by line and station
 
     @property
     def yield_pct(self) -> float | None:
@@ -115,6 +117,7 @@ class ReportData:
             "worst_rejects": [{k: (_iso(v) if isinstance(v, dt.datetime) else str(v) if isinstance(v, Path) else v) for k, v in r.items()}
                               for r in self.worst],
             "events": [{k: (_iso(v) if isinstance(v, dt.datetime) else v) for k, v in e.items()} for e in self.events],
+            "per_station": list(self.per_station),
         }
 
 
@@ -126,7 +129,7 @@ def shift_window(store: Store, shift_id: int) -> Window:
     with store.session() as s:
         row = s.get(Shift, shift_id)
     if row is None:
-        raise ConfigError(f"The database {store.path} has no shift {shift_id}; `lepton-inspect shifts` lists them.")
+        raise ConfigError(f"The database {store.name} has no shift {shift_id}; `lepton-inspect shifts` lists them.")
     return Window(row.start_at, row.end_at, f"Shift {row.name}", row.id)
 
 
@@ -165,17 +168,19 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
         last_id = s.scalar(select(func.max(Inspection.id))) or 0
         in_window = (Inspection.ts >= window.start, Inspection.ts < window.end, Inspection.id <= last_id)
         by_verdict = dict(s.execute(select(PART_VERDICT, func.count()).where(*in_window, PART_ROW).group_by(PART_VERDICT)).all())
+        by_station = s.execute(select(Run.line, Run.station, PART_VERDICT, func.count()).join(Run, Run.id == Inspection.run_id)
+                               .where(*in_window, PART_ROW).group_by(Run.line, Run.station, PART_VERDICT)).all()
         runs = s.execute(select(Run).where(Run.started_at < window.end, func.coalesce(Run.ended_at, now) > window.start)).scalars().all()
         model_ids = {r.model_version_id for r in runs} | set(s.scalars(select(Inspection.model_version_id).where(*in_window).distinct()))
         models = s.scalars(select(ModelVersion).where(ModelVersion.id.in_(model_ids)).order_by(ModelVersion.id)).all()
         pareto = s.execute(text(
             "SELECT CASE WHEN j.value IS NULL THEN 'unclassified' ELSE j.value END AS cls, count(DISTINCT i.id) AS n "
-            "FROM inspections AS i LEFT JOIN json_each(i.classes_json) AS j "
+            f"FROM inspections AS i {json_values_join(store.engine.dialect.name, 'i.classes_json')} "
             "WHERE i.verdict = 'NG' AND i.ts >= :a AND i.ts < :b AND i.id <= :last GROUP BY cls ORDER BY n DESC, cls"),
             {"a": window.start, "b": window.end, "last": last_id}).all()
         # Whole seconds since the window's start, then whole hours (julianday's doubles put parts
         # stamped on the hour into the hour before).
-        seconds = cast(func.strftime("%s", Inspection.ts), Integer) - int(window.start.replace(tzinfo=dt.timezone.utc).timestamp())
+        seconds = epoch_seconds(Inspection.ts) - int(window.start.replace(tzinfo=dt.timezone.utc).timestamp())
         hour = seconds // 3600
         hourly = s.execute(select(hour, func.count(), func.sum(cast(PART_VERDICT == "NG", Integer)))
                            .where(*in_window, PART_ROW).group_by(hour).order_by(hour)).all()
@@ -183,7 +188,7 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
         histogram: list[tuple[float, float, int]] = []
         if lo is not None:
             width = (hi - lo) / HIST_BINS if hi > lo else 1.0
-            b = func.min(cast((Inspection.score - lo) / width, Integer), HIST_BINS - 1)
+            b = least(int_floor((Inspection.score - lo) / width), HIST_BINS - 1)
             counts = dict(s.execute(select(b, func.count()).where(*in_window, Inspection.score.is_not(None)).group_by(b)).all())
             histogram = [(lo + k * width, lo + (k + 1) * width, int(counts.get(k, 0))) for k in range(HIST_BINS)]
         worst_rows = s.execute(select(Inspection).where(*in_window, Inspection.verdict != "OK")
@@ -204,8 +209,12 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
         hours.append(HourPoint(window.start + dt.timedelta(hours=k), n, g, max(0.0, p_bar - 3 * sigma), min(1.0, p_bar + 3 * sigma)))
     production = sum(max(0.0, (min(r.ended_at or now, window.end, now) - max(r.started_at, window.start)).total_seconds()) for r in runs) / 60
     span = max(0.0, (min(window.end, now) - window.start).total_seconds()) / 60
-    base = store.path.parent
     inspected = sum(by_verdict.values())
+    stations: dict[tuple[str, str], dict[str, Any]] = {}
+    for line_name, station, verdict, n in by_station:
+        row = stations.setdefault((line_name, station), {"line": line_name, "station": station, "parts": 0, "ok": 0, "ng": 0, "review": 0})
+        row[verdict.lower()] = int(n)
+        row["parts"] += int(n)
     return ReportData(
         window=window, last_id=last_id, tz=str(tz), generated_at=now, line=line or ", ".join(sorted({r.line for r in runs})) or "-",
         stations=tuple(sorted({r.station for r in runs})), cameras=tuple(sorted({r.camera_spec for r in runs})),
@@ -223,9 +232,10 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
             "escapes_found": outcomes.get(("OK", "NG"), 0), "confirmed_ok": outcomes.get(("OK", "OK"), 0),
             "review_to_ok": outcomes.get(("REVIEW", "OK"), 0), "review_to_ng": outcomes.get(("REVIEW", "NG"), 0)},
         worst=tuple({"part_id": r.part_id, "ts": r.ts, "verdict": r.verdict, "score": r.score, "classes": json.loads(r.classes_json),
-                     "image": base / r.image_path if r.image_path else None, "mask": base / r.mask_path if r.mask_path else None}
-                    for r in worst_rows),
+                     "image": store.image_file(r.image_path), "mask": store.image_file(r.mask_path),
+                     "image_path": r.image_path} for r in worst_rows),
         events=tuple({"ts": e.ts, "level": e.level, "kind": e.kind, "message": e.message, "acknowledged_at": e.acknowledged_at} for e in events),
+        per_station=tuple({**row, "yield_pct": 100.0 * row["ok"] / row["parts"]} for _, row in sorted(stations.items())),
     )
 
 

@@ -87,6 +87,11 @@ def write_pdf(data: ReportData, path: Path) -> int:
                            "Downtime is the time of the report with no run going.", small))
     if data.inspected == 0:
         story.append(Paragraph("No parts were inspected in this period.", styles["BodyText"]))
+    if len(data.per_station) > 1:
+        story.append(Paragraph("Stations", styles["Heading2"]))
+        story.append(_table([["Line", "Station", "Parts", "OK", "NG", "REVIEW", "First-pass yield"]] + [
+            [r["line"], r["station"], str(r["parts"]), str(r["ok"]), str(r["ng"]), str(r["review"]), pct(r["yield_pct"])]
+            for r in data.per_station], widths=(35 * mm, 35 * mm, 20 * mm, 20 * mm, 20 * mm, 20 * mm, 24 * mm), font=9, header=True))
 
     story.append(Paragraph("NG Pareto by defect class", styles["Heading2"]))
     story.append(_pareto(data) if data.pareto else Paragraph("No NG parts.", styles["BodyText"]))
@@ -243,7 +248,8 @@ def _worst(data: ReportData, local, style: ParagraphStyle) -> Table:  # noqa: AN
         score = "n/a" if r["score"] is None else f"{r['score']:.4g}"
         caption = Paragraph(f"<b>{r['verdict']}</b> {local(r['ts'], '%H:%M:%S')} score {score}<br/>"
                             f"{escape(', '.join(r['classes']) or 'no class')}<br/>{r['part_id']}", style)
-        cell = Table([[thumb if thumb is not None else Paragraph("image not kept", style)], [caption]], colWidths=(WIDTH / 3 - 4 * mm,))
+        missing = "image not kept" if not r["image_path"] else "image at its station" if r["image"] is None else "image not found"
+        cell = Table([[thumb if thumb is not None else Paragraph(missing, style)], [caption]], colWidths=(WIDTH / 3 - 4 * mm,))
         cell.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 1)]))
         cells.append(cell)
     cells += [""] * (-len(cells) % 3)

@@ -66,6 +66,48 @@ def check_station(cameras: int, recipe: Recipe) -> None:
                           f"views are of the same part; recipe {recipe.name!r} lets the cameras run free.")
 
 
+class TriggerGate:
+    """Software triggers on request (a PLC's Trigger): each `request()` lets every camera of the
+    station fire its software trigger once, when its grab thread is ready for the next part.
+    Requests made while no run is going are dropped when the next run starts (`sync`)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._requested = 0
+        self._taken: dict[int, int] = {}
+
+    def request(self) -> None:
+        with self._cond:
+            self._requested += 1
+            self._cond.notify_all()
+
+    def take(self, camera: int, timeout_s: float) -> bool:
+        """True once per request for camera `camera`; False after `timeout_s` without one."""
+        with self._cond:
+            if self._taken.get(camera, self._requested) >= self._requested:
+                self._cond.wait(timeout_s)
+            taken = self._taken.get(camera, 0)
+            if taken < self._requested:
+                self._taken[camera] = taken + 1
+                return True
+            return False
+
+    def give_back(self, camera: int) -> None:
+        """A request taken whose trigger gave no frame (a grab time-out): it is taken again."""
+        with self._cond:
+            self._taken[camera] = max(0, self._taken.get(camera, 0) - 1)
+
+    def cancel(self) -> None:
+        """Requests not taken yet are dropped (one that timed out must not fire for the next part)."""
+        with self._cond:
+            self._taken = {k: self._requested for k in self._taken}
+
+    def sync(self, cameras: int) -> None:
+        """A new run: requests not yet taken are dropped."""
+        with self._cond:
+            self._taken = {k: self._requested for k in range(cameras)}
+
+
 class RunnerState(str, enum.Enum):
     IDLE = "idle"
     RUNNING = "running"
@@ -126,7 +168,8 @@ class Runner:
 
     def __init__(self, cameras: Camera | Sequence[Camera], inspector: Inspector, recipe: Recipe, writer: ResultWriter, config: Config,
                  *, run_id: int, max_parts: int | None = None,
-                 result_listeners: Sequence[ResultListener] = ()) -> None:
+                 result_listeners: Sequence[ResultListener] = (), trigger_gate: TriggerGate | None = None,
+                 recipe_version: int = 0) -> None:
         self.cameras = [cameras] if isinstance(cameras, Camera) else list(cameras)
         if not self.cameras:
             raise ValueError("a runner needs a camera")
@@ -137,6 +180,11 @@ class Runner:
         self.config = config
         self.run_id = run_id
         self.max_parts = max_parts
+        self.recipe_version = recipe_version
+        self.lot_id = ""  # rows of parts inspected from now on carry it (set from any thread)
+        # A software-triggered station fires its trigger on the gate's requests (a PLC), else as
+        # fast as the pipeline takes parts.
+        self.trigger_gate = trigger_gate if recipe.camera.trigger is TriggerMode.SOFTWARE else None
         self.thresholds = thresholds_in_force(recipe, inspector.info)
         n = len(self.cameras)
         # Views waiting for the network, a queue per camera; a part is the head of every queue.
@@ -176,7 +224,7 @@ class Runner:
         self._t_start = 0.0
         self._t_last = 0.0
         self._threads: list[threading.Thread] = []
-        self._result_listeners = list(result_listeners)
+        self._result_listeners = result_listeners  # (read live: a listener added during the run gets the next results)
         writer.on_error = self._on_write_error
 
     # -- listeners ---------------------------------------------------------------------
@@ -257,6 +305,8 @@ class Runner:
             raise
         self._t_start = time.perf_counter()
         n = len(self.cameras)
+        if self.trigger_gate is not None:
+            self.trigger_gate.sync(n)
         self._grabbing = n
         self._threads = [threading.Thread(target=self._grab_loop, args=(k,), name="lepton-grab" + (f"-{k}" if n > 1 else ""), daemon=True)
                          for k in range(n)]
@@ -295,8 +345,9 @@ class Runner:
         `stop()` then finishes the job."""
         self._stop.set()
 
-    def stop(self, timeout_s: float = 30.0) -> RunnerStatus:
-        """Stop between parts: frames already grabbed are inspected and every result committed."""
+    def stop(self, timeout_s: float = 30.0, close_cameras: bool = True) -> RunnerStatus:
+        """Stop between parts: frames already grabbed are inspected and every result committed. The
+        cameras stop grabbing and close (with `close_cameras`; else the caller closes them)."""
         with self._lock:
             if self._state in (RunnerState.RUNNING, RunnerState.PAUSED):
                 self._state, self._message = RunnerState.STOPPING, "Stopping."
@@ -312,7 +363,8 @@ class Runner:
                 cam.stop()
             except CameraError as exc:
                 log.warning("stopping camera %s: %s", cam.camera_id, exc)
-            cam.close()
+            if close_cameras:
+                cam.close()
         if self.state is not RunnerState.FAULTED:
             self._set_state(RunnerState.IDLE, self._end_message())
         return self.status()
@@ -372,10 +424,14 @@ class Runner:
                 continue
             if paced and not self._wait_for_room(k):
                 break
+            if self.trigger_gate is not None and not self.trigger_gate.take(k, 0.1):
+                continue
             t0 = time.perf_counter()
             try:
                 frame = cam.grab(timeout_s=0.5)
             except GrabTimeout:
+                if self.trigger_gate is not None:
+                    self.trigger_gate.give_back(k)
                 continue
             except GrabFailed as exc:
                 failed_since += 1
@@ -646,6 +702,7 @@ class Runner:
             seq = sum(self._counts.values()) + 1
         info = self.inspector.info
         several = len(part) > 1
+        lot = self.lot_id
         out = []
         for k, (v, (verdict, score, classes, mask, amap, error, t_end)) in enumerate(zip(part, results)):
             f = v.frame
@@ -663,6 +720,7 @@ class Runner:
                     total_ms=(t_end - v.t0) * 1000,
                 ),
                 error=error, view=k, part_verdict=part_verdict if several else None,
+                recipe_version=self.recipe_version, lot_id=lot, t0=part[0].t0,
             ))
         t_put = time.perf_counter()
         for r in out:

@@ -7,6 +7,7 @@ Times are naive UTC. Relabels reference `inspections.id` and add history; the mo
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -14,6 +15,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+def new_uid() -> str:
+    """A key unique across stations (uuid4 hex), for rows a plant database gathers from many."""
+    return uuid.uuid4().hex
 
 
 class ModelVersion(Base):
@@ -41,6 +47,7 @@ class Run(Base):
     """One start-to-stop of the line."""
 
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_uid", "uid", unique=True),)
     id: Mapped[int] = mapped_column(primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -56,6 +63,23 @@ class Run(Base):
     failed_grabs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # incomplete or corrupt frames
     ok_below: Mapped[float | None] = mapped_column(Float, nullable=True)  # the thresholds in force for the run
     ng_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recipe_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # NULL before 0009
+    # The run's key across stations (a plant database holds the runs of many): uuid4 hex.
+    uid: Mapped[str | None] = mapped_column(String(32), nullable=True, default=new_uid)
+
+
+class RecipeVersion(Base):
+    """Each distinct content of a recipe, numbered per recipe name in the order first used."""
+
+    __tablename__ = "recipe_versions"
+    __table_args__ = (UniqueConstraint("name", "sha256", name="uq_recipe_versions_name_sha256"),
+                      UniqueConstraint("name", "version", name="uq_recipe_versions_name_version"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_json: Mapped[str] = mapped_column(Text)  # the recipe as merged over the default (canonical JSON)
+    first_used_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class Inspection(Base):
@@ -92,6 +116,8 @@ class Inspection(Base):
     # A station with several cameras writes one row per view; the views of a part share `seq`.
     view: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # which camera of the station
     part_verdict: Mapped[str | None] = mapped_column(String(10), nullable=True)  # the worst of the part's views; NULL before 0008
+    recipe_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # recipe_versions.version of `recipe`; NULL before 0009
+    lot_id: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the lot the part belongs to (PLC or operator); NULL: none
     t_grab_ms: Mapped[float] = mapped_column(Float)
     t_queue_ms: Mapped[float] = mapped_column(Float)
     t_preprocess_ms: Mapped[float] = mapped_column(Float)
@@ -112,7 +138,8 @@ class Relabel(Base):
     is never changed; a part's current label is its latest relabel."""
 
     __tablename__ = "relabels"
-    __table_args__ = (Index("ix_relabels_inspection", "inspection_id"),)
+    __table_args__ = (Index("ix_relabels_inspection", "inspection_id"),
+                      Index("ix_relabels_inspection_at", "inspection_id", "at", unique=True))
     id: Mapped[int] = mapped_column(primary_key=True)
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"))
     at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -147,7 +174,7 @@ class Event(Base):
     """The station's event log: alarms, camera loss, model changes, runs starting and ending."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_ts", "ts"),)
+    __table_args__ = (Index("ix_events_ts", "ts"), Index("ix_events_uid", "uid", unique=True))
     id: Mapped[int] = mapped_column(primary_key=True)
     ts: Mapped[dt.datetime] = mapped_column(DateTime)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
@@ -155,6 +182,7 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(50))
     message: Mapped[str] = mapped_column(Text)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    uid: Mapped[str | None] = mapped_column(String(32), nullable=True, default=new_uid)  # the key across stations
 
 
 class User(Base):
@@ -184,3 +212,13 @@ class AuditEntry(Base):
     detail_json: Mapped[str] = mapped_column(Text)  # canonical JSON (sorted keys, no spaces)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ForwardState(Base):
+    """How far a station's rows have been forwarded to a plant database (inspection.forward): per
+    server and table, the highest local id the server has committed."""
+
+    __tablename__ = "forward_state"
+    server: Mapped[str] = mapped_column(String(500), primary_key=True)  # host:port/database
+    table_name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import Integer, cast, func, select
 
 from inspection.schema import PART_ROW, PART_VERDICT, Event, Inspection, Run
+from inspection.sqlfn import int_floor, julian_day
 from inspection.store import Store
 
 RATE_WINDOW = dt.timedelta(minutes=5)  # parts/min counts the parts of the last five minutes
@@ -83,8 +84,8 @@ def trend_start(now: dt.datetime, bucket: dt.timedelta, buckets: int) -> dt.date
 def ng_trend(store: Store, since: dt.datetime, bucket: dt.timedelta, buckets: int) -> list[TrendPoint]:
     """Parts and NG parts per bucket from `since` (naive UTC), `buckets` buckets, empty ones included."""
     width = bucket.total_seconds()
-    index = cast((func.julianday(Inspection.ts) - func.julianday(since)) * 86400.0 / width, Integer)
-    q = (select(index, func.count(), func.sum(func.iif(PART_VERDICT == "NG", 1, 0)))
+    index = int_floor((julian_day(Inspection.ts) - julian_day(since)) * 86400.0 / width)
+    q = (select(index, func.count(), func.sum(cast(PART_VERDICT == "NG", Integer)))
          .where(Inspection.ts >= since, Inspection.ts < since + bucket * buckets, PART_ROW).group_by(index))
     with store.session() as s:
         rows = {int(k): (int(n), int(ng or 0)) for k, n, ng in s.execute(q).all()}
@@ -99,7 +100,7 @@ class PartRow:
     verdict: str
     score: float | None
     classes: tuple[str, ...]
-    image: Path | None  # absolute; None when the image was not kept
+    image: Path | None  # absolute; None when the image was not kept (or is at another station)
     mask: Path | None
 
 
@@ -108,9 +109,9 @@ def recent_rejects(store: Store, limit: int = 8) -> list[PartRow]:
     q = select(Inspection).where(Inspection.verdict != "OK").order_by(Inspection.id.desc()).limit(limit)
     with store.session() as s:
         rows = s.scalars(q).all()
-    base = store.path.parent
     return [PartRow(r.part_id, r.ts, r.seq, r.verdict, r.score, tuple(json.loads(r.classes_json)),
-                    base / r.image_path if r.image_path else None, base / r.mask_path if r.mask_path else None) for r in rows]
+                    store.image_file(r.image_path), store.image_file(r.mask_path))  # (None on a plant database: images stay at their stations)
+            for r in rows]
 
 
 @dataclasses.dataclass(frozen=True)

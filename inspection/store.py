@@ -1,7 +1,9 @@
-"""The record: a SQLite file (WAL) through SQLAlchemy, migrated by Alembic, plus an image folder.
+"""The record: a SQLite file (WAL) through SQLAlchemy, migrated by Alembic, plus an image folder;
+or a plant database on a PostgreSQL server (a `postgresql://` URL), migrated the same way, which
+stations fill through their forwarders (inspection.forward).
 
 One `Store` per database per process; a lock file keeps a second instance of the program off the
-same database. The writer thread alone writes inspections (see inspection.writer); other threads
+same SQLite file. The writer thread alone writes inspections (see inspection.writer); other threads
 may read through `session()`.
 """
 
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from filelock import FileLock, Timeout
 from sqlalchemy import create_engine, event, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspection.errors import StoreError
@@ -33,12 +35,16 @@ from inspection.schema import Event, Inspection, ModelVersion, Relabel, Run, Shi
 from models.base import ModelInfo
 
 if TYPE_CHECKING:
+    from inspection.forward import Forwarder
     from inspection.users import User
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_S = 5  # a database server that does not answer within this is unreachable
+MIGRATION_LOCK = 0x4C455054  # a PostgreSQL advisory lock: stations starting together migrate one at a time
+_migrating = threading.Lock()  # Alembic's `op` and `context` are process-wide: one migration at a time per process
 PARTIAL = ".partial"  # an image file being written; left only by a kill, removed at the next start
 
 
@@ -71,21 +77,40 @@ def _migrate(engine: Engine) -> None:
     from alembic import command
 
     cfg = _alembic_config()
-    with engine.begin() as conn:
+    with _migrating, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
 class Store:
-    """An open database and its image folder. Use `open_store()`."""
+    """An open database and its image folder (none on a server). Use `open_store()`."""
 
-    def __init__(self, path: Path, engine: Engine, lock: FileLock | None) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, engine: Engine, lock: FileLock | None, *, server: str | None = None) -> None:
+        self.path = path  # None: a database server
+        self.server = server  # the server's URL without its password (None: a SQLite file)
         self.engine = engine
-        self._lock = lock  # None: opened read-only, beside a running station
-        self.images_dir = path.parent / f"{path.stem}-images"
+        self._lock = lock  # None: opened read-only, beside a running station, or a server
+        self.images_dir = path.parent / f"{path.stem}-images" if path is not None else None
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self.audit_lock = threading.RLock()  # held from reading the audit trail's last hash to the commit (inspection.audit)
+        self.forwarder: Forwarder | None = None  # a station's buffer forwarding to a plant database (inspection.forward)
+
+    @property
+    def name(self) -> str:
+        """The database as shown to people: the file's path, or the server's URL without its password."""
+        return str(self.path) if self.path is not None else str(self.server)
+
+    @property
+    def image_base(self) -> Path | None:
+        """The folder that image paths are relative to; None on a server (images stay at their station)."""
+        return self.path.parent if self.path is not None else None
+
+    def image_file(self, relative: str | None) -> Path | None:
+        """A row's image or mask path on this machine; None when it has none or the record is a server's."""
+        base = self.image_base
+        return base / relative if base is not None and relative else None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -93,6 +118,10 @@ class Store:
             yield s
 
     def close(self) -> None:
+        """Stop the forwarder (if any, after forwarding what it can in a few seconds), then close."""
+        if self.forwarder is not None:
+            self.forwarder.close()
+            self.forwarder = None
         self.engine.dispose()
         if self._lock is not None:
             self._lock.release()
@@ -121,7 +150,7 @@ class Store:
             return row.id
 
     def start_run(self, *, line: str, station: str, camera_spec: str, recipe: str, model_version_id: int, software_version: str,
-                  ok_below: float | None = None, ng_at: float | None = None) -> int:
+                  ok_below: float | None = None, ng_at: float | None = None, recipe_version: int | None = None) -> int:
         """A new run. What differs from the last run is logged, and in the audit trail by the
         station: a recipe changed (a changeover), and for the same recipe a model changed (a
         promotion, a rollback or `--model`) or, with the same model, thresholds changed (the recipe
@@ -132,7 +161,8 @@ class Store:
             last = s.scalar(select(Run).order_by(Run.id.desc()).limit(1))
             same = s.scalar(select(Run).where(Run.recipe == recipe).order_by(Run.id.desc()).limit(1))
             run = Run(started_at=utcnow(), line=line, station=station, camera_spec=camera_spec, recipe=recipe,
-                      model_version_id=model_version_id, software_version=software_version, ok_below=ok_below, ng_at=ng_at)
+                      model_version_id=model_version_id, software_version=software_version, ok_below=ok_below, ng_at=ng_at,
+                      recipe_version=recipe_version)
             s.add(run)
             s.flush()
             if last is not None and last.recipe != recipe:
@@ -182,7 +212,7 @@ class Store:
         with audit.session(self) as s:
             part = s.scalar(select(Inspection).where(Inspection.part_id == part_id))
             if part is None:
-                raise StoreError(f"The database {self.path} has no part {part_id}.")
+                raise StoreError(f"The database {self.name} has no part {part_id}.")
             latest = s.scalar(select(Relabel).where(Relabel.inspection_id == part.id).order_by(Relabel.id.desc()).limit(1))
             mask_rel = None
             if mask is not None:
@@ -291,8 +321,111 @@ def _not_our_record(path: Path, *, current: bool = False) -> str | None:
     return None
 
 
+def is_url(db: str | Path) -> bool:
+    """Whether `db` names a database server (an SQLAlchemy URL) rather than a SQLite file."""
+    return isinstance(db, str) and "://" in db
+
+
+def server_url(db: str) -> URL:
+    """The SQLAlchemy URL of a PostgreSQL server (`postgresql://` runs on psycopg 3); one sentence if it is none."""
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        raise StoreError(f"{_hide_password(db)} is not a database URL such as postgresql://user@host:5432/lepton.") from None
+    except ValueError:
+        raise StoreError(f"The port in the database URL {_hide_password(db)} is not a number.") from None
+    shown = _hide_password(db)
+    if url.drivername not in ("postgresql", "postgresql+psycopg"):
+        raise StoreError(f"The database URL {shown} is not supported: give a SQLite file or postgresql://user@host:5432/lepton.")
+    if "@" in (url.host or ""):
+        raise StoreError(f"The database URL {shown} has an '@' in its password or host: write it as %40.")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def shown_url(url: URL) -> str:
+    """A server's URL as people gave it (the driver left out), without its password."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+def _hide_password(text: str) -> str:
+    """A URL-like text with whatever stands between `user:` and `@` replaced."""
+    head, sep, tail = text.partition("://")
+    if not sep or "@" not in tail:
+        return text
+    auth, _, host = tail.rpartition("@")
+    return f"{head}://{auth.split(':', 1)[0]}{':***' if ':' in auth else ''}@{host}"
+
+
+def error_reason(exc: Exception) -> str:
+    """The first line of a database error's own message (the driver's, where there is one), without its full stop."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0].rstrip(".")
+
+
+def server_error(url: URL, exc: Exception) -> StoreError:
+    """One sentence for a server that refused or could not be reached (never the password)."""
+    reason = error_reason(exc)
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return StoreError(f"The database server at {url.host or 'localhost'}:{url.port or 5432} cannot be reached: {reason}.")
+
+
+def _server_engine(url: URL, *, read_only: bool = False) -> Engine:
+    """An engine on a PostgreSQL server, checked by connecting once; StoreError (one sentence) if it cannot."""
+    # A server that vanishes mid-statement (a cut cable) is noticed within a minute, not hung on.
+    args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                            "keepalives_count": 3, "tcp_user_timeout": 30_000, "options": "-c statement_timeout=60000"}
+    if read_only:
+        args["options"] += " -c default_transaction_read_only=on"
+    engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+    try:
+        with engine.connect():
+            pass
+    except (DatabaseError, OperationalError) as exc:
+        engine.dispose()
+        raise server_error(url, exc) from None
+    return engine
+
+
+def _open_server(db: str, *, read_only: bool) -> Store:
+    """A plant database on a server: migrated to this program's schema (or, read-only, checked to be at it)."""
+    from alembic.util import CommandError
+
+    url = server_url(db)
+    shown = shown_url(url)
+    engine = _server_engine(url, read_only=read_only)
+    try:
+        if read_only:
+            from alembic.script import ScriptDirectory
+
+            head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+            with engine.connect() as conn:
+                has_version = engine.dialect.has_table(conn, "alembic_version")
+                version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() if has_version else None
+            if version != head:
+                raise StoreError(f"The database {shown} is at schema {version or 'none'}, this program reads {head}: "
+                                 "open it once with a station (or `lepton-inspect run --db URL`) to update it.")
+        else:
+            _migrate(engine)
+    except CommandError as exc:
+        engine.dispose()
+        raise StoreError(f"The database {shown} was written by a newer Lepton Inspect ({exc}).") from None
+    except OperationalError as exc:  # (the server went away meanwhile)
+        engine.dispose()
+        raise server_error(url, exc) from None
+    except DatabaseError as exc:  # the server answers but refuses: rights, another program's tables
+        engine.dispose()
+        raise StoreError(f"The database {shown} cannot be used: {error_reason(exc)}.") from None
+    except StoreError:
+        engine.dispose()
+        raise
+    return Store(None, engine, None, server=shown)
+
+
 def open_store(path: str | Path) -> Store:
-    """Open (creating and migrating as needed) the database at `path`; one sentence if it cannot."""
+    """Open (creating and migrating as needed) the database at `path` (a SQLite file, or a server's
+    URL); one sentence if it cannot."""
+    if is_url(path):
+        return _open_server(str(path), read_only=False)
     path = Path(path).expanduser().resolve()
     if path.is_dir():
         raise StoreError(f"The database path {path} is a folder; give a file name such as {path / 'lepton.db'}.")
@@ -338,9 +471,32 @@ def open_store(path: str | Path) -> Store:
     return store
 
 
+def open_station_store(db: str | Path | None, buffer: str | Path | None = None) -> Store:
+    """The station's record. A path (None: the default file) opens that SQLite file, as `open_store`;
+    a server's URL opens the local buffer (`buffer`, else the default file) with a `Forwarder` to the
+    server started (inspection.forward), which `Store.close()` stops. The station starts whether the
+    server answers or not."""
+    from inspection.config import default_db
+    from inspection.forward import Forwarder
+
+    if db is None or not is_url(db):
+        return open_store(db or default_db())
+    server_url(str(db))  # a malformed or unsupported URL fails before anything is opened
+    store = open_store(buffer or default_db())
+    try:
+        store.forwarder = Forwarder(store, str(db))
+        store.forwarder.start()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def open_record(path: str | Path) -> Store:
     """Open a database read-only, without its lock, beside a station that may be writing it (WAL):
     for reports and listings. One sentence if it is missing or was never brought up to date."""
+    if is_url(path):
+        return _open_server(str(path), read_only=True)
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise StoreError(f"There is no database at {path}.")
@@ -444,6 +600,7 @@ def inspection_row(result: InspectionResult, *, shift_id: int, model_version_id:
         t_grab_ms=t.grab_ms, t_queue_ms=t.queue_ms, t_preprocess_ms=t.preprocess_ms, t_infer_ms=t.infer_ms,
         t_decide_ms=t.decide_ms, latency_ms=t.total_ms, error=result.error or None,
         view=result.view, part_verdict=(result.part_verdict or result.verdict).value,
+        recipe_version=result.recipe_version or None, lot_id=result.lot_id or None,
     )
 
 

@@ -82,3 +82,59 @@ def tiny_dataset(tmp_path_factory):
         w.writerow(["image", "label", "cls", "mask", "width", "height", "group"])
         w.writerows(rows)
     return root
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL server for the session (tests/pg.py); the PostgreSQL tests skip without
+    the binaries, unless LEPTON_REQUIRE_POSTGRES=1 (CI), where they fail."""
+    from tests.pg import REQUIRE_ENV, PgServer, find_bin
+
+    bin_dir = find_bin()
+    if bin_dir is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql gives initdb and pg_ctl)"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 requires it")
+        pytest.skip(reason)
+    server = PgServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> str:
+    """Which database a test's record is read from: a real SQLite file, or the plant database on PostgreSQL."""
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_server")
+    return request.param
+
+
+@pytest.fixture
+def read_from(backend, request):
+    """`read_from(store)`: the store a test reads a station's record from, on the test's backend: the
+    station's own SQLite file, or the plant database on PostgreSQL that its rows were forwarded to."""
+    from inspection.store import open_record
+    from tests.pg import forward_all
+
+    opened = []
+
+    def read(store):
+        if backend == "sqlite":
+            return store
+        url = request.getfixturevalue("pg_url")
+        forward_all(store, url)
+        opened.append(open_record(url))
+        return opened[-1]
+
+    yield read
+    for store in opened:
+        store.close()

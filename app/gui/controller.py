@@ -33,6 +33,8 @@ from inspection.config import default_db
 from inspection.errors import USER_ERRORS
 from inspection.line import Line
 from inspection.overlay import recorded_part
+from inspection.recipes import recipes_folder
+from inspection.reject import RejectStats
 from inspection.result import InspectionResult
 from inspection.runner import RunnerState, RunnerStatus
 from inspection.store import utcnow
@@ -142,6 +144,16 @@ class LineController(QObject):
             self._status = line.status()  # (kept: the window still shows the last run's status while a line reopens)
         return self._status
 
+    def line_signals(self) -> tuple[str, int, int, str, dict | None, RejectStats | None] | None:
+        """(recipe, version, PLC index, lot, PLC signals or None, reject gate stats or None) of the open
+        line: values in memory, cheap enough for the GUI timer. None when no line is open."""
+        line = self.line
+        if line is None:
+            return None
+        plc = line.plc
+        return (line.recipe.name, line.recipe_version, line.recipe.index, line.lot_id,
+                plc.signals() if plc is not None else None, line.reject_stats())
+
     @property
     def running(self) -> bool:
         s = self.status()
@@ -177,9 +189,13 @@ class LineController(QObject):
         line = self._opener(self.camera_spec, self.recipe)
         line.add_result_listener(self._on_result)
         self.line = line
+        self._announce(line)
+
+    def _announce(self, line: Line) -> None:
+        """(worker) Say what the open line offers and runs now."""
         self.choices = LineChoices(
             camera_spec=self.camera_spec, recipe_name=line.recipe.name, recipe_path=self.recipe,
-            recipes=_recipes(line.recipe.name, self.recipe), cameras=_cameras(self.camera_spec),
+            recipes=_recipes(line.recipe.name, self.recipe, recipes_folder(line.base_config)), cameras=_cameras(self.camera_spec),
             ng_at=thresholds_in_force(line.recipe, line.inspector.info).ng_at, model_classes=tuple(line.inspector.info.classes),
         )
         self._stats_wake.set()
@@ -190,11 +206,16 @@ class LineController(QObject):
         self._spawn("Loading model, opening camera and database", self._open_line)
 
     def reopen(self, camera_spec: str, recipe: Path | None, user: User | None = None) -> None:
-        """Switch camera or recipe: close the line (not while it runs) and open it again. A switch
-        someone asked for (`user`) needs their permission to run the line and is in the audit trail;
-        a reopen after a promotion (no user) was checked and recorded as the promotion."""
+        """Switch camera or recipe: close the line (not while it runs) and open it again; while it
+        runs, another recipe on the same camera is a changeover between parts (`Line.change_recipe`).
+        A switch someone asked for (`user`) needs their permission to run the line and is in the
+        audit trail; a reopen after a promotion (no user) was checked and recorded as the promotion."""
+        if self.running and camera_spec == self.camera_spec and user is not None:
+            self._change_recipe(recipe, user)
+            return
         if self.running:
-            self.failed.emit("Stop the line before changing the recipe or the camera.")
+            self.failed.emit("Stop the line before changing the camera." if camera_spec != self.camera_spec else
+                             "Stop the line to load the new model; the next start uses it.")
             return
 
         def job() -> None:
@@ -213,6 +234,23 @@ class LineController(QObject):
 
         self._spawn("Switching to " + (f"recipe {recipe.stem}" if recipe else "the default recipe") + f" on {camera_spec}", job)
 
+    def _change_recipe(self, recipe: Path | None, user: User) -> None:
+        line = self.line
+        if line is None:
+            return
+
+        def job() -> None:
+            require(line.store, user, Permission.RUN_LINE)
+            with audit.session(line.store) as s:
+                audit.append(s, who=user.name, action="line_switched", target=self.camera_spec,
+                             detail={"camera": self.camera_spec, "recipe": str(recipe) if recipe else "default",
+                                     "from_camera": self.camera_spec, "from_recipe": str(self.recipe) if self.recipe else "default"})
+            line.change_recipe(recipe)
+            self.recipe = recipe
+            self._announce(line)
+
+        self._spawn("Changeover to " + (f"recipe {recipe.stem}" if recipe else "the default recipe"), job)
+
     def start(self, user: User) -> None:
         line = self.line
         if line is None:
@@ -227,10 +265,12 @@ class LineController(QObject):
         self._spawn("Starting the line", job)
 
     def stop(self) -> None:
-        """Stop the run in the background (after any job asked for before)."""
+        """Stop the run: at once between parts (never waiting for a changeover or other job), the
+        rest - commits, the record of the run's end - in the background."""
         line = self.line
         if line is None or line.runner is None:
             return
+        line.request_stop()
 
         def job() -> None:
             status = line.stop()
@@ -345,6 +385,10 @@ class LineController(QObject):
             line = self.line
             if line is not None:
                 try:
+                    if (self.choices is not None and self._idle.is_set()
+                            and (line.recipe_path, line.recipe.name) != (self.choices.recipe_path, self.choices.recipe_name)):
+                        self.recipe = line.recipe_path  # a PLC's changeover: the window follows (its boxes, title, settings)
+                        self._announce(line)
                     self.stats.emit(self.snapshot(line))
                 except Exception:  # a busy or closing database: try again next time
                     log.exception("reading the station statistics failed")
@@ -405,10 +449,10 @@ def run_job(what: str, job: Callable[[], None], failed: SignalInstance, prefix: 
         failed.emit(f"{what} failed unexpectedly: {exc} (details in the log file).")
 
 
-def _recipes(current: str, current_path: Path | None) -> tuple[tuple[str, Path | None], ...]:
-    from inspection.config import find_recipes, load_recipe, recipes_dir
+def _recipes(current: str, current_path: Path | None, folder: Path) -> tuple[tuple[str, Path | None], ...]:
+    from inspection.config import find_recipes, load_recipe
 
-    found = [(name, path) for name, path in find_recipes(recipes_dir())]
+    found = [(name, path) for name, path in find_recipes(folder)]
     if current_path is not None and all(p != current_path for _, p in found):
         found.append((current, current_path))
     return ((load_recipe().name + " (default)", None), *found)

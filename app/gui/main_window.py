@@ -27,8 +27,8 @@ from app.gui.controller import LineChoices, LineController, PartView, StationSna
 from app.gui.review_controller import ReviewController
 from app.gui.review_view import ModelsView, ReviewView
 from app.gui.session import LoginBar, SessionController, UsersView
-from app.gui.widgets import (AlarmBanner, CountersPanel, EventLog, Filmstrip, ImageView, StatusLight, TrendStrip, VerdictPanel,
-                             labelled)
+from app.gui.widgets import (AlarmBanner, CountersPanel, EventLog, Filmstrip, ImageView, SignalsPanel, StatusLight, TrendStrip,
+                             VerdictPanel, labelled)
 from inspection.overlay import MODES, render
 from inspection.runner import RunnerState
 from inspection.users import Permission, User
@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
         self.filmstrip = Filmstrip()
         self.verdict = VerdictPanel()
         self.counters = CountersPanel()
+        self.signals = SignalsPanel()
         self.trend = TrendStrip()
         self.start_button = QPushButton("Start")
         self.pause_button = QPushButton("Pause")
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         rv.setContentsMargins(0, 0, 0, 0)
         rv.addWidget(self.verdict)
         rv.addWidget(self.counters)
+        rv.addWidget(self.signals)
         rv.addWidget(self.trend)
         # Start, Pause and the choices need a login with the right to run the line; Stop never does.
         self.run_controls = QWidget()
@@ -267,8 +269,9 @@ class MainWindow(QMainWindow):
         user = self.session.user
         if self.controller.line is not None and (user := self._user(Permission.RUN_LINE)) is None:
             return
-        for b in (self.start_button, self.pause_button, self.stop_button):
-            b.setEnabled(False)
+        if not self.controller.running:  # (while it runs a recipe is a changeover: the run goes on)
+            for b in (self.start_button, self.pause_button, self.stop_button):
+                b.setEnabled(False)
         self.controller.reopen(spec, recipe, user)
 
     def _on_report_written(self, path: str) -> None:
@@ -307,14 +310,18 @@ class MainWindow(QMainWindow):
             self.tabs.currentWidget().activate()
         self.setWindowTitle(f"Lepton Inspect - {choices.recipe_name} on {choices.camera_spec}")
         self._fill_boxes(choices.recipes, choices.recipe_path, choices.cameras, choices.camera_spec)
-        self.start_button.setEnabled(True)
+        running = self.controller.running
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.pause_button.setEnabled(running)
         self._gate_choices()
         self.report_button.setEnabled(self.session.may(Permission.EXPORT_REPORT))
         line = self.controller.line
         if line is not None:
             self.session.set_idle_minutes(line.config.auto_logout_min)
         self.session.check()
-        self.statusBar().showMessage("Ready - press Start (or Space)" if self.session.user else "Ready - log in to start the line")
+        self.statusBar().showMessage(f"Changeover done: recipe {choices.recipe_name} is in force." if running else
+                                     "Ready - press Start (or Space)" if self.session.user else "Ready - log in to start the line")
         if self.settings is not None:
             self.settings.setValue("camera", choices.camera_spec)
             self.settings.setValue("recipe", str(choices.recipe_path) if choices.recipe_path else "")
@@ -415,6 +422,9 @@ class MainWindow(QMainWindow):
         if alarms != self.banner.alarms:
             self.banner.show_alarms(alarms)
         self._show_light(status)
+        wiring = self.controller.line_signals()
+        if wiring is not None:
+            self.signals.show_signals(*wiring)
         entry = self.controller.latest_entry()
         if entry is not None and entry[0].part_id != self._shown_part:
             result, published = entry

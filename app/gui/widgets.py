@@ -5,6 +5,7 @@ shows what it is given; none reads a file or the database."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 
 import cv2
 import numpy as np
@@ -264,6 +265,51 @@ class AlarmBanner(QWidget):
             self.acknowledge.emit(tuple(a.event_id for a in self.alarms))
         self.message = ""
         self._update()
+
+
+class SignalsPanel(QLabel):
+    """The line's wiring at a glance: the recipe in force (version, PLC index), the lot, the PLC
+    link's signals as lamps, and the reject gate's pulses and misses. Rich text, redrawn only when
+    something shown changed."""
+
+    LAMPS = ("Ready", "Busy", "ResultReady", "ResultOK", "ResultNG", "Error", "Heartbeat")
+    INPUTS = ("Trigger", "ResultAck")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("signalsPanel")
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setWordWrap(True)
+        self._shown = ""
+
+    def show_signals(self, recipe: str, version: int, index: int, lot: str, plc: dict | None, reject: object | None) -> None:
+        """`plc`: PlcLink.signals() (None: the link is off); `reject`: RejectStats (None: no reject output)."""
+        lines = [f"<b>Recipe</b> {html.escape(recipe)} v{version}" + (f" (PLC index {index})" if index else "")
+                 + (f" &middot; <b>Lot</b> {html.escape(lot)}" if lot else "")]
+        if plc is None:
+            lines.append("<b>PLC</b> link off")
+        else:
+            lamps = " ".join(_lamp(name, bool(plc.get(name)), "#d33" if name in ("ResultNG", "Error") else "#2a2")
+                             for name in self.LAMPS)
+            inputs = " ".join(_lamp(name, bool(plc.get(name)), "#28c") for name in self.INPUTS)
+            code = plc.get("ErrorCode", 0)
+            lines.append(f"<b>PLC</b> {html.escape(str(plc.get('endpoint', '')))}<br>{lamps}<br>{inputs} RecipeIndex {plc.get('RecipeIndex', 0)}"
+                         + (f" &middot; <span style='color:#d33'>ErrorCode {code}</span>" if code else "")
+                         + f" &middot; {plc.get('count_triggers', 0)} triggers, {plc.get('count_trigger_overrun', 0)} overruns")
+        if reject is None:
+            lines.append("<b>Reject output</b> off")
+        else:
+            misses = getattr(reject, "misses", 0)
+            lines.append(f"<b>Reject</b> {getattr(reject, 'pulses', 0)} pulses, "
+                         + (f"<span style='color:#d33'>{misses} misses</span>" if misses else "0 misses"))
+        text = "<br>".join(lines)
+        if text != self._shown:
+            self._shown = text
+            self.setText(text)
+
+
+def _lamp(name: str, on: bool, color: str) -> str:
+    return f"<span style='color:{color if on else '#777'}'>&#9679;</span>&nbsp;{name}"
 
 
 class StatusLight(QLabel):

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, Qt
 
 from app.gui.controller import LineController
 from inspection import users
-from inspection.config import load_recipe
+from inspection.config import load_config, load_recipe
 from inspection.store import open_store
 from inspection.runner import RunnerState
 from tests.fakes import FakeInspector
@@ -32,6 +32,7 @@ class _Line:
         self.started_in = None
         self.recipe = load_recipe()
         self.inspector = FakeInspector()
+        self.base_config = load_config()  # (the recipes folder)
 
     def add_result_listener(self, listener) -> None:
         pass

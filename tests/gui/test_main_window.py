@@ -237,8 +237,21 @@ def test_picking_a_recipe_reopens_the_line_with_it_and_is_remembered(qtbot, tmp_
         win.start_button.click()
         qtbot.waitUntil(lambda: win.controller.running, timeout=TIMEOUT_MS)
         with qtbot.waitSignal(win.controller.failed, timeout=TIMEOUT_MS) as refused:
-            win.controller.reopen(f"sim:{samples}", None)  # not while the line runs
-        assert "Stop the line" in refused.args[0]
+            win.controller.reopen(f"emu:{samples}", None, win.session.user)  # another camera: not while the line runs
+        assert refused.args[0] == "Stop the line before changing the camera."
+        # Another recipe while the line runs is a changeover between parts: the line runs on with it.
+        run = win.controller.line.runner.run_id
+        win.recipe_box.setCurrentIndex(0)  # the default recipe
+        with qtbot.waitSignal(win.controller.ready, timeout=TIMEOUT_MS):
+            win.recipe_box.activated.emit(0)
+        assert win.controller.running and win.controller.line.runner.run_id == run + 1
+        assert win.controller.line.recipe.name == win.choices.recipe_name == "demo-ballscrew"
+        assert win.stop_button.isEnabled() and not win.start_button.isEnabled()
+        assert "Changeover done" in win.statusBar().currentMessage()
+        win.recipe_box.setCurrentIndex(names.index("bolt"))
+        with qtbot.waitSignal(win.controller.ready, timeout=TIMEOUT_MS):
+            win.recipe_box.activated.emit(names.index("bolt"))
+        assert win.controller.line.recipe.name == "bolt" and win.controller.running
     finally:
         close(qtbot, win)
     assert QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat).value("recipe") == str(tmp_path / "recipes" / "bolt.toml")

@@ -87,6 +87,22 @@ def test_run_json_matches_the_rows(kind, tmp_path):
     assert con.execute("select end_state from runs").fetchall() == [("stopped",)]
 
 
+def test_run_with_the_reject_output_pulses_every_reject_and_keeps_the_recipe_version(tmp_path):
+    (tmp_path / "station.toml").write_text("[reject]\nenabled = true\ndelay_ms = 5000.0\n", encoding="utf-8")
+    db = tmp_path / "r.db"
+    proc = cli("run", "--camera", f"emu:{resources.DEMO_SAMPLES}", "--parts", "16", "--db", str(db), "--config", str(tmp_path / "station.toml"),
+               "--json", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["recipe"] == "demo-ballscrew" and out["recipe_version"] == 1
+    assert out["reject"]["misses"] == 0 and out["reject"]["pulses"] + out["reject"]["merged"] == out["ng"] + out["review"] > 0
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("select distinct recipe_version from inspections").fetchall() == [(1,)]
+    finally:
+        con.close()
+
+
 def test_default_db_is_in_the_user_data_folder(tmp_path):
     proc = cli("run", "--camera", f"sim:{resources.DEMO_SAMPLES}", "--parts", "3", "--json", data_dir=tmp_path)
     assert proc.returncode == 0, proc.stderr

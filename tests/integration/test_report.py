@@ -1,7 +1,8 @@
 """Shift reports from databases filled by real runs (Basler's emulator playing the bundled real
 images into the demo model): the PDF read back with pypdf, every figure checked against an
 independent SQL count, the pages rendered with pypdfium2 and checked not blank; the CSV and JSON
-exports; an empty shift, an all-OK shift and a 100,000-part shift."""
+exports; an empty shift, an all-OK shift and a 100,000-part shift. The figures, pages and shifts are
+also checked read from a plant database on PostgreSQL that the station's rows were forwarded to."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from inspection.config import load_config
 from inspection.line import open_line
 from inspection.report import CSV_COLUMNS, gather, shift_window, time_window
 from inspection.report_pdf import write_pdf
-from inspection.store import open_store
+from inspection.store import is_url, open_record, open_store
 from tests.integration.test_cli import assert_one_sentence_error, cli
+from tests.pg import forward_all
 
 
 def sql(db, query, *params):
@@ -33,6 +35,29 @@ def sql(db, query, *params):
         return con.execute(query, params).fetchall()
     finally:
         con.close()
+
+
+def on_backend(db, backend, tmp_path, request) -> str:
+    """The --db a report reads: the station's file `db` itself, or the URL of a plant database on
+    PostgreSQL that a copy of it was forwarded to."""
+    if backend == "sqlite":
+        return str(db)
+    url = request.getfixturevalue("pg_url")
+    copy = tmp_path / "station.db"
+    copy.write_bytes(db.read_bytes())
+    with open_store(copy) as store:
+        forward_all(store, url)
+    return url
+
+
+def the_shift(db: str) -> int:
+    """The one shift of a record with parts."""
+    if not is_url(db):
+        (shift_id,) = {i for (i,) in sql(db, "select distinct shift_id from inspections")}
+        return shift_id
+    with open_record(db) as store, store.engine.connect() as conn:
+        (shift_id,) = {i for (i,) in conn.exec_driver_sql("select distinct shift_id from inspections")}
+        return shift_id
 
 
 def engineers(store, *names):
@@ -69,10 +94,11 @@ def figure(text, name):
     return int(m.group(1))
 
 
-def test_report_figures_match_the_database(recorded, tmp_path):
+def test_report_figures_match_the_database(recorded, tmp_path, backend, request):
+    db = on_backend(recorded, backend, tmp_path, request)
     (shift_id,) = {i for (i,) in sql(recorded, "select distinct shift_id from inspections")}
     out, rows_csv, figures_json = tmp_path / "r.pdf", tmp_path / "r.csv", tmp_path / "r.json"
-    proc = cli("report", "--db", str(recorded), "--shift", str(shift_id), "--out", str(out), "--csv", str(rows_csv),
+    proc = cli("report", "--db", db, "--shift", str(the_shift(db)), "--out", str(out), "--csv", str(rows_csv),
                "--json", str(figures_json), data_dir=tmp_path)
     assert proc.returncode == 0, proc.stderr
     pages = pdf_text(out)
@@ -112,13 +138,10 @@ def test_report_figures_match_the_database(recorded, tmp_path):
     assert sorted(r[0] for r in rows[1:]) == sorted(p for (p,) in sql(recorded, "select part_id from inspections"))
 
 
-def test_pages_render_and_are_not_blank(recorded, tmp_path):
-    store = open_store(recorded)
-    try:
-        (shift_id,) = {i for (i,) in sql(recorded, "select distinct shift_id from inspections")}
-        data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
-    finally:
-        store.close()
+def test_pages_render_and_are_not_blank(recorded, tmp_path, backend, request):
+    db = on_backend(recorded, backend, tmp_path, request)
+    with open_record(db) as store:
+        data = gather(store, shift_window(store, the_shift(db)), load_config().shifts.tz)
     pages = write_pdf(data, tmp_path / "r.pdf")
     pdf = pypdfium2.PdfDocument(str(tmp_path / "r.pdf"))
     assert len(pdf) == pages >= 2
@@ -129,16 +152,15 @@ def test_pages_render_and_are_not_blank(recorded, tmp_path):
     pdf.close()
 
 
-def test_empty_period_and_all_ok_shift(tmp_path, samples):
-    db = tmp_path / "ok.db"
+def test_empty_period_and_all_ok_shift(tmp_path, samples, backend, request):
     recipe = tmp_path / "all_ok.toml"
     recipe.write_text('name = "all-ok"\n[verdict]\nok_below = 1e9\nng_at = 2e9\n')
-    run_line(db, samples, 8, recipe=recipe)
-    store = open_store(db)
+    run_line(tmp_path / "ok.db", samples, 8, recipe=recipe)
+    db = on_backend(tmp_path / "ok.db", backend, tmp_path, request)
+    store = open_record(db)
     try:
         tz = load_config().shifts.tz
-        (shift_id,) = {i for (i,) in sql(db, "select distinct shift_id from inspections")}
-        data = gather(store, shift_window(store, shift_id), tz)
+        data = gather(store, shift_window(store, the_shift(db)), tz)
         assert (data.inspected, data.ok, data.ng, data.review, data.pareto, data.worst) == (8, 8, 0, 0, (), ())
         write_pdf(data, tmp_path / "ok.pdf")
         text = "\n".join(pdf_text(tmp_path / "ok.pdf"))

@@ -1,7 +1,7 @@
 """Users and the audit trail: `users` (name, role, scrypt password hash, active) and `audit_log`,
 an append-only table of every change that touches quality, each entry chained to the one before by
 a hash. Triggers refuse UPDATE and DELETE on `audit_log` (defence in depth: the hash chain is what
-detects an edit made around them).
+detects an edit made around them); on PostgreSQL through a plpgsql function that raises.
 
 Revision ID: 0006
 Revises: 0005
@@ -40,13 +40,20 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
+    postgres = op.get_bind().dialect.name == "postgresql"
+    if postgres:
+        op.execute("CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$")
     for when in ("UPDATE", "DELETE"):
-        op.execute(f"CREATE TRIGGER audit_log_no_{when.lower()} BEFORE {when} ON audit_log "
-                   "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END")
+        body = "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()" if postgres else "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        op.execute(f"CREATE TRIGGER audit_log_no_{when.lower()} BEFORE {when} ON audit_log {body}")
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
-    op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
+    on = " ON audit_log" if op.get_bind().dialect.name == "postgresql" else ""
+    op.execute(f"DROP TRIGGER IF EXISTS audit_log_no_delete{on}")
+    op.execute(f"DROP TRIGGER IF EXISTS audit_log_no_update{on}")
+    if on:
+        op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
     op.drop_table("audit_log")
     op.drop_table("users")

@@ -1,4 +1,5 @@
-"""Station statistics from the record: the counters and the trend match independent SQL counts."""
+"""Station statistics from the record: the counters and the trend match independent SQL counts, read
+from the station's SQLite file and from the plant database (PostgreSQL) its rows were forwarded to."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def sql(path, query):
 
 
 @pytest.fixture
-def recorded(make_line):
-    """Two runs: 8 parts with the fake model's own thresholds, then 6 all NG."""
+def recorded(make_line, read_from):
+    """Two runs: 8 parts with the fake model's own thresholds, then 6 all NG; the line, the start,
+    and the store to read them from."""
     t0 = utcnow() - dt.timedelta(seconds=1)
     line = make_line()
     assert line.start(max_parts=8).wait(30)
@@ -32,40 +34,40 @@ def recorded(make_line):
     line.inspector = FakeInspector(thresholds=Thresholds(0.0, 1.0, 1e9))
     assert line.start(max_parts=6).wait(30)
     line.stop()
-    return line, t0
+    return line, t0, read_from(line.store)
 
 
 def test_counters_match_the_database(recorded):
-    line, t0 = recorded
-    c = stats.counters(line.store, t0)
+    line, t0, store = recorded
+    c = stats.counters(store, t0)
     by = dict(sql(line.store.path, "select verdict, count(*) from inspections group by verdict"))
     assert (c.parts, c.ok, c.ng, c.review) == (14, by.get("OK", 0), by.get("NG", 0), by.get("REVIEW", 0))
     assert c.ng >= 6 and c.yield_pct == pytest.approx(100 * c.ok / 14)
     lat = sorted(v for (v,) in sql(line.store.path, "select latency_ms from inspections"))
     assert c.latency_ms_p50 == pytest.approx(lat[6]) and c.latency_ms_p99 == pytest.approx(lat[13])  # nearest rank of 14
     assert c.parts_per_min > 0
-    later = stats.counters(line.store, t0, now=utcnow() + dt.timedelta(minutes=10))  # the line stalled: no recent parts
+    later = stats.counters(store, t0, now=utcnow() + dt.timedelta(minutes=10))  # the line stalled: no recent parts
     assert later.parts == 14 and later.parts_per_min == 0
-    assert stats.counters(line.store, utcnow() + dt.timedelta(seconds=5)).parts == 0
+    assert stats.counters(store, utcnow() + dt.timedelta(seconds=5)).parts == 0
 
 
-def test_dropped_frames_of_ended_runs_are_counted(make_line):
+def test_dropped_frames_of_ended_runs_are_counted(make_line, read_from):
     t0 = utcnow() - dt.timedelta(seconds=1)
     line = make_line(inspector=FakeInspector(delay_s=0.05), trigger=TriggerMode.FREE_RUN, queue_size=2)
     assert line.start(max_parts=10).wait(30)
     status = line.stop()
     assert status.dropped > 0
     assert sql(line.store.path, "select dropped_frames, failed_grabs from runs") == [(status.dropped, status.failed_grabs)]
-    assert stats.counters(line.store, t0).dropped == status.dropped + status.failed_grabs
+    assert stats.counters(read_from(line.store), t0).dropped == status.dropped + status.failed_grabs
 
 
 def test_trend_ends_with_the_bucket_of_now_on_clock_edges(recorded):
-    line, t0 = recorded
+    line, t0, store = recorded
     bucket = dt.timedelta(minutes=5)
     now = utcnow()
     since = stats.trend_start(now, bucket, 12)
     assert since.minute % 5 == 0 and since.second == 0 and since + 12 * bucket > now >= since + 11 * bucket
-    points = stats.ng_trend(line.store, since, bucket, 12)
+    points = stats.ng_trend(store, since, bucket, 12)
     assert len(points) == 12 and points[0].start == since
     ng = sql(line.store.path, "select count(*) from inspections where verdict = 'NG'")[0][0]
     if t0 >= since + 11 * bucket:  # every part in the newest bar (unless the run straddled a 5-minute edge)
@@ -73,16 +75,19 @@ def test_trend_ends_with_the_bucket_of_now_on_clock_edges(recorded):
     assert sum(p.parts for p in points) == 14 and sum(p.ng for p in points) == ng
 
 
-def test_recent_rejects_point_at_saved_images(recorded):
-    line, _ = recorded
-    rejects = stats.recent_rejects(line.store, limit=4)
+def test_recent_rejects_point_at_saved_images(recorded, backend):
+    line, _, store = recorded
+    rejects = stats.recent_rejects(store, limit=4)
     assert len(rejects) == 4 and all(r.verdict != "OK" for r in rejects)
     assert [r.seq for r in rejects] == sorted((r.seq for r in rejects), reverse=True)
-    assert all(r.image is not None and r.image.is_file() for r in rejects)
+    if backend == "sqlite":
+        assert all(r.image is not None and r.image.is_file() for r in rejects)
+    else:  # the images stay at the station
+        assert all(r.image is None for r in rejects)
 
 
 def test_recent_events_newest_first(recorded):
-    line, _ = recorded
-    events = stats.recent_events(line.store)
+    _, _, store = recorded
+    events = stats.recent_events(store)
     assert [e.id for e in events] == sorted((e.id for e in events), reverse=True)
     assert any(e.kind == "run" for e in events)

@@ -1,4 +1,4 @@
-"""The record on a real SQLite file."""
+"""The record on a real SQLite file (and, where the test is not about the file, on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,30 @@ from alembic.migration import MigrationContext
 
 from inspection.errors import StoreError
 from inspection.schema import Base
-from inspection.store import open_store
+from inspection.store import is_url, open_store
+
+
+def database(backend, tmp_path, request) -> str:
+    """A new record on the test's backend: a SQLite file's path, or a PostgreSQL database's URL."""
+    return str(tmp_path / "a.db") if backend == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def rows(db, query):
+    """All rows of `query`, read apart from the store (sqlite3, or a new connection to the server)."""
+    if not is_url(db):
+        con = sqlite3.connect(db)
+        try:
+            return con.execute(query).fetchall()
+        finally:
+            con.close()
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(query)).all()]
+    finally:
+        engine.dispose()
 
 
 def test_migrations_build_exactly_the_schema(tmp_path):
@@ -74,34 +97,30 @@ def test_a_file_that_is_not_a_database(tmp_path):
         open_store(p)
 
 
-def test_model_versions_are_recorded_once(tmp_path, demo_inspector):
-    with open_store(tmp_path / "a.db") as store:
+def test_model_versions_are_recorded_once(tmp_path, demo_inspector, backend, request):
+    db = database(backend, tmp_path, request)
+    with open_store(db) as store:
         a = store.model_version(demo_inspector.info)
         b = store.model_version(demo_inspector.info)
         assert a == b
-    rows = sqlite3.connect(tmp_path / "a.db").execute("select name, sha256 from model_versions").fetchall()
-    assert rows == [(demo_inspector.info.name, demo_inspector.info.sha256)]
+    assert rows(db, "select name, sha256 from model_versions") == [(demo_inspector.info.name, demo_inspector.info.sha256)]
 
 
-def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_path, demo_inspector):
+def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_path, demo_inspector, backend, request):
     import dataclasses
-    import sqlite3
 
-    with open_store(tmp_path / "a.db") as store:
+    db = database(backend, tmp_path, request)
+    with open_store(db) as store:
         first = store.model_version(demo_inspector.info)
         other = store.model_version(dataclasses.replace(demo_inspector.info, sha256="e" * 64, version="2"))
         kw = {"line": "L", "station": "S", "camera_spec": "sim:x", "recipe": "r", "software_version": "0"}
         store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)
         store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)  # nothing changed
         store.start_run(model_version_id=other, ok_below=1.0, ng_at=3.0, **kw)
-    con = sqlite3.connect(tmp_path / "a.db")
-    rows = con.execute("select run_id, kind, message from events where kind in ('model', 'thresholds') and message like '%changed%'").fetchall()
-    con.close()
-    assert [(r, k) for r, k, _ in rows] == [(3, "model"), (3, "thresholds")]
-    assert "NG at 2 to OK below 1 / NG at 3" in rows[1][2]
-    con = sqlite3.connect(tmp_path / "a.db")
-    trail = con.execute("select who, action, target from audit_log order by id").fetchall()
-    con.close()
+    logged = rows(db, "select run_id, kind, message from events where kind in ('model', 'thresholds') and message like '%changed%' order by id")
+    assert [(r, k) for r, k, _ in logged] == [(3, "model"), (3, "thresholds")]
+    assert "NG at 2 to OK below 1 / NG at 3" in logged[1][2]
+    trail = rows(db, "select who, action, target from audit_log order by id")
     assert trail == [("station", "model_changed", "r")]  # the model's own thresholds came with it: one entry, not two
 
 
