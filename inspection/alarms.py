@@ -232,7 +232,8 @@ class AlarmMonitor:
             self._condition("reject", True, r.last_miss)
         else:
             self._condition("reject", r.output_errors > errors,
-                            f"The reject output failed {r.output_errors - errors} time(s) ({r.last_error}): rejected parts may pass the gate.")
+                            f"The reject output failed {r.output_errors - errors} time(s) ({r.last_error.rstrip('.')}): "
+                            "rejected parts may pass the gate.")
 
     def _check_camera(self, status: RunnerStatus | None, faulted: bool, message: str) -> None:
         """The camera alarm: raised by a fault, or by a loss since the last check even if the

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QListWidget, QL
                                QVBoxLayout, QWidget)
 
 from inspection.alarms import Alarm
+from inspection.reject import RejectStats
 from inspection.result import InspectionResult
 from inspection.stats import Counters, EventRow, PartRow, TrendPoint
 
@@ -282,7 +283,7 @@ class SignalsPanel(QLabel):
         self.setWordWrap(True)
         self._shown = ""
 
-    def show_signals(self, recipe: str, version: int, index: int, lot: str, plc: dict | None, reject: object | None) -> None:
+    def show_signals(self, recipe: str, version: int, index: int, lot: str, plc: dict | None, reject: RejectStats | None) -> None:
         """`plc`: PlcLink.signals() (None: the link is off); `reject`: RejectStats (None: no reject output)."""
         lines = [f"<b>Recipe</b> {html.escape(recipe)} v{version}" + (f" (PLC index {index})" if index else "")
                  + (f" &middot; <b>Lot</b> {html.escape(lot)}" if lot else "")]
@@ -299,9 +300,10 @@ class SignalsPanel(QLabel):
         if reject is None:
             lines.append("<b>Reject output</b> off")
         else:
-            misses = getattr(reject, "misses", 0)
-            lines.append(f"<b>Reject</b> {getattr(reject, 'pulses', 0)} pulses, "
-                         + (f"<span style='color:#d33'>{misses} misses</span>" if misses else "0 misses"))
+            misses, errors = reject.misses, reject.output_errors
+            lines.append(f"<b>Reject</b> {reject.pulses} pulses, "
+                         + (f"<span style='color:#d33'>{misses} misses</span>" if misses else "0 misses")
+                         + (f", <span style='color:#d33'>{errors} output errors</span>" if errors else ""))
         text = "<br>".join(lines)
         if text != self._shown:
             self._shown = text
