@@ -34,6 +34,7 @@ from inspection.errors import USER_ERRORS
 from inspection.line import Line
 from inspection.overlay import recorded_part
 from inspection.recipes import recipes_folder
+from inspection.forward import ForwardStatus
 from inspection.reject import RejectStats
 from inspection.result import InspectionResult
 from inspection.runner import RunnerState, RunnerStatus
@@ -144,15 +145,18 @@ class LineController(QObject):
             self._status = line.status()  # (kept: the window still shows the last run's status while a line reopens)
         return self._status
 
-    def line_signals(self) -> tuple[str, int, int, str, dict | None, RejectStats | None] | None:
-        """(recipe, version, PLC index, lot, PLC signals or None, reject gate stats or None) of the open
-        line: values in memory, cheap enough for the GUI timer. None when no line is open."""
+    def line_signals(self) -> tuple[str, int, int, str, dict | None, RejectStats | None, ForwardStatus | None] | None:
+        """(recipe, version, PLC index, lot, PLC signals, reject gate stats, plant database forwarding;
+        None where there is none) of the open line: values in memory, cheap enough for the GUI timer.
+        None when no line is open."""
         line = self.line
         if line is None:
             return None
         plc = line.plc
+        forwarder = line.store.forwarder
         return (line.recipe.name, line.recipe_version, line.recipe.index, line.lot_id,
-                plc.signals() if plc is not None else None, line.reject_stats())
+                plc.signals() if plc is not None else None, line.reject_stats(),
+                forwarder.status() if forwarder is not None else None)
 
     @property
     def running(self) -> bool:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QListWidget, QL
                                QVBoxLayout, QWidget)
 
 from inspection.alarms import Alarm
+from inspection.forward import ForwardStatus
 from inspection.reject import RejectStats
 from inspection.result import InspectionResult
 from inspection.stats import Counters, EventRow, PartRow, TrendPoint
@@ -283,8 +284,10 @@ class SignalsPanel(QLabel):
         self.setWordWrap(True)
         self._shown = ""
 
-    def show_signals(self, recipe: str, version: int, index: int, lot: str, plc: dict | None, reject: RejectStats | None) -> None:
-        """`plc`: PlcLink.signals() (None: the link is off); `reject`: RejectStats (None: no reject output)."""
+    def show_signals(self, recipe: str, version: int, index: int, lot: str, plc: dict | None, reject: RejectStats | None,
+                     plant: ForwardStatus | None = None) -> None:
+        """`plc`: PlcLink.signals() (None: the link is off); `reject`: RejectStats (None: no reject
+        output); `plant`: the plant database forwarder's status (None: the record is local only)."""
         lines = [f"<b>Recipe</b> {html.escape(recipe)} v{version}" + (f" (PLC index {index})" if index else "")
                  + (f" &middot; <b>Lot</b> {html.escape(lot)}" if lot else "")]
         if plc is None:
@@ -304,6 +307,10 @@ class SignalsPanel(QLabel):
             lines.append(f"<b>Reject</b> {reject.pulses} pulses, "
                          + (f"<span style='color:#d33'>{misses} misses</span>" if misses else "0 misses")
                          + (f", <span style='color:#d33'>{errors} output errors</span>" if errors else ""))
+        if plant is not None:
+            state = ("connected" if plant.connected else
+                     f"<span style='color:#d33'>unreachable</span> ({html.escape(plant.last_error)})" if plant.last_error else "connecting")
+            lines.append(f"<b>Plant database</b> {state}, {plant.backlog} rows waiting")
         text = "<br>".join(lines)
         if text != self._shown:
             self._shown = text

@@ -56,3 +56,25 @@ def test_the_window_shows_recipe_lot_plc_signals_and_reject_counts(qtbot, tmp_pa
         qtbot.waitUntil(lambda: win.controller.status().parts == 1, timeout=TIMEOUT_MS)
     finally:
         close(qtbot, win)
+
+
+def test_the_window_says_when_the_plant_database_cannot_be_reached(qtbot, tmp_path, samples):
+    """A station pointed at a plant database server that does not answer opens on its buffer, inspects,
+    and its window says the server is unreachable and how many rows wait."""
+    buffer = tmp_path / "buffer.db"
+    accounts(buffer, ("eng", "engineer"))
+    url = f"postgresql://lepton:secret@127.0.0.1:{_free_port()}/plant"
+    args = argparse.Namespace(camera=f"sim:{samples}", model=None, db=url, buffer=buffer, recipe=None, config=None, device="cpu")
+    win = build_window(args, default_camera_spec="unused", settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
+    win.show()
+    try:
+        log_in(qtbot, win, "eng")
+        qtbot.waitUntil(win.start_button.isEnabled, timeout=TIMEOUT_MS)
+        win.start_button.click()
+        qtbot.waitUntil(lambda: win.controller.running and win.controller.status().parts >= 3, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: "<b>Plant database</b> <span style='color:#d33'>unreachable</span>" in win.signals.text(),
+                        timeout=TIMEOUT_MS)
+        assert "cannot be reached" in win.signals.text() and "secret" not in win.signals.text()
+        qtbot.waitUntil(lambda: " 0 rows waiting" not in win.signals.text(), timeout=TIMEOUT_MS)
+    finally:
+        close(qtbot, win)
