@@ -139,5 +139,7 @@ class ModbusServer(PlcServer):
             after[address - start:address - start + len(values)] = values
             for name, (at, kind) in HOLDING.items():
                 if address < at + _WIDTH[kind] and at < address + len(values):  # written
+                    if kind == "str" and not (address <= at and at + _WIDTH[kind] <= address + len(values)):
+                        continue  # (a string written in pieces is taken only when written whole: no half lot id in the rows)
                     regs = after[at:at + _WIDTH[kind]]
                     self.handshake.write(name, decode_string(regs) if kind == "str" else regs[0])

@@ -9,7 +9,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from inspection.plc import PlcError, start_plc
-from tests.integration.plc_station import check_record, drive_handshake, plc_station
+from tests.integration.plc_station import until, check_record, drive_handshake, plc_station
 
 COILS = {"Trigger": 0, "ResultAck": 1}
 DISCRETE = {"Ready": 0, "Busy": 1, "ResultReady": 2, "ResultOK": 3, "ResultNG": 4, "Error": 5, "Heartbeat": 6}
@@ -67,6 +67,9 @@ def test_modbus_client_drives_trigger_result_ack_recipe_lot_and_heartbeat(tmp_pa
             assert plc.read("LotId") == "LOT-7" and plc.read("RecipeIndex") == 9  # what the PLC wrote stays readable
             assert plc.read("ErrorCode") == 0 and isinstance(plc.read("Score"), float)
             assert plc.read("PartId") == parts[-1].part_id
+            # A lot id written one register at a time (function 6) is not taken half written.
+            client.write_register(HOLDING["LotId"][0], 0x5858)  # "XX" over the first two characters
+            assert not until(lambda: line.lot_id != "LOT-7", timeout_s=1.0)
         finally:
             client.close()
         with pytest.raises(PlcError) as err:
