@@ -23,13 +23,14 @@ translated to the server's number, so that on the server one number means one co
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Table, func, select, text, tuple_
+from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -65,6 +66,8 @@ SPECS: dict[str, _Spec] = {
     "relabels": _Spec(("inspection_id", "at"), (("inspection_id", "inspections"),)),
 }
 IN_ORDER = ("recipe_versions", "runs", "inspections", "events", "relabels")  # by id; the other tables when referenced
+ACKS = "events_acknowledged"  # forward_state's row for the acknowledgements forwarded
+EPOCH = dt.datetime(1970, 1, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,8 +200,29 @@ class Forwarder:
             log.debug("plant database still unreachable: %s", message)
 
     def _pass(self) -> int:
-        """One batch of each table in order; the rows the server committed."""
-        return sum(self._forward(name) for name in IN_ORDER)
+        """One batch of each table in order, then the acknowledgements; the rows the server committed."""
+        return sum(self._forward(name) for name in IN_ORDER) + self._forward_acks()
+
+    def _forward_acks(self) -> int:
+        """Alarms acknowledged at the station after their event reached the server: the server's
+        copy is acknowledged too (the only column of a forwarded row that changes and matters there;
+        images stay at the station, so their status does not). The position is the latest
+        acknowledgement time forwarded, in microseconds since the epoch."""
+        table = Base.metadata.tables["events"]
+        since = EPOCH + dt.timedelta(microseconds=self._positions.get(ACKS, 0))
+        with self.local.engine.connect() as conn:
+            rows = conn.execute(select(table.c.uid, table.c.acknowledged_at)
+                                .where(table.c.acknowledged_at > since, table.c.id <= self._positions.get("events", 0))).all()
+        if not rows:
+            return 0
+        assert self._server is not None
+        with self._server.engine.begin() as conn:
+            conn.execute(update(table).where(table.c.uid == bindparam("u")).values(acknowledged_at=bindparam("a")),
+                         [{"u": uid, "a": at} for uid, at in rows])
+        self._save_position(ACKS, (max(at for _, at in rows) - EPOCH) // dt.timedelta(microseconds=1))
+        with self._cond:
+            self._forwarded += len(rows)
+        return len(rows)
 
     def _forward(self, name: str) -> int:
         table = Base.metadata.tables[name]

@@ -27,7 +27,7 @@ from inspection.line import Line, open_line
 from inspection.report import gather, shift_window
 from inspection.report_pdf import write_pdf
 from inspection.schema import Base, ForwardState
-from inspection.store import _alembic_config, open_record, open_station_store, open_store
+from inspection.store import _alembic_config, open_record, open_station_store, open_store, utcnow
 from tests.fakes import FakeInspector, wait_for
 from tests.integration.test_cli import assert_one_sentence_error, cli
 from tests.pg import _free_port
@@ -242,3 +242,20 @@ def test_a_station_starts_and_inspects_while_the_server_cannot_be_reached(tmp_pa
     finally:
         line.close()  # (returns although the server never answered)
     assert local(tmp_path / "a.db", "select count(*) from inspections") == [(5,)]
+
+
+def test_an_alarm_acknowledged_after_it_was_forwarded_is_acknowledged_on_the_server(pg_url, tmp_path, samples):
+    line = station("press-1", pg_url, tmp_path / "a.db", samples, 2)
+    try:
+        line.store.log_event("disk", "Free disk space is low.", level="alarm")
+        assert line.store.forwarder.sync(60)
+        assert server(pg_url, "select acknowledged_at from events where kind = 'disk'") == [(None,)]
+        with line.store.session() as s:  # what the alarm monitor writes when an operator acknowledges it
+            s.execute(text("update events set acknowledged_at = :at where kind = 'disk'"), {"at": utcnow()})
+            s.commit()
+        assert line.store.forwarder.sync(60)
+    finally:
+        line.close()
+    (acked,) = local(tmp_path / "a.db", "select acknowledged_at from events where kind = 'disk'")[0]
+    (on_server,) = server(pg_url, "select acknowledged_at from events where kind = 'disk'")[0]
+    assert on_server is not None and str(on_server).replace("T", " ").startswith(acked[:19])
