@@ -409,7 +409,9 @@ class Handshake:
                 gate.cancel()  # (a request not yet fired never fires: its result would answer the next trigger)
             self._latch(ErrorCode.RESULT_TIMEOUT)
         wanted = self._recipe_wanted
-        if wanted is not None and not self._pending and not self._recipe_changing:
+        # (a change waits for the part in progress and for its result's ResultAck: the recipe signals
+        # beside a result are that part's)
+        if wanted is not None and not self._pending and not self._recipe_changing and not self._waiting and not self._values["ResultReady"]:
             self._recipe_wanted = None
             if wanted != 0 and wanted != self._values["RecipeIndexActive"]:
                 self._start_recipe_change(wanted)

@@ -241,7 +241,7 @@ def test_an_unknown_or_failing_recipe_index_is_an_error_and_the_recipe_stays(pro
     p.until(RecipeName="flange", Error=False)  # a successful change clears the recipe error
 
 
-def test_a_recipe_index_written_while_busy_waits_for_the_part(probe):
+def test_a_recipe_index_written_while_busy_waits_for_the_part_and_its_ack(probe):
     line = FakeLine()
     p = probe(line)
     p.until(Ready=True)
@@ -249,7 +249,10 @@ def test_a_recipe_index_written_while_busy_waits_for_the_part(probe):
     p.until(Busy=True)
     p.hs.write("RecipeIndex", 2)
     p.hs.on_result(part(1))
-    p.until(RecipeName="flange", ResultReady=True, PartSeq=1)
+    p.until(ResultReady=True, PartSeq=1)
+    assert p.line.recipe.name == "shaft"  # the result's recipe signals stay that part's until its ResultAck
+    p.pulse("ResultAck")
+    p.until(RecipeName="flange", ResultReady=False)
     changes = p.changes()
     assert changes.index(("PartSeq", 1)) < changes.index(("RecipeName", "flange"))  # the part's result first
 
