@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from camera.base import Camera, CameraInfo, CameraSettings, Frame, IoSettings, Roi, TriggerMode, check_playback_folder
-from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
+from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout, TriggerNotReady
 
 log = logging.getLogger(__name__)
 
@@ -490,7 +490,7 @@ class BaslerCamera(Camera):
         try:
             if self._settings.trigger is TriggerMode.SOFTWARE:
                 if not cam.WaitForFrameTriggerReady(timeout_ms, pylon.TimeoutHandling_Return):
-                    raise GrabTimeout(f"Camera {self.camera_id} was not ready for a trigger within {timeout_s:.1f} s.")
+                    raise TriggerNotReady(f"Camera {self.camera_id} was not ready for a trigger within {timeout_s:.1f} s.")
                 cam.ExecuteSoftwareTrigger()
             result = cam.RetrieveResult(timeout_ms, pylon.TimeoutHandling_Return)
         except genicam.GenericException as exc:

@@ -19,5 +19,9 @@ class GrabTimeout(CameraError):
     """No frame arrived within the timeout (normal while waiting for a hardware trigger)."""
 
 
+class TriggerNotReady(GrabTimeout):
+    """The camera was not ready for a software trigger in time: the trigger was not fired."""
+
+
 class GrabFailed(CameraError):
     """A frame arrived but is incomplete or corrupt; it must never be inspected as a part."""

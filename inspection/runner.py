@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from camera.base import Camera, Frame, TriggerMode
-from camera.errors import CameraError, CameraRemovedError, GrabFailed, GrabTimeout
+from camera.errors import CameraError, CameraRemovedError, GrabFailed, GrabTimeout, TriggerNotReady
 from inspection.config import Config, Recipe
 from inspection.errors import ConfigError
 from inspection.result import InspectionResult, Timing, Verdict
@@ -429,9 +429,9 @@ class Runner:
             t0 = time.perf_counter()
             try:
                 frame = cam.grab(timeout_s=0.5)
-            except GrabTimeout:
-                if self.trigger_gate is not None:
-                    self.trigger_gate.give_back(k)
+            except GrabTimeout as exc:
+                if self.trigger_gate is not None and isinstance(exc, TriggerNotReady):
+                    self.trigger_gate.give_back(k)  # (not fired: fire it when the camera is ready; a fired one is not fired twice)
                 continue
             except GrabFailed as exc:
                 failed_since += 1

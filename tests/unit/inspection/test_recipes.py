@@ -8,12 +8,15 @@ import threading
 
 import pytest
 
+from camera.errors import GrabTimeout, TriggerNotReady
+from camera.simulated import SimulatedCamera
 from inspection.config import load_config, load_recipe
 from inspection.errors import ConfigError
 from inspection.recipes import recipe_for_index, recipe_indexes, recipe_version
 from inspection.runner import TriggerGate
 from inspection.schema import RecipeVersion
 from inspection.store import open_store
+from tests.fakes import wait_for
 
 
 def test_a_recipe_version_follows_its_content_and_settings_file(tmp_path):
@@ -107,3 +110,29 @@ def test_a_waiting_camera_fires_as_soon_as_a_request_comes():
     gate.request()
     t.join(10.0)
     assert took == [True]
+
+
+class _Stalling(SimulatedCamera):
+    """A simulated camera whose next grabs time out: `not_ready` before its software trigger is fired,
+    `lost` after it was fired (the frame never came)."""
+
+    def __init__(self, folder, timeouts: list[type]) -> None:
+        super().__init__(folder)
+        self.timeouts = timeouts
+
+    def grab(self, timeout_s: float = 1.0):
+        if self.timeouts:
+            raise self.timeouts.pop(0)("stalled")
+        return super().grab(timeout_s)
+
+
+@pytest.mark.parametrize("timeout, parts", [(TriggerNotReady, 1), (GrabTimeout, 0)])
+def test_a_request_whose_trigger_was_not_fired_fires_later_and_a_fired_one_not_twice(make_line, samples, timeout, parts):
+    line = make_line(camera=_Stalling(samples, [timeout]))
+    line.trigger_gate = TriggerGate()
+    runner = line.start()
+    line.trigger_gate.request()
+    assert wait_for(lambda: not line.cameras[0].timeouts)  # the stall happened
+    if parts:
+        assert wait_for(lambda: runner.status().parts == parts)
+    assert not wait_for(lambda: runner.status().parts > parts, timeout_s=1.0)
