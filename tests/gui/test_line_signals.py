@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import threading
 
 from PySide6.QtCore import QSettings
 
@@ -22,6 +23,7 @@ def _free_port() -> int:
 def test_the_window_shows_recipe_lot_plc_signals_and_reject_counts(qtbot, tmp_path, samples):
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "a.toml").write_text('name = "prod-a"\nindex = 4\n', encoding="utf-8")
+    (tmp_path / "recipes" / "b.toml").write_text('name = "prod-b"\nindex = 5\n', encoding="utf-8")
     port = _free_port()
     (tmp_path / "station.toml").write_text(
         '[recipes]\nfolder = "recipes"\n'
@@ -54,6 +56,13 @@ def test_the_window_shows_recipe_lot_plc_signals_and_reject_counts(qtbot, tmp_pa
         qtbot.waitUntil(lambda: "<b>Lot</b> LOT-42" in panel.text(), timeout=TIMEOUT_MS)
         win.controller.line.trigger_gate.request()  # (what a PLC's Trigger does: one part)
         qtbot.waitUntil(lambda: win.controller.status().parts == 1, timeout=TIMEOUT_MS)
+        # A changeover the PLC asked for (RecipeIndex 5, on the link's thread): the window follows.
+        changer = threading.Thread(target=win.controller.line.change_recipe_index, args=(5,))
+        changer.start()
+        qtbot.waitUntil(lambda: win.choices.recipe_name == "prod-b" and "prod-b" in win.windowTitle(), timeout=TIMEOUT_MS)
+        changer.join(60)
+        assert win.recipe_box.currentText() == "prod-b" and "prod-b v1 (PLC index 5)" in panel.text()
+        assert win.controller.running and win.stop_button.isEnabled()
     finally:
         close(qtbot, win)
 
