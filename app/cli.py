@@ -301,10 +301,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     forwarder = line.store.forwarder  # with --db URL: the buffer's forwarder to the plant database (closed with the line)
     try:
         line.start(max_parts=args.parts)
-        previous = signal.signal(signal.SIGINT, lambda *_: line.request_stop())  # Ctrl-C: stop between parts
+        interrupted: list[int] = []  # Ctrl-C: stop between parts (the handler takes no lock: the loop asks)
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
         progress = StageProgress() if sys.stderr.isatty() else None
         try:
             while not line.wait(0.5):  # (a PLC's changeover starts a new run; the wait goes on)
+                if interrupted:
+                    line.request_stop()
                 st = line.status()
                 if progress is not None and st is not None:
                     hint = "" if args.parts else ", Ctrl-C stops"
@@ -316,6 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             signal.signal(signal.SIGINT, previous)
         runs = list(line.run_statuses)  # the run, or the runs that changeovers split it into
+        gates = list(line.reject_runs)
     finally:
         line.close()
         if events is not None:
@@ -332,10 +336,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "hand_off_ms_per_part": round(status.hand_off_ms_per_part, 4), "commit_ms_per_row": round(status.commit_ms_per_row, 4),
     }
     summary["recipe"], summary["recipe_version"], summary["runs"] = line.recipe.name, line.recipe_version, len(runs)
-    reject = line.reject_stats()
+    reject = {k: sum(getattr(g, k) for g in gates) for k in ("pulses", "merged", "misses", "output_errors")} if gates else None
     if reject is not None:
-        summary["reject"] = {"pulses": reject.pulses, "merged": reject.merged, "misses": reject.misses,
-                             "late_pulse_ms_max": round(reject.late_pulse_ms_max, 3)}
+        summary["reject"] = {**reject, "late_pulse_ms_max": round(max(g.late_pulse_ms_max for g in gates), 3)}
     plant = forwarder.status() if forwarder is not None else None
     if plant is not None:
         summary["plant_db"] = dataclasses.asdict(plant)
@@ -347,12 +350,12 @@ def cmd_run(args: argparse.Namespace) -> int:
               + (f" ({len(runs)} runs: recipe changeovers)" if len(runs) > 1 else ""))
         print(f"{status.parts_per_s:.1f} parts/s, latency p50 {status.latency_ms_p50:.0f} ms, p99 {status.latency_ms_p99:.0f} ms")
         if reject is not None:
-            print(f"reject output: {reject.pulses} pulses ({reject.merged} parts in a pulse already on), {reject.misses} misses")
+            print(f"reject output: {reject['pulses']} pulses ({reject['merged']} parts in a pulse already on), {reject['misses']} misses")
         if plant is not None:
             print(f"plant database {plant.server}: {plant.forwarded} rows forwarded, {plant.backlog} waiting"
                   + (f" ({plant.last_error})" if plant.last_error else ""))
-    if status.state.value == "faulted":
-        print(f"error: {status.message}", file=sys.stderr)
+    if status.state.value == "faulted" or line.failure:
+        print(f"error: {line.failure or status.message}", file=sys.stderr)
         return 3
     return 0
 

@@ -9,6 +9,7 @@ recipe and starts a new run: the program never restarts, and a run has one recip
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -30,7 +31,7 @@ from inspection.verdict import thresholds_in_force
 from inspection.store import Store, is_url, open_station_store
 from inspection.writer import ResultWriter
 from inspection.result import InspectionResult
-from models.base import Inspector
+from models.base import Inspector, Thresholds
 from models.package import load_package
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,19 @@ def software_version() -> str:
         return "0+unknown"
 
 
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a line runs: a recipe (and its file: None for the packaged default), its version, the
+    model, the thresholds in force and the model's id in the record."""
+
+    recipe: Recipe
+    recipe_path: Path | None
+    inspector: Inspector
+    thresholds: Thresholds
+    model_version_id: int
+    recipe_version: int
+
+
 class Line:
     def __init__(self, *, store: Store, config: Config, recipe: Recipe, camera_spec: str, inspector: Inspector,
                  cameras: list[Camera] | None = None, external_trigger: bool = False, device: str = "auto",
@@ -52,14 +66,12 @@ class Line:
         self.store = store
         self.base_config = config  # the station's; `config` is it with the recipe's shifts and retention
         self.config = recipe.in_force(config)
-        self.recipe = recipe
-        self.recipe_path = recipe_path  # the recipe's file (None: the packaged default); a changeover changes both
         self.camera_spec = camera_spec
-        self.inspector = inspector
         self.cameras = cameras if cameras is not None else open_cameras(camera_spec)
-        self.model_version_id = store.model_version(inspector.info)
-        self.thresholds = thresholds_in_force(recipe, inspector.info)
-        self.recipe_version = recipe_version(store, recipe)
+        # What the line runs, replaced whole by a changeover (one assignment: a reader on another
+        # thread never sees the new recipe with the old model).
+        self.setup = Setup(recipe, recipe_path, inspector, thresholds_in_force(recipe, inspector.info),
+                           store.model_version(inspector.info), recipe_version(store, recipe))
         # A software-triggered recipe fires on the gate's requests (a PLC's Trigger), not as fast as it can.
         self.trigger_gate = TriggerGate() if external_trigger else None
         self._lot = ""
@@ -75,6 +87,8 @@ class Line:
         self._max_parts: int | None = None  # start()'s, across the runs of its changeovers
         self._carried = 0  # parts of the runs a changeover ended since start()
         self.run_statuses: list[RunnerStatus] = []  # how each run since start() ended (a changeover ends one)
+        self.reject_runs: list[RejectStats] = []  # the reject gate's counts of each of those runs
+        self.failure = ""  # why the line stopped when a changeover could not start it again ("" if it did not)
         self.plc: PlcLink | None = None  # the PLC handshake ([plc]; started by open_line)
         self.runner: Runner | None = None
         self._last_status: RunnerStatus | None = None
@@ -90,6 +104,35 @@ class Line:
         if config.reports_automatic:
             self.reports = ShiftReporter(store, self.config, config.reports_folder or data_dir() / "reports")
             self.reports.start()
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.setup.recipe
+
+    @property
+    def recipe_path(self) -> Path | None:
+        return self.setup.recipe_path
+
+    @property
+    def inspector(self) -> Inspector:
+        return self.setup.inspector
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.setup.thresholds
+
+    @property
+    def model_version_id(self) -> int:
+        return self.setup.model_version_id
+
+    @property
+    def recipe_version(self) -> int:
+        return self.setup.recipe_version
+
+    @property
+    def changing(self) -> bool:
+        """A changeover is stopping the run or starting the next."""
+        return self._changing
 
     @property
     def camera(self) -> Camera:
@@ -111,10 +154,10 @@ class Line:
         """Open the camera if needed and start a run; CameraError if the camera cannot start.
         `max_parts` counts across the runs that changeovers start."""
         with self._control:
-            runner = self._start_run(max_parts)
             self._stop_requested.clear()
-            self._max_parts, self._carried, self.run_statuses = max_parts, 0, []
-            return runner
+            self._max_parts, self._carried, self.run_statuses, self.reject_runs = max_parts, 0, [], []
+            self.failure = ""
+            return self._start_run(max_parts)
 
     def request_stop(self) -> None:
         """Ask the run to stop after the current part (any thread, a signal handler); a changeover
@@ -177,6 +220,8 @@ class Line:
             self.store.end_run(run_id, "failed", f"Run {run_id} could not start: {exc}")
             raise
         self.runner = runner
+        if self._stop_requested.is_set():  # (asked for while it started)
+            runner.request_stop()
         return runner
 
     def _wire(self, recipe: Recipe) -> None:
@@ -202,6 +247,7 @@ class Line:
         if gate is not None:
             gate.close(finish)
             self._closed_gate_stats = gate.stats()
+            self.reject_runs.append(self._closed_gate_stats)
             self.reject_gate = None
 
     def set_lot(self, lot_id: str) -> None:
@@ -247,9 +293,7 @@ class Line:
                 self._changing = True
                 try:
                     status = self.stop()
-                    self.recipe, self.inspector, self.thresholds = rcp, inspector, thresholds
-                    self.model_version_id, self.recipe_version = model_version_id, version
-                    self.recipe_path = path
+                    self.setup = Setup(rcp, path, inspector, thresholds, model_version_id, version)
                     self.config = rcp.in_force(self.base_config)
                     self.retention.config = self.config.retention
                     if self.reports is not None:
@@ -258,8 +302,14 @@ class Line:
                     if status is not None:
                         self._carried += status.parts
                     left = None if self._max_parts is None else self._max_parts - self._carried
-                    if running and (left is None or left > 0):
-                        self._start_run(left)
+                    # (a stop asked for or a close during the stop, which waits for the parts in flight, wins)
+                    if running and (left is None or left > 0) and not self._stop_requested.is_set() and not self._closed:
+                        try:
+                            self._start_run(left)
+                        except Exception as exc:
+                            self.failure = f"The line stopped: after the changeover to recipe {rcp.name} it could not start again: {exc}"
+                            self.store.log_event("recipe", self.failure, level="alarm")
+                            raise
                 finally:
                     self._changing = False
 
@@ -282,6 +332,7 @@ class Line:
 
     def close(self) -> None:
         """Stop the PLC link and any run, close the camera, the alarm monitor and the store."""
+        self._stop_requested.set()  # (a changeover under way starts no new run)
         if self.plc is not None:
             self.plc.close()
             self.plc = None

@@ -36,6 +36,7 @@ PROTOCOLS = ("opcua", "modbus")
 DEFAULT_PORTS = {"opcua": 4840, "modbus": 5020}
 MAX_RESULT_QUEUE = 64  # results waiting for ResultAck (hardware trigger); beyond this the oldest is dropped
 TICK_S = 0.05  # the line's state is polled this often
+RECIPE_CHANGE_JOIN_S = 120.0  # what closing waits for a recipe change in progress (a model loading)
 STRING_CHARS = 32  # strings longer than this are cut (Modbus holds this many per string)
 
 
@@ -224,6 +225,7 @@ class Handshake:
         self._line_error = ErrorCode.NOT_RUNNING
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._changer: threading.Thread | None = None  # a recipe change in progress (its own thread)
 
     # -- thread-safe entry points
 
@@ -234,11 +236,15 @@ class Handshake:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the handshake thread (a recipe change in progress finishes on its own thread)."""
+        """Stop the handshake thread, after a recipe change in progress has finished (the line is
+        closed after this: a change must not outlive it)."""
         self._closed = True
         self._events.put(("stop", None))
         if self._thread is not None:
             self._thread.join(timeout=10.0)
+        changer = self._changer
+        if changer is not None:
+            changer.join(timeout=RECIPE_CHANGE_JOIN_S)
 
     def write(self, name: str, value: Any) -> None:
         """A PLC wrote an input (any thread; never blocks)."""
@@ -380,8 +386,8 @@ class Handshake:
             self._set(key, value)
 
     def _recipe_signals(self) -> dict[str, Any]:
-        recipe = self.line.recipe
-        return {"RecipeName": recipe.name, "RecipeIndexActive": recipe.index, "RecipeVersion": self.line.recipe_version}
+        setup = self.line.setup  # (one read: a changeover replaces it whole)
+        return {"RecipeName": setup.recipe.name, "RecipeIndexActive": setup.recipe.index, "RecipeVersion": setup.recipe_version}
 
     def _start_recipe_change(self, index: int) -> None:
         """On its own thread: the recipes folder is read there (an unknown index is a ConfigError)."""
@@ -398,7 +404,8 @@ class Handshake:
                 error = str(exc) or type(exc).__name__
             self._events.put(("recipe_done", (index, error, unknown)))
 
-        threading.Thread(target=change, name="lepton-plc-recipe", daemon=True).start()
+        self._changer = threading.Thread(target=change, name="lepton-plc-recipe", daemon=True)
+        self._changer.start()
 
     def _update(self, now: float) -> None:
         """Outputs that follow from the state: a timed-out trigger, the recipe request, the next result, Ready, Error."""

@@ -69,12 +69,15 @@ def check_station(cameras: int, recipe: Recipe) -> None:
 class TriggerGate:
     """Software triggers on request (a PLC's Trigger): each `request()` lets every camera of the
     station fire its software trigger once, when its grab thread is ready for the next part.
-    Requests made while no run is going are dropped when the next run starts (`sync`)."""
+    Requests made while no run is going are dropped when the next run starts (`sync`), and those a
+    PLC gave up on when it cancels them (`cancel`)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._requested = 0
-        self._taken: dict[int, int] = {}
+        self._taken: dict[int, int] = {}  # per camera: requests taken (fired, or dropped)
+        self._floor = 0  # requests up to here are never fired again (a give_back stops here)
+        self._skipped: dict[int, int] = {}  # per camera: requests dropped since its grab thread last asked
 
     def request(self) -> None:
         with self._cond:
@@ -86,26 +89,39 @@ class TriggerGate:
         with self._cond:
             if self._taken.get(camera, self._requested) >= self._requested:
                 self._cond.wait(timeout_s)
-            taken = self._taken.get(camera, 0)
+            taken = self._taken.get(camera, self._requested)
             if taken < self._requested:
                 self._taken[camera] = taken + 1
                 return True
             return False
 
     def give_back(self, camera: int) -> None:
-        """A request taken whose trigger gave no frame (a grab time-out): it is taken again."""
+        """A request taken whose trigger was not fired (the camera was not ready): taken again,
+        unless it was cancelled meanwhile."""
         with self._cond:
-            self._taken[camera] = max(0, self._taken.get(camera, 0) - 1)
+            self._taken[camera] = max(self._floor, self._taken.get(camera, 0) - 1)
 
     def cancel(self) -> None:
-        """Requests not taken yet are dropped (one that timed out must not fire for the next part)."""
+        """Requests not fired yet are dropped (one that timed out must not answer the next part). A
+        camera that had not fired for a part the others had is told (`skipped`), so that its next
+        view is not paired with their view of the dropped part."""
         with self._cond:
+            for k, taken in self._taken.items():
+                self._skipped[k] = self._skipped.get(k, 0) + self._requested - taken
             self._taken = {k: self._requested for k in self._taken}
+            self._floor = self._requested
+
+    def skipped(self, camera: int) -> int:
+        """Requests dropped for `camera` since it last asked: parts it will not image."""
+        with self._cond:
+            return self._skipped.pop(camera, 0)
 
     def sync(self, cameras: int) -> None:
         """A new run: requests not yet taken are dropped."""
         with self._cond:
             self._taken = {k: self._requested for k in range(cameras)}
+            self._floor = self._requested
+            self._skipped = {}
 
 
 class RunnerState(str, enum.Enum):
@@ -424,8 +440,12 @@ class Runner:
                 continue
             if paced and not self._wait_for_room(k):
                 break
-            if self.trigger_gate is not None and not self.trigger_gate.take(k, 0.1):
-                continue
+            if self.trigger_gate is not None:
+                if skipped := self.trigger_gate.skipped(k):  # parts this camera will not image: holes in its index
+                    with self._cond:
+                        self._index[k] += skipped
+                if not self.trigger_gate.take(k, 0.1):
+                    continue
             t0 = time.perf_counter()
             try:
                 frame = cam.grab(timeout_s=0.5)

@@ -40,7 +40,6 @@ from inspection.result import InspectionResult
 from inspection.runner import RunnerState, RunnerStatus
 from inspection.store import utcnow
 from inspection.users import Permission, User, require
-from inspection.verdict import thresholds_in_force
 
 log = logging.getLogger(__name__)
 
@@ -195,12 +194,19 @@ class LineController(QObject):
         self.line = line
         self._announce(line)
 
+    def _follow(self, line: Line) -> None:
+        """(worker) A changeover the PLC asked for: the window follows (its boxes, title, settings)."""
+        if line is self.line and not line.changing:
+            self.recipe = line.recipe_path
+            self._announce(line)
+
     def _announce(self, line: Line) -> None:
         """(worker) Say what the open line offers and runs now."""
+        setup = line.setup  # (one read: a changeover replaces it whole)
         self.choices = LineChoices(
-            camera_spec=self.camera_spec, recipe_name=line.recipe.name, recipe_path=self.recipe,
-            recipes=_recipes(line.recipe.name, self.recipe, recipes_folder(line.base_config)), cameras=_cameras(self.camera_spec),
-            ng_at=thresholds_in_force(line.recipe, line.inspector.info).ng_at, model_classes=tuple(line.inspector.info.classes),
+            camera_spec=self.camera_spec, recipe_name=setup.recipe.name, recipe_path=self.recipe,
+            recipes=_recipes(setup.recipe.name, self.recipe, recipes_folder(line.base_config)), cameras=_cameras(self.camera_spec),
+            ng_at=setup.thresholds.ng_at, model_classes=tuple(setup.inspector.info.classes),
         )
         self._stats_wake.set()
         self.ready.emit(self.choices)
@@ -272,9 +278,9 @@ class LineController(QObject):
         """Stop the run: at once between parts (never waiting for a changeover or other job), the
         rest - commits, the record of the run's end - in the background."""
         line = self.line
-        if line is None or line.runner is None:
+        if line is None:
             return
-        line.request_stop()
+        line.request_stop()  # (also between the two runs of a changeover: it then starts none)
 
         def job() -> None:
             status = line.stop()
@@ -389,10 +395,10 @@ class LineController(QObject):
             line = self.line
             if line is not None:
                 try:
-                    if (self.choices is not None and self._idle.is_set()
-                            and (line.recipe_path, line.recipe.name) != (self.choices.recipe_path, self.choices.recipe_name)):
-                        self.recipe = line.recipe_path  # a PLC's changeover: the window follows (its boxes, title, settings)
-                        self._announce(line)
+                    setup = line.setup
+                    if (self.choices is not None and self._idle.is_set() and not line.changing
+                            and (setup.recipe_path, setup.recipe.name) != (self.choices.recipe_path, self.choices.recipe_name)):
+                        self._spawn("Following the PLC's recipe change", lambda: self._follow(line))
                     self.stats.emit(self.snapshot(line))
                 except Exception:  # a busy or closing database: try again next time
                     log.exception("reading the station statistics failed")

@@ -49,6 +49,10 @@ def test_changeover_between_parts_keeps_recipe_version_and_lot_in_every_row(tmp_
         line.change_recipe_index(1)
         line.trigger_gate.request()
         assert wait_for(lambda: line.runner.status().parts == 1)
+        line.request_stop()  # Stop pressed: a changeover after it changes the recipe but starts no run
+        line.change_recipe_index(2)
+        assert line.recipe.name == "prod-b" and line.runner is None and line.wait(1.0)
+        assert [s.parts for s in line.run_statuses] == [3, 2, 1]  # the runs since start(), each ended by a changeover
     finally:
         line.close()
     assert ndims == [2, 2, 2, 3, 3, 2]  # Mono8, then RGB8: the recipe's camera settings were applied

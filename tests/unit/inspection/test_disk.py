@@ -40,7 +40,7 @@ def small_disk():
 
 
 def keep_every_image(line):
-    line.recipe = dataclasses.replace(line.recipe, save_ok_every=1)
+    line.setup = dataclasses.replace(line.setup, recipe=dataclasses.replace(line.recipe, save_ok_every=1))
 
 
 def run(line, parts: int):

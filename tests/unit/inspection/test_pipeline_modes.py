@@ -101,7 +101,7 @@ def test_both_views_of_a_part_are_kept_or_neither(make_line, samples):
     import dataclasses
 
     line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(samples)], inspector=BatchInspector())
-    line.recipe = dataclasses.replace(line.recipe, save_ok_every=2)
+    line.setup = dataclasses.replace(line.setup, recipe=dataclasses.replace(line.recipe, save_ok_every=2))
     runner = line.start(max_parts=16)
     assert runner.wait(60)
     s = line.stop()

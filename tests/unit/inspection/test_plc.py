@@ -37,6 +37,10 @@ class FakeLine:
         self.recipe_gate.set()
         self.recipe_error: Exception | None = None
 
+    @property
+    def setup(self):
+        return SimpleNamespace(recipe=self.recipe, recipe_version=self.recipe_version)
+
     def _request(self) -> None:
         self.requests += 1
 

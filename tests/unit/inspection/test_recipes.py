@@ -99,6 +99,9 @@ def test_the_trigger_gate_lets_each_camera_fire_once_per_request():
     assert gate.take(0, 0.01)
     gate.cancel()  # a request that timed out is dropped for every camera
     assert not gate.take(1, 0.01)
+    assert gate.skipped(1) == 1 and gate.skipped(1) == 0 and gate.skipped(0) == 0  # camera 1 never images that part
+    gate.give_back(0)  # (camera 0 was not ready after all): a cancelled request is not fired again
+    assert not gate.take(0, 0.01)
 
 
 def test_a_waiting_camera_fires_as_soon_as_a_request_comes():

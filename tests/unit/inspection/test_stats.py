@@ -3,6 +3,8 @@ from the station's SQLite file and from the plant database (PostgreSQL) its rows
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import sqlite3
 
@@ -31,7 +33,7 @@ def recorded(make_line, read_from):
     line = make_line()
     assert line.start(max_parts=8).wait(30)
     line.stop()
-    line.inspector = FakeInspector(thresholds=Thresholds(0.0, 1.0, 1e9))
+    line.setup = dataclasses.replace(line.setup, inspector=FakeInspector(thresholds=Thresholds(0.0, 1.0, 1e9)))
     assert line.start(max_parts=6).wait(30)
     line.stop()
     return line, t0, read_from(line.store)
