@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup bench bench-anomalib demo-model screenshot sample-report clean
+.PHONY: run test setup bench bench-io bench-anomalib demo-model screenshot sample-report clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ test: $(STAMP)
 # bench_gui.py for their rows), the figures in bench/results.json.
 bench: $(STAMP)
 	$(PY) bench/bench_pipeline.py
+
+# The station on its line, timed: the PLC handshake (OPC UA, Modbus) against the line's own latency,
+# the reject gate's pulses, a changeover.
+bench-io: $(STAMP)
+	$(PY) bench/bench_line_io.py
 
 # anomalib beside our PatchCore (installs anomalib into .venv; not a product dependency).
 bench-anomalib: $(STAMP)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import socket
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +17,6 @@ from inspection.line import Line, open_line
 from inspection.plc import ErrorCode, PlcLink
 from inspection.schema import Inspection
 
-log = logging.getLogger(__name__)
 RECIPES = {1: "prod-a", 2: "prod-b"}
 
 
@@ -74,19 +71,16 @@ class Part:
     seq: int
     recipe: str
     recipe_version: int
-    round_trip_ms: float  # Trigger written -> ResultReady read, as the client sees it
 
 
 def cycle(plc: PlcClient) -> Part:
     """One part as a PLC runs it: Trigger, wait for ResultReady, read the result, ResultAck, wait for Ready."""
     assert until(lambda: plc.read("Ready")), "the station never became Ready"
-    t0 = time.perf_counter()
     plc.write("Trigger", True)
     assert until(lambda: plc.read("ResultReady")), "no ResultReady after Trigger"
-    ms = (time.perf_counter() - t0) * 1000
     assert not plc.read("Busy")
     part = Part(plc.read("PartId"), plc.read("ResultOK"), plc.read("ResultNG"), plc.read("DefectClass"), plc.read("PartSeq"),
-                plc.read("RecipeName"), plc.read("RecipeVersion"), ms)
+                plc.read("RecipeName"), plc.read("RecipeVersion"))
     plc.write("Trigger", False)
     plc.write("ResultAck", True)
     assert until(lambda: not plc.read("ResultReady"))
@@ -118,9 +112,6 @@ def drive_handshake(plc: PlcClient, line: Line, parts_a: int = 20, parts_b: int 
     plc.write("ResultAck", True)  # acknowledges the error
     assert until(lambda: not plc.read("Error"))
     plc.write("ResultAck", False)
-    ms = sorted(p.round_trip_ms for p in parts)
-    log.warning("PLC round trip Trigger -> ResultReady over %d parts: p50 %.1f ms, max %.1f ms",
-                len(ms), statistics.median(ms), ms[-1])
     return parts
 
 
