@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import numpy as np
@@ -31,11 +32,18 @@ class FakeInspector(Inspector):
         return Prediction(score, amap, mask, (DefectClass("blob", int(mask.sum()), score),) if mask.any() else ())
 
 
-def wait_for(predicate, timeout_s: float = 30.0) -> bool:
+def wait_for(predicate, timeout_s: float = 30.0, poll_s: float = 0.02) -> bool:
     """Poll generously for a state (never a timing assertion): True once it holds, False after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.02)
+        time.sleep(poll_s)
     return True
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback address now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

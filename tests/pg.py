@@ -8,10 +8,11 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.fakes import free_port
 
 REQUIRE_ENV = "LEPTON_REQUIRE_POSTGRES"  # "1": the PostgreSQL tests fail, not skip, without the binaries
 
@@ -25,10 +26,6 @@ def find_bin() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PgServer:
@@ -40,7 +37,7 @@ class PgServer:
         # As root in /tmp: the postgres user must reach the folder (a root-only $TMPDIR would hide it).
         self.root = Path(tempfile.mkdtemp(prefix="lepton-pg-", dir="/tmp" if self._as else None))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         if self._as:
             shutil.chown(self.root, "postgres")
         self._names = itertools.count(1)

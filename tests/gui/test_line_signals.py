@@ -5,26 +5,22 @@ reject gate's pulses, on the pylon emulator with the demo model and a real SQLit
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 
 from PySide6.QtCore import QSettings
 
 from app.gui.main import build_window
+from tests.fakes import free_port
 from tests.gui.test_main_window import TIMEOUT_MS, accounts, close, log_in
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_window_shows_recipe_lot_plc_signals_and_reject_counts(qtbot, tmp_path, samples):
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "a.toml").write_text('name = "prod-a"\nindex = 4\n', encoding="utf-8")
     (tmp_path / "recipes" / "b.toml").write_text('name = "prod-b"\nindex = 5\n', encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     (tmp_path / "station.toml").write_text(
         '[recipes]\nfolder = "recipes"\n'
         f'[plc]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\nheartbeat_s = 0.1\n'
@@ -72,7 +68,7 @@ def test_the_window_says_when_the_plant_database_cannot_be_reached(qtbot, tmp_pa
     and its window says the server is unreachable and how many rows wait."""
     buffer = tmp_path / "buffer.db"
     accounts(buffer, ("eng", "engineer"))
-    url = f"postgresql://lepton:secret@127.0.0.1:{_free_port()}/plant"
+    url = f"postgresql://lepton:secret@127.0.0.1:{free_port()}/plant"
     args = argparse.Namespace(camera=f"sim:{samples}", model=None, db=url, buffer=buffer, recipe=None, config=None, device="cpu")
     win = build_window(args, default_camera_spec="unused", settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
     win.show()

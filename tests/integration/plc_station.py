@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
-import time
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from inspection.line import Line, open_line
 from inspection.plc import ErrorCode, PlcLink
 from inspection.schema import Inspection
+from tests.fakes import free_port, wait_for
 
 RECIPES = {1: "prod-a", 2: "prod-b"}
 
@@ -25,10 +25,6 @@ class PlcClient(Protocol):
     def write(self, name: str, value: Any) -> None: ...
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -52,14 +48,8 @@ def plc_station(tmp_path: Path, samples: Path, protocol: str) -> Iterator[tuple[
         line.close()
 
 
-def until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
-    """Poll (never a timing assertion): True once `predicate` holds, False after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
+# Polled as often as a PLC scans (never a timing assertion): True once it holds, False after the timeout.
+until = functools.partial(wait_for, poll_s=0.002)
 
 
 @dataclasses.dataclass

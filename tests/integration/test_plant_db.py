@@ -28,9 +28,8 @@ from inspection.report import gather, shift_window
 from inspection.report_pdf import write_pdf
 from inspection.schema import Base, ForwardState
 from inspection.store import _alembic_config, open_record, open_station_store, open_store, utcnow
-from tests.fakes import FakeInspector, wait_for
+from tests.fakes import FakeInspector, free_port, wait_for
 from tests.integration.test_cli import assert_one_sentence_error, cli
-from tests.pg import _free_port
 
 
 def local(db, query, *params):
@@ -67,7 +66,7 @@ def test_migrations_build_exactly_the_schema_on_postgres(pg_url):
 
 
 def test_servers_that_cannot_be_reached_are_one_sentence_without_the_password(tmp_path):
-    url = f"postgresql://lepton:s3cret-pw@127.0.0.1:{_free_port()}/plant"
+    url = f"postgresql://lepton:s3cret-pw@127.0.0.1:{free_port()}/plant"
     for opener in (open_store, open_record):
         with pytest.raises(StoreError, match=r"^The database server at 127\.0\.0\.1:\d+ cannot be reached: .*\.$") as err:
             opener(url)
@@ -228,7 +227,7 @@ def test_rows_sent_again_after_a_lost_position_are_not_duplicated(pg_url, tmp_pa
 
 
 def test_a_station_starts_and_inspects_while_the_server_cannot_be_reached(tmp_path, samples):
-    url = f"postgresql://lepton:s3cret-pw@127.0.0.1:{_free_port()}/plant"
+    url = f"postgresql://lepton:s3cret-pw@127.0.0.1:{free_port()}/plant"
     line = station("press-1", url, tmp_path / "a.db", samples, 5)  # (inspects and records: see station())
     try:
         forwarder = line.store.forwarder
