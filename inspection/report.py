@@ -218,7 +218,7 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
     return ReportData(
         window=window, last_id=last_id, tz=str(tz), generated_at=now, line=line or ", ".join(sorted({r.line for r in runs})) or "-",
         stations=tuple(sorted({r.station for r in runs})), cameras=tuple(sorted({r.camera_spec for r in runs})),
-        recipes=tuple(sorted({r.recipe for r in runs})),
+        recipes=tuple(sorted({r.recipe + (f" v{r.recipe_version}" if r.recipe_version else "") for r in runs})),  # (with its version)
         models=tuple({"name": m.name, "version": m.version, "kind": m.kind, "sha256": m.sha256, "thresholds": json.loads(m.thresholds_json)}
                      for m in models),
         thresholds_in_force=tuple({"ok_below": a, "ng_at": b} for a, b in sorted({(r.ok_below, r.ng_at) for r in runs if r.ng_at is not None})),

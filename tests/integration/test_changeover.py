@@ -9,8 +9,11 @@ import sqlite3
 import pytest
 
 from camera import TriggerMode
+from inspection.config import load_config
 from inspection.errors import ConfigError
 from inspection.line import open_line
+from inspection.report import gather, shift_window
+from inspection.store import open_record
 from tests.fakes import wait_for
 
 
@@ -63,3 +66,7 @@ def test_changeover_between_parts_keeps_recipe_version_and_lot_in_every_row(tmp_
     assert rows == [("prod-a", 1, "LOT-A1")] * 3 + [("prod-b", 1, "LOT-B1")] * 2 + [("prod-a", 2, "LOT-B1")]
     assert runs == [("prod-a", 1), ("prod-b", 1), ("prod-a", 2)]
     assert versions == [("prod-a", 1), ("prod-b", 1), ("prod-a", 2)]
+    with open_record(db) as store:  # the shift report names each recipe version that ran
+        (shift_id,) = {i for (i,) in sqlite3.connect(db).execute("SELECT DISTINCT shift_id FROM inspections")}
+        data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
+    assert data.recipes == ("prod-a v1", "prod-a v2", "prod-b v1")
