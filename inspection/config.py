@@ -431,15 +431,20 @@ def _defect_classes(values: list, where: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in values)
 
 
-def find_recipes(folder: Path) -> list[tuple[str, Path]]:
-    """(name, path) of each valid recipe file in `folder`, by name; invalid ones are logged and left out."""
+def load_recipes(folder: Path) -> list[tuple[Recipe, Path]]:
+    """(recipe, path) of each valid recipe file in `folder`, by name; invalid ones are logged and left out."""
     out = []
     for path in sorted(Path(folder).glob("*.toml")) if Path(folder).is_dir() else []:
         try:
-            out.append((load_recipe(path).name, path))
+            out.append((load_recipe(path), path))
         except ConfigError as exc:
             log.warning("recipe %s left out: %s", path, exc)
-    return sorted(out)
+    return sorted(out, key=lambda rp: (rp[0].name, rp[1]))
+
+
+def find_recipes(folder: Path) -> list[tuple[str, Path]]:
+    """(name, path) of each valid recipe file in `folder`, by name (see load_recipes)."""
+    return [(recipe.name, path) for recipe, path in load_recipes(folder)]
 
 
 def recipes_dir() -> Path:

@@ -23,7 +23,7 @@ from inspection.config import Config, Recipe, data_dir, default_db, load_config,
 from inspection.errors import ConfigError
 from inspection.plc import PlcLink, start_plc
 from inspection.reject import RejectConfig, RejectGate, RejectStats, io_settings
-from inspection.recipes import recipe_for_index, recipe_indexes, recipe_version, recipes_folder
+from inspection.recipes import recipe_for_index, recipe_version, recipes_folder
 from inspection.retention import Retention
 from inspection.shift_reports import ShiftReporter
 from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, TriggerGate, apply_recipe, check_station
@@ -87,7 +87,7 @@ class Line:
         self._max_parts: int | None = None  # start()'s, across the runs of its changeovers
         self._carried = 0  # parts of the runs a changeover ended since start()
         self.run_statuses: list[RunnerStatus] = []  # how each run since start() ended (a changeover ends one)
-        self.reject_runs: list[RejectStats] = []  # the reject gate's counts of each of those runs
+        self.reject_runs: list[RejectStats] = []  # the reject gate's counts of each of those runs (the last: read by the alarm check after a stop)
         self.failure = ""  # why the line stopped when a changeover could not start it again ("" if it did not)
         self.plc: PlcLink | None = None  # the PLC handshake ([plc]; started by open_line)
         self.runner: Runner | None = None
@@ -95,7 +95,6 @@ class Line:
         self.alarms = AlarmMonitor(store, self.config.alarms, self.status)
         self._result_listeners: list[ResultListener] = [self.alarms.on_result, self._on_result_for_gate]
         self.reject_gate: RejectGate | None = None  # the current run's, when [reject] is enabled
-        self._closed_gate_stats: RejectStats | None = None  # the last run's (read by the alarm check after the stop)
         self.alarms.watch_reject(self.reject_stats)
         self.alarms.start()
         self.retention = Retention(store, self.config.retention)
@@ -240,14 +239,13 @@ class Line:
     def reject_stats(self) -> RejectStats | None:
         """The reject gate's counts: the current run's, else the last run's (None: no reject output yet)."""
         gate = self.reject_gate
-        return gate.stats() if gate is not None else self._closed_gate_stats
+        return gate.stats() if gate is not None else (self.reject_runs[-1] if self.reject_runs else None)
 
     def _close_gate(self, finish: bool = False) -> None:
         gate = self.reject_gate
         if gate is not None:
             gate.close(finish)
-            self._closed_gate_stats = gate.stats()
-            self.reject_runs.append(self._closed_gate_stats)
+            self.reject_runs.append(gate.stats())
             self.reject_gate = None
 
     def set_lot(self, lot_id: str) -> None:
@@ -260,10 +258,6 @@ class Line:
     @property
     def lot_id(self) -> str:
         return self._lot
-
-    def recipe_indexes(self) -> dict[int, str]:
-        """PLC index -> recipe name of the recipes folder's recipes that have an index."""
-        return {k: load_recipe(p).name for k, p in recipe_indexes(recipes_folder(self.base_config)).items()}
 
     def change_recipe_index(self, index: int) -> None:
         """`change_recipe` to the recipe whose `index` is `index`; ConfigError when none has it."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from inspection.config import Config, Recipe, find_recipes, load_recipe, recipes_dir
+from inspection.config import Config, Recipe, load_recipes, recipes_dir
 from inspection.errors import ConfigError
 from inspection.schema import Event, RecipeVersion
 from inspection.store import Store, utcnow
@@ -48,8 +48,8 @@ def recipe_indexes(folder: Path) -> dict[int, Path]:
     """PLC index -> recipe file of the valid recipes in `folder` that have an index (1 or more).
     ConfigError (one sentence) when two recipes claim the same index."""
     out: dict[int, Path] = {}
-    for _name, path in find_recipes(folder):
-        index = load_recipe(path).index
+    for recipe, path in load_recipes(folder):  # (each file read once)
+        index = recipe.index
         if not index:
             continue
         if index in out:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import time
 
 import numpy as np
@@ -47,3 +48,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def sql(path, query: str, *params) -> list[tuple]:
+    """The rows of `query` on the SQLite file at `path` (a connection of its own, closed after)."""
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(query, params).fetchall()
+    finally:
+        con.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sqlite3
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from inspection import users
 from inspection.config import load_config
 from inspection.store import open_store
 from inspection.runner import RunnerState
+from tests.fakes import sql
 
 TIMEOUT_MS = 60_000
 
@@ -75,13 +75,6 @@ def window(qtbot, tmp_path, samples):
     yield win
     close(qtbot, win)
 
-
-def sql(path, query, *params):
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
 
 
 def db_counts(path, since=None):

@@ -9,9 +9,10 @@ import sqlite3
 import pytest
 
 from camera import TriggerMode
-from inspection.config import load_config
+from inspection.config import load_config, load_recipe
 from inspection.errors import ConfigError
 from inspection.line import open_line
+from inspection.recipes import recipe_indexes
 from inspection.report import gather, shift_window
 from inspection.store import open_record
 from tests.fakes import wait_for
@@ -30,7 +31,7 @@ def test_changeover_between_parts_keeps_recipe_version_and_lot_in_every_row(tmp_
     ndims: list[int] = []
     line.add_result_listener(lambda r: ndims.append(r.image.ndim))
     try:
-        assert line.recipe.camera.trigger is TriggerMode.SOFTWARE and line.recipe_indexes() == {1: "prod-a", 2: "prod-b"}
+        assert line.recipe.camera.trigger is TriggerMode.SOFTWARE and {k: load_recipe(p).name for k, p in recipe_indexes(recipes).items()} == {1: "prod-a", 2: "prod-b"}
         runner = line.start()
         line.set_lot("LOT-A1")
         for _ in range(3):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sqlite3
 
 import pytest
 from alembic import command
@@ -28,16 +27,9 @@ from inspection.report import gather, shift_window
 from inspection.report_pdf import write_pdf
 from inspection.schema import Base, ForwardState
 from inspection.store import _alembic_config, open_record, open_station_store, open_store, utcnow
-from tests.fakes import FakeInspector, free_port, wait_for
+from tests.fakes import FakeInspector, free_port, sql, wait_for
 from tests.integration.test_cli import assert_one_sentence_error, cli
 
-
-def local(db, query, *params):
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
 
 
 def server(url, query, **params):
@@ -114,12 +106,12 @@ def test_a_server_cut_mid_run_gets_every_part_exactly_once(pg_server, pg_url, tm
     warnings = [r.getMessage() for r in caplog.records if r.name == "inspection.forward" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "cannot be reached" in warnings[0]  # one per outage, not one per retry
     buffer = tmp_path / "lepton.db"
-    parts = sorted(p for (p,) in local(buffer, "select part_id from inspections"))
+    parts = sorted(p for (p,) in sql(buffer, "select part_id from inspections"))
     assert len(parts) == status.parts == status.recorded
     on_server = sorted(p for (p,) in server(pg_url, "select part_id from inspections"))
     assert on_server == parts  # every part, each once
     assert server(pg_url, "select count(*), min(end_state), min(station) from runs") == [(1, "stopped", load_config().station)]
-    assert (server(pg_url, "select count(*) from events")[0][0] == local(buffer, "select count(*) from events")[0][0])
+    assert (server(pg_url, "select count(*) from events")[0][0] == sql(buffer, "select count(*) from events")[0][0])
     shift_ids = {i for (i,) in server(pg_url, "select distinct shift_id from inspections")}
     assert server(pg_url, "select count(*) from inspections i join runs r on r.id = i.run_id "
                           "join model_versions m on m.id = i.model_version_id")[0][0] == len(parts)
@@ -159,7 +151,7 @@ def test_recipe_versions_are_numbered_plant_wide_on_the_server(pg_url, tmp_path,
         assert b.store.forwarder.sync(60)
     finally:
         b.close()
-    assert local(tmp_path / "b.db", "select recipe_version, count(*) from inspections group by 1 order by 1") == [(1, 2), (2, 3)]
+    assert sql(tmp_path / "b.db", "select recipe_version, count(*) from inspections group by 1 order by 1") == [(1, 2), (2, 3)]
     versions = dict(server(pg_url, "select sha256, version from recipe_versions where name = 'prod'"))
     assert sorted(versions.values()) == [1, 2]
     by_content = server(pg_url, "select v.sha256, r.station, count(*) from inspections i join runs r on r.id = i.run_id "
@@ -186,7 +178,7 @@ def test_two_stations_forward_to_one_server_and_one_report_spans_both(pg_url, tm
     assert data.inspected == 10 and data.stations == ("press-1", "press-2")
     rows = {r["station"]: r for r in data.per_station}
     for name, db in (("press-1", tmp_path / "a.db"), ("press-2", tmp_path / "b.db")):
-        counts = dict(local(db, "select verdict, count(*) from inspections group by verdict"))
+        counts = dict(sql(db, "select verdict, count(*) from inspections group by verdict"))
         assert (rows[name]["parts"], rows[name]["ok"], rows[name]["ng"], rows[name]["review"]) == (
             sum(counts.values()), counts.get("OK", 0), counts.get("NG", 0), counts.get("REVIEW", 0))
     assert data.worst and all(w["image"] is None for w in data.worst)  # images stay at their stations
@@ -240,7 +232,7 @@ def test_a_station_starts_and_inspects_while_the_server_cannot_be_reached(tmp_pa
         assert status.last_error.startswith("The database server at 127.0.0.1:") and "s3cret-pw" not in status.last_error + status.server
     finally:
         line.close()  # (returns although the server never answered)
-    assert local(tmp_path / "a.db", "select count(*) from inspections") == [(5,)]
+    assert sql(tmp_path / "a.db", "select count(*) from inspections") == [(5,)]
 
 
 def test_an_alarm_acknowledged_after_it_was_forwarded_is_acknowledged_on_the_server(pg_url, tmp_path, samples):
@@ -255,6 +247,6 @@ def test_an_alarm_acknowledged_after_it_was_forwarded_is_acknowledged_on_the_ser
         assert line.store.forwarder.sync(60)
     finally:
         line.close()
-    (acked,) = local(tmp_path / "a.db", "select acknowledged_at from events where kind = 'disk'")[0]
+    (acked,) = sql(tmp_path / "a.db", "select acknowledged_at from events where kind = 'disk'")[0]
     (on_server,) = server(pg_url, "select acknowledged_at from events where kind = 'disk'")[0]
     assert on_server is not None and str(on_server).replace("T", " ").startswith(acked[:19])
