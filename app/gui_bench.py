@@ -34,10 +34,20 @@ HEARTBEAT_MS = 5
 
 def _resources() -> dict[str, float]:
     """RSS, threads, open files and references to None of this process, now (Linux)."""
-    rss = next((int(line.split()[1]) / 1024 for line in Path("/proc/self/status").read_text().splitlines()
-                if line.startswith("VmRSS:")), float("nan"))
-    return {"rss_mb": rss, "threads": len(os.listdir("/proc/self/task")), "fds": len(os.listdir("/proc/self/fd")),
-            "none_refs": sys.getrefcount(None)}
+    rss = next(
+        (
+            int(line.split()[1]) / 1024
+            for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        ),
+        float("nan"),
+    )
+    return {
+        "rss_mb": rss,
+        "threads": len(os.listdir("/proc/self/task")),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "none_refs": sys.getrefcount(None),
+    }
 
 
 def main() -> int:
@@ -45,8 +55,15 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--images", type=Path, default=resources.DEMO_SAMPLES)
-    ap.add_argument("--frame-rate", type=float, default=100.0, help="the emulator's free-run rate (it tops out near 100)")
-    ap.add_argument("--json", type=Path, default=None, help="also write the main figures as JSON (bench/bench_pipeline.py reads them)")
+    ap.add_argument(
+        "--frame-rate", type=float, default=100.0, help="the emulator's free-run rate (it tops out near 100)"
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write the main figures as JSON (bench/bench_pipeline.py reads them)",
+    )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lepton-bench-gui-"))
     os.environ["LEPTON_DATA_DIR"] = str(work)
@@ -61,7 +78,9 @@ def main() -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
-    args = argparse.Namespace(camera=f"emu:{a.images}", model=a.model, db=work / "bench.db", recipe=recipe, config=None, device="auto")
+    args = argparse.Namespace(
+        camera=f"emu:{a.images}", model=a.model, db=work / "bench.db", recipe=recipe, config=None, device="auto"
+    )
     tool_accounts(args.db, "bench", "operator")
     window = build_window(args, "unused", QSettings(str(work / "gui.ini"), QSettings.Format.IniFormat))
     window.resize(1500, 860)
@@ -86,6 +105,7 @@ def main() -> int:
             t = time.perf_counter()
             fn(*args)
             spent[name].append((time.perf_counter() - t) * 1000)
+
         return run
 
     collections_ms: list[tuple[float, int, float]] = []  # (when, generation, ms) of Python's garbage collections
@@ -95,7 +115,9 @@ def main() -> int:
         if phase == "start":
             gc_started[0] = time.perf_counter()
         else:
-            collections_ms.append((gc_started[0] - last[0], info["generation"], (time.perf_counter() - gc_started[0]) * 1000))
+            collections_ms.append(
+                (gc_started[0] - last[0], info["generation"], (time.perf_counter() - gc_started[0]) * 1000)
+            )
 
     gc.callbacks.append(on_gc)
     window.timer.timeout.disconnect(window.refresh)
@@ -142,32 +164,53 @@ def main() -> int:
         time.sleep(0.01)
 
     stall = np.asarray(gaps) - HEARTBEAT_MS
-    print(f"{elapsed:.0f} s with the emulator free-running at {a.frame_rate:.0f} fps, window at 30 Hz, "
-          f"platform {app.platformName()}, model {window.choices.recipe_name if window.choices else '?'}")
-    print(f"parts inspected {status.parts} ({status.parts / elapsed:.1f}/s), shown {lags.size} "
-          f"(the rest were replaced by a newer part before a refresh), dropped {status.dropped}, "
-          f"inspection latency p50 {status.latency_ms_p50:.0f} ms p99 {status.latency_ms_p99:.0f} ms")
-    print(f"GUI-thread stall: longest {stall.max():.1f} ms (target < 50 ms: {stall.max() / 50:.2f} of it), "
-          f"p99 {np.percentile(stall, 99):.1f} ms, over {stall.size} heartbeats")
+    print(
+        f"{elapsed:.0f} s with the emulator free-running at {a.frame_rate:.0f} fps, window at 30 Hz, "
+        f"platform {app.platformName()}, model {window.choices.recipe_name if window.choices else '?'}"
+    )
+    print(
+        f"parts inspected {status.parts} ({status.parts / elapsed:.1f}/s), shown {lags.size} "
+        f"(the rest were replaced by a newer part before a refresh), dropped {status.dropped}, "
+        f"inspection latency p50 {status.latency_ms_p50:.0f} ms p99 {status.latency_ms_p99:.0f} ms"
+    )
+    print(
+        f"GUI-thread stall: longest {stall.max():.1f} ms (target < 50 ms: {stall.max() / 50:.2f} of it), "
+        f"p99 {np.percentile(stall, 99):.1f} ms, over {stall.size} heartbeats"
+    )
     for name, t in spent.items():
         t = np.asarray(t or [0.0])
-        print(f"  in the window's {name}: {t.size} calls, p50 {np.percentile(t, 50):.1f} ms, p99 {np.percentile(t, 99):.1f} ms, longest {t.max():.1f} ms")
+        print(
+            f"  in the window's {name}: {t.size} calls, p50 {np.percentile(t, 50):.1f} ms, p99 {np.percentile(t, 99):.1f} ms, longest {t.max():.1f} ms"
+        )
     full = [ms for _, g, ms in collections_ms if g == 2]
-    print(f"  Python garbage collections: {len(collections_ms)}, of them {len(full)} full, longest full {max(full, default=0):.0f} ms")
+    print(
+        f"  Python garbage collections: {len(collections_ms)}, of them {len(full)} full, longest full {max(full, default=0):.0f} ms"
+    )
     worst = np.argsort(stall)[-3:][::-1]
     print("  longest stalls at " + ", ".join(f"{sum(gaps[: i + 1]) / 1000:.1f} s ({stall[i]:.0f} ms)" for i in worst))
     first, last_sample = samples[min(1, len(samples) - 1)], samples[-1]  # (after the first 10 s: warmed up)
-    print(f"resources after 10 s -> at the end: RSS {first['rss_mb']:.0f} -> {last_sample['rss_mb']:.0f} MB "
-          f"(range {min(x['rss_mb'] for x in samples[1:] or samples):.0f}-{max(x['rss_mb'] for x in samples):.0f}), "
-          f"threads {first['threads']} -> {last_sample['threads']}, open files {first['fds']} -> {last_sample['fds']}, "
-          f"references to None {first['none_refs']} -> {last_sample['none_refs']} (a binding that loses them aborts the window)")
-    print(f"verdict -> shown: p50 {np.percentile(lags, 50):.1f} ms, p99 {np.percentile(lags, 99):.1f} ms "
-          f"(target < 100 ms: {np.percentile(lags, 99) / 100:.2f} of it), longest {lags.max():.1f} ms")
+    print(
+        f"resources after 10 s -> at the end: RSS {first['rss_mb']:.0f} -> {last_sample['rss_mb']:.0f} MB "
+        f"(range {min(x['rss_mb'] for x in samples[1:] or samples):.0f}-{max(x['rss_mb'] for x in samples):.0f}), "
+        f"threads {first['threads']} -> {last_sample['threads']}, open files {first['fds']} -> {last_sample['fds']}, "
+        f"references to None {first['none_refs']} -> {last_sample['none_refs']} (a binding that loses them aborts the window)"
+    )
+    print(
+        f"verdict -> shown: p50 {np.percentile(lags, 50):.1f} ms, p99 {np.percentile(lags, 99):.1f} ms "
+        f"(target < 100 ms: {np.percentile(lags, 99) / 100:.2f} of it), longest {lags.max():.1f} ms"
+    )
     if a.json is not None:
-        a.json.write_text(json.dumps({
-            "seconds": elapsed, "parts": status.parts, "gui_stall_ms_max": float(stall.max()),
-            "gui_stall_ms_p99": float(np.percentile(stall, 99)), "display_lag_ms_p99": float(np.percentile(lags, 99)),
-        }))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "seconds": elapsed,
+                    "parts": status.parts,
+                    "gui_stall_ms_max": float(stall.max()),
+                    "gui_stall_ms_p99": float(np.percentile(stall, 99)),
+                    "display_lag_ms_p99": float(np.percentile(lags, 99)),
+                }
+            )
+        )
     return 0
 
 

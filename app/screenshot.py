@@ -44,6 +44,7 @@ def _label_all(app: QApplication, view, truth) -> bool:  # noqa: ANN001
     """Label every part the review shows (the filter leaves out the unreviewed ones as they are labelled)."""
     if not _wait(app, lambda: view.page is not None and view.page.filter == view.current_filter(), 60):
         return False
+
     def ids() -> list[str]:
         return [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())]
 
@@ -52,8 +53,10 @@ def _label_all(app: QApplication, view, truth) -> bool:  # noqa: ANN001
             continue
         view.gallery.setCurrentRow(ids().index(part_id))
         if not _wait(app, lambda p=part_id: view.part is not None and view.part.row.part_id == p, 60):
-            print(f"part {part_id} did not load: selected {view.selected_part_id()}, shown {view.part.row.part_id if view.part else None}, "
-                  f"save {view.save_button.isEnabled()}, {view.gallery.count()} in the gallery, filter {view.page.filter}")
+            print(
+                f"part {part_id} did not load: selected {view.selected_part_id()}, shown {view.part.row.part_id if view.part else None}, "
+                f"save {view.save_button.isEnabled()}, {view.gallery.count()} in the gallery, filter {view.page.filter}"
+            )
             return False
         if view.part.images is None:
             continue  # its image was not kept (OK parts: one in ten): nothing to judge
@@ -102,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LEPTON_DATA_DIR"] = str(work)  # a fresh station: no earlier record, settings or alarms
     # The reject output on (the emulator's Line2), so that the line's wiring panel counts pulses.
     (work / "station.toml").write_text("[reject]\nenabled = true\ndelay_ms = 1000.0\n", encoding="utf-8")
-    args = argparse.Namespace(camera=None, model=None, db=work / "lepton.db", recipe=None, config=work / "station.toml", device="auto")
+    args = argparse.Namespace(
+        camera=None, model=None, db=work / "lepton.db", recipe=None, config=work / "station.toml", device="auto"
+    )
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyleSheet(resources.STYLE_SHEET.read_text(encoding="utf-8"))
     tool_accounts(args.db, "A. Engineer", "engineer")
@@ -116,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def ng_on_screen() -> bool:
         s, r = window.controller.status(), window.controller.latest()
-        return s is not None and s.parts >= a.parts and r is not None and r.verdict.value == "NG" and window.verdict.verdict.text() == "NG"
+        return (
+            s is not None
+            and s.parts >= a.parts
+            and r is not None
+            and r.verdict.value == "NG"
+            and window.verdict.verdict.text() == "NG"
+        )
 
     # The record's counters and rejects refresh once a second; the line inspects 30 parts in less.
     _wait(app, lambda: (window.controller.status() or SimpleNamespace(parts=0)).parts >= a.parts)

@@ -53,7 +53,9 @@ class AnomalibInspector(Inspector):
     def __init__(self, model: Any, size: tuple[int, int], grey: bool) -> None:
         self.model = model.eval()
         self.size, self.grey = size, grey
-        self.info = ModelInfo("anomalib-patchcore", "2.7.0", "anomalib", "", Thresholds(0.0, 0.0, float("inf")), ("anomaly",), {})
+        self.info = ModelInfo(
+            "anomalib-patchcore", "2.7.0", "anomalib", "", Thresholds(0.0, 0.0, float("inf")), ("anomaly",), {}
+        )
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return to_tensor(image, self.size, backbone.IMAGENET_MEAN, backbone.IMAGENET_STD, grey=self.grey)
@@ -63,9 +65,13 @@ class AnomalibInspector(Inspector):
         import cv2
 
         out = self.model(batch)
-        amap = cv2.resize(out.anomaly_map[0, 0].numpy(), (image_shape[1], image_shape[0]), interpolation=cv2.INTER_LINEAR)
+        amap = cv2.resize(
+            out.anomaly_map[0, 0].numpy(), (image_shape[1], image_shape[0]), interpolation=cv2.INTER_LINEAR
+        )
         score = float(out.pred_score.reshape(-1)[0])
-        return Prediction(score, amap.astype(np.float32), np.zeros(amap.shape, bool), (DefectClass("anomaly", 0, score),))
+        return Prediction(
+            score, amap.astype(np.float32), np.zeros(amap.shape, bool), (DefectClass("anomaly", 0, score),)
+        )
 
 
 def train_anomalib(images: list[np.ndarray], cfg: AnomalyConfig, seed: int) -> AnomalibInspector:
@@ -99,8 +105,15 @@ def main() -> int:
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--size", type=parse_size, default=(256, 256), help="anomalib's input HxW (and ours, unless --ours-size)")
-    ap.add_argument("--ours-size", type=parse_any_size, default=None, help="our working size if it differs: HxW or a scale factor like 0.75")
+    ap.add_argument(
+        "--size", type=parse_size, default=(256, 256), help="anomalib's input HxW (and ours, unless --ours-size)"
+    )
+    ap.add_argument(
+        "--ours-size",
+        type=parse_any_size,
+        default=None,
+        help="our working size if it differs: HxW or a scale factor like 0.75",
+    )
     ap.add_argument("--grey", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
@@ -134,8 +147,10 @@ def main() -> int:
     results["anomalib"] = evaluate(theirs, test, color=cfg.color)
     results["anomalib"]["train_s"] = their_train
 
-    print(f"{args.dataset.name}, fold {args.fold} of {args.folds} (group split), {len(test)} test parts, CPU 2 threads; "
-          f"working size: ours {ours_cfg.size}, anomalib {cfg.size}")
+    print(
+        f"{args.dataset.name}, fold {args.fold} of {args.folds} (group split), {len(test)} test parts, CPU 2 threads; "
+        f"working size: ours {ours_cfg.size}, anomalib {cfg.size}"
+    )
     print(f"  {'':<36} {'ours':>9} {'anomalib':>9}")
     for key in (*KEYS, "train_s"):
         a, b = results["ours"].get(key), results["anomalib"].get(key)
@@ -144,8 +159,20 @@ def main() -> int:
     speed = results["anomalib"]["latency_ms_p50"] / results["ours"]["latency_ms_p50"]
     print(f"  latency ratio anomalib/ours (p50): {speed:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"dataset": str(args.dataset), "fold": args.fold, "size": args.size, "ours_size": ours_cfg.size, "results": results,
-                                         "latency_ratio_p50": speed}, indent=2, default=float))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "dataset": str(args.dataset),
+                    "fold": args.fold,
+                    "size": args.size,
+                    "ours_size": ours_cfg.size,
+                    "results": results,
+                    "latency_ratio_p50": speed,
+                },
+                indent=2,
+                default=float,
+            )
+        )
     return 0
 
 

@@ -18,8 +18,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("PYLON_CAMEMU", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,10 +46,14 @@ def until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 def station(work: Path, protocol: str, extra: str = "") -> Line:
     config = work / f"{protocol}.toml"
-    config.write_text("[alarms]\nmin_free_disk_mb = 0\n[retention]\nmin_free_mb = 0\n"
-                      f'[plc]\nenabled = true\nprotocol = "{protocol}"\nhost = "127.0.0.1"\nport = {free_port()}\n{extra}',
-                      encoding="utf-8")
-    return open_line(camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=work / f"{protocol}.db", config=config, device="cpu")
+    config.write_text(
+        "[alarms]\nmin_free_disk_mb = 0\n[retention]\nmin_free_mb = 0\n"
+        f'[plc]\nenabled = true\nprotocol = "{protocol}"\nhost = "127.0.0.1"\nport = {free_port()}\n{extra}',
+        encoding="utf-8",
+    )
+    return open_line(
+        camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=work / f"{protocol}.db", config=config, device="cpu"
+    )
 
 
 def handshake(read: Callable[[str], Any], write: Callable[[str, bool], None], parts: int) -> list[float]:
@@ -76,9 +81,14 @@ def opcua(work: Path, parts: int) -> tuple[list[float], float]:
         line.start()
         with Client(line.plc.endpoint) as client:
             ns = client.get_namespace_index(NAMESPACE)
-            nodes = {n.read_browse_name().Name: n for n in client.nodes.objects.get_child(f"{ns}:Station").get_children()}
-            trips = handshake(lambda name: nodes[name].read_value(),
-                              lambda name, v: nodes[name].write_value(ua.DataValue(ua.Variant(v, ua.VariantType.Boolean))), parts)
+            nodes = {
+                n.read_browse_name().Name: n for n in client.nodes.objects.get_child(f"{ns}:Station").get_children()
+            }
+            trips = handshake(
+                lambda name: nodes[name].read_value(),
+                lambda name, v: nodes[name].write_value(ua.DataValue(ua.Variant(v, ua.VariantType.Boolean))),
+                parts,
+            )
         return trips, line.stop().latency_ms_p50
     finally:
         line.close()
@@ -96,8 +106,11 @@ def modbus(work: Path, parts: int) -> tuple[list[float], float]:
         client = ModbusTcpClient(host, port=int(port))
         client.connect()
         try:
-            trips = handshake(lambda name: client.read_discrete_inputs(DISCRETE_INPUTS.index(name), count=1).bits[0],
-                              lambda name, v: client.write_coil(COILS.index(name), v), parts)
+            trips = handshake(
+                lambda name: client.read_discrete_inputs(DISCRETE_INPUTS.index(name), count=1).bits[0],
+                lambda name, v: client.write_coil(COILS.index(name), v),
+                parts,
+            )
         finally:
             client.close()
         return trips, line.stop().latency_ms_p50
@@ -107,8 +120,11 @@ def modbus(work: Path, parts: int) -> tuple[list[float], float]:
 
 def reject(work: Path, parts: int) -> Any:
     config = work / "reject.toml"
-    config.write_text("[alarms]\nmin_free_disk_mb = 0\n[retention]\nmin_free_mb = 0\n"
-                      "[reject]\nenabled = true\ndelay_ms = 300.0\npulse_ms = 10.0\n", encoding="utf-8")
+    config.write_text(
+        "[alarms]\nmin_free_disk_mb = 0\n[retention]\nmin_free_mb = 0\n"
+        "[reject]\nenabled = true\ndelay_ms = 300.0\npulse_ms = 10.0\n",
+        encoding="utf-8",
+    )
     line = open_line(camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=work / "reject.db", config=config, device="cpu")
     try:
         assert line.start(max_parts=parts).wait(600)
@@ -123,7 +139,9 @@ def changeover(work: Path, times: int) -> list[float]:
     folder.mkdir()
     (folder / "a.toml").write_text('name = "a"\n', encoding="utf-8")
     (folder / "b.toml").write_text('name = "b"\n[camera]\npixel_format = "Mono8"\n', encoding="utf-8")
-    line = open_line(camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=work / "changeover.db", recipe=folder / "a.toml", device="cpu")
+    line = open_line(
+        camera_spec=f"emu:{resources.DEMO_SAMPLES}", db=work / "changeover.db", recipe=folder / "a.toml", device="cpu"
+    )
     try:
         line.start()
         out = []
@@ -146,13 +164,21 @@ def main() -> int:
     for name, run in (("OPC UA", opcua), ("Modbus TCP", modbus)):
         trips, line_p50 = run(work, args.parts)
         p50 = statistics.median(trips)
-        rows.append((f"{name}: Trigger -> ResultReady, {len(trips)} parts",
-                     f"p50 {p50:.1f} ms, max {max(trips):.1f} ms; the line's own p50 {line_p50:.1f} ms; ratio {p50 / line_p50:.2f}"))
+        rows.append(
+            (
+                f"{name}: Trigger -> ResultReady, {len(trips)} parts",
+                f"p50 {p50:.1f} ms, max {max(trips):.1f} ms; the line's own p50 {line_p50:.1f} ms; ratio {p50 / line_p50:.2f}",
+            )
+        )
     stats, rejected = reject(work, 5 * args.parts)
-    rows.append((f"Reject gate, {5 * args.parts} parts, delay 300 ms, pulse 10 ms",
-                 f"{stats.pulses + stats.merged} pulses for {rejected} rejects, {stats.misses} misses; start late by at most "
-                 f"{stats.late_pulse_ms_max:.1f} ms ({stats.late_pulse_ms_max / 10:.2f} of the pulse), width off by at most "
-                 f"{stats.width_error_ms_max:.1f} ms"))
+    rows.append(
+        (
+            f"Reject gate, {5 * args.parts} parts, delay 300 ms, pulse 10 ms",
+            f"{stats.pulses + stats.merged} pulses for {rejected} rejects, {stats.misses} misses; start late by at most "
+            f"{stats.late_pulse_ms_max:.1f} ms ({stats.late_pulse_ms_max / 10:.2f} of the pulse), width off by at most "
+            f"{stats.width_error_ms_max:.1f} ms",
+        )
+    )
     times = changeover(work, 6)
     rows.append(("Changeover while running (same model), 6 times", ", ".join(f"{t:.2f}" for t in times) + " s"))
     width = max(len(a) for a, _ in rows)

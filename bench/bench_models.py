@@ -48,7 +48,11 @@ def main() -> None:
     ap.add_argument("--groups", default=None, metavar="G1,G2", help="with --dataset: only the parts of these groups")
     ap.add_argument("--n", type=int, default=50, help="timed predictions per backend")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the line PC's cores)")
-    ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its first call compiles for tens of seconds)")
+    ap.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave out torch.compile (its first call compiles for tens of seconds)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -108,56 +112,93 @@ def main() -> None:
         verdicts = r.pop("verdict_list")
         if ref_scores is not None:
             diff = np.abs(scores - ref_scores)
-            r.update(max_relative_score_difference=float((diff / np.maximum(np.abs(ref_scores), 1e-6)).max()),
-                     max_score_difference=float(diff.max()),
-                     # how near the thresholds the reference scores came: a difference above this could flip a verdict
-                     closest_score_to_a_threshold=float(np.min(np.abs(ref_scores[:, None] - np.array([th.ok_below, th.ng_at])[None, :]))),
-                     verdicts_differing=sum(v != w for v, w in zip(verdicts, ref_verdicts)))
+            r.update(
+                max_relative_score_difference=float((diff / np.maximum(np.abs(ref_scores), 1e-6)).max()),
+                max_score_difference=float(diff.max()),
+                # how near the thresholds the reference scores came: a difference above this could flip a verdict
+                closest_score_to_a_threshold=float(
+                    np.min(np.abs(ref_scores[:, None] - np.array([th.ok_below, th.ng_at])[None, :]))
+                ),
+                verdicts_differing=sum(v != w for v, w in zip(verdicts, ref_verdicts)),
+            )
 
     auto = "cpu-" + resolve_backend("auto", "cpu")
     fastest = min(timings, key=lambda n: timings[n]["predict_p50_ms"]) if timings else None
     speedup = {}
     if REFERENCE in timings and auto in timings:
-        speedup = {"eager_speedup_predict": timings[REFERENCE]["predict_p50_ms"] / timings[auto]["predict_p50_ms"],
-                   "eager_speedup_network": timings[REFERENCE]["network_p50_ms"] / timings[auto]["network_p50_ms"]}
+        speedup = {
+            "eager_speedup_predict": timings[REFERENCE]["predict_p50_ms"] / timings[auto]["predict_p50_ms"],
+            "eager_speedup_network": timings[REFERENCE]["network_p50_ms"] / timings[auto]["network_p50_ms"],
+        }
     batch = _batch_table(cpu[auto], images, a.n) if auto in cpu else []
 
-    print(f"model {a.model.name} ({any_inspector.info.kind}), {len(images)} images {images[0].shape[1]}x{images[0].shape[0]}, "
-          f"{a.n} timed predictions each, torch {torch.__version__}, {a.threads} CPU threads" + (f", GPU {gpu}" if gpu else ", no CUDA GPU"))
+    print(
+        f"model {a.model.name} ({any_inspector.info.kind}), {len(images)} images {images[0].shape[1]}x{images[0].shape[0]}, "
+        f"{a.n} timed predictions each, torch {torch.__version__}, {a.threads} CPU threads"
+        + (f", GPU {gpu}" if gpu else ", no CUDA GPU")
+    )
     search = getattr(cpu.get(auto), "search", None)
     if search is not None:
-        print(f"memory bank search on the CPU: {'bfloat16 candidates + exact float32' if search.use_bf16 else 'float32'} "
-              f"(probe of 512 patches: {search.probe_ms} ms)")
+        print(
+            f"memory bank search on the CPU: {'bfloat16 candidates + exact float32' if search.use_bf16 else 'float32'} "
+            f"(probe of 512 patches: {search.probe_ms} ms)"
+        )
     for name, why in failed.items():
         print(f"{name:<26} failed: {why}")
     ref = timings.get(REFERENCE)
     for name, r in results.items():
         line = f"{name:<26} predict p50 {r['predict_p50_ms']:6.1f} ms  p99 {r['predict_p99_ms']:6.1f} ms"
         if "network_p50_ms" in r:
-            line += (f"  [pre {r['preprocess_p50_ms']:4.1f} + network {r['network_p50_ms']:5.1f} + search {r['search_p50_ms']:4.1f}"
-                     f" + post {r['finish_p50_ms']:4.1f} ms]")
+            line += (
+                f"  [pre {r['preprocess_p50_ms']:4.1f} + network {r['network_p50_ms']:5.1f} + search {r['search_p50_ms']:4.1f}"
+                f" + post {r['finish_p50_ms']:4.1f} ms]"
+            )
             if ref:
                 line += f"  vs eager: predict {ref['predict_p50_ms'] / r['predict_p50_ms']:4.2f}x, network {ref['network_p50_ms'] / r['network_p50_ms']:4.2f}x"
         if "max_score_difference" in r:
-            line += (f"  score difference max {r['max_score_difference']:.2e} (relative {r['max_relative_score_difference']:.2e}; "
-                     f"closest score to a threshold {r['closest_score_to_a_threshold']:.2e})  "
-                     f"verdicts differing {r['verdicts_differing']} of {len(images)}")
+            line += (
+                f"  score difference max {r['max_score_difference']:.2e} (relative {r['max_relative_score_difference']:.2e}; "
+                f"closest score to a threshold {r['closest_score_to_a_threshold']:.2e})  "
+                f"verdicts differing {r['verdicts_differing']} of {len(images)}"
+            )
         print(line)
     if speedup:
-        print(f"default (auto = {auto}) against eager PyTorch: whole predict {speedup['eager_speedup_predict']:.2f}x, "
-              f"network alone {speedup['eager_speedup_network']:.2f}x")
+        print(
+            f"default (auto = {auto}) against eager PyTorch: whole predict {speedup['eager_speedup_predict']:.2f}x, "
+            f"network alone {speedup['eager_speedup_network']:.2f}x"
+        )
     if fastest:
-        print(f"fastest CPU backend by whole predict: {fastest}" + ("" if fastest == auto else f" - NOT the one `auto` picks ({auto})"))
+        print(
+            f"fastest CPU backend by whole predict: {fastest}"
+            + ("" if fastest == auto else f" - NOT the one `auto` picks ({auto})")
+        )
     if batch:
         print(f"micro-batches through forward + finish ({auto}, preprocess + forward + finish in one thread):")
         print("    N   batch p50 ms   forward p50 ms   ms per view   views/s   vs N=1")
         for row in batch:
-            print(f"  {row['n']:3d}   {row['batch_p50_ms']:12.1f}   {row['forward_p50_ms']:14.1f}   {row['ms_per_view']:11.2f}   "
-                  f"{row['views_per_s']:7.1f}   {row['views_per_s'] / batch[0]['views_per_s']:5.2f}x")
+            print(
+                f"  {row['n']:3d}   {row['batch_p50_ms']:12.1f}   {row['forward_p50_ms']:14.1f}   {row['ms_per_view']:11.2f}   "
+                f"{row['views_per_s']:7.1f}   {row['views_per_s'] / batch[0]['views_per_s']:5.2f}x"
+            )
     if a.json:
-        a.json.write_text(json.dumps({"model": str(a.model), "images": len(images), "threads": a.threads, "torch": torch.__version__,
-                                      "gpu": gpu, "auto": auto, "fastest_cpu": fastest, **speedup, "batch": batch,
-                                      "failed": failed, "backends": results}, indent=2))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "model": str(a.model),
+                    "images": len(images),
+                    "threads": a.threads,
+                    "torch": torch.__version__,
+                    "gpu": gpu,
+                    "auto": auto,
+                    "fastest_cpu": fastest,
+                    **speedup,
+                    "batch": batch,
+                    "failed": failed,
+                    "backends": results,
+                },
+                indent=2,
+            )
+        )
 
 
 def _load_cpu(model: Path, backend: str) -> Inspector:
@@ -177,14 +218,19 @@ def _network(inspector: Inspector) -> Any:
 def _agreement(inspector: Inspector, images: list[np.ndarray]) -> dict[str, Any]:
     predictions = [inspector.predict(image) for image in images]  # also the warm-up
     verdicts = [decide(p, inspector.info.thresholds) for p in predictions]
-    return {"scores": [p.score for p in predictions], "verdict_list": verdicts,
-            "verdicts": {v.name: verdicts.count(v) for v in sorted(set(verdicts), key=lambda v: v.name)}}
+    return {
+        "scores": [p.score for p in predictions],
+        "verdict_list": verdicts,
+        "verdicts": {v.name: verdicts.count(v) for v in sorted(set(verdicts), key=lambda v: v.name)},
+    }
 
 
 def _timed_in_turns(inspectors: dict[str, Inspector], images: list[np.ndarray], n: int) -> dict[str, dict[str, float]]:
     """Whole-predict latency, and apart from it each stage - preprocess, the network alone,
     forward (network + search), finish - with the backends taking turns on each image."""
-    t: dict[str, dict[str, list[float]]] = {name: {k: [] for k in ("predict", "preprocess", "network", "forward", "finish")} for name in inspectors}
+    t: dict[str, dict[str, list[float]]] = {
+        name: {k: [] for k in ("predict", "preprocess", "network", "forward", "finish")} for name in inspectors
+    }
     for k in range(n):
         image = images[k % len(images)]
         for name, inspector in inspectors.items():
@@ -200,15 +246,26 @@ def _timed_in_turns(inspectors: dict[str, Inspector], images: list[np.ndarray], 
             t4 = time.perf_counter()
             _network(inspector)(x)
             t5 = time.perf_counter()
-            for key, v in (("predict", t1 - t0), ("preprocess", t2 - t1), ("forward", t3 - t2), ("finish", t4 - t3), ("network", t5 - t4)):
+            for key, v in (
+                ("predict", t1 - t0),
+                ("preprocess", t2 - t1),
+                ("forward", t3 - t2),
+                ("finish", t4 - t3),
+                ("network", t5 - t4),
+            ):
                 tt[key].append(v * 1000)
     out = {}
     for name, tt in t.items():
-        out[name] = {"predict_p50_ms": _p(tt["predict"], 50), "predict_p99_ms": _p(tt["predict"], 99),
-                     "preprocess_p50_ms": _p(tt["preprocess"], 50), "network_p50_ms": _p(tt["network"], 50),
-                     "forward_p50_ms": _p(tt["forward"], 50), "finish_p50_ms": _p(tt["finish"], 50),
-                     # what forward does beyond the network: the memory bank search (PatchCore), softmax and copies
-                     "search_p50_ms": max(0.0, _p(tt["forward"], 50) - _p(tt["network"], 50))}
+        out[name] = {
+            "predict_p50_ms": _p(tt["predict"], 50),
+            "predict_p99_ms": _p(tt["predict"], 99),
+            "preprocess_p50_ms": _p(tt["preprocess"], 50),
+            "network_p50_ms": _p(tt["network"], 50),
+            "forward_p50_ms": _p(tt["forward"], 50),
+            "finish_p50_ms": _p(tt["finish"], 50),
+            # what forward does beyond the network: the memory bank search (PatchCore), softmax and copies
+            "search_p50_ms": max(0.0, _p(tt["forward"], 50) - _p(tt["network"], 50)),
+        }
     return out
 
 
@@ -236,8 +293,13 @@ def micro_batches(inspector: Inspector, images: list[np.ndarray], size: int, rou
         batch_ms.append((time.perf_counter() - t0) * 1000)
         forward_ms.append((t2 - t1) * 1000)
     total = time.perf_counter() - start
-    return {"n": size, "batch_p50_ms": _p(batch_ms, 50), "forward_p50_ms": _p(forward_ms, 50),
-            "ms_per_view": total * 1000 / (rounds * size), "views_per_s": rounds * size / total}
+    return {
+        "n": size,
+        "batch_p50_ms": _p(batch_ms, 50),
+        "forward_p50_ms": _p(forward_ms, 50),
+        "ms_per_view": total * 1000 / (rounds * size),
+        "views_per_s": rounds * size / total,
+    }
 
 
 def _p(values: list[float], q: float) -> float:

@@ -38,10 +38,12 @@ def relabel_some(db: Path, share: float, seed: int = 0) -> int:
         rng = random.Random(seed)
         ids = [(i, v) for i, v in con.execute("select id, verdict from inspections")]
         chosen = rng.sample(ids, int(len(ids) * share))
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
-        con.executemany("insert into relabels (inspection_id, at, who, previous_verdict, verdict, classes_json, mask_path, comment) "
-                        "values (?, ?, 'bench', ?, ?, '[]', null, '')",
-                        [(i, now, v, rng.choice(["OK", "NG"])) for i, v in chosen])
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+        con.executemany(
+            "insert into relabels (inspection_id, at, who, previous_verdict, verdict, classes_json, mask_path, comment) "
+            "values (?, ?, 'bench', ?, ?, '[]', null, '')",
+            [(i, now, v, rng.choice(["OK", "NG"])) for i, v in chosen],
+        )
         con.commit()
         return len(chosen)
     finally:
@@ -56,10 +58,13 @@ def main() -> int:
     os.environ["LEPTON_DATA_DIR"] = str(work)
     base = real_record(work / "real.db")
     rejects = ReviewFilter()
-    filters = {"rejects by score": rejects, "all, newest": ReviewFilter(verdicts=(), sort="newest"),
-               "NG, unreviewed": dataclasses.replace(rejects, verdicts=("NG",), label_state="unreviewed"),
-               "all, corrected": ReviewFilter(verdicts=(), label_state="corrected"),
-               "rejects, score 40-50": dataclasses.replace(rejects, score_min=40.0, score_max=50.0)}
+    filters = {
+        "rejects by score": rejects,
+        "all, newest": ReviewFilter(verdicts=(), sort="newest"),
+        "NG, unreviewed": dataclasses.replace(rejects, verdicts=("NG",), label_state="unreviewed"),
+        "all, corrected": ReviewFilter(verdicts=(), label_state="corrected"),
+        "rejects, score 40-50": dataclasses.replace(rejects, score_min=40.0, score_max=50.0),
+    }
     print(f"{'parts':>8} {'filter':<22} {'matches':>8} {'count':>8} {'page 1':>8} {'middle':>8} {'last':>8}")
     for n in a.sizes:
         db = work / f"review-{n}.db"
@@ -79,13 +84,18 @@ def main() -> int:
                     rows = review.page(store, f, offset, PAGE)
                     times.append(time.perf_counter() - t)
                     assert len(rows) == min(PAGE, total - offset)
-                print(f"{n:>8} {name:<22} {total:>8} {(t1 - t0) * 1000:>6.0f}ms " + " ".join(f"{x * 1000:>6.0f}ms" for x in times))
+                print(
+                    f"{n:>8} {name:<22} {total:>8} {(t1 - t0) * 1000:>6.0f}ms "
+                    + " ".join(f"{x * 1000:>6.0f}ms" for x in times)
+                )
             rows = review.page(store, rejects, 0, PAGE)
             t = time.perf_counter()
             thumbs = [review.thumbnail(r) for r in rows]
             cold = time.perf_counter() - t
-            print(f"{n:>8} thumbnails of one page, cold: {cold * 1000:.0f} ms ({sum(x is not None for x in thumbs)} images); "
-                  "the window's cache (2,000 thumbnails) serves the next visit")
+            print(
+                f"{n:>8} thumbnails of one page, cold: {cold * 1000:.0f} ms ({sum(x is not None for x in thumbs)} images); "
+                "the window's cache (2,000 thumbnails) serves the next visit"
+            )
         finally:
             store.close()
     shutil.rmtree(work, ignore_errors=True)

@@ -45,8 +45,24 @@ def main() -> int:
         return 1
     work = Path(tempfile.mkdtemp(prefix="lepton-bench-train-"))
     env = {**os.environ, "LEPTON_DATA_DIR": str(work)}
-    train = [sys.executable, "-m", "app", "train", "--dataset", str(a.dataset), "--kind", "segmentation", "--size", "192x480",
-             "--crop", "192x192", "--epochs", "50", "--out", str(work / "candidate.lpkg")]
+    train = [
+        sys.executable,
+        "-m",
+        "app",
+        "train",
+        "--dataset",
+        str(a.dataset),
+        "--kind",
+        "segmentation",
+        "--size",
+        "192x480",
+        "--crop",
+        "192x192",
+        "--epochs",
+        "50",
+        "--out",
+        str(work / "candidate.lpkg"),
+    ]
     rows = [("line alone", measure(a.seconds, work / "alone.db"))]
     for name, extra in (("beside training as is", []), ("beside training --beside-line", ["--beside-line"])):
         proc = subprocess.Popen(train + extra, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -30,8 +30,16 @@ from models.package import build_inspector, save_package  # noqa: E402
 from models.segmentation import BLOCKS  # noqa: E402
 from models.training.train import train_model  # noqa: E402
 
-SUMMARY = ("image_auroc", "pixel_auroc", "aupro", "escape_rate_at_5pct_false_rejects", "f1", "false_reject_rate", "escape_rate",
-           "latency_ms_p50")
+SUMMARY = (
+    "image_auroc",
+    "pixel_auroc",
+    "aupro",
+    "escape_rate_at_5pct_false_rejects",
+    "f1",
+    "false_reject_rate",
+    "escape_rate",
+    "latency_ms_p50",
+)
 
 
 def parse_size(text: str) -> int | float | tuple[int, int]:
@@ -46,8 +54,12 @@ def summarize(folds: list[dict]) -> dict:
     for key in SUMMARY:
         values = [f[key] for f in folds if key in f]
         if values:
-            out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                        "min": float(np.min(values)), "max": float(np.max(values))}
+            out[key] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "min": float(np.min(values)),
+                "max": float(np.max(values)),
+            }
     for key in ("per_class", "per_class_at_5pct_false_rejects"):
         classes = sorted({c for f in folds for c in f.get(key, {})})
         out[key] = {c: float(np.mean([f[key][c] for f in folds if c in f.get(key, {})])) for c in classes}
@@ -65,13 +77,19 @@ def main() -> int:
     ap.add_argument("--grey", action="store_true")
     ap.add_argument("--pooling", choices=POOLINGS, default=None, help="anomaly: where patch features are averaged")
     ap.add_argument("--coreset", type=int, default=None, help="anomaly: memory bank rows (default 8192)")
-    ap.add_argument("--frozen-blocks", type=int, default=None, help="segmentation: encoder blocks kept at their ImageNet weights")
+    ap.add_argument(
+        "--frozen-blocks", type=int, default=None, help="segmentation: encoder blocks kept at their ImageNet weights"
+    )
     ap.add_argument("--decoder", choices=BLOCKS, default=None, help="segmentation: decoder blocks")
-    ap.add_argument("--epochs", type=int, default=None, help="segmentation: epochs per fold (repeatable, unlike a time limit)")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="segmentation: epochs per fold (repeatable, unlike a time limit)"
+    )
     ap.add_argument("--time-limit", type=float, default=None, help="segmentation: training seconds per fold")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="auto", help="training device: auto (a CUDA GPU when there is one), cpu or cuda")
+    ap.add_argument(
+        "--device", default="auto", help="training device: auto (a CUDA GPU when there is one), cpu or cuda"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="save each fold's package in this folder")
     args = ap.parse_args()
@@ -83,9 +101,23 @@ def main() -> int:
         if args.only is not None and k not in args.only:
             continue
         t0 = time.monotonic()
-        meta, state = train_model(ds, train_idx, args.kind, size=args.size, color=not args.grey, epochs=args.epochs, time_limit_s=args.time_limit, crop=args.crop,
-                                  pooling=args.pooling, coreset=args.coreset, frozen_blocks=args.frozen_blocks, decoder=args.decoder, seed=args.seed, name=f"cv{k}",
-                                  device=args.device)
+        meta, state = train_model(
+            ds,
+            train_idx,
+            args.kind,
+            size=args.size,
+            color=not args.grey,
+            epochs=args.epochs,
+            time_limit_s=args.time_limit,
+            crop=args.crop,
+            pooling=args.pooling,
+            coreset=args.coreset,
+            frozen_blocks=args.frozen_blocks,
+            decoder=args.decoder,
+            seed=args.seed,
+            name=f"cv{k}",
+            device=args.device,
+        )
         train_s = time.monotonic() - t0
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
@@ -93,24 +125,40 @@ def main() -> int:
         inspector = build_inspector(meta, state, backend="onnx")
         test = [ds.samples[i] for i in test_idx]
         r = evaluate(inspector, test, color=not args.grey)
-        r.update({"fold": k, "train_s": round(train_s, 1), "test_groups": len({s.group for s in test}),
-                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20})
+        r.update(
+            {
+                "fold": k,
+                "train_s": round(train_s, 1),
+                "test_groups": len({s.group for s in test}),
+                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            }
+        )
         results.append(r)
-        print(f"fold {k}: " + " ".join(f"{key}={r[key]:.3f}" for key in SUMMARY if key in r)
-              + f" caught@5%FR={ {c: round(v, 2) for c, v in r.get('per_class_at_5pct_false_rejects', {}).items()} } train {train_s:.0f} s"
-              + f" peak memory {r['peak_rss_gb']:.1f} GB",
-              flush=True)
+        print(
+            f"fold {k}: "
+            + " ".join(f"{key}={r[key]:.3f}" for key in SUMMARY if key in r)
+            + f" caught@5%FR={ {c: round(v, 2) for c, v in r.get('per_class_at_5pct_false_rejects', {}).items()} } train {train_s:.0f} s"
+            + f" peak memory {r['peak_rss_gb']:.1f} GB",
+            flush=True,
+        )
     summary = summarize(results)
     print(f"{args.dataset.name} {args.kind}, {len(results)} of {args.folds} group folds (mean +- std, min..max):")
     for key, v in summary.items():
         if not key.startswith("per_class"):
             print(f"  {key:<36} {v['mean']:.3f} +- {v['std']:.3f}  ({v['min']:.3f}..{v['max']:.3f})")
     for c, v in summary["per_class"].items():
-        print(f"  {c:<14} caught at the NG threshold {v:.2f}, at 5 % false rejects "
-              f"{summary['per_class_at_5pct_false_rejects'].get(c, float('nan')):.2f}")
+        print(
+            f"  {c:<14} caught at the NG threshold {v:.2f}, at 5 % false rejects "
+            f"{summary['per_class_at_5pct_false_rejects'].get(c, float('nan')):.2f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"dataset": str(args.dataset), "kind": args.kind, "folds": results, "summary": summary},
-                                        indent=2, default=float))
+        args.json.write_text(
+            json.dumps(
+                {"dataset": str(args.dataset), "kind": args.kind, "folds": results, "summary": summary},
+                indent=2,
+                default=float,
+            )
+        )
     return 0
 
 

@@ -49,7 +49,9 @@ def poll(predicate, timeout_s: float = 30.0) -> float:  # noqa: ANN001
 def make_line(db: Path, model: str) -> Line:
     spec = f"emu:{resources.DEMO_SAMPLES}"
     config = load_config()
-    config = dataclasses.replace(config, reports_automatic=False, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0))
+    config = dataclasses.replace(
+        config, reports_automatic=False, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0)
+    )
     if model == "demo":
         from models.package import load_package
 
@@ -59,8 +61,14 @@ def make_line(db: Path, model: str) -> Line:
         from tests.fakes import FakeInspector
 
         inspector = FakeInspector()
-    return Line(store=open_store(db), config=config, recipe=load_recipe(), camera_spec=spec, inspector=inspector,
-                cameras=[open_camera(spec)])
+    return Line(
+        store=open_store(db),
+        config=config,
+        recipe=load_recipe(),
+        camera_spec=spec,
+        inspector=inspector,
+        cameras=[open_camera(spec)],
+    )
 
 
 def pull_once(line: Line, runner: Runner, k: int, between: int) -> tuple[float, float, float]:
@@ -75,7 +83,9 @@ def pull_once(line: Line, runner: Runner, k: int, between: int) -> tuple[float, 
     t_part = poll(lambda: runner.status().parts > parts)
     status = runner.status()
     if (status.camera_losses, status.reconnects) != (k, k):
-        raise SystemExit(f"pull {k}: {status.camera_losses} losses, {status.reconnects} reconnections (another fault?): {status.message}")
+        raise SystemExit(
+            f"pull {k}: {status.camera_losses} losses, {status.reconnects} reconnections (another fault?): {status.message}"
+        )
     return t_fault - t_pull, t_back - t_fault, t_part - t_back
 
 
@@ -83,7 +93,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pulls", type=int, default=5, help="times the camera is pulled (default 5)")
     ap.add_argument("--parts-between", type=int, default=20, help="parts inspected before each pull (default 20)")
-    ap.add_argument("--model", choices=("fake", "demo"), default="fake", help="a fast fake model (default) or the demo model")
+    ap.add_argument(
+        "--model", choices=("fake", "demo"), default="fake", help="a fast fake model (default) or the demo model"
+    )
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="  (log) %(message)s")
     load1 = os.getloadavg()[0]
@@ -108,17 +120,21 @@ def main() -> int:
         try:
             n, distinct = con.execute("select count(*), count(distinct part_id) from inspections").fetchone()
             end_state = con.execute("select end_state from runs").fetchone()[0]
-            events = dict(con.execute("select level, count(*) from events where kind = 'camera' group by level").fetchall())
+            events = dict(
+                con.execute("select level, count(*) from events where kind = 'camera' group by level").fetchall()
+            )
         finally:
             con.close()
     assert status is not None
     for name, i in (("to faulted", 0), ("to resumed", 1)):
         values = [r[i] * 1000 for r in rows]
         print(f"{name}: median {statistics.median(values):.1f} ms, max {max(values):.1f} ms")
-    print(f"parts {status.parts}, rows {n}, duplicates {n - distinct}, recorded {status.recorded}, dropped {status.dropped}, "
-          f"failed grabs {status.failed_grabs}; losses {status.camera_losses}, reconnects {status.reconnects}; run ended {end_state}; "
-          f"camera events: {events.get('alarm', 0)} alarms, {events.get('info', 0)} returns "
-          f"(losses closer together than the alarm monitor's {line.alarms.interval_s:g} s check share one)")
+    print(
+        f"parts {status.parts}, rows {n}, duplicates {n - distinct}, recorded {status.recorded}, dropped {status.dropped}, "
+        f"failed grabs {status.failed_grabs}; losses {status.camera_losses}, reconnects {status.reconnects}; run ended {end_state}; "
+        f"camera events: {events.get('alarm', 0)} alarms, {events.get('info', 0)} returns "
+        f"(losses closer together than the alarm monitor's {line.alarms.interval_s:g} s check share one)"
+    )
     return 0
 
 

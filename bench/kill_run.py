@@ -27,8 +27,19 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lepton-kill-"))
-    cols = ("seed", "published", "rows", "integrity", "no_row", "no_row_published_over_interval_before", "longest_lag_s",
-            "run_end", "marked_missing", "rows_naming_absent_files", "files_without_rows")
+    cols = (
+        "seed",
+        "published",
+        "rows",
+        "integrity",
+        "no_row",
+        "no_row_published_over_interval_before",
+        "longest_lag_s",
+        "run_end",
+        "marked_missing",
+        "rows_naming_absent_files",
+        "files_without_rows",
+    )
     print(" ".join(cols))
     try:
         for seed in a.seeds:

@@ -39,9 +39,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.calibration import recalibrate  # noqa: E402
 from models.datasets import Dataset, Sample, group_kfold, load_dataset, read_image  # noqa: E402
 from models.errors import ModelError  # noqa: E402
-from models.calibration import recalibrate  # noqa: E402
 from models.evaluation import evaluate  # noqa: E402
 from models.package import build_inspector, resolve_device, save_package  # noqa: E402
 from models.training.anomaly import AnomalyConfig, train_patchcore  # noqa: E402
@@ -68,7 +68,12 @@ def parse_labels(text: str) -> list[int | None]:
         else:
             raise argparse.ArgumentTypeError(f"label counts are positive whole numbers or 'all', not {part!r}")
     numbers = [n for n in out if n is not None]
-    if numbers != sorted(numbers) or len(set(numbers)) != len(numbers) or (None in out and out[-1] is not None) or out.count(None) > 1:
+    if (
+        numbers != sorted(numbers)
+        or len(set(numbers)) != len(numbers)
+        or (None in out and out[-1] is not None)
+        or out.count(None) > 1
+    ):
         raise argparse.ArgumentTypeError("label counts must grow from round to round ('all' last)")
     return out
 
@@ -83,18 +88,51 @@ def rounds_of(counts: list[int | None], queue: int) -> list[int]:
     return out
 
 
-def row_of(round_no: int, labelled: list[Sample], meta: dict[str, Any], result: dict[str, Any], train_s: float, eval_s: float,
-           started_from: str) -> dict[str, Any]:
-    keep = ("parts", "good", "defective", "escapes", "false_rejects", "escape_rate", "false_reject_rate", "review_rate", "image_auroc",
-            "escape_rate_at_5pct_false_rejects", "pixel_auroc", "aupro", "per_class", "per_class_at_5pct_false_rejects", "thresholds")
-    return {"round": round_no, "model": f"{meta['kind']} v{meta['version']}", "kind": meta["kind"], "classes": list(meta["classes"]),
-            "labelled": len(labelled), "labelled_good": sum(not s.is_defect for s in labelled),
-            "labelled_defective": sum(s.is_defect for s in labelled), "started_from": started_from,
-            "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), **{k: result[k] for k in keep if k in result}}
+def row_of(
+    round_no: int,
+    labelled: list[Sample],
+    meta: dict[str, Any],
+    result: dict[str, Any],
+    train_s: float,
+    eval_s: float,
+    started_from: str,
+) -> dict[str, Any]:
+    keep = (
+        "parts",
+        "good",
+        "defective",
+        "escapes",
+        "false_rejects",
+        "escape_rate",
+        "false_reject_rate",
+        "review_rate",
+        "image_auroc",
+        "escape_rate_at_5pct_false_rejects",
+        "pixel_auroc",
+        "aupro",
+        "per_class",
+        "per_class_at_5pct_false_rejects",
+        "thresholds",
+    )
+    return {
+        "round": round_no,
+        "model": f"{meta['kind']} v{meta['version']}",
+        "kind": meta["kind"],
+        "classes": list(meta["classes"]),
+        "labelled": len(labelled),
+        "labelled_good": sum(not s.is_defect for s in labelled),
+        "labelled_defective": sum(s.is_defect for s in labelled),
+        "started_from": started_from,
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
+        **{k: result[k] for k in keep if k in result},
+    }
 
 
-HEADER = (f"{'round':>5} {'labelled':>9} {'good/def':>9} {'escapes':>12} {'false rej.':>12} {'image AUROC':>11} "
-          f"{'esc@5%FR':>8} {'train s':>8}  model")
+HEADER = (
+    f"{'round':>5} {'labelled':>9} {'good/def':>9} {'escapes':>12} {'false rej.':>12} {'image AUROC':>11} "
+    f"{'esc@5%FR':>8} {'train s':>8}  model"
+)
 
 
 def fmt(row: dict[str, Any]) -> str:
@@ -104,8 +142,10 @@ def fmt(row: dict[str, Any]) -> str:
     fr = f"{row['false_rejects']} ({row['false_reject_rate']:.0%})"
     auc = f"{row['image_auroc']:.3f}" if "image_auroc" in row else "-"
     at5 = f"{row['escape_rate_at_5pct_false_rejects']:.0%}" if "escape_rate_at_5pct_false_rejects" in row else "-"
-    return (f"{row['round']:>5} {row['labelled']:>9} {row['labelled_good']:>4}/{row['labelled_defective']:<4} {esc:>12} {fr:>12} "
-            f"{auc:>11} {at5:>8} {row['train_s']:>8.0f}  {row['model']}, {row['started_from']}")
+    return (
+        f"{row['round']:>5} {row['labelled']:>9} {row['labelled_good']:>4}/{row['labelled_defective']:<4} {esc:>12} {fr:>12} "
+        f"{auc:>11} {at5:>8} {row['train_s']:>8.0f}  {row['model']}, {row['started_from']}"
+    )
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -120,21 +160,27 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return out
     last, first = done[-1], done[0]
     vs0 = errors[last["round"]] < errors[first["round"]]
-    lines = [f"round {last['round']} ({last['labelled']} labelled rejects): escapes + false rejects {errors[last['round']]} "
-             f"against round 0's {errors[first['round']]}: {'improved' if vs0 else 'did NOT improve'}"]
+    lines = [
+        f"round {last['round']} ({last['labelled']} labelled rejects): escapes + false rejects {errors[last['round']]} "
+        f"against round 0's {errors[first['round']]}: {'improved' if vs0 else 'did NOT improve'}"
+    ]
     out.update({"last_round": last["round"], "improved_vs_round0": vs0})
     if len(done) >= 3:
         one = done[1]
         vs1 = errors[last["round"]] < errors[one["round"]]
-        lines.append(f"against round {one['round']}'s {errors[one['round']]} ({one['labelled']} labelled rejects): "
-                     f"{'improved' if vs1 else 'did NOT improve'}")
+        lines.append(
+            f"against round {one['round']}'s {errors[one['round']]} ({one['labelled']} labelled rejects): "
+            f"{'improved' if vs1 else 'did NOT improve'}"
+        )
         out["improved_vs_round1"] = vs1
     else:
         vs1 = True  # round 1 is the last round
     if "image_auroc" in last and "image_auroc" in first:
-        lines.append(f"image AUROC {first['image_auroc']:.3f} -> {last['image_auroc']:.3f}, escapes at 5 % false rejects "
-                     f"{first.get('escape_rate_at_5pct_false_rejects', float('nan')):.0%} -> "
-                     f"{last.get('escape_rate_at_5pct_false_rejects', float('nan')):.0%}")
+        lines.append(
+            f"image AUROC {first['image_auroc']:.3f} -> {last['image_auroc']:.3f}, escapes at 5 % false rejects "
+            f"{first.get('escape_rate_at_5pct_false_rejects', float('nan')):.0%} -> "
+            f"{last.get('escape_rate_at_5pct_false_rejects', float('nan')):.0%}"
+        )
     out["improved"] = vs0 and vs1
     lines.append("The curve improved." if out["improved"] else "The curve did NOT improve.")
     out["text"] = "\n".join(lines)
@@ -146,17 +192,34 @@ def main() -> int:
     ap.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "magnetic_tile")
     ap.add_argument("--fold", type=int, default=0, help=f"the held-back group fold (of {FOLDS})")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--labels", type=parse_labels, default=None,
-                    help="cumulative numbers of labelled rejects per round, 'all' for the whole queue (default 15,30,60,120,all)")
+    ap.add_argument(
+        "--labels",
+        type=parse_labels,
+        default=None,
+        help="cumulative numbers of labelled rejects per round, 'all' for the whole queue (default 15,30,60,120,all)",
+    )
     ap.add_argument("--epochs", type=int, default=None, help="segmentation epochs per round (default 14)")
-    ap.add_argument("--time-limit", type=float, default=None, help="segmentation training seconds per round at most (default 1800)")
-    ap.add_argument("--frozen-blocks", type=int, default=7, help="segmentation: encoder blocks kept at their ImageNet weights")
-    ap.add_argument("--review-false-reject", type=float, default=0.2,
-                    help="round 0's REVIEW band: the share of good parts it sends to review (the recipe's verdict.review_false_reject)")
+    ap.add_argument(
+        "--time-limit", type=float, default=None, help="segmentation training seconds per round at most (default 1800)"
+    )
+    ap.add_argument(
+        "--frozen-blocks", type=int, default=7, help="segmentation: encoder blocks kept at their ImageNet weights"
+    )
+    ap.add_argument(
+        "--review-false-reject",
+        type=float,
+        default=0.2,
+        help="round 0's REVIEW band: the share of good parts it sends to review (the recipe's verdict.review_false_reject)",
+    )
     ap.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu or cuda")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    ap.add_argument("--out", type=Path, default=None, help="folder for each round's package and the JSON (default a new temporary folder)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for each round's package and the JSON (default a new temporary folder)",
+    )
     ap.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     a = ap.parse_args()
     labels_arg = a.labels or parse_labels(QUICK_LABELS if a.quick else "15,30,60,120,all")
@@ -191,16 +254,36 @@ def main() -> int:
     line = [ds.samples[i] for i in line_idx]
     test = [ds.samples[i] for i in test_idx]
     pc_settings = QUICK_PATCHCORE if a.quick else FULL_PATCHCORE
-    print(f"{ds.root.name}: {len(ds.samples)} parts; held back fold {a.fold} of {FOLDS} by group: {len(test)} parts "
-          f"({sum(s.is_defect for s in test)} defective, {len({s.group for s in test})} groups); the line's parts: {len(line)} "
-          f"({sum(s.is_defect for s in line)} defective). Device {device}{f' ({gpu})' if gpu else ''}, torch threads "
-          f"{torch.get_num_threads()}, seed {a.seed}{', QUICK settings' if a.quick else ''}; outputs in {out_dir}", flush=True)
-    settings = {"patchcore": {**pc_settings, "color": "grey", "pooling": "per_tap"},
-                "segmentation": {"size": "256x256 (SegConfig default; retrain keeps a segmentation parent's)", "color": "grey (the parent's)",
-                                 "epochs": epochs, "time_limit_s": time_limit, "frozen_blocks": a.frozen_blocks}}
-    report: dict[str, Any] = {"dataset": str(ds.root), "fold": a.fold, "folds": FOLDS, "seed": a.seed, "device": device, "gpu": gpu,
-                              "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": a.quick, "settings": settings,
-                              "rows": []}
+    print(
+        f"{ds.root.name}: {len(ds.samples)} parts; held back fold {a.fold} of {FOLDS} by group: {len(test)} parts "
+        f"({sum(s.is_defect for s in test)} defective, {len({s.group for s in test})} groups); the line's parts: {len(line)} "
+        f"({sum(s.is_defect for s in line)} defective). Device {device}{f' ({gpu})' if gpu else ''}, torch threads "
+        f"{torch.get_num_threads()}, seed {a.seed}{', QUICK settings' if a.quick else ''}; outputs in {out_dir}",
+        flush=True,
+    )
+    settings = {
+        "patchcore": {**pc_settings, "color": "grey", "pooling": "per_tap"},
+        "segmentation": {
+            "size": "256x256 (SegConfig default; retrain keeps a segmentation parent's)",
+            "color": "grey (the parent's)",
+            "epochs": epochs,
+            "time_limit_s": time_limit,
+            "frozen_blocks": a.frozen_blocks,
+        },
+    }
+    report: dict[str, Any] = {
+        "dataset": str(ds.root),
+        "fold": a.fold,
+        "folds": FOLDS,
+        "seed": a.seed,
+        "device": device,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": a.quick,
+        "settings": settings,
+        "rows": [],
+    }
     rows: list[dict[str, Any]] = report["rows"]
 
     def write() -> None:
@@ -211,7 +294,7 @@ def main() -> int:
 
     def epoch_progress(stage: str, i: int, n: int) -> None:
         if stage.startswith("epoch"):
-            print(f"        epoch {i}/{n}: {stage[len('epoch '):]}", flush=True)
+            print(f"        epoch {i}/{n}: {stage[len('epoch ') :]}", flush=True)
 
     # Round 0: the good-only model.
     t0 = time.monotonic()
@@ -227,21 +310,31 @@ def main() -> int:
     print(fmt(rows[-1]), flush=True)
 
     # The engineer's queue: the line parts round 0 would show an engineer, in the order they came.
-    band = recalibrate(meta, false_reject=float(meta["calibration"]["false_reject_target"]), review_false_reject=a.review_false_reject)
+    band = recalibrate(
+        meta, false_reject=float(meta["calibration"]["false_reject_target"]), review_false_reject=a.review_false_reject
+    )
     ok_below = float(band["ok_below"]) if band else float(meta["thresholds"]["ok_below"])
     queue = [s for s in line if inspector.predict(read_image(s.image, color=False)).score >= ok_below]
     random.Random(a.seed).shuffle(queue)
     line_defects = sum(s.is_defect for s in line)
     q_def = sum(s.is_defect for s in queue)
     classes = sorted({s.cls for s in queue if s.is_defect})
-    report["queue"] = {"rejects": len(queue), "good": len(queue) - q_def, "defective": q_def,
-                       "line_defects_never_shown": line_defects - q_def, "ok_below": ok_below,
-                       "by_class": {c: sum(s.cls == c for s in queue) for c in classes}}
+    report["queue"] = {
+        "rejects": len(queue),
+        "good": len(queue) - q_def,
+        "defective": q_def,
+        "line_defects_never_shown": line_defects - q_def,
+        "ok_below": ok_below,
+        "by_class": {c: sum(s.cls == c for s in queue) for c in classes},
+    }
     report["queue"]["review_false_reject"] = a.review_false_reject
-    print(f"      queue: {len(queue)} of {len(line)} line parts NG or REVIEW (OK below {ok_below:.4g}: {a.review_false_reject:.0%} of "
-          f"calibration goods to REVIEW) ({len(queue) - q_def} good, "
-          f"{q_def} defective: {', '.join(f'{c} {n}' for c, n in report['queue']['by_class'].items())}); "
-          f"{line_defects - q_def} defective line parts passed as OK and are never labelled", flush=True)
+    print(
+        f"      queue: {len(queue)} of {len(line)} line parts NG or REVIEW (OK below {ok_below:.4g}: {a.review_false_reject:.0%} of "
+        f"calibration goods to REVIEW) ({len(queue) - q_def} good, "
+        f"{q_def} defective: {', '.join(f'{c} {n}' for c, n in report['queue']['by_class'].items())}); "
+        f"{line_defects - q_def} defective line parts passed as OK and are never labelled",
+        flush=True,
+    )
     write()
 
     line_goods = [s for s in line if not s.is_defect]
@@ -251,16 +344,36 @@ def main() -> int:
         chosen = {s.image for s in labelled}
         base = Dataset(ds.root, ds.format, tuple(s for s in line_goods if s.image not in chosen))
         labels = Dataset(ds.root, ds.format, tuple(labelled))
-        options = RetrainOptions(kind="segmentation", epochs=epochs, time_limit_s=time_limit, frozen_blocks=a.frozen_blocks, seed=a.seed)
-        print(f"round {round_no}: {n} labelled rejects, {len(base.samples)} good line parts as the base, from "
-              f"{parent_meta['kind']} v{parent_meta['version']}", flush=True)
+        options = RetrainOptions(
+            kind="segmentation", epochs=epochs, time_limit_s=time_limit, frozen_blocks=a.frozen_blocks, seed=a.seed
+        )
+        print(
+            f"round {round_no}: {n} labelled rejects, {len(base.samples)} good line parts as the base, from "
+            f"{parent_meta['kind']} v{parent_meta['version']}",
+            flush=True,
+        )
         t0 = time.monotonic()
         try:
-            cand_meta, cand_state = retrain(parent_meta, parent_state, labels, list(range(n)), base=base, options=options, device=device,
-                                            progress=epoch_progress)
+            cand_meta, cand_state = retrain(
+                parent_meta,
+                parent_state,
+                labels,
+                list(range(n)),
+                base=base,
+                options=options,
+                device=device,
+                progress=epoch_progress,
+            )
         except ModelError as exc:
-            rows.append({"round": round_no, "labelled": n, "labelled_good": sum(not s.is_defect for s in labelled),
-                         "labelled_defective": sum(s.is_defect for s in labelled), "error": str(exc)})
+            rows.append(
+                {
+                    "round": round_no,
+                    "labelled": n,
+                    "labelled_good": sum(not s.is_defect for s in labelled),
+                    "labelled_defective": sum(s.is_defect for s in labelled),
+                    "error": str(exc),
+                }
+            )
             print(HEADER)
             print(fmt(rows[-1]), flush=True)
             write()
@@ -270,7 +383,17 @@ def main() -> int:
         color = cand_meta["input"].get("color") != "grey"
         t0 = time.monotonic()
         result = evaluate(build_inspector(cand_meta, cand_state, device=device), test, color=color)
-        rows.append(row_of(round_no, labelled, cand_meta, result, train_s, time.monotonic() - t0, cand_meta["training"]["started_from"]))
+        rows.append(
+            row_of(
+                round_no,
+                labelled,
+                cand_meta,
+                result,
+                train_s,
+                time.monotonic() - t0,
+                cand_meta["training"]["started_from"],
+            )
+        )
         rows[-1]["best_epoch"] = cand_meta["training"].get("best_epoch")
         rows[-1]["epochs_run"] = cand_meta["training"].get("epochs_run")
         print(HEADER)
@@ -278,8 +401,10 @@ def main() -> int:
         write()
         parent_meta, parent_state = cand_meta, cand_state
 
-    print(f"\nlearning curve on {ds.root.name} fold {a.fold} ({len(test)} held-back parts: {sum(not s.is_defect for s in test)} good, "
-          f"{sum(s.is_defect for s in test)} defective); escapes and false rejects at each model's own NG threshold:")
+    print(
+        f"\nlearning curve on {ds.root.name} fold {a.fold} ({len(test)} held-back parts: {sum(not s.is_defect for s in test)} good, "
+        f"{sum(s.is_defect for s in test)} defective); escapes and false rejects at each model's own NG threshold:"
+    )
     print(HEADER)
     for row in rows:
         print(fmt(row))

@@ -47,9 +47,14 @@ def rss_mb() -> float:
 
 
 def sample(parts: int, t0: float) -> dict:
-    return {"t_s": round(time.monotonic() - t0), "parts": parts, "rss_mb": round(rss_mb(), 1),
-            "threads": threading.active_count(), "os_threads": len(os.listdir("/proc/self/task")),
-            "fds": len(os.listdir("/proc/self/fd"))}
+    return {
+        "t_s": round(time.monotonic() - t0),
+        "parts": parts,
+        "rss_mb": round(rss_mb(), 1),
+        "threads": threading.active_count(),
+        "os_threads": len(os.listdir("/proc/self/task")),
+        "fds": len(os.listdir("/proc/self/fd")),
+    }
 
 
 def main() -> int:
@@ -62,12 +67,24 @@ def main() -> int:
     os.environ["LEPTON_DATA_DIR"] = str(work / "data")
     try:
         config = load_config()
-        config = dataclasses.replace(config, retention=dataclasses.replace(config.retention, max_image_mb=200, keep_rejects_days=0,
-                                                                             check_interval_s=10.0))
-        recipe = dataclasses.replace(load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.SOFTWARE))
+        config = dataclasses.replace(
+            config,
+            retention=dataclasses.replace(
+                config.retention, max_image_mb=200, keep_rejects_days=0, check_interval_s=10.0
+            ),
+        )
+        recipe = dataclasses.replace(
+            load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.SOFTWARE)
+        )
         spec = f"emu:{a.folder}"
-        line = Line(store=open_store(work / "soak.db"), config=config, recipe=recipe, camera_spec=spec,
-                    inspector=FakeInspector(), cameras=[open_camera(spec)])
+        line = Line(
+            store=open_store(work / "soak.db"),
+            config=config,
+            recipe=recipe,
+            camera_spec=spec,
+            inspector=FakeInspector(),
+            cameras=[open_camera(spec)],
+        )
         t0 = time.monotonic()
         samples = [sample(0, t0)]
         runner = line.start(max_parts=a.parts)
@@ -78,7 +95,9 @@ def main() -> int:
         line.close()
         closed = sample(status.parts, t0)
         con = sqlite3.connect(work / "soak.db")
-        rows, removed = con.execute("select count(*), count(case when image_status = 'removed' then 1 end) from inspections").fetchone()
+        rows, removed = con.execute(
+            "select count(*), count(case when image_status = 'removed' then 1 end) from inspections"
+        ).fetchone()
         con.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -87,13 +106,19 @@ def main() -> int:
     print(f"\n{'t s':>6} {'parts':>8} {'RSS MB':>8} {'threads':>7} {'OS thr':>6} {'fds':>5}")
     for s in samples:
         print(f"{s['t_s']:>6} {s['parts']:>8} {s['rss_mb']:>8.1f} {s['threads']:>7} {s['os_threads']:>6} {s['fds']:>5}")
-    print(f"closed {closed['t_s']:>6} {closed['parts']:>8} {closed['rss_mb']:>8.1f} {closed['threads']:>7} {closed['os_threads']:>6} "
-          f"{closed['fds']:>5}")
-    print(f"\nparts {status.parts} in {closed['t_s']} s ({status.parts_per_s:.0f}/s), rows {rows}, dropped {status.dropped}, "
-          f"failed grabs {status.failed_grabs}, images removed by retention {removed}")
-    print(f"while running, after warm-up ({warm['parts']} parts) -> last sample ({end['parts']} parts): RSS {warm['rss_mb']:.1f} -> {end['rss_mb']:.1f} MB "
-          f"({end['rss_mb'] - warm['rss_mb']:+.1f}), threads {warm['threads']} -> {end['threads']} "
-          f"(OS {warm['os_threads']} -> {end['os_threads']}), open files {warm['fds']} -> {end['fds']}")
+    print(
+        f"closed {closed['t_s']:>6} {closed['parts']:>8} {closed['rss_mb']:>8.1f} {closed['threads']:>7} {closed['os_threads']:>6} "
+        f"{closed['fds']:>5}"
+    )
+    print(
+        f"\nparts {status.parts} in {closed['t_s']} s ({status.parts_per_s:.0f}/s), rows {rows}, dropped {status.dropped}, "
+        f"failed grabs {status.failed_grabs}, images removed by retention {removed}"
+    )
+    print(
+        f"while running, after warm-up ({warm['parts']} parts) -> last sample ({end['parts']} parts): RSS {warm['rss_mb']:.1f} -> {end['rss_mb']:.1f} MB "
+        f"({end['rss_mb'] - warm['rss_mb']:+.1f}), threads {warm['threads']} -> {end['threads']} "
+        f"(OS {warm['os_threads']} -> {end['os_threads']}), open files {warm['fds']} -> {end['fds']}"
+    )
     return 0
 
 

@@ -39,8 +39,15 @@ def add_parts(db: Path, total: int, seed: int = 0, shares: tuple[float, float, f
         for k in range(total - have):
             r = dict(zip(cols, template))
             verdict = rng.choices(["OK", "NG", "REVIEW"], shares)[0]
-            r.update(part_id=uuid.uuid4().hex, seq=k + 1, ts=(t0 + step * k).isoformat(sep=" ", timespec="microseconds"),
-                     verdict=verdict, part_verdict=verdict, score=rng.uniform(30, 60), classes_json='["anomaly"]' if verdict == "NG" else "[]")
+            r.update(
+                part_id=uuid.uuid4().hex,
+                seq=k + 1,
+                ts=(t0 + step * k).isoformat(sep=" ", timespec="microseconds"),
+                verdict=verdict,
+                part_verdict=verdict,
+                score=rng.uniform(30, 60),
+                classes_json='["anomaly"]' if verdict == "NG" else "[]",
+            )
             rows.append(tuple(r[c] for c in cols))
         con.executemany(f"insert into inspections ({', '.join(cols)}) values ({', '.join('?' * len(cols))})", rows)
         con.commit()

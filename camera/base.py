@@ -71,7 +71,9 @@ class IoSettings:
 
     def __post_init__(self) -> None:
         if self.trigger_activation not in TRIGGER_ACTIVATIONS:
-            raise ValueError(f"trigger activation must be one of {', '.join(TRIGGER_ACTIVATIONS)}, not {self.trigger_activation!r}")
+            raise ValueError(
+                f"trigger activation must be one of {', '.join(TRIGGER_ACTIVATIONS)}, not {self.trigger_activation!r}"
+            )
         if self.reject_line is not None and self.reject_line == self.trigger_line:
             raise ValueError(f"the reject line cannot be the trigger line ({self.trigger_line})")
 
@@ -100,7 +102,9 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.image.dtype != np.uint8 or self.image.ndim not in (2, 3):
-            raise ValueError(f"frame image must be uint8 (H, W) or (H, W, 3), got {self.image.dtype} {self.image.shape}")
+            raise ValueError(
+                f"frame image must be uint8 (H, W) or (H, W, 3), got {self.image.dtype} {self.image.shape}"
+            )
         self.image.setflags(write=False)
 
 

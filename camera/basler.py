@@ -172,7 +172,9 @@ class BaslerCamera(Camera):
         with _open_by_serial_lock:
             holder = _open_by_serial.get(serial)
             if holder is not None and holder is not self and holder._held_serial == serial:
-                raise CameraError(f"Basler camera {serial} is already open in this program; each camera can be used once.")
+                raise CameraError(
+                    f"Basler camera {serial} is already open in this program; each camera can be used once."
+                )
             _open_by_serial[serial] = self
             self._held_serial = serial
         removed = threading.Event()
@@ -186,7 +188,9 @@ class BaslerCamera(Camera):
             if cam is not None:
                 _release(cam, self.camera_id)
             self._let_go_of_serial()
-            raise CameraError(f"Basler camera {serial} cannot be opened (in use by another program?): {_short(exc)}.") from exc
+            raise CameraError(
+                f"Basler camera {serial} cannot be opened (in use by another program?): {_short(exc)}."
+            ) from exc
         self._cam = cam
         self._removed = removed
         self._set_heartbeat()
@@ -331,7 +335,9 @@ class BaslerCamera(Camera):
             if io.debounce_us is not None:
                 node = self._feature("debounce_us")
                 if node is None:
-                    raise CameraError(f"Camera {self.camera_id} has no line debouncer (LineDebouncerTime), so no debounce can be set.")
+                    raise CameraError(
+                        f"Camera {self.camera_id} has no line debouncer (LineDebouncerTime), so no debounce can be set."
+                    )
                 node.SetValue(float(io.debounce_us))
             if io.reject_line is None:
                 return
@@ -341,7 +347,9 @@ class BaslerCamera(Camera):
             self._set_enum("LineSource", io.reject_output)
             inverter = self._node("LineInverter")
             if inverter is None and io.reject_inverted:
-                raise CameraError(f"Camera {self.camera_id} has no LineInverter, so {io.reject_line} cannot be inverted.")
+                raise CameraError(
+                    f"Camera {self.camera_id} has no LineInverter, so {io.reject_line} cannot be inverted."
+                )
             if inverter is not None:
                 inverter.SetValue(io.reject_inverted)
             self._set_enum("UserOutputSelector", io.reject_output)
@@ -375,7 +383,9 @@ class BaslerCamera(Camera):
             self._require_open()
             node = self._feature("encoder")
             if node is None:
-                raise CameraError(f"Camera {self.camera_id} has no encoder (EncoderValue or ShaftEncoderModuleCounter).")
+                raise CameraError(
+                    f"Camera {self.camera_id} has no encoder (EncoderValue or ShaftEncoderModuleCounter)."
+                )
             try:
                 return int(node.GetValue())
             except _genicam().GenericException as exc:
@@ -388,7 +398,9 @@ class BaslerCamera(Camera):
             if name in available:
                 node.FromString(name)
                 return
-        raise CameraError(f"Camera {self.camera_id} does not offer pixel format {fmt}; it offers {', '.join(available)}.")
+        raise CameraError(
+            f"Camera {self.camera_id} does not offer pixel format {fmt}; it offers {', '.join(available)}."
+        )
 
     def _apply_roi(self, roi: Roi) -> None:
         cam = self._cam
@@ -412,7 +424,9 @@ class BaslerCamera(Camera):
         if hardware and self._node("TriggerActivation") is not None:
             self._set_enum("TriggerActivation", io.trigger_activation)
         elif hardware and io.trigger_activation != "RisingEdge":
-            raise CameraError(f"Camera {self.camera_id} has no TriggerActivation, so it cannot trigger on a falling edge.")
+            raise CameraError(
+                f"Camera {self.camera_id} has no TriggerActivation, so it cannot trigger on a falling edge."
+            )
         if io.trigger_delay_us is not None:
             delay = self._feature("trigger_delay_us")
             if delay is None:
@@ -436,7 +450,9 @@ class BaslerCamera(Camera):
         try:
             _pylon().FeaturePersistence.Load(str(path), self._cam.GetNodeMap(), True)
         except _genicam().GenericException as exc:
-            raise CameraError(f"Camera settings file {path} does not fit camera {self.camera_id}: {_short(exc)}.") from exc
+            raise CameraError(
+                f"Camera settings file {path} does not fit camera {self.camera_id}: {_short(exc)}."
+            ) from exc
         self._settings = self._read_settings()
         if self._io is None:
             return
@@ -456,7 +472,9 @@ class BaslerCamera(Camera):
         fmt = next((ours for ours, names in _PIXEL_FORMATS.items() if pixel in names), "Mono8")
         trigger = TriggerMode.FREE_RUN
         if self._node("TriggerMode").ToString() == "On":
-            trigger = TriggerMode.SOFTWARE if self._node("TriggerSource").ToString() == "Software" else TriggerMode.HARDWARE
+            trigger = (
+                TriggerMode.SOFTWARE if self._node("TriggerSource").ToString() == "Software" else TriggerMode.HARDWARE
+            )
         exposure, gain = self._feature("exposure_us"), self._feature("gain_db")
         return CameraSettings(
             pixel_format=fmt,  # type: ignore[arg-type]
@@ -490,7 +508,9 @@ class BaslerCamera(Camera):
         try:
             if self._settings.trigger is TriggerMode.SOFTWARE:
                 if not cam.WaitForFrameTriggerReady(timeout_ms, pylon.TimeoutHandling_Return):
-                    raise TriggerNotReady(f"Camera {self.camera_id} was not ready for a trigger within {timeout_s:.1f} s.")
+                    raise TriggerNotReady(
+                        f"Camera {self.camera_id} was not ready for a trigger within {timeout_s:.1f} s."
+                    )
                 cam.ExecuteSoftwareTrigger()
             result = cam.RetrieveResult(timeout_ms, pylon.TimeoutHandling_Return)
         except genicam.GenericException as exc:
@@ -505,7 +525,9 @@ class BaslerCamera(Camera):
             raise GrabTimeout(f"No frame from camera {self.camera_id} within {timeout_s:.1f} s.")
         try:
             if not result.GrabSucceeded():
-                raise GrabFailed(f"Frame {result.BlockID} from camera {self.camera_id} failed: {result.ErrorDescription}")
+                raise GrabFailed(
+                    f"Frame {result.BlockID} from camera {self.camera_id} failed: {result.ErrorDescription}"
+                )
             image = self._copy_image(result)
             return Frame(
                 image=image,

@@ -29,8 +29,14 @@ class SimulatedCamera(Camera):
     with `has_encoder=False`.
     """
 
-    def __init__(self, folder: str | Path, *, frame_delay_s: float = 0.0, encoder_counts_per_s: float = 0.0,
-                 has_encoder: bool = True) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        frame_delay_s: float = 0.0,
+        encoder_counts_per_s: float = 0.0,
+        has_encoder: bool = True,
+    ) -> None:
         self.folder = Path(folder)
         self.camera_id = f"sim:{self.folder.name}"
         self.frame_delay_s = frame_delay_s
@@ -248,4 +254,3 @@ def _read(path: Path, pixel_format: str) -> np.ndarray:
 
 def _crop(image: np.ndarray, roi: Roi) -> np.ndarray:
     return np.ascontiguousarray(image[roi.y : roi.y + roi.height, roi.x : roi.x + roi.width])
-

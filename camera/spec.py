@@ -53,7 +53,9 @@ def open_cameras(spec: str) -> list[Camera]:
                 )
             if kind == "basler" and arg:
                 if arg in seen:
-                    raise CameraError(f"Station spec {spec!r} names Basler camera {arg} twice; each camera can be used once.")
+                    raise CameraError(
+                        f"Station spec {spec!r} names Basler camera {arg} twice; each camera can be used once."
+                    )
                 seen.add(arg)
     n_emu = sum(1 for part in parts if part.startswith("emu:"))
     cameras: list[Camera] = []

@@ -60,8 +60,15 @@ def _no_status() -> RunnerStatus | None:
 
 
 class AlarmMonitor:
-    def __init__(self, store: Store, config: AlarmConfig, status: Callable[[], RunnerStatus | None], *,
-                 disk_path: Path | None = None, interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: AlarmConfig,
+        status: Callable[[], RunnerStatus | None],
+        *,
+        disk_path: Path | None = None,
+        interval_s: float = 0.5,
+    ) -> None:
         self.store = store
         self.config = config
         self._status = status
@@ -196,26 +203,46 @@ class AlarmMonitor:
         if fault == "inspection":
             self._condition("model", True, message)
         else:
-            self._condition("model", model_errors > 0, f"The model failed on {model_errors} part(s), the last with: "
-                                                       f"{model_error.removeprefix('Model failed: ')}. They were recorded as REVIEW.")
-        self._condition("consecutive_ng", c.consecutive_ng > 0 and streak >= c.consecutive_ng,
-                        f"{streak} NG parts in a row (limit {c.consecutive_ng}): check the line.")
-        self._condition("ng_rate", c.ng_rate_limit > 0 and rate > c.ng_rate_limit,
-                        f"NG rate {100 * rate:.0f} % over the last {window} parts, above the limit of {100 * c.ng_rate_limit:.0f} %.")
+            self._condition(
+                "model",
+                model_errors > 0,
+                f"The model failed on {model_errors} part(s), the last with: "
+                f"{model_error.removeprefix('Model failed: ')}. They were recorded as REVIEW.",
+            )
+        self._condition(
+            "consecutive_ng",
+            c.consecutive_ng > 0 and streak >= c.consecutive_ng,
+            f"{streak} NG parts in a row (limit {c.consecutive_ng}): check the line.",
+        )
+        self._condition(
+            "ng_rate",
+            c.ng_rate_limit > 0 and rate > c.ng_rate_limit,
+            f"NG rate {100 * rate:.0f} % over the last {window} parts, above the limit of {100 * c.ng_rate_limit:.0f} %.",
+        )
         free_mb = _free_mb(self.disk_path)
-        self._condition("disk", free_mb is not None and free_mb < c.min_free_disk_mb,
-                        f"Disk space low: {free_mb} MB free where the record is kept ({self.disk_path}), limit {c.min_free_disk_mb} MB.")
+        self._condition(
+            "disk",
+            free_mb is not None and free_mb < c.min_free_disk_mb,
+            f"Disk space low: {free_mb} MB free where the record is kept ({self.disk_path}), limit {c.min_free_disk_mb} MB.",
+        )
         if status is not None and c.dropped_frames:
             lost = status.dropped + status.failed_grabs
             new = lost - self._lost_frames
             self._lost_frames = lost
-            self._condition("dropped", new > 0, f"{new} frames dropped or failed since the last check ({lost} in this run): "
-                                                "they were not inspected.")
+            self._condition(
+                "dropped",
+                new > 0,
+                f"{new} frames dropped or failed since the last check ({lost} in this run): they were not inspected.",
+            )
         self._check_reject()
         if status is not None:
             new, self._images_missing = status.images_missing - self._images_missing, status.images_missing
-            self._condition("images", new > 0, f"{new} part images could not be saved since the last check ({status.images_missing} "
-                                               f"in this run; {status.image_error}): their parts are recorded, the images marked missing.")
+            self._condition(
+                "images",
+                new > 0,
+                f"{new} part images could not be saved since the last check ({status.images_missing} "
+                f"in this run; {status.image_error}): their parts are recorded, the images marked missing.",
+            )
 
     def _check_reject(self) -> None:
         """A part that reached the reject gate before its verdict, or a failed write to the reject output."""
@@ -231,9 +258,12 @@ class AlarmMonitor:
         if r.misses > misses:
             self._condition("reject", True, r.last_miss)
         else:
-            self._condition("reject", r.output_errors > errors,
-                            f"The reject output failed {r.output_errors - errors} time(s) ({r.last_error.rstrip('.')}): "
-                            "rejected parts may pass the gate.")
+            self._condition(
+                "reject",
+                r.output_errors > errors,
+                f"The reject output failed {r.output_errors - errors} time(s) ({r.last_error.rstrip('.')}): "
+                "rejected parts may pass the gate.",
+            )
 
     def _check_camera(self, status: RunnerStatus | None, faulted: bool, message: str) -> None:
         """The camera alarm: raised by a fault, or by a loss since the last check even if the
@@ -288,7 +318,9 @@ class AlarmMonitor:
                 alarm = Alarm(row.id, kind, message, raised)
         except Exception as exc:  # a full disk, a locked database: the operator must still see it
             log.error("alarm (%s) could not be recorded: %s", kind, exc)
-            alarm = Alarm(next(self._unrecorded_ids), kind, f"{message} (Not recorded in the event log: {exc}.)", raised)
+            alarm = Alarm(
+                next(self._unrecorded_ids), kind, f"{message} (Not recorded in the event log: {exc}.)", raised
+            )
         self._latched.add(kind)
         with self._lock:
             self._active[alarm.event_id] = alarm
@@ -304,7 +336,11 @@ class AlarmMonitor:
             return
         try:
             with self.store.session() as s:
-                s.execute(update(Event).where(Event.id.in_(ids), Event.acknowledged_at.is_(None)).values(acknowledged_at=utcnow()))
+                s.execute(
+                    update(Event)
+                    .where(Event.id.in_(ids), Event.acknowledged_at.is_(None))
+                    .values(acknowledged_at=utcnow())
+                )
                 s.commit()
         except Exception:
             for i in ids:  # try again at the next check
@@ -313,7 +349,9 @@ class AlarmMonitor:
 
     def _load_unacknowledged(self) -> None:
         with self.store.session() as s:
-            rows = s.scalars(select(Event).where(Event.level == "alarm", Event.kind.in_(KINDS), Event.acknowledged_at.is_(None))).all()
+            rows = s.scalars(
+                select(Event).where(Event.level == "alarm", Event.kind.in_(KINDS), Event.acknowledged_at.is_(None))
+            ).all()
         with self._lock:
             self._active = {r.id: Alarm(r.id, r.kind, r.message, r.ts) for r in rows}
         # A condition still true at start (a full disk) does not raise its unacknowledged alarm again.

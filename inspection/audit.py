@@ -78,8 +78,16 @@ def append(session: Session, *, who: str, action: str, target: str, detail: dict
     last = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
     new_id, prev = (last.id + 1, last.hash) if last is not None else (1, GENESIS)
     at, detail_json = utcnow(), canonical_json(detail)
-    row = AuditEntry(id=new_id, at=at, who=who, action=action, target=target, detail_json=detail_json, prev_hash=prev,
-                     hash=entry_hash(prev, new_id, at, who, action, target, detail_json))
+    row = AuditEntry(
+        id=new_id,
+        at=at,
+        who=who,
+        action=action,
+        target=target,
+        detail_json=detail_json,
+        prev_hash=prev,
+        hash=entry_hash(prev, new_id, at, who, action, target, detail_json),
+    )
     session.add(row)
     session.flush()  # the next append in this transaction chains to this one
     log.info("audit %s: %s %s by %s", new_id, action, target, who)
@@ -98,16 +106,33 @@ def verify(store: Store) -> AuditCheck:
                 missing = str(prev_id + 1) if id == prev_id + 2 else f"{prev_id + 1} to {id - 1}"
                 return AuditCheck(False, n, id, f"Audit entries before entry {id} were deleted (missing: {missing}).")
             if digest != _hash_of_stored(link, id, at, who, action, target, detail_json):
-                return AuditCheck(False, n, id, f"Audit entry {id} ({action} by {who}) does not match its hash: it was changed after it was written.")
+                return AuditCheck(
+                    False,
+                    n,
+                    id,
+                    f"Audit entry {id} ({action} by {who}) does not match its hash: it was changed after it was written.",
+                )
             if link != prev_hash:
-                return AuditCheck(False, n, id, f"Audit entry {id} does not chain to entry {prev_id}: entry {prev_id} was rewritten, "
-                                                "or entries were put in before it.")
+                return AuditCheck(
+                    False,
+                    n,
+                    id,
+                    f"Audit entry {id} does not chain to entry {prev_id}: entry {prev_id} was rewritten, "
+                    "or entries were put in before it.",
+                )
             prev_id, prev_hash, n = id, digest, n + 1
-    return AuditCheck(True, n, None, f"The audit trail is intact: {n} entries checked"
-                                     + (f", the last {prev_id} with hash {prev_hash}." if n else "."))
+    return AuditCheck(
+        True,
+        n,
+        None,
+        f"The audit trail is intact: {n} entries checked"
+        + (f", the last {prev_id} with hash {prev_hash}." if n else "."),
+    )
 
 
-def _hash_of_stored(prev_hash: str, id: int, at: str, who: str, action: str, target: str, detail_json: str) -> str | None:
+def _hash_of_stored(
+    prev_hash: str, id: int, at: str, who: str, action: str, target: str, detail_json: str
+) -> str | None:
     """The hash an entry's stored text should have; None where the text is not even well formed (a
     time that is no time): read as text, so that a tampered row is reported rather than crashing the check."""
     try:

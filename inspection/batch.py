@@ -47,13 +47,16 @@ class BatchSummary:
     failed: tuple[tuple[Path, str], ...]
 
 
-def predict_files(inspector: Inspector, files: Sequence[Path], out: Path, *, color: bool = True, progress: Progress | None = None) -> Path:
+def predict_files(
+    inspector: Inspector, files: Sequence[Path], out: Path, *, color: bool = True, progress: Progress | None = None
+) -> Path:
     """`predict_batch`, returning the CSV's path."""
     return predict_batch(inspector, files, out, color=color, progress=progress).csv
 
 
-def predict_batch(inspector: Inspector, files: Sequence[Path], out: Path, *, color: bool = True,
-                  progress: Progress | None = None) -> BatchSummary:
+def predict_batch(
+    inspector: Inspector, files: Sequence[Path], out: Path, *, color: bool = True, progress: Progress | None = None
+) -> BatchSummary:
     """Write out/predictions.csv and out/maps/<stem>_map.png, out/masks/<stem>_mask.png.
     Anomaly maps are scaled to 0-255 between the OK threshold (0) and twice the NG threshold (255).
     A file that cannot be read or inspected (damaged, truncated, not an image, too large, a model
@@ -93,8 +96,9 @@ def predict_batch(inspector: Inspector, files: Sequence[Path], out: Path, *, col
     return BatchSummary(csv_path, len(files) - len(failed), tuple(failed))
 
 
-def _predict_one(inspector: Inspector, f: Path, i: int, out: Path, maps_dir: Path, masks_dir: Path, color: bool,
-                 lo: float, hi: float) -> list[object]:
+def _predict_one(
+    inspector: Inspector, f: Path, i: int, out: Path, maps_dir: Path, masks_dir: Path, color: bool, lo: float, hi: float
+) -> list[object]:
     image = read_image(f, color)
     p = inspector.predict(image)
     verdict = decide(p, inspector.info.thresholds)
@@ -105,5 +109,13 @@ def _predict_one(inspector: Inspector, f: Path, i: int, out: Path, maps_dir: Pat
     for png, array in ((map_png, scaled.astype(np.uint8)), (mask_png, p.defect_mask.astype(np.uint8) * 255)):
         if not cv2.imwrite(str(png), array):
             raise InspectionError(f"Cannot write {png}.")
-    return [str(f), f"{p.score:.6g}", verdict.value, ";".join(c.name for c in p.classes),
-            sum(c.area_px for c in p.classes), str(map_png.relative_to(out)), str(mask_png.relative_to(out)), ""]
+    return [
+        str(f),
+        f"{p.score:.6g}",
+        verdict.value,
+        ";".join(c.name for c in p.classes),
+        sum(c.area_px for c in p.classes),
+        str(map_png.relative_to(out)),
+        str(mask_png.relative_to(out)),
+        "",
+    ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
-import os
-import datetime as dt
 import math
+import os
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -17,8 +17,8 @@ from typing import Any
 import resources
 from camera.base import CameraSettings, Roi, TriggerMode
 from inspection.errors import ConfigError
-from inspection.reject import IoConfig, RejectConfig, parse_io_reject
 from inspection.plc import PlcConfig, parse_plc
+from inspection.reject import IoConfig, RejectConfig, parse_io_reject
 from models.base import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,9 @@ def _int_in(value: Any, key: str, where: str, lo: int, hi: int) -> int:
     return value
 
 
-def _float_in(value: Any, key: str, where: str, lo: float, hi: float, *, lo_open: bool = False, rule: str = "") -> float:
+def _float_in(
+    value: Any, key: str, where: str, lo: float, hi: float, *, lo_open: bool = False, rule: str = ""
+) -> float:
     f = _finite(value)
     if f is None or not (lo < f if lo_open else lo <= f) or not f <= hi:
         rule = rule or (f"a number above {lo:g} and at most {hi:g}" if lo_open else f"a number from {lo:g} to {hi:g}")
@@ -150,7 +152,7 @@ class ShiftPattern:
         )
         for (begin, name), (end, _) in zip(starts, starts[1:]):
             if begin <= local < end:
-                return name, begin.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+                return name, begin.astimezone(dt.UTC), end.astimezone(dt.UTC)
         raise AssertionError("shift pattern does not cover the day")  # pragma: no cover
 
 
@@ -205,7 +207,11 @@ def runner_options(config: Config, mode: str | None = None, max_batch: int | Non
 
 
 def _shift_pattern(names: Any, starts: Any, tz: zoneinfo.ZoneInfo, where: str) -> ShiftPattern:
-    if not 1 <= len(names) <= MAX_SHIFTS or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+    if (
+        not 1 <= len(names) <= MAX_SHIFTS
+        or not all(isinstance(n, str) and n.strip() for n in names)
+        or len(set(names)) != len(names)
+    ):
         raise ConfigError(f"shifts.names in {where} must be 1 to {MAX_SHIFTS} distinct names, not {_show(names)}.")
     if len(names) != len(starts):
         raise ConfigError(f"Shifts in {where} need as many names as starts, at least one.")
@@ -214,7 +220,9 @@ def _shift_pattern(names: Any, starts: Any, tz: zoneinfo.ZoneInfo, where: str) -
     except (TypeError, ValueError):
         times = ()
     if len(times) != len(starts) or any(t.tzinfo is not None for t in times):
-        raise ConfigError(f"Shift starts in {where} must be times like \"06:00\" (in the line's time zone), not {_show(starts)}.")
+        raise ConfigError(
+            f'Shift starts in {where} must be times like "06:00" (in the line\'s time zone), not {_show(starts)}.'
+        )
     if list(times) != sorted(set(times)):
         raise ConfigError(f"Shift starts in {where} must be distinct and in order through the day.")
     return ShiftPattern(tuple(names), times, tz)
@@ -239,32 +247,59 @@ def load_config(path: Path | None = None) -> Config:
         station=line["station"],
         shifts=shifts,
         queue_size=_int_in(r["queue_size"], "runner.queue_size", where, 1, MAX_QUEUE_SIZE),
-        commit_interval_s=_float_in(r["commit_interval_s"], "runner.commit_interval_s", where, 0.0, MAX_COMMIT_INTERVAL_S, lo_open=True,
-                                    rule=f"a time in seconds above 0 and at most {MAX_COMMIT_INTERVAL_S:g}"),
+        commit_interval_s=_float_in(
+            r["commit_interval_s"],
+            "runner.commit_interval_s",
+            where,
+            0.0,
+            MAX_COMMIT_INTERVAL_S,
+            lo_open=True,
+            rule=f"a time in seconds above 0 and at most {MAX_COMMIT_INTERVAL_S:g}",
+        ),
         commit_batch=_int_in(r["commit_batch"], "runner.commit_batch", where, 1, MAX_COMMIT_BATCH),
         mode=_choice(r["mode"], "runner.mode", where, MODES),
         max_batch=_int_in(r["max_batch"], "runner.max_batch", where, 1, MAX_BATCH),
         alarms=AlarmConfig(
             consecutive_ng=_int_in(a["consecutive_ng"], "alarms.consecutive_ng", where, 0, MAX_ALARM_COUNT),
-            ng_rate_limit=_float_in(a["ng_rate_limit"], "alarms.ng_rate_limit", where, 0.0, 1.0, rule="a share from 0 to 1 (0: off)"),
+            ng_rate_limit=_float_in(
+                a["ng_rate_limit"], "alarms.ng_rate_limit", where, 0.0, 1.0, rule="a share from 0 to 1 (0: off)"
+            ),
             ng_rate_window=_int_in(a["ng_rate_window"], "alarms.ng_rate_window", where, 1, MAX_ALARM_COUNT),
             min_free_disk_mb=_int_in(a["min_free_disk_mb"], "alarms.min_free_disk_mb", where, 0, MAX_FREE_DISK_MB),
             dropped_frames=a["dropped_frames"],
         ),
         reports_automatic=raw["reports"]["automatic"],
-        reports_folder=((Path(path).parent if path else Path(".")) / _path_text(raw["reports"]["folder"], "reports.folder", where)
-                        if raw["reports"]["folder"] else None),
+        reports_folder=(
+            (Path(path).parent if path else Path(".")) / _path_text(raw["reports"]["folder"], "reports.folder", where)
+            if raw["reports"]["folder"]
+            else None
+        ),
         retention=RetentionConfig(
             max_image_mb=_int_in(k["max_image_mb"], "retention.max_image_mb", where, 0, MAX_FREE_DISK_MB),
             min_free_mb=_int_in(k["min_free_mb"], "retention.min_free_mb", where, 0, MAX_FREE_DISK_MB),
             keep_rejects_days=_int_in(k["keep_rejects_days"], "retention.keep_rejects_days", where, 0, 100 * 365),
-            check_interval_s=_float_in(k["check_interval_s"], "retention.check_interval_s", where, 1.0, 86_400.0,
-                                       rule="a time in seconds from 1 to 86400"),
+            check_interval_s=_float_in(
+                k["check_interval_s"],
+                "retention.check_interval_s",
+                where,
+                1.0,
+                86_400.0,
+                rule="a time in seconds from 1 to 86400",
+            ),
         ),
-        recipes_folder=((Path(path).parent if path else Path(".")) / _path_text(raw["recipes"]["folder"], "recipes.folder", where)
-                        if raw["recipes"]["folder"] else None),
-        auto_logout_min=_float_in(raw["users"]["auto_logout_min"], "users.auto_logout_min", where, 0.0, 24 * 60.0,
-                                  rule="minutes from 0 (never) to 1440"),
+        recipes_folder=(
+            (Path(path).parent if path else Path(".")) / _path_text(raw["recipes"]["folder"], "recipes.folder", where)
+            if raw["recipes"]["folder"]
+            else None
+        ),
+        auto_logout_min=_float_in(
+            raw["users"]["auto_logout_min"],
+            "users.auto_logout_min",
+            where,
+            0.0,
+            24 * 60.0,
+            rule="minutes from 0 (never) to 1440",
+        ),
         plc=parse_plc(raw["plc"], where),
         io=(io_reject := parse_io_reject(raw["io"], raw["reject"], where))[0],
         reject=io_reject[1],
@@ -297,7 +332,9 @@ class Recipe:
         if self.shifts is not None:  # (its starts are in the line's time zone)
             out = dataclasses.replace(out, shifts=dataclasses.replace(self.shifts, tz=config.shifts.tz))
         if self.keep_rejects_days is not None:
-            out = dataclasses.replace(out, retention=dataclasses.replace(out.retention, keep_rejects_days=self.keep_rejects_days))
+            out = dataclasses.replace(
+                out, retention=dataclasses.replace(out.retention, keep_rejects_days=self.keep_rejects_days)
+            )
         return out
 
 
@@ -314,7 +351,9 @@ def _rate(value: Any, key: str, where: str) -> float | None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0:
         return float(value)
-    raise ConfigError(f"verdict.{key} in {where} must be a share of good parts between 0 and 1 (e.g. 0.01) or \"model\", not {_show(value)}.")
+    raise ConfigError(
+        f'verdict.{key} in {where} must be a share of good parts between 0 and 1 (e.g. 0.01) or "model", not {_show(value)}.'
+    )
 
 
 def _class_limits(table: Any, where: str) -> dict[str, ClassLimit]:
@@ -322,9 +361,13 @@ def _class_limits(table: Any, where: str) -> dict[str, ClassLimit]:
     for cls, limits in table.items():
         name = f"verdict.classes.{cls}"
         if not isinstance(limits, dict) or not set(limits) <= {"min_area_px", "min_score"}:
-            raise ConfigError(f"{_show(name)} in {where} must be a table with min_area_px and/or min_score, not {_show(limits)}.")
+            raise ConfigError(
+                f"{_show(name)} in {where} must be a table with min_area_px and/or min_score, not {_show(limits)}."
+            )
         area = _int_in(limits.get("min_area_px", 0), f"{name}.min_area_px", where, 0, MAX_AREA_PX)
-        score = _float_in(limits.get("min_score", 0.0), f"{name}.min_score", where, 0.0, math.inf, rule="a finite score, 0 or more")
+        score = _float_in(
+            limits.get("min_score", 0.0), f"{name}.min_score", where, 0.0, math.inf, rule="a finite score, 0 or more"
+        )
         out[str(cls)] = ClassLimit(area, score)
     return out
 
@@ -335,21 +378,45 @@ def _threshold(value: Any, key: str, where: str) -> float | None:
     f = _finite(value)
     if f is not None:
         return f
-    raise ConfigError(f"verdict.{key} in {where} must be a finite number or \"model\", not {_show(value)}.")
+    raise ConfigError(f'verdict.{key} in {where} must be a finite number or "model", not {_show(value)}.')
 
 
 def _camera(cam: dict[str, Any], where: str) -> CameraSettings:
     roi = cam["roi"]
-    if (len(roi) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SENSOR_PX for v in roi)
-            or (any(roi) and not (roi[2] and roi[3]))):
-        raise ConfigError(f"camera.roi in {where} must be four whole numbers x, y, width, height up to {MAX_SENSOR_PX} with width and "
-                          f"height at least 1 (all 0 for the full sensor), not {_show(roi)}.")
-    exposure = _float_in(cam["exposure_us"], "camera.exposure_us", where, 0.0, MAX_EXPOSURE_US,
-                         rule=f"a time in microseconds from 0 to {MAX_EXPOSURE_US:,.0f} (0 leaves the camera's own)")
-    gain = _float_in(cam["gain_db"], "camera.gain_db", where, -math.inf, MAX_GAIN_DB, lo_open=True,
-                     rule=f"a finite number of dB up to {MAX_GAIN_DB:g} (negative leaves the camera's own)")
-    rate = _float_in(cam["frame_rate"], "camera.frame_rate", where, 0.0, MAX_FRAME_RATE,
-                     rule=f"frames per second from 0 to {MAX_FRAME_RATE:,.0f} (0 leaves the camera's own)")
+    if (
+        len(roi) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SENSOR_PX for v in roi)
+        or (any(roi) and not (roi[2] and roi[3]))
+    ):
+        raise ConfigError(
+            f"camera.roi in {where} must be four whole numbers x, y, width, height up to {MAX_SENSOR_PX} with width and "
+            f"height at least 1 (all 0 for the full sensor), not {_show(roi)}."
+        )
+    exposure = _float_in(
+        cam["exposure_us"],
+        "camera.exposure_us",
+        where,
+        0.0,
+        MAX_EXPOSURE_US,
+        rule=f"a time in microseconds from 0 to {MAX_EXPOSURE_US:,.0f} (0 leaves the camera's own)",
+    )
+    gain = _float_in(
+        cam["gain_db"],
+        "camera.gain_db",
+        where,
+        -math.inf,
+        MAX_GAIN_DB,
+        lo_open=True,
+        rule=f"a finite number of dB up to {MAX_GAIN_DB:g} (negative leaves the camera's own)",
+    )
+    rate = _float_in(
+        cam["frame_rate"],
+        "camera.frame_rate",
+        where,
+        0.0,
+        MAX_FRAME_RATE,
+        rule=f"frames per second from 0 to {MAX_FRAME_RATE:,.0f} (0 leaves the camera's own)",
+    )
     try:
         return CameraSettings(
             pixel_format=cam["pixel_format"],
@@ -383,8 +450,13 @@ def load_recipe(path: Path | None = None) -> Recipe:
     false_reject = _rate(v["false_reject"], "false_reject", where)
     review_false_reject = _rate(v["review_false_reject"], "review_false_reject", where)
     if false_reject is not None and review_false_reject is not None and review_false_reject < false_reject:
-        raise ConfigError(f"verdict.review_false_reject ({review_false_reject}) must not be below verdict.false_reject ({false_reject}) in {where}.")
-    model, settings_file = _path_text(raw["model"], "model", where), _path_text(cam["settings_file"], "camera.settings_file", where)
+        raise ConfigError(
+            f"verdict.review_false_reject ({review_false_reject}) must not be below verdict.false_reject ({false_reject}) in {where}."
+        )
+    model, settings_file = (
+        _path_text(raw["model"], "model", where),
+        _path_text(cam["settings_file"], "camera.settings_file", where),
+    )
     shifts = raw["shifts"]
     keep = raw["images"]["keep_rejects_days"]
     settings_path = (base / settings_file) if settings_file else None
@@ -403,10 +475,14 @@ def load_recipe(path: Path | None = None) -> Recipe:
         class_limits=_class_limits(v["classes"], where),
         defect_classes=_defect_classes(raw["review"]["classes"], where),
         index=_int_in(raw["index"], "index", where, 0, MAX_RECIPE_INDEX),
-        shifts=_shift_pattern(shifts["names"], shifts["starts"], zoneinfo.ZoneInfo("UTC"), where) if shifts["names"] or shifts["starts"] else None,
+        shifts=_shift_pattern(shifts["names"], shifts["starts"], zoneinfo.ZoneInfo("UTC"), where)
+        if shifts["names"] or shifts["starts"]
+        else None,
         keep_rejects_days=None if keep == -1 else _int_in(keep, "images.keep_rejects_days", where, 0, 100 * 365),
         content=content,
-        sha256=_recipe_digest(json.dumps(own, sort_keys=True, separators=(",", ":"), default=str), settings_path, where),
+        sha256=_recipe_digest(
+            json.dumps(own, sort_keys=True, separators=(",", ":"), default=str), settings_path, where
+        ),
     )
 
 
@@ -421,13 +497,19 @@ def _recipe_digest(content: str, settings_file: Path | None, where: str) -> str:
         except FileNotFoundError:
             raise ConfigError(f"The camera settings file {settings_file} of {where} does not exist.") from None
         except OSError as exc:
-            raise ConfigError(f"The camera settings file {settings_file} of {where} cannot be read: {exc.strerror or exc}.") from None
+            raise ConfigError(
+                f"The camera settings file {settings_file} of {where} cannot be read: {exc.strerror or exc}."
+            ) from None
     return digest.hexdigest()
 
 
 def _defect_classes(values: list, where: str) -> tuple[str, ...]:
-    if not all(isinstance(c, str) and c.strip() and c.strip() != "good" for c in values) or len(set(values)) != len(values):
-        raise ConfigError(f"review.classes in {where} must be distinct defect class names (not \"good\"), not {_show(values)}.")
+    if not all(isinstance(c, str) and c.strip() and c.strip() != "good" for c in values) or len(set(values)) != len(
+        values
+    ):
+        raise ConfigError(
+            f'review.classes in {where} must be distinct defect class names (not "good"), not {_show(values)}.'
+        )
     return tuple(c.strip() for c in values)
 
 

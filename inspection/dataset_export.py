@@ -18,7 +18,17 @@ from inspection.errors import ConfigError
 from inspection.schema import Inspection, Relabel
 from inspection.store import Store
 
-MANIFEST_COLUMNS = ("image", "label", "cls", "mask", "group", "model_verdict", "labelled_by", "labelled_at_utc", "comment")
+MANIFEST_COLUMNS = (
+    "image",
+    "label",
+    "cls",
+    "mask",
+    "group",
+    "model_verdict",
+    "labelled_by",
+    "labelled_at_utc",
+    "comment",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +46,22 @@ def export_dataset(store: Store, out: Path, since: dt.datetime | None = None) ->
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not an empty folder; give a new folder for the dataset.")
     latest = select(func.max(Relabel.id)).group_by(Relabel.inspection_id)
-    q = (select(Inspection.part_id, Inspection.verdict, Inspection.image_path, Relabel.verdict, Relabel.classes_json, Relabel.mask_path,
-                Relabel.who, Relabel.at, Relabel.comment)
-         .join(Relabel, Relabel.inspection_id == Inspection.id).where(Relabel.id.in_(latest)).order_by(Inspection.id))
+    q = (
+        select(
+            Inspection.part_id,
+            Inspection.verdict,
+            Inspection.image_path,
+            Relabel.verdict,
+            Relabel.classes_json,
+            Relabel.mask_path,
+            Relabel.who,
+            Relabel.at,
+            Relabel.comment,
+        )
+        .join(Relabel, Relabel.inspection_id == Inspection.id)
+        .where(Relabel.id.in_(latest))
+        .order_by(Inspection.id)
+    )
     if since is not None:
         q = q.where(Inspection.ts >= since)
     with store.session() as s:
@@ -61,9 +84,19 @@ def export_dataset(store: Store, out: Path, since: dt.datetime | None = None) ->
         if not good and mask_rel and (base / mask_rel).is_file():
             mask = Path("masks") / f"{part_id}_mask.png"
             shutil.copy2(base / mask_rel, out / mask)
-        manifest.append({"image": str(image), "label": "good" if good else "defect", "cls": cls, "mask": str(mask) if mask else "",
-                         "group": part_id, "model_verdict": model_verdict, "labelled_by": who,
-                         "labelled_at_utc": at.replace(tzinfo=dt.timezone.utc).isoformat(), "comment": comment})
+        manifest.append(
+            {
+                "image": str(image),
+                "label": "good" if good else "defect",
+                "cls": cls,
+                "mask": str(mask) if mask else "",
+                "group": part_id,
+                "model_verdict": model_verdict,
+                "labelled_by": who,
+                "labelled_at_utc": at.replace(tzinfo=dt.UTC).isoformat(),
+                "comment": comment,
+            }
+        )
         # MVTec AD: good parts train, defects test under their class with their ground truth.
         folder = mvtec / "train" / "good" if good else mvtec / "test" / cls
         folder.mkdir(parents=True, exist_ok=True)

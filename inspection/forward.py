@@ -61,7 +61,9 @@ SPECS: dict[str, _Spec] = {
     "shifts": _Spec(("start_at", "name")),
     "recipe_versions": _Spec(("name", "sha256")),
     "runs": _Spec(("uid",), (("model_version_id", "model_versions"),), update=True),
-    "inspections": _Spec(("part_id",), (("run_id", "runs"), ("shift_id", "shifts"), ("model_version_id", "model_versions"))),
+    "inspections": _Spec(
+        ("part_id",), (("run_id", "runs"), ("shift_id", "shifts"), ("model_version_id", "model_versions"))
+    ),
     "events": _Spec(("uid",), (("run_id", "runs"),)),
     "relabels": _Spec(("inspection_id", "at"), (("inspection_id", "inspections"),)),
 }
@@ -113,7 +115,9 @@ class Forwarder:
 
     def status(self) -> ForwardStatus:
         with self._cond:
-            return ForwardStatus(self.shown, self._connected, self._backlog, self._forwarded, self._error, self._failures)
+            return ForwardStatus(
+                self.shown, self._connected, self._backlog, self._forwarded, self._error, self._failures
+            )
 
     def retry_now(self) -> None:
         """Try the server at once instead of after the current pause."""
@@ -140,8 +144,11 @@ class Forwarder:
             self._server = None
         backlog = self.status().backlog
         if backlog:
-            log.warning("%d rows of the station's record are not yet in the plant database %s; they are forwarded at the next start.",
-                        backlog, self.shown)
+            log.warning(
+                "%d rows of the station's record are not yet in the plant database %s; they are forwarded at the next start.",
+                backlog,
+                self.shown,
+            )
 
     # -- the thread ---------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -194,8 +201,11 @@ class Forwarder:
             self._connected, self._error = False, message
             self._failures += 1
         if first:
-            log.warning("%s The station keeps inspecting and forwards its rows when the server answers again.", message,
-                        exc_info=not isinstance(exc, (StoreError, SQLAlchemyError, OSError)))  # (a surprise: with its traceback, in the log)
+            log.warning(
+                "%s The station keeps inspecting and forwards its rows when the server answers again.",
+                message,
+                exc_info=not isinstance(exc, (StoreError, SQLAlchemyError, OSError)),
+            )  # (a surprise: with its traceback, in the log)
         else:
             log.debug("plant database still unreachable: %s", message)
 
@@ -211,14 +221,19 @@ class Forwarder:
         table = Base.metadata.tables["events"]
         since = EPOCH + dt.timedelta(microseconds=self._positions.get(ACKS, 0))
         with self.local.engine.connect() as conn:
-            rows = conn.execute(select(table.c.uid, table.c.acknowledged_at)
-                                .where(table.c.acknowledged_at > since, table.c.id <= self._positions.get("events", 0))).all()
+            rows = conn.execute(
+                select(table.c.uid, table.c.acknowledged_at).where(
+                    table.c.acknowledged_at > since, table.c.id <= self._positions.get("events", 0)
+                )
+            ).all()
         if not rows:
             return 0
         assert self._server is not None
         with self._server.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.uid == bindparam("u")).values(acknowledged_at=bindparam("a")),
-                         [{"u": uid, "a": at} for uid, at in rows])
+            conn.execute(
+                update(table).where(table.c.uid == bindparam("u")).values(acknowledged_at=bindparam("a")),
+                [{"u": uid, "a": at} for uid, at in rows],
+            )
         self._save_position(ACKS, (max(at for _, at in rows) - EPOCH) // dt.timedelta(microseconds=1))
         with self._cond:
             self._forwarded += len(rows)
@@ -228,7 +243,9 @@ class Forwarder:
         table = Base.metadata.tables[name]
         start = self._positions.get(name, 0)
         with self.local.engine.connect() as conn:
-            rows = conn.execute(select(table).where(table.c.id > start).order_by(table.c.id).limit(BATCH)).mappings().all()
+            rows = (
+                conn.execute(select(table).where(table.c.id > start).order_by(table.c.id).limit(BATCH)).mappings().all()
+            )
         position = start
         if name == "runs":  # a run is forwarded for good once it has ended; until then again at each change
             for r in rows:
@@ -246,7 +263,9 @@ class Forwarder:
                 self._send(conn, name, rows, ids=name == "runs")
         self._save_position(name, position)
         if name == "runs":
-            self._open_runs = {r["id"] for r in rows if r["ended_at"] is None} | {i for i in self._open_runs if i > position}
+            self._open_runs = {r["id"] for r in rows if r["ended_at"] is None} | {
+                i for i in self._open_runs if i > position
+            }
         with self._cond:
             self._forwarded += len(rows)
         return len(rows)
@@ -261,16 +280,22 @@ class Forwarder:
         refs = dict(spec.refs)
         for column, parent in spec.refs:
             self._ensure(conn, parent, {r[column] for r in rows if r[column] is not None})
-        values = [{c: (self._ids[refs[c]][v] if c in refs and v is not None else v) for c, v in r.items() if c != "id"} for r in rows]
+        values = [
+            {c: (self._ids[refs[c]][v] if c in refs and v is not None else v) for c, v in r.items() if c != "id"}
+            for r in rows
+        ]
         if "recipe_version" in table.c:
-            self._ensure_versions(conn, {(v["recipe"], v["recipe_version"]) for v in values if v["recipe_version"] is not None})
+            self._ensure_versions(
+                conn, {(v["recipe"], v["recipe_version"]) for v in values if v["recipe_version"] is not None}
+            )
             for v in values:
                 if v["recipe_version"] is not None:
                     v["recipe_version"] = self._versions[(v["recipe"], v["recipe_version"])]
         stmt = pg_insert(table).values(values)
         if spec.update:
-            stmt = stmt.on_conflict_do_update(index_elements=list(spec.key),
-                                              set_={c: stmt.excluded[c] for c in values[0] if c not in spec.key})
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(spec.key), set_={c: stmt.excluded[c] for c in values[0] if c not in spec.key}
+            )
         else:
             stmt = stmt.on_conflict_do_nothing()
         conn.execute(stmt)
@@ -295,7 +320,9 @@ class Forwarder:
         if missing:
             table = Base.metadata.tables["recipe_versions"]
             with self.local.engine.connect() as lc:
-                rows = lc.execute(select(table).where(tuple_(table.c.name, table.c.version).in_(missing))).mappings().all()
+                rows = (
+                    lc.execute(select(table).where(tuple_(table.c.name, table.c.version).in_(missing))).mappings().all()
+                )
             self._send_versions(conn, list(rows))
 
     def _send_versions(self, conn: Connection, rows: list[Mapping[str, Any]]) -> None:
@@ -305,16 +332,24 @@ class Forwarder:
         table = Base.metadata.tables["recipe_versions"]
         conn.execute(text("LOCK TABLE recipe_versions IN SHARE ROW EXCLUSIVE MODE"))
         for r in rows:
-            version = conn.execute(select(table.c.version).where(table.c.name == r["name"], table.c.sha256 == r["sha256"])).scalar()
+            version = conn.execute(
+                select(table.c.version).where(table.c.name == r["name"], table.c.sha256 == r["sha256"])
+            ).scalar()
             if version is None:
-                version = (conn.execute(select(func.max(table.c.version)).where(table.c.name == r["name"])).scalar() or 0) + 1
+                version = (
+                    conn.execute(select(func.max(table.c.version)).where(table.c.name == r["name"])).scalar() or 0
+                ) + 1
                 conn.execute(table.insert().values({**{c: v for c, v in r.items() if c != "id"}, "version": version}))
             self._versions[(r["name"], r["version"])] = version
 
     # -- the buffer's bookkeeping ---------------------------------------------------------------
     def _load_positions(self) -> dict[str, int]:
         with self.local.session() as s:
-            return dict(s.execute(select(ForwardState.table_name, ForwardState.last_id).where(ForwardState.server == self._server_key)).all())
+            return dict(
+                s.execute(
+                    select(ForwardState.table_name, ForwardState.last_id).where(ForwardState.server == self._server_key)
+                ).all()
+            )
 
     def _save_position(self, name: str, last_id: int) -> None:
         if self._positions.get(name, 0) == last_id:
@@ -330,17 +365,20 @@ class Forwarder:
                 n = 0
                 for name in IN_ORDER:
                     table = Base.metadata.tables[name]
-                    n += conn.execute(select(func.count()).select_from(table).where(table.c.id > self._positions.get(name, 0))).scalar_one()
+                    n += conn.execute(
+                        select(func.count()).select_from(table).where(table.c.id > self._positions.get(name, 0))
+                    ).scalar_one()
                 return n
         except SQLAlchemyError as exc:  # the buffer itself is failing: the writer says so; keep the last count
             log.debug("backlog not counted: %s", exc)
             return self._backlog
 
 
-def _by_key(conn: Connection, table: Table, key: tuple[str, ...], values: list[tuple[Any, ...]]) -> Iterable[tuple[tuple[Any, ...], int]]:
+def _by_key(
+    conn: Connection, table: Table, key: tuple[str, ...], values: list[tuple[Any, ...]]
+) -> Iterable[tuple[tuple[Any, ...], int]]:
     """(key, id) of the server's rows with these keys."""
     cols = [table.c[k] for k in key]
     where = cols[0].in_([v[0] for v in values]) if len(cols) == 1 else tuple_(*cols).in_(values)
     for row in conn.execute(select(table.c.id, *cols).where(where)):
         yield tuple(row[1:]), row[0]
-

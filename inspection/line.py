@@ -22,15 +22,23 @@ from inspection.alarms import AlarmMonitor
 from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe, runner_options
 from inspection.errors import ConfigError
 from inspection.plc import PlcLink, start_plc
-from inspection.reject import RejectConfig, RejectGate, RejectStats, io_settings
 from inspection.recipes import recipe_for_index, recipe_version, recipes_folder
-from inspection.retention import Retention
-from inspection.shift_reports import ShiftReporter
-from inspection.runner import ResultListener, Runner, RunnerState, RunnerStatus, TriggerGate, apply_recipe, check_station
-from inspection.verdict import thresholds_in_force
-from inspection.store import Store, is_url, open_station_store
-from inspection.writer import ResultWriter
+from inspection.reject import RejectConfig, RejectGate, RejectStats, io_settings
 from inspection.result import InspectionResult
+from inspection.retention import Retention
+from inspection.runner import (
+    ResultListener,
+    Runner,
+    RunnerState,
+    RunnerStatus,
+    TriggerGate,
+    apply_recipe,
+    check_station,
+)
+from inspection.shift_reports import ShiftReporter
+from inspection.store import Store, is_url, open_station_store
+from inspection.verdict import thresholds_in_force
+from inspection.writer import ResultWriter
 from models.base import Inspector, Thresholds
 from models.package import load_package
 
@@ -60,9 +68,19 @@ class Setup:
 
 
 class Line:
-    def __init__(self, *, store: Store, config: Config, recipe: Recipe, camera_spec: str, inspector: Inspector,
-                 cameras: list[Camera] | None = None, external_trigger: bool = False, device: str = "auto",
-                 recipe_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        config: Config,
+        recipe: Recipe,
+        camera_spec: str,
+        inspector: Inspector,
+        cameras: list[Camera] | None = None,
+        external_trigger: bool = False,
+        device: str = "auto",
+        recipe_path: Path | None = None,
+    ) -> None:
         self.store = store
         self.base_config = config  # the station's; `config` is it with the recipe's shifts and retention
         self.config = recipe.in_force(config)
@@ -70,8 +88,14 @@ class Line:
         self.cameras = cameras if cameras is not None else open_cameras(camera_spec)
         # What the line runs, replaced whole by a changeover (one assignment: a reader on another
         # thread never sees the new recipe with the old model).
-        self.setup = Setup(recipe, recipe_path, inspector, thresholds_in_force(recipe, inspector.info),
-                           store.model_version(inspector.info), recipe_version(store, recipe))
+        self.setup = Setup(
+            recipe,
+            recipe_path,
+            inspector,
+            thresholds_in_force(recipe, inspector.info),
+            store.model_version(inspector.info),
+            recipe_version(store, recipe),
+        )
         # A software-triggered recipe fires on the gate's requests (a PLC's Trigger), not as fast as it can.
         self.trigger_gate = TriggerGate() if external_trigger else None
         self._lot = ""
@@ -87,7 +111,9 @@ class Line:
         self._max_parts: int | None = None  # start()'s, across the runs of its changeovers
         self._carried = 0  # parts of the runs a changeover ended since start()
         self.run_statuses: list[RunnerStatus] = []  # how each run since start() ended (a changeover ends one)
-        self.reject_runs: list[RejectStats] = []  # the reject gate's counts of each of those runs (the last: read by the alarm check after a stop)
+        self.reject_runs: list[
+            RejectStats
+        ] = []  # the reject gate's counts of each of those runs (the last: read by the alarm check after a stop)
         self.failure = ""  # why the line stopped when a changeover could not start it again ("" if it did not)
         self.plc: PlcLink | None = None  # the PLC handshake ([plc]; started by open_line)
         self.runner: Runner | None = None
@@ -196,15 +222,35 @@ class Line:
                 cam.open()
         self._wire(self.recipe)
         run_id = self.store.start_run(
-            line=self.config.line, station=self.config.station, camera_spec=self.camera_spec, recipe=self.recipe.name,
-            model_version_id=self.model_version_id, software_version=software_version(),
-            ok_below=self.thresholds.ok_below, ng_at=self.thresholds.ng_at, recipe_version=self.recipe_version,
+            line=self.config.line,
+            station=self.config.station,
+            camera_spec=self.camera_spec,
+            recipe=self.recipe.name,
+            model_version_id=self.model_version_id,
+            software_version=software_version(),
+            ok_below=self.thresholds.ok_below,
+            ng_at=self.thresholds.ng_at,
+            recipe_version=self.recipe_version,
         )
-        writer = ResultWriter(self.store, self.config, self.recipe, self.model_version_id,
-                              on_error=lambda exc: log.error("record write failed: %s", exc))
-        runner = Runner(self.cameras, self.inspector, self.recipe, writer, self.config, run_id=run_id, max_parts=max_parts,
-                        result_listeners=self._result_listeners, trigger_gate=self.trigger_gate,
-                        recipe_version=self.recipe_version)
+        writer = ResultWriter(
+            self.store,
+            self.config,
+            self.recipe,
+            self.model_version_id,
+            on_error=lambda exc: log.error("record write failed: %s", exc),
+        )
+        runner = Runner(
+            self.cameras,
+            self.inspector,
+            self.recipe,
+            writer,
+            self.config,
+            run_id=run_id,
+            max_parts=max_parts,
+            result_listeners=self._result_listeners,
+            trigger_gate=self.trigger_gate,
+            recipe_version=self.recipe_version,
+        )
         runner.lot_id = self._lot
         try:
             if self.config.reject.enabled:
@@ -297,7 +343,12 @@ class Line:
                         self._carried += status.parts
                     left = None if self._max_parts is None else self._max_parts - self._carried
                     # (a stop asked for or a close during the stop, which waits for the parts in flight, wins)
-                    if running and (left is None or left > 0) and not self._stop_requested.is_set() and not self._closed:
+                    if (
+                        running
+                        and (left is None or left > 0)
+                        and not self._stop_requested.is_set()
+                        and not self._closed
+                    ):
                         try:
                             self._start_run(left)
                         except Exception as exc:
@@ -352,7 +403,9 @@ class Line:
             return None
         gate = self.reject_gate
         status = runner.stop(close_cameras=gate is None)
-        if gate is not None:  # the parts inspected last are still on their way to the gate: their pulses, then the cameras
+        if (
+            gate is not None
+        ):  # the parts inspected last are still on their way to the gate: their pulses, then the cameras
             self._close_gate(finish=True)
             for cam in self.cameras:
                 cam.close()
@@ -360,11 +413,17 @@ class Line:
         self.runner = None
         ended = "faulted" if status.state is RunnerState.FAULTED else "stopped"
         lost = runner.writer.unwritten
-        message = status.message if ended == "faulted" else f"Run {status.run_id} stopped after {status.parts} parts ({status.recorded} recorded)."
+        message = (
+            status.message
+            if ended == "faulted"
+            else f"Run {status.run_id} stopped after {status.parts} parts ({status.recorded} recorded)."
+        )
         if lost:
             message += f" {lost} results could not be written."
         try:
-            self.store.end_run(runner.run_id, ended, message, dropped_frames=status.dropped, failed_grabs=status.failed_grabs)
+            self.store.end_run(
+                runner.run_id, ended, message, dropped_frames=status.dropped, failed_grabs=status.failed_grabs
+            )
         except Exception as exc:  # the record is what failed (a full disk): the status still says how the run ended
             log.error("cannot record the end of run %s: %s", runner.run_id, exc)
         self.run_statuses.append(status)
@@ -374,13 +433,25 @@ class Line:
 def check_plc(recipe: Recipe, plc: bool) -> None:
     """A PLC expects one result per part it knows of: a free-running camera is refused with the link on."""
     if plc and recipe.camera.trigger is TriggerMode.FREE_RUN:
-        raise ConfigError(f"Recipe {recipe.name!r} lets the camera run free; with the PLC link on ([plc] enabled), a recipe needs a "
-                          "software or hardware trigger.")
+        raise ConfigError(
+            f"Recipe {recipe.name!r} lets the camera run free; with the PLC link on ([plc] enabled), a recipe needs a "
+            "software or hardware trigger."
+        )
 
 
-def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = None, recipe: Path | None = None,
-              config: Path | None = None, device: str = "auto", mode: str | None = None, max_batch: int | None = None,
-              external_trigger: bool = False, buffer: Path | None = None) -> Line:
+def open_line(
+    *,
+    camera_spec: str,
+    model: Path | None = None,
+    db: Path | None = None,
+    recipe: Path | None = None,
+    config: Path | None = None,
+    device: str = "auto",
+    mode: str | None = None,
+    max_batch: int | None = None,
+    external_trigger: bool = False,
+    buffer: Path | None = None,
+) -> Line:
     """Recipe, model, cameras and store for a line, opened in an order that leaves nothing behind
     when one fails: the database is created only once the cameras and the model are ready. `mode`
     and `max_batch` override the config's runner.mode and runner.max_batch. With [plc] enabled the
@@ -388,7 +459,9 @@ def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = 
     (as on `external_trigger`). `db` may be a plant database server's URL: the station then records
     into `buffer` (default: the default file) and forwards its rows to the server."""
     if buffer is not None and (db is None or not is_url(db)):
-        raise ConfigError("A buffer file is for a station recording into a plant database server: give --db a postgresql:// URL too.")
+        raise ConfigError(
+            "A buffer file is for a station recording into a plant database server: give --db a postgresql:// URL too."
+        )
     cameras = open_cameras(camera_spec)  # a malformed spec fails before anything is loaded
     cfg = runner_options(load_config(config), mode, max_batch)
     rcp = load_recipe(recipe)
@@ -396,7 +469,9 @@ def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = 
     check_plc(rcp, cfg.plc.enabled)
     from inspection.model_registry import model_for
 
-    record = Path(buffer or default_db()) if db is not None and is_url(db) else (db or default_db())  # the station's own file
+    record = (
+        Path(buffer or default_db()) if db is not None and is_url(db) else (db or default_db())
+    )  # the station's own file
     inspector = load_package(model or model_for(rcp, record), device=device)
     thresholds_in_force(rcp, inspector.info)  # a recipe that does not fit the model fails before anything is opened
     inspector.warmup()
@@ -410,8 +485,17 @@ def open_line(*, camera_spec: str, model: Path | None = None, db: Path | None = 
             cam.close()
         raise
     try:
-        line = Line(store=store, config=cfg, recipe=rcp, camera_spec=camera_spec, inspector=inspector, cameras=cameras,
-                    external_trigger=external_trigger or cfg.plc.enabled, device=device, recipe_path=recipe)
+        line = Line(
+            store=store,
+            config=cfg,
+            recipe=rcp,
+            camera_spec=camera_spec,
+            inspector=inspector,
+            cameras=cameras,
+            external_trigger=external_trigger or cfg.plc.enabled,
+            device=device,
+            recipe_path=recipe,
+        )
     except BaseException:
         for cam in cameras:
             cam.close()

@@ -77,7 +77,10 @@ def history(store: Store, recipe: str | None = None) -> list[Promotion]:
         q = q.where(ModelPromotion.recipe == recipe)
     with store.session() as s:
         rows = s.execute(q.order_by(ModelPromotion.id.desc())).all()
-    return [Promotion(p.id, p.at, p.who, p.recipe, p.action, _label(mv), p.package_path, p.previous_path, p.comment) for p, mv in rows]
+    return [
+        Promotion(p.id, p.at, p.who, p.recipe, p.action, _label(mv), p.package_path, p.previous_path, p.comment)
+        for p, mv in rows
+    ]
 
 
 def active(store: Store, recipe: str) -> Promotion | None:
@@ -118,7 +121,9 @@ def model_for(recipe: Recipe, db: Path) -> Path:
         return recipe.model
     path = current.path(recipe)
     if not path.is_file():
-        raise ConfigError(f"The model promoted for recipe {recipe.name} ({current.model}) is missing at {path}; restore it or roll back.")
+        raise ConfigError(
+            f"The model promoted for recipe {recipe.name} ({current.model}) is missing at {path}; restore it or roll back."
+        )
     return path
 
 
@@ -137,7 +142,15 @@ def _register(store: Store, package: Path, recipe: Recipe | None = None) -> tupl
     return store.model_version(info), meta, sha
 
 
-def promote(store: Store, recipe: Recipe, package: Path, *, user: User, comment: str = "", evaluation: dict[str, Any] | None = None) -> Promotion:
+def promote(
+    store: Store,
+    recipe: Recipe,
+    package: Path,
+    *,
+    user: User,
+    comment: str = "",
+    evaluation: dict[str, Any] | None = None,
+) -> Promotion:
     """Make `package` the model `recipe` runs from its next start; the model it replaces stays
     available for `rollback`. A package that cannot be read, does not fit the recipe or already
     runs is refused (one sentence), as is a user who may not promote (PermissionDenied)."""
@@ -148,7 +161,9 @@ def promote(store: Store, recipe: Recipe, package: Path, *, user: User, comment:
     current = package_path(stack[-1], recipe)
     prev_id, _, prev_sha = _register(store, current) if current.is_file() else (None, None, None)
     if prev_sha == sha:
-        raise ConfigError(f"Model {meta['name']} v{meta['version']} ({sha[:12]}) already runs for recipe {recipe.name}.")
+        raise ConfigError(
+            f"Model {meta['name']} v{meta['version']} ({sha[:12]}) already runs for recipe {recipe.name}."
+        )
     name = f"{meta['name']}-v{meta['version']}-{sha[:12]}.lpkg"
     target = models_dir() / name
     if not target.is_file():
@@ -158,8 +173,20 @@ def promote(store: Store, recipe: Recipe, package: Path, *, user: User, comment:
             target.with_suffix(".tmp").replace(target)
         except OSError as exc:
             raise StoreError(f"Cannot copy the model into {target.parent}: {exc.strerror}.") from None
-    return _add(store, recipe.name, "promote", version_id, name, sha, prev_id, stack[-1], user.name, comment, evaluation,
-                f"Model {meta['name']} v{meta['version']} ({sha[:12]}) promoted for recipe {recipe.name} by {user.name}.")
+    return _add(
+        store,
+        recipe.name,
+        "promote",
+        version_id,
+        name,
+        sha,
+        prev_id,
+        stack[-1],
+        user.name,
+        comment,
+        evaluation,
+        f"Model {meta['name']} v{meta['version']} ({sha[:12]}) promoted for recipe {recipe.name} by {user.name}.",
+    )
 
 
 def rollback(store: Store, recipe: Recipe, *, user: User, comment: str = "") -> Promotion:
@@ -174,21 +201,59 @@ def rollback(store: Store, recipe: Recipe, *, user: User, comment: str = "") -> 
         raise ConfigError(f"The model to roll back to is missing at {back}.")
     version_id, meta, sha = _register(store, back, recipe)
     now_id = _register(store, now)[0] if now.is_file() else None
-    return _add(store, recipe.name, "rollback", version_id, stack[-2], sha, now_id, stack[-1], user.name, comment, None,
-                f"Recipe {recipe.name} rolled back to model {meta['name']} v{meta['version']} ({sha[:12]}) by {user.name}.")
+    return _add(
+        store,
+        recipe.name,
+        "rollback",
+        version_id,
+        stack[-2],
+        sha,
+        now_id,
+        stack[-1],
+        user.name,
+        comment,
+        None,
+        f"Recipe {recipe.name} rolled back to model {meta['name']} v{meta['version']} ({sha[:12]}) by {user.name}.",
+    )
 
 
-def _add(store: Store, recipe: str, action: str, version_id: int, package: str, sha: str, prev_id: int | None, previous: str | None,
-         who: str, comment: str, evaluation: dict[str, Any] | None, message: str) -> Promotion:
+def _add(
+    store: Store,
+    recipe: str,
+    action: str,
+    version_id: int,
+    package: str,
+    sha: str,
+    prev_id: int | None,
+    previous: str | None,
+    who: str,
+    comment: str,
+    evaluation: dict[str, Any] | None,
+    message: str,
+) -> Promotion:
     from inspection.schema import Event
 
     with audit.session(store) as s:
-        row = ModelPromotion(at=utcnow(), who=who, recipe=recipe, action=action, model_version_id=version_id,
-                             package_path=package, previous_model_version_id=prev_id, previous_path=previous, comment=comment,
-                             evaluation_json=json.dumps(evaluation, default=str) if evaluation else None)
+        row = ModelPromotion(
+            at=utcnow(),
+            who=who,
+            recipe=recipe,
+            action=action,
+            model_version_id=version_id,
+            package_path=package,
+            previous_model_version_id=prev_id,
+            previous_path=previous,
+            comment=comment,
+            evaluation_json=json.dumps(evaluation, default=str) if evaluation else None,
+        )
         s.add(row)
         s.add(Event(ts=utcnow(), level="info", kind="model", message=message + (f" {comment}" if comment else "")))
-        audit.append(s, who=who, action=action, target=recipe,
-                     detail={"package": package, "sha256": sha, "previous_package": previous, "comment": comment})
+        audit.append(
+            s,
+            who=who,
+            action=action,
+            target=recipe,
+            detail={"package": package, "sha256": sha, "previous_package": previous, "comment": comment},
+        )
     log.info(message)
     return history(store, recipe)[0]

@@ -34,7 +34,9 @@ def render_heatmap(image: np.ndarray, anomaly_map: np.ndarray, ng_at: float, alp
     return cv2.addWeighted(rgb, 1 - alpha, colored, alpha, 0)
 
 
-def render(image: np.ndarray, mask: np.ndarray, anomaly_map: np.ndarray, verdict: Verdict, mode: str, ng_at: float) -> np.ndarray:
+def render(
+    image: np.ndarray, mask: np.ndarray, anomaly_map: np.ndarray, verdict: Verdict, mode: str, ng_at: float
+) -> np.ndarray:
     """The overlay an operator picked: `contours` or `heatmap`."""
     if mode == "heatmap":
         return render_heatmap(image, anomaly_map, ng_at)

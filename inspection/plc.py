@@ -76,8 +76,10 @@ def parse_plc(raw: dict[str, Any], where: str) -> PlcConfig:
     protocol = _choice(raw["protocol"], "plc.protocol", where, PROTOCOLS)
     host = raw["host"].strip()
     if enabled and not host:
-        raise ConfigError(f"plc.host in {where} must name the address to listen on (e.g. the machine network's "
-                          f"interface) when plc.enabled is true.")
+        raise ConfigError(
+            f"plc.host in {where} must name the address to listen on (e.g. the machine network's "
+            f"interface) when plc.enabled is true."
+        )
     namespace = raw["namespace"].strip()
     if not namespace:
         raise ConfigError(f"plc.namespace in {where} must be a URI, not empty.")
@@ -86,9 +88,17 @@ def parse_plc(raw: dict[str, Any], where: str) -> PlcConfig:
         protocol=protocol,
         host=_host_text(host, where) if host else "",
         port=_int_in(raw["port"], "plc.port", where, 0, 65_535),
-        heartbeat_s=_float_in(raw["heartbeat_s"], "plc.heartbeat_s", where, 0.05, 60.0, rule="a time in seconds from 0.05 to 60"),
-        result_timeout_s=_float_in(raw["result_timeout_s"], "plc.result_timeout_s", where, 0.1, 3600.0,
-                                   rule="a time in seconds from 0.1 to 3600"),
+        heartbeat_s=_float_in(
+            raw["heartbeat_s"], "plc.heartbeat_s", where, 0.05, 60.0, rule="a time in seconds from 0.05 to 60"
+        ),
+        result_timeout_s=_float_in(
+            raw["result_timeout_s"],
+            "plc.result_timeout_s",
+            where,
+            0.1,
+            3600.0,
+            rule="a time in seconds from 0.1 to 3600",
+        ),
         namespace=namespace,
     )
 
@@ -110,7 +120,12 @@ class Signal:
 
 SIGNALS: tuple[Signal, ...] = (
     Signal("Trigger", Kind.BOOL, False, "rising edge: image and inspect one part (accepted while Ready)"),
-    Signal("ResultAck", Kind.BOOL, False, "rising edge: the PLC has read the result (also clears a latched handshake error)"),
+    Signal(
+        "ResultAck",
+        Kind.BOOL,
+        False,
+        "rising edge: the PLC has read the result (also clears a latched handshake error)",
+    ),
     Signal("RecipeIndex", Kind.INT, False, "the recipe to run (its `index`); 0: no request"),
     Signal("LotId", Kind.STR, False, "rows recorded after a change carry this lot id"),
     Signal("Ready", Kind.BOOL, True, "a Trigger would be accepted now"),
@@ -118,7 +133,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("ResultReady", Kind.BOOL, True, "the result signals below hold a part's result until ResultAck"),
     Signal("ResultOK", Kind.BOOL, True, "the part passed"),
     Signal("ResultNG", Kind.BOOL, True, "the part must be rejected (NG, or REVIEW: not proven good)"),
-    Signal("DefectClass", Kind.STR, True, "\"\" (OK), the defect classes joined by \",\" (NG), \"review\" (REVIEW)"),
+    Signal("DefectClass", Kind.STR, True, '"" (OK), the defect classes joined by "," (NG), "review" (REVIEW)'),
     Signal("Score", Kind.FLOAT, True, "the part's anomaly score; -1 when the model failed"),
     Signal("PartId", Kind.STR, True, "the part's id in the record (32 hex digits)"),
     Signal("PartSeq", Kind.INT, True, "the part's number in the current run (1, 2, ...)"),
@@ -347,7 +362,9 @@ class Handshake:
         self._count("triggers")
         if not self._values["Ready"]:
             handshake_busy = self._pending or self._values["ResultReady"] or self._waiting
-            self._latch(ErrorCode.TRIGGER_OVERRUN if handshake_busy and not self._recipe_changing else ErrorCode.TRIGGER_REFUSED)
+            self._latch(
+                ErrorCode.TRIGGER_OVERRUN if handshake_busy and not self._recipe_changing else ErrorCode.TRIGGER_REFUSED
+            )
             return
         self._latched = ErrorCode.NONE
         self._pending += 1
@@ -387,7 +404,11 @@ class Handshake:
 
     def _recipe_signals(self) -> dict[str, Any]:
         setup = self.line.setup  # (one read: a changeover replaces it whole)
-        return {"RecipeName": setup.recipe.name, "RecipeIndexActive": setup.recipe.index, "RecipeVersion": setup.recipe_version}
+        return {
+            "RecipeName": setup.recipe.name,
+            "RecipeIndexActive": setup.recipe.index,
+            "RecipeVersion": setup.recipe_version,
+        }
 
     def _start_recipe_change(self, index: int) -> None:
         """On its own thread: the recipes folder is read there (an unknown index is a ConfigError)."""
@@ -418,7 +439,13 @@ class Handshake:
         wanted = self._recipe_wanted
         # (a change waits for the part in progress and for its result's ResultAck: the recipe signals
         # beside a result are that part's)
-        if wanted is not None and not self._pending and not self._recipe_changing and not self._waiting and not self._values["ResultReady"]:
+        if (
+            wanted is not None
+            and not self._pending
+            and not self._recipe_changing
+            and not self._waiting
+            and not self._values["ResultReady"]
+        ):
             self._recipe_wanted = None
             if wanted != 0 and wanted != self._values["RecipeIndexActive"]:
                 self._start_recipe_change(wanted)
@@ -431,8 +458,15 @@ class Handshake:
         code = line_code or self._latched
         self._set("ErrorCode", int(code))
         self._set("Error", code != ErrorCode.NONE)
-        ready = (line_code == ErrorCode.NONE and not self._recipe_changing and not self._pending and not self._waiting
-                 and not v["ResultReady"] and not v["Trigger"] and not v["ResultAck"])
+        ready = (
+            line_code == ErrorCode.NONE
+            and not self._recipe_changing
+            and not self._pending
+            and not self._waiting
+            and not v["ResultReady"]
+            and not v["Trigger"]
+            and not v["ResultAck"]
+        )
         self._set("Ready", ready)
 
 

@@ -25,14 +25,21 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from inspection.plc import STRING_CHARS, Handshake, PlcConfig, PlcServer
 
-
 COILS = ("Trigger", "ResultAck")
 DISCRETE_INPUTS = ("Ready", "Busy", "ResultReady", "ResultOK", "ResultNG", "Error", "Heartbeat")
 STRING_REGS = STRING_CHARS // 2
 # name: (first register, type); "str" takes STRING_REGS registers, "u32" and "f32" two.
 HOLDING = {"RecipeIndex": (0, "u16"), "LotId": (1, "str")}
-INPUT_REGS = {"ErrorCode": (0, "u16"), "Score": (1, "f32"), "PartSeq": (3, "u32"), "RecipeIndexActive": (5, "u16"),
-              "RecipeVersion": (6, "u32"), "PartId": (8, "str"), "DefectClass": (24, "str"), "RecipeName": (40, "str")}
+INPUT_REGS = {
+    "ErrorCode": (0, "u16"),
+    "Score": (1, "f32"),
+    "PartSeq": (3, "u32"),
+    "RecipeIndexActive": (5, "u16"),
+    "RecipeVersion": (6, "u32"),
+    "PartId": (8, "str"),
+    "DefectClass": (24, "str"),
+    "RecipeName": (40, "str"),
+}
 _WIDTH = {"u16": 1, "u32": 2, "f32": 2, "str": STRING_REGS}
 HOLDING_COUNT = 1 + STRING_REGS
 INPUT_COUNT = 40 + STRING_REGS
@@ -101,20 +108,24 @@ class ModbusServer(PlcServer):
         self._discrete = _bits_to_regs([bool(v[name]) for name in DISCRETE_INPUTS], 1)
         regs = [0] * INPUT_COUNT
         for name, (at, kind) in INPUT_REGS.items():
-            regs[at:at + _WIDTH[kind]] = encode(kind, v[name])
+            regs[at : at + _WIDTH[kind]] = encode(kind, v[name])
         self._input = regs
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         holding = [0] * HOLDING_COUNT
         for name, (at, kind) in HOLDING.items():
-            holding[at:at + _WIDTH[kind]] = encode(kind, self._values[name])
-        device = SimDevice(id=0, action=self._access, simdata=(
-            [SimData(0, count=1, values=0, datatype=DataType.BITS)],
-            [SimData(0, count=1, values=0, datatype=DataType.BITS)],
-            [SimData(0, values=holding, datatype=DataType.REGISTERS)],
-            [SimData(0, count=INPUT_COUNT, values=0, datatype=DataType.REGISTERS)],
-        ))
+            holding[at : at + _WIDTH[kind]] = encode(kind, self._values[name])
+        device = SimDevice(
+            id=0,
+            action=self._access,
+            simdata=(
+                [SimData(0, count=1, values=0, datatype=DataType.BITS)],
+                [SimData(0, count=1, values=0, datatype=DataType.BITS)],
+                [SimData(0, values=holding, datatype=DataType.REGISTERS)],
+                [SimData(0, count=INPUT_COUNT, values=0, datatype=DataType.REGISTERS)],
+            ),
+        )
         server = ModbusTcpServer(device, address=(self.config.host, self.config.bind_port))
         await server.serve_forever(background=True)
         try:
@@ -123,11 +134,18 @@ class ModbusServer(PlcServer):
         finally:
             await server.shutdown()
 
-    async def _access(self, func_code: int, start: int, address: int, _count: int, registers: list[int],
-                      values: list[int] | list[bool] | None) -> None:
+    async def _access(
+        self,
+        func_code: int,
+        start: int,
+        address: int,
+        _count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
+    ) -> None:
         """Every request: outputs filled in before a read; inputs handed to the handshake on a write."""
         if func_code == _READ_DISCRETE:
-            registers[:len(self._discrete)] = self._discrete
+            registers[: len(self._discrete)] = self._discrete
         elif func_code == _READ_INPUT:
             registers[:] = self._input
         elif values is not None and func_code in _WRITE_COILS:
@@ -136,10 +154,10 @@ class ModbusServer(PlcServer):
                     self.handshake.write(COILS[address + i], bool(value))
         elif values is not None and func_code in _WRITE_HOLDING:
             after = list(registers)
-            after[address - start:address - start + len(values)] = values
+            after[address - start : address - start + len(values)] = values
             for name, (at, kind) in HOLDING.items():
                 if address < at + _WIDTH[kind] and at < address + len(values):  # written
                     if kind == "str" and not (address <= at and at + _WIDTH[kind] <= address + len(values)):
                         continue  # (a string written in pieces is taken only when written whole: no half lot id in the rows)
-                    regs = after[at:at + _WIDTH[kind]]
+                    regs = after[at : at + _WIDTH[kind]]
                     self.handshake.write(name, decode_string(regs) if kind == "str" else regs[0])

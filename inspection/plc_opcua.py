@@ -20,8 +20,12 @@ from asyncua.common.callback import CallbackType, ServerItemCallback
 
 from inspection.plc import SIGNALS, Handshake, Kind, PlcConfig, PlcServer
 
-_VARIANTS = {Kind.BOOL: ua.VariantType.Boolean, Kind.INT: ua.VariantType.Int32, Kind.FLOAT: ua.VariantType.Double,
-             Kind.STR: ua.VariantType.String}
+_VARIANTS = {
+    Kind.BOOL: ua.VariantType.Boolean,
+    Kind.INT: ua.VariantType.Int32,
+    Kind.FLOAT: ua.VariantType.Double,
+    Kind.STR: ua.VariantType.String,
+}
 _KINDS = {s.name: s.kind for s in SIGNALS}
 
 
@@ -66,8 +70,11 @@ class OpcUaServer(PlcServer):
         station = await server.nodes.objects.add_object(ua.NodeId("Station", ns), ua.QualifiedName("Station", ns))
         values = self.handshake.values()
         for sig in SIGNALS:
-            node = await station.add_variable(ua.NodeId(f"Station.{sig.name}", ns), ua.QualifiedName(sig.name, ns),
-                                              ua.Variant(values[sig.name], _VARIANTS[sig.kind]))
+            node = await station.add_variable(
+                ua.NodeId(f"Station.{sig.name}", ns),
+                ua.QualifiedName(sig.name, ns),
+                ua.Variant(values[sig.name], _VARIANTS[sig.kind]),
+            )
             await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(sig.doc))))
             if not sig.output:
                 await node.set_writable()
@@ -80,7 +87,9 @@ class OpcUaServer(PlcServer):
             self._started.set()
             while (changes := await self._writes.get()) is not None:
                 for name, value in changes.items():
-                    await server.write_attribute_value(self._nodes[name], ua.DataValue(ua.Variant(value, _VARIANTS[_KINDS[name]])))
+                    await server.write_attribute_value(
+                        self._nodes[name], ua.DataValue(ua.Variant(value, _VARIANTS[_KINDS[name]]))
+                    )
         finally:
             await server.stop()
 
@@ -91,4 +100,3 @@ class OpcUaServer(PlcServer):
             name = self._inputs.get(item.NodeId)
             if name and item.AttributeId == ua.AttributeIds.Value and status.is_good():
                 self.handshake.write(name, item.Value.Value.Value)
-

@@ -26,11 +26,14 @@ Threshold = float | str  # a score, or "model": the model package's own
 
 _HEADER = re.compile(r"^\s*\[")  # a table or array-of-tables header
 _VERDICT = re.compile(r"^\s*\[\s*verdict\s*\]\s*(#.*)?$")
-_KEY = re.compile(r"""^(?P<lead>\s*(?P<key>[A-Za-z0-9_-]+)\s*=\s*)(?P<value>"[^"]*"|'[^']*'|[^\s#]+)(?P<rest>.*)$""", re.S)
+_KEY = re.compile(
+    r"""^(?P<lead>\s*(?P<key>[A-Za-z0-9_-]+)\s*=\s*)(?P<value>"[^"]*"|'[^']*'|[^\s#]+)(?P<rest>.*)$""", re.S
+)
 
 
-def set_thresholds(store: Store, user: User, recipe_path: Path, *, ok_below: Threshold | None = None,
-                   ng_at: Threshold | None = None) -> tuple[dict[str, Threshold], dict[str, Threshold]]:
+def set_thresholds(
+    store: Store, user: User, recipe_path: Path, *, ok_below: Threshold | None = None, ng_at: Threshold | None = None
+) -> tuple[dict[str, Threshold], dict[str, Threshold]]:
     """Set `ok_below` and/or `ng_at` (None: leave it) in the recipe file; PermissionDenied unless
     `user` may change thresholds, ConfigError (one sentence) for the packaged default recipe, a
     value that is not a number or "model", or a result that is not a valid recipe. Audited
@@ -38,10 +41,12 @@ def set_thresholds(store: Store, user: User, recipe_path: Path, *, ok_below: Thr
     user = require(store, user, Permission.CHANGE_THRESHOLDS)
     path = Path(recipe_path).expanduser().resolve()
     if path == resources.DEFAULT_RECIPE.resolve():
-        raise ConfigError(f"The packaged default recipe cannot be changed; copy it into the recipes folder ({recipes_dir()}) first.")
+        raise ConfigError(
+            f"The packaged default recipe cannot be changed; copy it into the recipes folder ({recipes_dir()}) first."
+        )
     wanted = {k: _value(k, v) for k, v in (("ok_below", ok_below), ("ng_at", ng_at)) if v is not None}
     if not wanted:
-        raise ConfigError("Say which threshold to set: ok_below and/or ng_at (a score, or \"model\").")
+        raise ConfigError('Say which threshold to set: ok_below and/or ng_at (a score, or "model").')
     before = load_recipe(path)
     old = {"ok_below": _shown(before.ok_below), "ng_at": _shown(before.ng_at)}
     new = {**old, **wanted}
@@ -54,11 +59,19 @@ def set_thresholds(store: Store, user: User, recipe_path: Path, *, ok_below: Thr
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(str(tmp), str(path))) from None
         if {"ok_below": _shown(after.ok_below), "ng_at": _shown(after.ng_at)} != new:
-            raise ConfigError(f"The thresholds of recipe {path} could not be set: its [verdict] table is written in a way "
-                              "this program does not edit; change it in a text editor.")
+            raise ConfigError(
+                f"The thresholds of recipe {path} could not be set: its [verdict] table is written in a way "
+                "this program does not edit; change it in a text editor."
+            )
         try:
             with audit.session(store) as s:
-                audit.append(s, who=user.name, action="thresholds_changed", target=f"{before.name} ({path})", detail={"old": old, "new": new})
+                audit.append(
+                    s,
+                    who=user.name,
+                    action="thresholds_changed",
+                    target=f"{before.name} ({path})",
+                    detail={"old": old, "new": new},
+                )
                 os.replace(tmp, path)  # before the commit: a failed replace leaves no entry
         except BaseException:  # the commit failed after the replace: the file goes back, so no change goes unaudited
             if path.read_text(encoding="utf-8") != original:
@@ -78,7 +91,7 @@ def _value(key: str, value: Threshold) -> Threshold:
     except (TypeError, ValueError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number):
-        raise ConfigError(f"verdict.{key} must be a number or \"model\", not {value!r}.")
+        raise ConfigError(f'verdict.{key} must be a number or "model", not {value!r}.')
     return number
 
 
@@ -108,7 +121,7 @@ def _edit(text: str, values: dict[str, str]) -> str:
         if m["key"] in todo:
             lines[i] = m["lead"] + todo.pop(m["key"]) + m["rest"]
     newline = "\r\n" if lines[start].endswith("\r\n") else "\n"
-    lines[last_key + 1:last_key + 1] = [f"{k} = {v}{newline}" for k, v in todo.items()]
+    lines[last_key + 1 : last_key + 1] = [f"{k} = {v}{newline}" for k, v in todo.items()]
     return "".join(lines)
 
 

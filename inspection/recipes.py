@@ -23,14 +23,31 @@ def recipe_version(store: Store, recipe: Recipe) -> int:
     """The version number of `recipe`'s content, recorded (with an info event) on first use."""
     for _ in range(3):  # (another station adding a version of the same name at once: read it back)
         with store.session() as s:
-            row = s.scalar(select(RecipeVersion).where(RecipeVersion.name == recipe.name, RecipeVersion.sha256 == recipe.sha256))
+            row = s.scalar(
+                select(RecipeVersion).where(RecipeVersion.name == recipe.name, RecipeVersion.sha256 == recipe.sha256)
+            )
             if row is not None:
                 return row.version
-            version = (s.scalar(select(func.max(RecipeVersion.version)).where(RecipeVersion.name == recipe.name)) or 0) + 1
-            s.add(RecipeVersion(name=recipe.name, version=version, sha256=recipe.sha256, content_json=recipe.content,
-                                first_used_at=utcnow()))
-            s.add(Event(ts=utcnow(), level="info", kind="recipe",
-                        message=f"Recipe {recipe.name} version {version} ({recipe.sha256[:12]}) first used."))
+            version = (
+                s.scalar(select(func.max(RecipeVersion.version)).where(RecipeVersion.name == recipe.name)) or 0
+            ) + 1
+            s.add(
+                RecipeVersion(
+                    name=recipe.name,
+                    version=version,
+                    sha256=recipe.sha256,
+                    content_json=recipe.content,
+                    first_used_at=utcnow(),
+                )
+            )
+            s.add(
+                Event(
+                    ts=utcnow(),
+                    level="info",
+                    kind="recipe",
+                    message=f"Recipe {recipe.name} version {version} ({recipe.sha256[:12]}) first used.",
+                )
+            )
             try:
                 s.commit()
                 return version
@@ -53,7 +70,9 @@ def recipe_indexes(folder: Path) -> dict[int, Path]:
         if not index:
             continue
         if index in out:
-            raise ConfigError(f"Recipes {out[index].name} and {path.name} in {folder} both have index {index}; a PLC could not tell them apart.")
+            raise ConfigError(
+                f"Recipes {out[index].name} and {path.name} in {folder} both have index {index}; a PLC could not tell them apart."
+            )
         out[index] = path
     return out
 

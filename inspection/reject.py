@@ -113,10 +113,22 @@ def parse_io_reject(io: dict[str, Any], reject: dict[str, Any], where: str) -> t
     io_config = IoConfig(
         trigger_line=name(io["trigger_line"], "io.trigger_line", _LINE, 'line such as "Line1"'),
         trigger_activation=_choice(io["trigger_activation"], "io.trigger_activation", where, TRIGGER_ACTIVATIONS),
-        debounce_us=_float_in(io["debounce_us"], "io.debounce_us", where, 0.0, MAX_DEBOUNCE_US,
-                              rule=f"a time in microseconds from 0 (the camera's own) to {MAX_DEBOUNCE_US:,.0f}"),
-        trigger_delay_us=_float_in(io["trigger_delay_us"], "io.trigger_delay_us", where, 0.0, MAX_TRIGGER_DELAY_US,
-                                   rule=f"a time in microseconds from 0 (the camera's own) to {MAX_TRIGGER_DELAY_US:,.0f}"),
+        debounce_us=_float_in(
+            io["debounce_us"],
+            "io.debounce_us",
+            where,
+            0.0,
+            MAX_DEBOUNCE_US,
+            rule=f"a time in microseconds from 0 (the camera's own) to {MAX_DEBOUNCE_US:,.0f}",
+        ),
+        trigger_delay_us=_float_in(
+            io["trigger_delay_us"],
+            "io.trigger_delay_us",
+            where,
+            0.0,
+            MAX_TRIGGER_DELAY_US,
+            rule=f"a time in microseconds from 0 (the camera's own) to {MAX_TRIGGER_DELAY_US:,.0f}",
+        ),
     )
     r = reject
     config = RejectConfig(
@@ -125,20 +137,41 @@ def parse_io_reject(io: dict[str, Any], reject: dict[str, Any], where: str) -> t
         output=name(r["output"], "reject.output", _USER_OUTPUT, 'user output such as "UserOutput1"'),
         inverted=r["inverted"],
         after=_choice(r["after"], "reject.after", where, AFTER),
-        delay_ms=_float_in(r["delay_ms"], "reject.delay_ms", where, 0.0, MAX_DELAY_MS, lo_open=True,
-                           rule=f"a time in milliseconds above 0 and at most {MAX_DELAY_MS:,.0f}"),
+        delay_ms=_float_in(
+            r["delay_ms"],
+            "reject.delay_ms",
+            where,
+            0.0,
+            MAX_DELAY_MS,
+            lo_open=True,
+            rule=f"a time in milliseconds above 0 and at most {MAX_DELAY_MS:,.0f}",
+        ),
         encoder_counts=_int_in(r["encoder_counts"], "reject.encoder_counts", where, 1, MAX_ENCODER_COUNTS),
-        pulse_ms=_float_in(r["pulse_ms"], "reject.pulse_ms", where, 1.0, MAX_PULSE_MS,
-                           rule=f"a time in milliseconds from 1 to {MAX_PULSE_MS:,.0f}"),
-        ready_margin_ms=_float_in(r["ready_margin_ms"], "reject.ready_margin_ms", where, 0.0, MAX_DELAY_MS,
-                                  rule=f"a time in milliseconds from 0 to {MAX_DELAY_MS:,.0f}"),
+        pulse_ms=_float_in(
+            r["pulse_ms"],
+            "reject.pulse_ms",
+            where,
+            1.0,
+            MAX_PULSE_MS,
+            rule=f"a time in milliseconds from 1 to {MAX_PULSE_MS:,.0f}",
+        ),
+        ready_margin_ms=_float_in(
+            r["ready_margin_ms"],
+            "reject.ready_margin_ms",
+            where,
+            0.0,
+            MAX_DELAY_MS,
+            rule=f"a time in milliseconds from 0 to {MAX_DELAY_MS:,.0f}",
+        ),
         reject_review=r["reject_review"],
     )
     if config.enabled and config.line == io_config.trigger_line:
         raise ConfigError(f"reject.line in {where} must not be the trigger line io.trigger_line ({config.line!r}).")
     if config.enabled and config.after == "time" and config.ready_margin_ms >= config.delay_ms:
-        raise ConfigError(f"reject.ready_margin_ms ({config.ready_margin_ms:g}) must be below reject.delay_ms "
-                          f"({config.delay_ms:g}) in {where}, or every part would miss the gate.")
+        raise ConfigError(
+            f"reject.ready_margin_ms ({config.ready_margin_ms:g}) must be below reject.delay_ms "
+            f"({config.delay_ms:g}) in {where}, or every part would miss the gate."
+        )
     return io_config, config
 
 
@@ -182,8 +215,14 @@ class RejectGate:
     perf_counter-like function).
     """
 
-    def __init__(self, camera: Camera, config: RejectConfig, *, poll_s: float = 0.002,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        camera: Camera,
+        config: RejectConfig,
+        *,
+        poll_s: float = 0.002,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.camera = camera
         self.config = config
         self.poll_s = poll_s
@@ -308,8 +347,11 @@ class RejectGate:
                 return
             start = self._position_at(part.t0)
             if start is None:
-                self._miss(part, f"reached the reject gate before its verdict (its trigger is older than the last {HISTORY_S:g} s "
-                                 "of encoder counts)")
+                self._miss(
+                    part,
+                    f"reached the reject gate before its verdict (its trigger is older than the last {HISTORY_S:g} s "
+                    "of encoder counts)",
+                )
                 return
             gate = start + c.encoder_counts
             to_go = gate - self._history[-1][1]
@@ -325,7 +367,9 @@ class RejectGate:
         with self._lock:
             s = self._stats
             message = f"Part {part.seq} ({part.verdict.value}) {what}: {s.misses + 1} misses this run."
-            self._stats = dataclasses.replace(s, misses=s.misses + 1, missed_rejects=s.missed_rejects + part.reject, last_miss=message)
+            self._stats = dataclasses.replace(
+                s, misses=s.misses + 1, missed_rejects=s.missed_rejects + part.reject, last_miss=message
+            )
         log.warning("%s", message)
 
     def _fire(self) -> None:
@@ -357,7 +401,9 @@ class RejectGate:
         if ok:
             with self._lock:
                 s = self._stats
-                self._stats = dataclasses.replace(s, pulses=s.pulses + 1, late_pulse_ms_max=max(s.late_pulse_ms_max, (on - gate_time) * 1000))
+                self._stats = dataclasses.replace(
+                    s, pulses=s.pulses + 1, late_pulse_ms_max=max(s.late_pulse_ms_max, (on - gate_time) * 1000)
+                )
 
     def _pulse_off(self) -> None:
         planned = self._off_at - (self._on_at or self._off_at)

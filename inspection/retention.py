@@ -101,15 +101,23 @@ class Retention:
         removed = freed = 0
         labelled = exists().where(Relabel.inspection_id == Inspection.id)
         # (Not the last RECENT_S seconds' parts: their images may still be on their way to the disk.)
-        kept = (Inspection.image_path.is_not(None), Inspection.image_status.is_(None), ~labelled,
-                Inspection.ts < self._now() - dt.timedelta(seconds=RECENT_S))
+        kept = (
+            Inspection.image_path.is_not(None),
+            Inspection.image_status.is_(None),
+            ~labelled,
+            Inspection.ts < self._now() - dt.timedelta(seconds=RECENT_S),
+        )
         base = self.store.path.parent
         for where in ((Inspection.verdict == "OK",), (Inspection.verdict != "OK", Inspection.ts < cutoff)):
             after = 0
             while freed < need and not self._stop.is_set():
                 with self.store.session() as s:
-                    rows = s.execute(select(Inspection.id, Inspection.image_path, Inspection.mask_path)
-                                     .where(*kept, *where, Inspection.id > after).order_by(Inspection.id).limit(CHUNK)).all()
+                    rows = s.execute(
+                        select(Inspection.id, Inspection.image_path, Inspection.mask_path)
+                        .where(*kept, *where, Inspection.id > after)
+                        .order_by(Inspection.id)
+                        .limit(CHUNK)
+                    ).all()
                 if not rows:
                     break
                 files: dict[int, list[Path]] = {}
@@ -120,19 +128,29 @@ class Retention:
                     planned += sum(_size(f) for f in files[row_id])
                     if freed + planned >= need:
                         break
-                with self.store.session() as s:  # claim them: still unlabelled and not yet removed (an engineer may just have labelled one)
-                    claimed = s.scalars(update(Inspection).where(Inspection.id.in_(list(files)), *kept[1:3])
-                                        .values(image_status=REMOVED).returning(Inspection.id)).all()
+                with (
+                    self.store.session() as s
+                ):  # claim them: still unlabelled and not yet removed (an engineer may just have labelled one)
+                    claimed = s.scalars(
+                        update(Inspection)
+                        .where(Inspection.id.in_(list(files)), *kept[1:3])
+                        .values(image_status=REMOVED)
+                        .returning(Inspection.id)
+                    ).all()
                     s.commit()
                 for row_id in claimed:
                     freed += sum(_delete(f) for f in files[row_id])
                 removed += len(claimed)
         short = max(0, need - freed)
-        message = (f"Image retention removed the images of {removed} parts ({freed / 2**20:.1f} MB), oldest first, good parts "
-                   f"before rejects; their rows stay.")
+        message = (
+            f"Image retention removed the images of {removed} parts ({freed / 2**20:.1f} MB), oldest first, good parts "
+            f"before rejects; their rows stay."
+        )
         if short:
-            message += (f" {short / 2**20:.1f} MB more should go, but only the images of rejects younger than "
-                        f"{self.config.keep_rejects_days} days, of labelled parts and of the last {RECENT_S} seconds' parts are left.")
+            message += (
+                f" {short / 2**20:.1f} MB more should go, but only the images of rejects younger than "
+                f"{self.config.keep_rejects_days} days, of labelled parts and of the last {RECENT_S} seconds' parts are left."
+            )
         said, self._short = self._short, bool(short)
         if removed or (short and not said):
             log.warning("%s", message)

@@ -44,9 +44,18 @@ def read_comparison(package: Path) -> dict[str, Any] | None:
         return None
 
 
-def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_dataset: Path | None = None, kind: str | None = None,
-                    epochs: int | None = None, time_limit_s: float | None = None, device: str = "auto",
-                    progress: Progress | None = None) -> Candidate:
+def train_candidate(
+    db: Path,
+    recipe: Recipe,
+    *,
+    out: Path | None = None,
+    base_dataset: Path | None = None,
+    kind: str | None = None,
+    epochs: int | None = None,
+    time_limit_s: float | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> Candidate:
     """Train and compare a candidate for `recipe` from the labels in the record at `db`."""
     from models.datasets import load_dataset
     from models.evaluation import compare
@@ -60,11 +69,15 @@ def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_d
         trained_on = Path(str(meta.get("training", {}).get("dataset", "")))
         base_dataset = trained_on if str(trained_on) and (trained_on / "manifest.csv").is_file() else None
     base = load_dataset(base_dataset) if base_dataset is not None else None
-    trained = set(meta.get("training", {}).get("labels", {}).get("groups", [])) | ({s.group for s in base.samples} if base else set())
+    trained = set(meta.get("training", {}).get("labels", {}).get("groups", [])) | (
+        {s.group for s in base.samples} if base else set()
+    )
     if out is None:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         out = candidates_dir() / f"{meta['name']}-v{next_version(str(meta['version']))}-{stamp}.lpkg"
-    partial = out.with_name(out.name + ".partial")  # renamed only when the comparison is written too: a cancel leaves no candidate
+    partial = out.with_name(
+        out.name + ".partial"
+    )  # renamed only when the comparison is written too: a cancel leaves no candidate
     store = open_record(db)
     try:
         with tempfile.TemporaryDirectory(prefix="lepton-labels-") as tmp:
@@ -73,29 +86,56 @@ def train_candidate(db: Path, recipe: Recipe, *, out: Path | None = None, base_d
             finally:
                 store.close()
             if exported.parts == 0:
-                raise ConfigError(f"The database {db} has no relabelled part with its image: review and relabel parts first.")
+                raise ConfigError(
+                    f"The database {db} has no relabelled part with its image: review and relabel parts first."
+                )
             labels = load_dataset(Path(tmp) / "labels")
             train_idx, held_idx = held_back_split(labels.samples, trained=trained)
-            new_meta, new_state = retrain(meta, state, labels, train_idx, base=base,
-                                          options=RetrainOptions(kind=kind, epochs=epochs, time_limit_s=time_limit_s),
-                                          device=device, progress=progress)
+            new_meta, new_state = retrain(
+                meta,
+                state,
+                labels,
+                train_idx,
+                base=base,
+                options=RetrainOptions(kind=kind, epochs=epochs, time_limit_s=time_limit_s),
+                device=device,
+                progress=progress,
+            )
             new_meta["training"]["record"] = str(db)
             new_meta["training"]["held_back_parts"] = sorted({labels.samples[i].group for i in held_idx})
             out.parent.mkdir(parents=True, exist_ok=True)
             cand_sha = save_package(partial, new_meta, new_state)
             held = [labels.samples[i] for i in held_idx]
-            result = compare({"current": build_inspector(meta, state, sha256=sha, device=device),  # the packages as read and written
-                              "candidate": build_inspector(new_meta, new_state, sha256=cand_sha, device=device)}, held,
-                             progress=(lambda i, n: progress("comparison", i, n)) if progress else None)
-        summary = {"recipe": recipe.name, "current_package": str(current), "current_sha256": sha, "candidate_package": str(out),
-                   "candidate_sha256": cand_sha, "labelled_parts": exported.parts, "trained_on_labels": len(train_idx),
-                   "held_back": len(held_idx), "base_dataset": str(base_dataset) if base_dataset else None,
-                   "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **result}
+            result = compare(
+                {
+                    "current": build_inspector(
+                        meta, state, sha256=sha, device=device
+                    ),  # the packages as read and written
+                    "candidate": build_inspector(new_meta, new_state, sha256=cand_sha, device=device),
+                },
+                held,
+                progress=(lambda i, n: progress("comparison", i, n)) if progress else None,
+            )
+        summary = {
+            "recipe": recipe.name,
+            "current_package": str(current),
+            "current_sha256": sha,
+            "candidate_package": str(out),
+            "candidate_sha256": cand_sha,
+            "labelled_parts": exported.parts,
+            "trained_on_labels": len(train_idx),
+            "held_back": len(held_idx),
+            "base_dataset": str(base_dataset) if base_dataset else None,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            **result,
+        }
         path = comparison_path(out)
         path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
         partial.replace(out)
     except OSError as exc:
-        raise ConfigError(f"The candidate could not be written ({exc.strerror or exc}: {exc.filename or out}).") from None
+        raise ConfigError(
+            f"The candidate could not be written ({exc.strerror or exc}: {exc.filename or out})."
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
     return Candidate(out, path, summary)

@@ -32,7 +32,9 @@ class ReviewFilter:
     defect_class: str | None = None  # the model's class
     score_min: float | None = None
     score_max: float | None = None
-    label_state: str = "any"  # unreviewed: never relabelled; confirmed: latest label agrees with the model; corrected: it does not
+    label_state: str = (
+        "any"  # unreviewed: never relabelled; confirmed: latest label agrees with the model; corrected: it does not
+    )
     sort: str = "score_desc"
 
     def __post_init__(self) -> None:
@@ -74,15 +76,21 @@ class LabelRow:
 
 
 def _latest_label():  # noqa: ANN202 (a SQLAlchemy subquery)
-    return select(Relabel.inspection_id.label("iid"), func.max(Relabel.id).label("rid")).group_by(Relabel.inspection_id).subquery()
+    return (
+        select(Relabel.inspection_id.label("iid"), func.max(Relabel.id).label("rid"))
+        .group_by(Relabel.inspection_id)
+        .subquery()
+    )
 
 
 def _query(f: ReviewFilter) -> Select:
     latest = _latest_label()
-    q = (select(Inspection, ModelVersion.name, ModelVersion.version, Relabel)
-         .join(ModelVersion, ModelVersion.id == Inspection.model_version_id)
-         .outerjoin(latest, latest.c.iid == Inspection.id)
-         .outerjoin(Relabel, Relabel.id == latest.c.rid))
+    q = (
+        select(Inspection, ModelVersion.name, ModelVersion.version, Relabel)
+        .join(ModelVersion, ModelVersion.id == Inspection.model_version_id)
+        .outerjoin(latest, latest.c.iid == Inspection.id)
+        .outerjoin(Relabel, Relabel.id == latest.c.rid)
+    )
     if f.shift_id is not None:
         q = q.where(Inspection.shift_id == f.shift_id)
     if f.start is not None:
@@ -115,8 +123,12 @@ def count_parts(store: Store, f: ReviewFilter) -> int:
 
 def page(store: Store, f: ReviewFilter, offset: int = 0, limit: int = 100) -> list[ReviewRow]:
     """One page of the parts `f` selects, in its order (ties by newest first)."""
-    order = {"score_desc": (Inspection.score.desc(), Inspection.id.desc()), "score_asc": (Inspection.score.asc(), Inspection.id.desc()),
-             "newest": (Inspection.id.desc(),), "oldest": (Inspection.id.asc(),)}[f.sort]
+    order = {
+        "score_desc": (Inspection.score.desc(), Inspection.id.desc()),
+        "score_asc": (Inspection.score.asc(), Inspection.id.desc()),
+        "newest": (Inspection.id.desc(),),
+        "oldest": (Inspection.id.asc(),),
+    }[f.sort]
     q = _query(f).order_by(*order).offset(max(0, offset)).limit(max(1, limit))
     with store.session() as s:
         rows = s.execute(q).all()
@@ -126,10 +138,20 @@ def page(store: Store, f: ReviewFilter, offset: int = 0, limit: int = 100) -> li
 
 def _row(base: Path, i: Inspection, name: str, version: str, r: Relabel | None) -> ReviewRow:
     return ReviewRow(
-        id=i.id, part_id=i.part_id, ts=i.ts, recipe=i.recipe, verdict=i.verdict, score=i.score, classes=tuple(json.loads(i.classes_json)),
-        image=base / i.image_path if i.image_path else None, mask=base / i.mask_path if i.mask_path else None,
-        model=f"{name} v{version}", label=r.verdict if r else None, label_classes=tuple(json.loads(r.classes_json)) if r else (),
-        label_mask=base / r.mask_path if r and r.mask_path else None)
+        id=i.id,
+        part_id=i.part_id,
+        ts=i.ts,
+        recipe=i.recipe,
+        verdict=i.verdict,
+        score=i.score,
+        classes=tuple(json.loads(i.classes_json)),
+        image=base / i.image_path if i.image_path else None,
+        mask=base / i.mask_path if i.mask_path else None,
+        model=f"{name} v{version}",
+        label=r.verdict if r else None,
+        label_classes=tuple(json.loads(r.classes_json)) if r else (),
+        label_mask=base / r.mask_path if r and r.mask_path else None,
+    )
 
 
 def part(store: Store, part_id: str) -> ReviewRow:
@@ -143,12 +165,28 @@ def part(store: Store, part_id: str) -> ReviewRow:
 
 def history(store: Store, part_id: str) -> list[LabelRow]:
     """Every relabel of a part, oldest first."""
-    q = (select(Relabel).join(Inspection, Inspection.id == Relabel.inspection_id).where(Inspection.part_id == part_id).order_by(Relabel.id))
+    q = (
+        select(Relabel)
+        .join(Inspection, Inspection.id == Relabel.inspection_id)
+        .where(Inspection.part_id == part_id)
+        .order_by(Relabel.id)
+    )
     with store.session() as s:
         rows = s.scalars(q).all()
     base = store.path.parent
-    return [LabelRow(r.id, r.at, r.who, r.previous_verdict, r.verdict, tuple(json.loads(r.classes_json)),
-                     base / r.mask_path if r.mask_path else None, r.comment) for r in rows]
+    return [
+        LabelRow(
+            r.id,
+            r.at,
+            r.who,
+            r.previous_verdict,
+            r.verdict,
+            tuple(json.loads(r.classes_json)),
+            base / r.mask_path if r.mask_path else None,
+            r.comment,
+        )
+        for r in rows
+    ]
 
 
 @dataclasses.dataclass(frozen=True)

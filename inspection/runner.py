@@ -62,8 +62,10 @@ def apply_recipe(camera: Camera, recipe: Recipe) -> None:
 def check_station(cameras: int, recipe: Recipe) -> None:
     """A station of several cameras pairs their views by order, so they must be triggered together."""
     if cameras > 1 and recipe.camera.trigger is TriggerMode.FREE_RUN:
-        raise ConfigError(f"A station with {cameras} cameras needs a software or hardware trigger, so that their "
-                          f"views are of the same part; recipe {recipe.name!r} lets the cameras run free.")
+        raise ConfigError(
+            f"A station with {cameras} cameras needs a software or hardware trigger, so that their "
+            f"views are of the same part; recipe {recipe.name!r} lets the cameras run free."
+        )
 
 
 class TriggerGate:
@@ -158,7 +160,9 @@ class RunnerStatus:
     image_error: str = ""  # why, the last time
     cameras: int = 1  # views per part
     mode: str = "latency"  # runner.mode: "latency" or "throughput" (micro-batches)
-    hand_off_ms_per_part: float = 0.0  # inspection-thread time spent handing a part's results to the writer (rows, images)
+    hand_off_ms_per_part: float = (
+        0.0  # inspection-thread time spent handing a part's results to the writer (rows, images)
+    )
     commit_ms_per_row: float = 0.0  # the writer thread's commit time per row
 
     @property
@@ -182,10 +186,20 @@ class Runner:
     (post-processing, verdict, hand-off to the writer, listeners). With several cameras a part is the
     next view of each camera (they must share a trigger) and its verdict is the worst of its views."""
 
-    def __init__(self, cameras: Camera | Sequence[Camera], inspector: Inspector, recipe: Recipe, writer: ResultWriter, config: Config,
-                 *, run_id: int, max_parts: int | None = None,
-                 result_listeners: Sequence[ResultListener] = (), trigger_gate: TriggerGate | None = None,
-                 recipe_version: int = 0) -> None:
+    def __init__(
+        self,
+        cameras: Camera | Sequence[Camera],
+        inspector: Inspector,
+        recipe: Recipe,
+        writer: ResultWriter,
+        config: Config,
+        *,
+        run_id: int,
+        max_parts: int | None = None,
+        result_listeners: Sequence[ResultListener] = (),
+        trigger_gate: TriggerGate | None = None,
+        recipe_version: int = 0,
+    ) -> None:
         self.cameras = [cameras] if isinstance(cameras, Camera) else list(cameras)
         if not self.cameras:
             raise ValueError("a runner needs a camera")
@@ -324,8 +338,12 @@ class Runner:
         if self.trigger_gate is not None:
             self.trigger_gate.sync(n)
         self._grabbing = n
-        self._threads = [threading.Thread(target=self._grab_loop, args=(k,), name="lepton-grab" + (f"-{k}" if n > 1 else ""), daemon=True)
-                         for k in range(n)]
+        self._threads = [
+            threading.Thread(
+                target=self._grab_loop, args=(k,), name="lepton-grab" + (f"-{k}" if n > 1 else ""), daemon=True
+            )
+            for k in range(n)
+        ]
         self._threads += [
             threading.Thread(target=self._network_loop, name="lepton-network", daemon=True),
             threading.Thread(target=self._inspect_loop, name="lepton-inspect", daemon=True),
@@ -451,7 +469,9 @@ class Runner:
                 frame = cam.grab(timeout_s=0.5)
             except GrabTimeout as exc:
                 if self.trigger_gate is not None and isinstance(exc, TriggerNotReady):
-                    self.trigger_gate.give_back(k)  # (not fired: fire it when the camera is ready; a fired one is not fired twice)
+                    self.trigger_gate.give_back(
+                        k
+                    )  # (not fired: fire it when the camera is ready; a fired one is not fired twice)
                 continue
             except GrabFailed as exc:
                 failed_since += 1
@@ -552,8 +572,10 @@ class Runner:
             if self._state is not RunnerState.FAULTED or self._fault_kind != "camera":
                 return False  # another fault (the record) took over and stopped the line
             if why is not None:
-                self._message = (f"Camera {camera_id} was disconnected and was not back when the line was stopped "
-                                 f"{down_s:.1f} s later; every part inspected was recorded.")
+                self._message = (
+                    f"Camera {camera_id} was disconnected and was not back when the line was stopped "
+                    f"{down_s:.1f} s later; every part inspected was recorded."
+                )
                 return False
             self._reconnects += 1
             back = f"Camera {cam.camera_id} reconnected after {down_s:.1f} s"
@@ -600,7 +622,10 @@ class Runner:
         return not self._stop.is_set()
 
     def _on_write_error(self, exc: Exception) -> None:
-        self._fault(f"Inspection results cannot be recorded ({exc}); the line is stopped so that no part goes unrecorded.", "record")
+        self._fault(
+            f"Inspection results cannot be recorded ({exc}); the line is stopped so that no part goes unrecorded.",
+            "record",
+        )
         self._stop.set()
 
     def _fault(self, message: str, kind: str) -> None:
@@ -726,22 +751,40 @@ class Runner:
         out = []
         for k, (v, (verdict, score, classes, mask, amap, error, t_end)) in enumerate(zip(part, results)):
             f = v.frame
-            out.append(InspectionResult(
-                part_id=uuid.uuid4().hex, seq=seq, run_id=self.run_id, timestamp=f.timestamp, camera_id=f.camera_id,
-                frame_id=f.frame_id, recipe=self.recipe.name, model_name=info.name, model_version=info.version,
-                model_sha256=info.sha256, score=score, verdict=verdict, classes=classes, image=f.image,
-                defect_mask=mask, anomaly_map=amap,
-                timing=Timing(
-                    grab_ms=(f.grabbed_at - v.t0) * 1000,
-                    preprocess_ms=(v.t_prepared - f.grabbed_at) * 1000,
-                    queue_ms=(v.t_forward - v.t_prepared) * 1000,
-                    infer_ms=(v.t_forwarded - v.t_forward) * 1000,
-                    decide_ms=(t_end - v.t_forwarded) * 1000,
-                    total_ms=(t_end - v.t0) * 1000,
-                ),
-                error=error, view=k, part_verdict=part_verdict if several else None,
-                recipe_version=self.recipe_version, lot_id=lot, t0=part[0].t0,
-            ))
+            out.append(
+                InspectionResult(
+                    part_id=uuid.uuid4().hex,
+                    seq=seq,
+                    run_id=self.run_id,
+                    timestamp=f.timestamp,
+                    camera_id=f.camera_id,
+                    frame_id=f.frame_id,
+                    recipe=self.recipe.name,
+                    model_name=info.name,
+                    model_version=info.version,
+                    model_sha256=info.sha256,
+                    score=score,
+                    verdict=verdict,
+                    classes=classes,
+                    image=f.image,
+                    defect_mask=mask,
+                    anomaly_map=amap,
+                    timing=Timing(
+                        grab_ms=(f.grabbed_at - v.t0) * 1000,
+                        preprocess_ms=(v.t_prepared - f.grabbed_at) * 1000,
+                        queue_ms=(v.t_forward - v.t_prepared) * 1000,
+                        infer_ms=(v.t_forwarded - v.t_forward) * 1000,
+                        decide_ms=(t_end - v.t_forwarded) * 1000,
+                        total_ms=(t_end - v.t0) * 1000,
+                    ),
+                    error=error,
+                    view=k,
+                    part_verdict=part_verdict if several else None,
+                    recipe_version=self.recipe_version,
+                    lot_id=lot,
+                    t0=part[0].t0,
+                )
+            )
         t_put = time.perf_counter()
         for r in out:
             self.writer.put(r)
@@ -765,13 +808,27 @@ class Runner:
             try:
                 prediction = self.inspector.finish(v.data, shape)
                 verdict = decide(prediction, self.thresholds, self.recipe.min_defect_area_px, self.recipe.class_limits)
-                return (verdict, prediction.score, prediction.classes, prediction.defect_mask, prediction.anomaly_map, "",
-                        time.perf_counter())
+                return (
+                    verdict,
+                    prediction.score,
+                    prediction.classes,
+                    prediction.defect_mask,
+                    prediction.anomaly_map,
+                    "",
+                    time.perf_counter(),
+                )
             except Exception as exc:  # a model failure on one part: record it for a person to look at
                 log.exception("model failed on frame %s", v.frame.frame_id)
                 v.error = f"Model failed: {exc}"
-        return (Verdict.REVIEW, float("nan"), (), np.zeros(shape[:2], dtype=bool), np.zeros(shape[:2], dtype=np.float32),
-                v.error, time.perf_counter())
+        return (
+            Verdict.REVIEW,
+            float("nan"),
+            (),
+            np.zeros(shape[:2], dtype=bool),
+            np.zeros(shape[:2], dtype=np.float32),
+            v.error,
+            time.perf_counter(),
+        )
 
 
 _SEVERITY = {Verdict.OK: 0, Verdict.REVIEW: 1, Verdict.NG: 2}

@@ -59,7 +59,9 @@ class Run(Base):
     software_version: Mapped[str] = mapped_column(String(50))
     end_state: Mapped[str | None] = mapped_column(String(20), nullable=True)
     end_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    dropped_frames: Mapped[int | None] = mapped_column(Integer, nullable=True)  # never inspected: a full queue, skipped by the camera
+    dropped_frames: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # never inspected: a full queue, skipped by the camera
     failed_grabs: Mapped[int | None] = mapped_column(Integer, nullable=True)  # incomplete or corrupt frames
     ok_below: Mapped[float | None] = mapped_column(Float, nullable=True)  # the thresholds in force for the run
     ng_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -72,8 +74,10 @@ class RecipeVersion(Base):
     """Each distinct content of a recipe, numbered per recipe name in the order first used."""
 
     __tablename__ = "recipe_versions"
-    __table_args__ = (UniqueConstraint("name", "sha256", name="uq_recipe_versions_name_sha256"),
-                      UniqueConstraint("name", "version", name="uq_recipe_versions_name_version"))
+    __table_args__ = (
+        UniqueConstraint("name", "sha256", name="uq_recipe_versions_name_sha256"),
+        UniqueConstraint("name", "version", name="uq_recipe_versions_name_version"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer)
@@ -115,9 +119,15 @@ class Inspection(Base):
     image_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
     # A station with several cameras writes one row per view; the views of a part share `seq`.
     view: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # which camera of the station
-    part_verdict: Mapped[str | None] = mapped_column(String(10), nullable=True)  # the worst of the part's views; NULL before 0008
-    recipe_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # recipe_versions.version of `recipe`; NULL before 0009
-    lot_id: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the lot the part belongs to (PLC or operator); NULL: none
+    part_verdict: Mapped[str | None] = mapped_column(
+        String(10), nullable=True
+    )  # the worst of the part's views; NULL before 0008
+    recipe_version: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # recipe_versions.version of `recipe`; NULL before 0009
+    lot_id: Mapped[str | None] = mapped_column(
+        String(100), nullable=True
+    )  # the lot the part belongs to (PLC or operator); NULL: none
     t_grab_ms: Mapped[float] = mapped_column(Float)
     t_queue_ms: Mapped[float] = mapped_column(Float)
     t_preprocess_ms: Mapped[float] = mapped_column(Float)
@@ -127,27 +137,33 @@ class Inspection(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-
 # Counting parts, not rows: a station of several cameras writes a row per view. One row of each part
 # (its first view) carries the part's verdict; rows written before revision 0008 are their part's.
 PART_ROW = Inspection.view == 0
 PART_VERDICT = func.coalesce(Inspection.part_verdict, Inspection.verdict)
+
 
 class Relabel(Base):
     """An engineer's judgement of a part, added as history: the model's verdict in `inspections`
     is never changed; a part's current label is its latest relabel."""
 
     __tablename__ = "relabels"
-    __table_args__ = (Index("ix_relabels_inspection", "inspection_id"),
-                      Index("ix_relabels_inspection_at", "inspection_id", "at", unique=True))
+    __table_args__ = (
+        Index("ix_relabels_inspection", "inspection_id"),
+        Index("ix_relabels_inspection_at", "inspection_id", "at", unique=True),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"))
     at: Mapped[dt.datetime] = mapped_column(DateTime)
     who: Mapped[str] = mapped_column(String(200))
-    previous_verdict: Mapped[str] = mapped_column(String(10))  # the current label before this one (at first the model's verdict)
+    previous_verdict: Mapped[str] = mapped_column(
+        String(10)
+    )  # the current label before this one (at first the model's verdict)
     verdict: Mapped[str] = mapped_column(String(10))  # OK or NG: a person decides, so never REVIEW
     classes_json: Mapped[str] = mapped_column(Text)  # ["pitting", ...]; [] for OK
-    mask_path: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the engineer's mask, relative to the DB's folder
+    mask_path: Mapped[str | None] = mapped_column(
+        String(500), nullable=True
+    )  # the engineer's mask, relative to the DB's folder
     comment: Mapped[str] = mapped_column(Text)
 
 
@@ -163,11 +179,17 @@ class ModelPromotion(Base):
     recipe: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(20))  # promote or rollback
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
-    package_path: Mapped[str] = mapped_column(String(1000))  # a file name in models/ of the user data folder, or @recipe
+    package_path: Mapped[str] = mapped_column(
+        String(1000)
+    )  # a file name in models/ of the user data folder, or @recipe
     previous_model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
-    previous_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)  # the package it replaced (same form)
+    previous_path: Mapped[str | None] = mapped_column(
+        String(1000), nullable=True
+    )  # the package it replaced (same form)
     comment: Mapped[str] = mapped_column(Text)
-    evaluation_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # candidate against current, when promoted from a comparison
+    evaluation_json: Mapped[str | None] = mapped_column(
+        Text, nullable=True
+    )  # candidate against current, when promoted from a comparison
 
 
 class Event(Base):

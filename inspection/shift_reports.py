@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def report_stem(config: Config, name: str, start_utc: dt.datetime) -> str:
-    local = start_utc.replace(tzinfo=dt.timezone.utc).astimezone(config.shifts.tz)
+    local = start_utc.replace(tzinfo=dt.UTC).astimezone(config.shifts.tz)
     line = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in config.line)
     return f"{line}-shift-{name}-{local:%Y%m%d-%H%M}"
 
@@ -55,8 +55,15 @@ class ShiftReporter:
     LOOKBACK = dt.timedelta(days=2)
     RETRY = dt.timedelta(minutes=10)
 
-    def __init__(self, store: Store, config: Config, folder: Path, *, interval_s: float = 30.0,
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        folder: Path,
+        *,
+        interval_s: float = 30.0,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.store = store
         self.config = config
         self.folder = folder
@@ -88,23 +95,35 @@ class ShiftReporter:
 
     def check(self) -> list[Path]:
         """Report every ended shift without a report; the PDFs written."""
-        now = self._now().astimezone(dt.timezone.utc).replace(tzinfo=None)
+        now = self._now().astimezone(dt.UTC).replace(tzinfo=None)
         with self.store.session() as s:
-            ended = s.execute(select(Shift.id, Shift.name, Shift.start_at, Shift.end_at)
-                              .where(Shift.end_at <= now - self.GRACE, Shift.end_at > now - self.LOOKBACK).order_by(Shift.start_at)).all()
-            reported = {int(m.group(1)) for (msg,) in s.execute(select(Event.message).where(Event.kind == "report", Event.level == "info"))
-                        if (m := _MARKER.search(msg))}
+            ended = s.execute(
+                select(Shift.id, Shift.name, Shift.start_at, Shift.end_at)
+                .where(Shift.end_at <= now - self.GRACE, Shift.end_at > now - self.LOOKBACK)
+                .order_by(Shift.start_at)
+            ).all()
+            reported = {
+                int(m.group(1))
+                for (msg,) in s.execute(select(Event.message).where(Event.kind == "report", Event.level == "info"))
+                if (m := _MARKER.search(msg))
+            }
         written = []
         for shift_id, name, start, end in ended:
             if shift_id in reported or self._failed.get(shift_id, now) > now or self._stop.is_set():
                 continue
             try:
-                pdf = write_shift_report(self.store, self.config, Window(start, end, f"Shift {name}", shift_id), self.folder)
+                pdf = write_shift_report(
+                    self.store, self.config, Window(start, end, f"Shift {name}", shift_id), self.folder
+                )
             except Exception as exc:  # a full disk, a folder that cannot be written: say so, try again later
                 self._failed[shift_id] = now + self.RETRY
                 log.error("the report of shift %s could not be written: %s", shift_id, exc)
-                self.store.log_event("report", f"The report of shift {name} (shift id {shift_id}) could not be written to "
-                                               f"{self.folder}: {exc}. Trying again in {self.RETRY.seconds // 60} minutes.", level="warning")
+                self.store.log_event(
+                    "report",
+                    f"The report of shift {name} (shift id {shift_id}) could not be written to "
+                    f"{self.folder}: {exc}. Trying again in {self.RETRY.seconds // 60} minutes.",
+                    level="warning",
+                )
                 continue
             self._failed.pop(shift_id, None)
             self.store.log_event("report", f"Report of shift {name} (shift id {shift_id}) written: {pdf}.")

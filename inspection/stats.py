@@ -36,25 +36,49 @@ class Counters:
         return 100.0 * self.ok / self.parts if self.parts else None
 
 
-def counters(store: Store, start: dt.datetime, end: dt.datetime | None = None, now: dt.datetime | None = None) -> Counters:
+def counters(
+    store: Store, start: dt.datetime, end: dt.datetime | None = None, now: dt.datetime | None = None
+) -> Counters:
     """Counters of the parts inspected in [start, end) (naive UTC)."""
     window = [Inspection.ts >= start] + ([Inspection.ts < end] if end is not None else [])
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with store.session() as s:
-        by_verdict = dict(s.execute(select(PART_VERDICT, func.count()).where(*window, PART_ROW).group_by(PART_VERDICT)).all())
+        by_verdict = dict(
+            s.execute(select(PART_VERDICT, func.count()).where(*window, PART_ROW).group_by(PART_VERDICT)).all()
+        )
         parts = sum(by_verdict.values())
-        latest = sorted(s.scalars(select(Inspection.latency_ms).where(*window).order_by(Inspection.id.desc()).limit(LATENCY_PARTS)))
+        latest = sorted(
+            s.scalars(select(Inspection.latency_ms).where(*window).order_by(Inspection.id.desc()).limit(LATENCY_PARTS))
+        )
         p50 = latest[_rank(len(latest), 0.50)] if latest else 0.0
         p99 = latest[_rank(len(latest), 0.99)] if latest else 0.0
-        recent, first_recent = s.execute(select(func.count(), func.min(Inspection.ts)).where(*window, PART_ROW, Inspection.ts >= now - RATE_WINDOW)).one()
+        recent, first_recent = s.execute(
+            select(func.count(), func.min(Inspection.ts)).where(*window, PART_ROW, Inspection.ts >= now - RATE_WINDOW)
+        ).one()
         run_window = [Run.started_at >= start] + ([Run.started_at < end] if end is not None else [])
-        dropped = s.scalar(select(func.coalesce(func.sum(func.coalesce(Run.dropped_frames, 0) + func.coalesce(Run.failed_grabs, 0)), 0))
-                           .where(*run_window)) or 0
+        dropped = (
+            s.scalar(
+                select(
+                    func.coalesce(
+                        func.sum(func.coalesce(Run.dropped_frames, 0) + func.coalesce(Run.failed_grabs, 0)), 0
+                    )
+                ).where(*run_window)
+            )
+            or 0
+        )
     # The parts of the last five minutes over the time since the first of them: the line's rate
     # now, which falls while the line stands still.
     minutes = max(now - first_recent, dt.timedelta(seconds=1)).total_seconds() / 60 if recent else 1.0
-    return Counters(parts=parts, ok=by_verdict.get("OK", 0), ng=by_verdict.get("NG", 0), review=by_verdict.get("REVIEW", 0),
-                    dropped=int(dropped), parts_per_min=recent / minutes, latency_ms_p50=p50, latency_ms_p99=p99)
+    return Counters(
+        parts=parts,
+        ok=by_verdict.get("OK", 0),
+        ng=by_verdict.get("NG", 0),
+        review=by_verdict.get("REVIEW", 0),
+        dropped=int(dropped),
+        parts_per_min=recent / minutes,
+        latency_ms_p50=p50,
+        latency_ms_p99=p99,
+    )
 
 
 def _rank(n: int, q: float) -> int:
@@ -85,8 +109,11 @@ def ng_trend(store: Store, since: dt.datetime, bucket: dt.timedelta, buckets: in
     """Parts and NG parts per bucket from `since` (naive UTC), `buckets` buckets, empty ones included."""
     width = bucket.total_seconds()
     index = int_floor((julian_day(Inspection.ts) - julian_day(since)) * 86400.0 / width)
-    q = (select(index, func.count(), func.sum(cast(PART_VERDICT == "NG", Integer)))
-         .where(Inspection.ts >= since, Inspection.ts < since + bucket * buckets, PART_ROW).group_by(index))
+    q = (
+        select(index, func.count(), func.sum(cast(PART_VERDICT == "NG", Integer)))
+        .where(Inspection.ts >= since, Inspection.ts < since + bucket * buckets, PART_ROW)
+        .group_by(index)
+    )
     with store.session() as s:
         rows = {int(k): (int(n), int(ng or 0)) for k, n, ng in s.execute(q).all()}
     return [TrendPoint(since + bucket * k, *rows.get(k, (0, 0))) for k in range(buckets)]
@@ -109,9 +136,19 @@ def recent_rejects(store: Store, limit: int = 8) -> list[PartRow]:
     q = select(Inspection).where(Inspection.verdict != "OK").order_by(Inspection.id.desc()).limit(limit)
     with store.session() as s:
         rows = s.scalars(q).all()
-    return [PartRow(r.part_id, r.ts, r.seq, r.verdict, r.score, tuple(json.loads(r.classes_json)),
-                    store.image_file(r.image_path), store.image_file(r.mask_path))  # (None on a plant database: images stay at their stations)
-            for r in rows]
+    return [
+        PartRow(
+            r.part_id,
+            r.ts,
+            r.seq,
+            r.verdict,
+            r.score,
+            tuple(json.loads(r.classes_json)),
+            store.image_file(r.image_path),
+            store.image_file(r.mask_path),
+        )  # (None on a plant database: images stay at their stations)
+        for r in rows
+    ]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,11 +49,11 @@ PARTIAL = ".partial"  # an image file being written; left only by a kill, remove
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def from_epoch(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.fromtimestamp(ts, dt.UTC).replace(tzinfo=None)
 
 
 def _set_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -94,8 +94,12 @@ class Store:
         self._lock = lock  # None: opened read-only, beside a running station, or a server
         self.images_dir = path.parent / f"{path.stem}-images" if path is not None else None
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self.audit_lock = threading.RLock()  # held from reading the audit trail's last hash to the commit (inspection.audit)
-        self.forwarder: Forwarder | None = None  # a station's buffer forwarding to a plant database (inspection.forward)
+        self.audit_lock = (
+            threading.RLock()
+        )  # held from reading the audit trail's last hash to the commit (inspection.audit)
+        self.forwarder: Forwarder | None = (
+            None  # a station's buffer forwarding to a plant database (inspection.forward)
+        )
 
     @property
     def name(self) -> str:
@@ -139,18 +143,39 @@ class Store:
             row = s.scalar(select(ModelVersion).where(ModelVersion.sha256 == info.sha256))
             if row is None:
                 row = ModelVersion(
-                    name=info.name, version=info.version, kind=info.kind, sha256=info.sha256,
+                    name=info.name,
+                    version=info.version,
+                    kind=info.kind,
+                    sha256=info.sha256,
                     thresholds_json=json.dumps(info.thresholds.__dict__),
                     metadata_json=json.dumps(info.metadata, sort_keys=True, default=str),
                     first_used_at=utcnow(),
                 )
                 s.add(row)
-                s.add(Event(ts=utcnow(), level="info", kind="model", message=f"Model {info.name} v{info.version} ({info.sha256[:12]}) first recorded."))
+                s.add(
+                    Event(
+                        ts=utcnow(),
+                        level="info",
+                        kind="model",
+                        message=f"Model {info.name} v{info.version} ({info.sha256[:12]}) first recorded.",
+                    )
+                )
                 s.commit()
             return row.id
 
-    def start_run(self, *, line: str, station: str, camera_spec: str, recipe: str, model_version_id: int, software_version: str,
-                  ok_below: float | None = None, ng_at: float | None = None, recipe_version: int | None = None) -> int:
+    def start_run(
+        self,
+        *,
+        line: str,
+        station: str,
+        camera_spec: str,
+        recipe: str,
+        model_version_id: int,
+        software_version: str,
+        ok_below: float | None = None,
+        ng_at: float | None = None,
+        recipe_version: int | None = None,
+    ) -> int:
         """A new run. What differs from the last run is logged, and in the audit trail by the
         station: a recipe changed (a changeover), and for the same recipe a model changed (a
         promotion, a rollback or `--model`) or, with the same model, thresholds changed (the recipe
@@ -160,31 +185,98 @@ class Store:
         with audit.session(self) as s:
             last = s.scalar(select(Run).order_by(Run.id.desc()).limit(1))
             same = s.scalar(select(Run).where(Run.recipe == recipe).order_by(Run.id.desc()).limit(1))
-            run = Run(started_at=utcnow(), line=line, station=station, camera_spec=camera_spec, recipe=recipe,
-                      model_version_id=model_version_id, software_version=software_version, ok_below=ok_below, ng_at=ng_at,
-                      recipe_version=recipe_version)
+            run = Run(
+                started_at=utcnow(),
+                line=line,
+                station=station,
+                camera_spec=camera_spec,
+                recipe=recipe,
+                model_version_id=model_version_id,
+                software_version=software_version,
+                ok_below=ok_below,
+                ng_at=ng_at,
+                recipe_version=recipe_version,
+            )
             s.add(run)
             s.flush()
             if last is not None and last.recipe != recipe:
-                audit.append(s, who=audit.STATION, action="recipe_changed", target=recipe, detail={"run_id": run.id, "old": last.recipe, "new": recipe})
+                audit.append(
+                    s,
+                    who=audit.STATION,
+                    action="recipe_changed",
+                    target=recipe,
+                    detail={"run_id": run.id, "old": last.recipe, "new": recipe},
+                )
             if same is not None and same.model_version_id != model_version_id:
                 old, new = s.get(ModelVersion, same.model_version_id), s.get(ModelVersion, model_version_id)
-                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="model",
-                            message=f"Model changed from {old.name} v{old.version} ({old.sha256[:12]}) to {new.name} v{new.version} ({new.sha256[:12]})."))
-                audit.append(s, who=audit.STATION, action="model_changed", target=recipe,
-                             detail={"run_id": run.id, "old": f"{old.name} v{old.version} {old.sha256}", "new": f"{new.name} v{new.version} {new.sha256}"})
+                s.add(
+                    Event(
+                        ts=utcnow(),
+                        run_id=run.id,
+                        level="info",
+                        kind="model",
+                        message=f"Model changed from {old.name} v{old.version} ({old.sha256[:12]}) to {new.name} v{new.version} ({new.sha256[:12]}).",
+                    )
+                )
+                audit.append(
+                    s,
+                    who=audit.STATION,
+                    action="model_changed",
+                    target=recipe,
+                    detail={
+                        "run_id": run.id,
+                        "old": f"{old.name} v{old.version} {old.sha256}",
+                        "new": f"{new.name} v{new.version} {new.sha256}",
+                    },
+                )
             if same is not None and same.ng_at is not None and (same.ok_below, same.ng_at) != (ok_below, ng_at):
-                s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="thresholds",
-                            message=f"Thresholds changed from OK below {same.ok_below:.4g} / NG at {same.ng_at:.4g} "
-                                    f"to OK below {ok_below:.4g} / NG at {ng_at:.4g} (recipe {recipe})."))
-            if same is not None and same.model_version_id == model_version_id and same.ng_at is not None \
-                    and (same.ok_below, same.ng_at) != (ok_below, ng_at):  # (a new model brings its own: audited above)
-                audit.append(s, who=audit.STATION, action="thresholds_changed", target=recipe,
-                             detail={"run_id": run.id, "old": {"ok_below": same.ok_below, "ng_at": same.ng_at}, "new": {"ok_below": ok_below, "ng_at": ng_at}})
-            s.add(Event(ts=utcnow(), run_id=run.id, level="info", kind="run", message=f"Run {run.id} started on {camera_spec} with recipe {recipe}."))
+                s.add(
+                    Event(
+                        ts=utcnow(),
+                        run_id=run.id,
+                        level="info",
+                        kind="thresholds",
+                        message=f"Thresholds changed from OK below {same.ok_below:.4g} / NG at {same.ng_at:.4g} "
+                        f"to OK below {ok_below:.4g} / NG at {ng_at:.4g} (recipe {recipe}).",
+                    )
+                )
+            if (
+                same is not None
+                and same.model_version_id == model_version_id
+                and same.ng_at is not None
+                and (same.ok_below, same.ng_at) != (ok_below, ng_at)
+            ):  # (a new model brings its own: audited above)
+                audit.append(
+                    s,
+                    who=audit.STATION,
+                    action="thresholds_changed",
+                    target=recipe,
+                    detail={
+                        "run_id": run.id,
+                        "old": {"ok_below": same.ok_below, "ng_at": same.ng_at},
+                        "new": {"ok_below": ok_below, "ng_at": ng_at},
+                    },
+                )
+            s.add(
+                Event(
+                    ts=utcnow(),
+                    run_id=run.id,
+                    level="info",
+                    kind="run",
+                    message=f"Run {run.id} started on {camera_spec} with recipe {recipe}.",
+                )
+            )
             return run.id
 
-    def end_run(self, run_id: int, state: str, message: str, *, dropped_frames: int | None = None, failed_grabs: int | None = None) -> None:
+    def end_run(
+        self,
+        run_id: int,
+        state: str,
+        message: str,
+        *,
+        dropped_frames: int | None = None,
+        failed_grabs: int | None = None,
+    ) -> None:
         with self.session() as s:
             run = s.get(Run, run_id)
             if run is not None:
@@ -193,11 +285,27 @@ class Store:
                 run.end_message = message
                 run.dropped_frames = dropped_frames
                 run.failed_grabs = failed_grabs
-            s.add(Event(ts=utcnow(), run_id=run_id, level="warning" if state == "faulted" else "info", kind="run", message=message))
+            s.add(
+                Event(
+                    ts=utcnow(),
+                    run_id=run_id,
+                    level="warning" if state == "faulted" else "info",
+                    kind="run",
+                    message=message,
+                )
+            )
             s.commit()
 
-    def relabel(self, part_id: str, verdict: str, *, user: User, classes: tuple[str, ...] = (), mask: np.ndarray | None = None,
-                comment: str = "") -> int:
+    def relabel(
+        self,
+        part_id: str,
+        verdict: str,
+        *,
+        user: User,
+        classes: tuple[str, ...] = (),
+        mask: np.ndarray | None = None,
+        comment: str = "",
+    ) -> int:
         """Record a user's judgement of a part (OK or NG, classes, optionally a mask) as a new row,
         with its audit entry in the same transaction; the model's verdict is never touched.
         PermissionDenied unless the user may relabel. Returns the relabel's id."""
@@ -213,7 +321,9 @@ class Store:
             part = s.scalar(select(Inspection).where(Inspection.part_id == part_id))
             if part is None:
                 raise StoreError(f"The database {self.name} has no part {part_id}.")
-            latest = s.scalar(select(Relabel).where(Relabel.inspection_id == part.id).order_by(Relabel.id.desc()).limit(1))
+            latest = s.scalar(
+                select(Relabel).where(Relabel.inspection_id == part.id).order_by(Relabel.id.desc()).limit(1)
+            )
             mask_rel = None
             if mask is not None:
                 folder = self.images_dir / "relabels"
@@ -222,13 +332,32 @@ class Store:
                 mask_file = folder / f"{part_id}_relabel{n + 1}_mask.png"
                 _write_png(mask_file, mask.astype(np.uint8) * 255 if mask.dtype == bool else mask.astype(np.uint8))
                 mask_rel = str(mask_file.relative_to(self.path.parent))
-            row = Relabel(inspection_id=part.id, at=utcnow(), who=user.name, previous_verdict=latest.verdict if latest else part.verdict,
-                          verdict=verdict, classes_json=json.dumps(list(classes)), mask_path=mask_rel, comment=comment)
+            row = Relabel(
+                inspection_id=part.id,
+                at=utcnow(),
+                who=user.name,
+                previous_verdict=latest.verdict if latest else part.verdict,
+                verdict=verdict,
+                classes_json=json.dumps(list(classes)),
+                mask_path=mask_rel,
+                comment=comment,
+            )
             s.add(row)
             s.flush()
-            audit.append(s, who=user.name, action="relabel", target=part_id,
-                         detail={"relabel_id": row.id, "previous_verdict": row.previous_verdict, "verdict": verdict,
-                                 "classes": list(classes), "mask_path": mask_rel, "comment": comment})
+            audit.append(
+                s,
+                who=user.name,
+                action="relabel",
+                target=part_id,
+                detail={
+                    "relabel_id": row.id,
+                    "previous_verdict": row.previous_verdict,
+                    "verdict": verdict,
+                    "classes": list(classes),
+                    "mask_path": mask_rel,
+                    "comment": comment,
+                },
+            )
             return row.id
 
     def end_dangling_runs(self) -> int:
@@ -242,8 +371,10 @@ class Store:
                 missing, orphans = self._reconcile_images(s, run.id, run.started_at, last or run.started_at)
                 run.ended_at = last or run.started_at
                 run.end_state = "crashed"
-                run.end_message = (f"Run {run.id} ended without a stop (the program was killed or crashed); its end is its last "
-                                   f"inspection. Images reconciled: {missing} marked missing, {orphans} without a row removed.")
+                run.end_message = (
+                    f"Run {run.id} ended without a stop (the program was killed or crashed); its end is its last "
+                    f"inspection. Images reconciled: {missing} marked missing, {orphans} without a row removed."
+                )
                 s.add(Event(ts=utcnow(), run_id=run.id, level="warning", kind="run", message=run.end_message))
             s.commit()
             return len(runs)
@@ -253,18 +384,29 @@ class Store:
         of the run's days that no row names (or that a kill left half written) are removed.
         Returns (rows marked, files removed)."""
         base = self.path.parent
-        rows = s.execute(select(Inspection.id, Inspection.image_path, Inspection.mask_path).where(
-            Inspection.run_id == run_id, Inspection.image_path.is_not(None), Inspection.image_status.is_(None))).all()
-        lost = [i for i, image, mask in rows if not (base / image).is_file() or (mask is not None and not (base / mask).is_file())]
+        rows = s.execute(
+            select(Inspection.id, Inspection.image_path, Inspection.mask_path).where(
+                Inspection.run_id == run_id, Inspection.image_path.is_not(None), Inspection.image_status.is_(None)
+            )
+        ).all()
+        lost = [
+            i
+            for i, image, mask in rows
+            if not (base / image).is_file() or (mask is not None and not (base / mask).is_file())
+        ]
         for k in range(0, len(lost), 500):
-            s.execute(update(Inspection).where(Inspection.id.in_(lost[k:k + 500])).values(image_status="missing"))
+            s.execute(update(Inspection).where(Inspection.id.in_(lost[k : k + 500])).values(image_status="missing"))
         removed = 0
         day = start.date()
         while day <= end.date():
             folder = self.images_dir / day.strftime("%Y%m%d")
             if folder.is_dir():
                 t0 = dt.datetime.combine(day, dt.time())
-                known = set(s.scalars(select(Inspection.part_id).where(Inspection.ts >= t0, Inspection.ts < t0 + dt.timedelta(days=1))))
+                known = set(
+                    s.scalars(
+                        select(Inspection.part_id).where(Inspection.ts >= t0, Inspection.ts < t0 + dt.timedelta(days=1))
+                    )
+                )
                 for f in folder.iterdir():
                     if f.name.endswith(PARTIAL) or (f.suffix == ".png" and f.stem.removesuffix("_mask") not in known):
                         f.unlink(missing_ok=True)
@@ -300,7 +442,11 @@ def _not_our_record(path: Path, *, current: bool = False) -> str | None:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            row = con.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+            row = (
+                con.execute("SELECT version_num FROM alembic_version").fetchone()
+                if "alembic_version" in tables
+                else None
+            )
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
@@ -314,8 +460,10 @@ def _not_our_record(path: Path, *, current: bool = False) -> str | None:
     script = ScriptDirectory.from_config(_alembic_config())
     head, version = script.get_current_head(), row[0] if row is not None else None
     if version is not None and version not in {r.revision for r in script.walk_revisions()}:
-        return (f"The database {path} was written by a newer Lepton Inspect (schema {version}; this program knows schemas up to "
-                f"{head}): open it with that version.")
+        return (
+            f"The database {path} was written by a newer Lepton Inspect (schema {version}; this program knows schemas up to "
+            f"{head}): open it with that version."
+        )
     if current and version != head:
         return f"The database {path} is at schema {version}, this program reads {head}: open it once with the station to update it."
     return None
@@ -331,12 +479,16 @@ def server_url(db: str) -> URL:
     try:
         url = make_url(db)
     except ArgumentError:
-        raise StoreError(f"{_hide_password(db)} is not a database URL such as postgresql://user@host:5432/lepton.") from None
+        raise StoreError(
+            f"{_hide_password(db)} is not a database URL such as postgresql://user@host:5432/lepton."
+        ) from None
     except ValueError:
         raise StoreError(f"The port in the database URL {_hide_password(db)} is not a number.") from None
     shown = _hide_password(db)
     if url.drivername not in ("postgresql", "postgresql+psycopg"):
-        raise StoreError(f"The database URL {shown} is not supported: give a SQLite file or postgresql://user@host:5432/lepton.")
+        raise StoreError(
+            f"The database URL {shown} is not supported: give a SQLite file or postgresql://user@host:5432/lepton."
+        )
     if "@" in (url.host or ""):
         raise StoreError(f"The database URL {shown} has an '@' in its password or host: write it as %40.")
     return url.set(drivername="postgresql+psycopg")
@@ -366,14 +518,23 @@ def server_error(url: URL, exc: Exception) -> StoreError:
     reason = error_reason(exc)
     if url.password:
         reason = reason.replace(str(url.password), "***")
-    return StoreError(f"The database server at {url.host or 'localhost'}:{url.port or 5432} cannot be reached: {reason}.")
+    return StoreError(
+        f"The database server at {url.host or 'localhost'}:{url.port or 5432} cannot be reached: {reason}."
+    )
 
 
 def _server_engine(url: URL, *, read_only: bool = False) -> Engine:
     """An engine on a PostgreSQL server, checked by connecting once; StoreError (one sentence) if it cannot."""
     # A server that vanishes mid-statement (a cut cable) is noticed within a minute, not hung on.
-    args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-                            "keepalives_count": 3, "tcp_user_timeout": 30_000, "options": "-c statement_timeout=60000"}
+    args: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+        "options": "-c statement_timeout=60000",
+    }
     if read_only:
         args["options"] += " -c default_transaction_read_only=on"
     engine = create_engine(url, pool_pre_ping=True, connect_args=args)
@@ -400,10 +561,14 @@ def _open_server(db: str, *, read_only: bool) -> Store:
             head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
             with engine.connect() as conn:
                 has_version = engine.dialect.has_table(conn, "alembic_version")
-                version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() if has_version else None
+                version = (
+                    conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() if has_version else None
+                )
             if version != head:
-                raise StoreError(f"The database {shown} is at schema {version or 'none'}, this program reads {head}: "
-                                 "open it once with a station (or `lepton-inspect run --db URL`) to update it.")
+                raise StoreError(
+                    f"The database {shown} is at schema {version or 'none'}, this program reads {head}: "
+                    "open it once with a station (or `lepton-inspect run --db URL`) to update it."
+                )
         else:
             _migrate(engine)
     except CommandError as exc:
@@ -449,7 +614,9 @@ def open_store(path: str | Path) -> Store:
     if problem:
         lock.release()
         raise StoreError(problem)
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    engine = create_engine(
+        f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    )
     event.listen(engine, "connect", _set_pragmas)
     from alembic.util import CommandError
 
@@ -467,7 +634,9 @@ def open_store(path: str | Path) -> Store:
         store.end_dangling_runs()
     except (DatabaseError, OperationalError) as exc:
         store.close()
-        raise StoreError(f"The database {path} cannot be written ({exc.orig if getattr(exc, 'orig', None) else exc}).") from None
+        raise StoreError(
+            f"The database {path} cannot be written ({exc.orig if getattr(exc, 'orig', None) else exc})."
+        ) from None
     return store
 
 
@@ -503,8 +672,10 @@ def open_record(path: str | Path) -> Store:
     problem = _not_our_record(path, current=True)
     if problem:
         raise StoreError(problem)
-    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true",
-                           connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    engine = create_engine(
+        f"sqlite:///file:{path}?mode=ro&uri=true",
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
     event.listen(engine, "connect", _set_read_pragmas)
     return Store(path, engine, None)
 
@@ -551,7 +722,12 @@ def encode_png(array: np.ndarray) -> bytes:
     wants. Here the rows get PNG's Sub filter in NumPy (1 ms) and deflate comes from ISA-L
     (`isal`, 4 ms; the standard zlib, the fallback, 14 ms), for files the size of OpenCV's at its
     fastest level. Any PNG reader reads them."""
-    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3) or array.size == 0:
+    if (
+        array.dtype != np.uint8
+        or array.ndim not in (2, 3)
+        or (array.ndim == 3 and array.shape[2] != 3)
+        or array.size == 0
+    ):
         raise StoreError(f"Cannot encode an image of shape {array.shape} and type {array.dtype} as PNG.")
     h, w = array.shape[:2]
     px = 1 if array.ndim == 2 else 3
@@ -565,7 +741,9 @@ def encode_png(array: np.ndarray) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if px == 1 else 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", _deflate(filtered.data, 1)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", _deflate(filtered.data, 1)) + chunk(b"IEND", b"")
+    )
 
 
 def _deflate(data: Any, level: int) -> bytes:
@@ -588,19 +766,37 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         raise StoreError(f"Cannot write image {path}: {exc.strerror}.") from None
 
 
-def inspection_row(result: InspectionResult, *, shift_id: int, model_version_id: int, image_path: str | None, mask_path: str | None) -> Inspection:
+def inspection_row(
+    result: InspectionResult, *, shift_id: int, model_version_id: int, image_path: str | None, mask_path: str | None
+) -> Inspection:
     t = result.timing
     return Inspection(
-        part_id=result.part_id, run_id=result.run_id, seq=result.seq, ts=from_epoch(result.timestamp), shift_id=shift_id,
-        camera_id=result.camera_id, frame_id=result.frame_id, recipe=result.recipe, model_version_id=model_version_id,
-        score=None if result.score != result.score else result.score, verdict=result.verdict.value,
+        part_id=result.part_id,
+        run_id=result.run_id,
+        seq=result.seq,
+        ts=from_epoch(result.timestamp),
+        shift_id=shift_id,
+        camera_id=result.camera_id,
+        frame_id=result.frame_id,
+        recipe=result.recipe,
+        model_version_id=model_version_id,
+        score=None if result.score != result.score else result.score,
+        verdict=result.verdict.value,
         classes_json=json.dumps([c.name for c in result.classes]),
         areas_json=json.dumps({c.name: c.area_px for c in result.classes}),
-        image_path=image_path, mask_path=mask_path,
-        t_grab_ms=t.grab_ms, t_queue_ms=t.queue_ms, t_preprocess_ms=t.preprocess_ms, t_infer_ms=t.infer_ms,
-        t_decide_ms=t.decide_ms, latency_ms=t.total_ms, error=result.error or None,
-        view=result.view, part_verdict=(result.part_verdict or result.verdict).value,
-        recipe_version=result.recipe_version or None, lot_id=result.lot_id or None,
+        image_path=image_path,
+        mask_path=mask_path,
+        t_grab_ms=t.grab_ms,
+        t_queue_ms=t.queue_ms,
+        t_preprocess_ms=t.preprocess_ms,
+        t_infer_ms=t.infer_ms,
+        t_decide_ms=t.decide_ms,
+        latency_ms=t.total_ms,
+        error=result.error or None,
+        view=result.view,
+        part_verdict=(result.part_verdict or result.verdict).value,
+        recipe_version=result.recipe_version or None,
+        lot_id=result.lot_id or None,
     )
 
 
@@ -613,4 +809,3 @@ def shift_id(session: Session, name: str, start: dt.datetime, end: dt.datetime) 
         session.add(row)
         session.flush()
     return row.id
-

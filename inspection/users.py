@@ -56,8 +56,15 @@ class Permission(enum.StrEnum):
 _OPERATOR = frozenset({Permission.RUN_LINE, Permission.ACK_ALARMS})
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR: _OPERATOR,
-    Role.ENGINEER: _OPERATOR | {Permission.RELABEL, Permission.TRAIN, Permission.PROMOTE, Permission.CHANGE_THRESHOLDS,
-                                Permission.EXPORT_DATASET, Permission.EXPORT_REPORT},
+    Role.ENGINEER: _OPERATOR
+    | {
+        Permission.RELABEL,
+        Permission.TRAIN,
+        Permission.PROMOTE,
+        Permission.CHANGE_THRESHOLDS,
+        Permission.EXPORT_DATASET,
+        Permission.EXPORT_REPORT,
+    },
     Role.QA: frozenset({Permission.ACK_ALARMS, Permission.EXPORT_REPORT, Permission.EXPORT_DATASET}),
     Role.ADMIN: frozenset(Permission),
 }
@@ -99,7 +106,9 @@ def verify_password(password: str, stored: str) -> bool:
         p = dict(kv.split("=") for kv in params.split(","))
         n, r, par = int(p["n"]), int(p["r"]), int(p["p"])
         salt_b, key_b = base64.b64decode(salt), base64.b64decode(key)
-        if scheme != "scrypt" or n > 2**20 or r > 32 or par > 16:  # (a hash written with absurd costs is not worked through)
+        if (
+            scheme != "scrypt" or n > 2**20 or r > 32 or par > 16
+        ):  # (a hash written with absurd costs is not worked through)
             return False
         got = hashlib.scrypt(password.encode("utf-8"), salt=salt_b, n=n, r=r, p=par, dklen=len(key_b), maxmem=2**28)
     except (ValueError, KeyError, TypeError):
@@ -125,7 +134,9 @@ def _check_password(password: str, name: str) -> None:
 def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or not name.isprintable() or name == audit.STATION:
-        raise AuthError(f"A user name is 1 to {MAX_NAME} printable characters (and not {audit.STATION!r}), not {name[:MAX_NAME + 1]!r}.")
+        raise AuthError(
+            f"A user name is 1 to {MAX_NAME} printable characters (and not {audit.STATION!r}), not {name[: MAX_NAME + 1]!r}."
+        )
     return name
 
 
@@ -241,7 +252,9 @@ def set_role(store: Store, by: User, name: str, role: Role | str) -> None:
         if row.role == role.value:
             return
         _keep_an_admin(s, row, f"make {row.name} {role}")
-        audit.append(s, who=by.name, action="role_changed", target=row.name, detail={"from": row.role, "to": role.value})
+        audit.append(
+            s, who=by.name, action="role_changed", target=row.name, detail={"from": row.role, "to": role.value}
+        )
         row.role = role.value
 
 
@@ -253,7 +266,13 @@ def set_active(store: Store, by: User, name: str, active: bool) -> None:
             return
         if not active:
             _keep_an_admin(s, row, f"disable {row.name}")
-        audit.append(s, who=by.name, action="user_enabled" if active else "user_disabled", target=row.name, detail={"role": row.role})
+        audit.append(
+            s,
+            who=by.name,
+            action="user_enabled" if active else "user_disabled",
+            target=row.name,
+            detail={"role": row.role},
+        )
         row.active = active
 
 
@@ -263,7 +282,9 @@ def set_password(store: Store, by: User, name: str, new_password: str, *, old_pa
     by = _fresh(store, by, f"change the password of {name}")
     is_admin = allowed(by, Permission.MANAGE_USERS)
     if not is_admin and name != by.name:
-        raise PermissionDenied(f"User {by.name} ({by.role}) may not change the password of {name}: that needs the role admin.")
+        raise PermissionDenied(
+            f"User {by.name} ({by.role}) may not change the password of {name}: that needs the role admin."
+        )
     _check_password(new_password, name)
     hashed = hash_password(new_password)
     with audit.session(store) as s:
@@ -283,6 +304,8 @@ def _row(s: Session, name: str) -> UserRow:
 
 def _keep_an_admin(s: Session, row: UserRow, what: str) -> None:
     if row.role == Role.ADMIN and row.active:
-        admins = s.scalar(select(func.count()).select_from(UserRow).where(UserRow.role == Role.ADMIN.value, UserRow.active.is_(True)))
+        admins = s.scalar(
+            select(func.count()).select_from(UserRow).where(UserRow.role == Role.ADMIN.value, UserRow.active.is_(True))
+        )
         if admins <= 1:
             raise AuthError(f"Cannot {what}: {row.name} is the last active admin (make another admin first).")

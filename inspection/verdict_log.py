@@ -26,9 +26,18 @@ class VerdictLog:
         self._lock = threading.Lock()
 
     def __call__(self, result: InspectionResult) -> None:
-        line = json.dumps({"part_id": result.part_id, "verdict": result.verdict.value, "time": time.time(), "run_id": result.run_id,
-                           "seq": result.seq, "score": None if result.score != result.score else result.score,
-                           "view": result.view, "part_verdict": (result.part_verdict or result.verdict).value})
+        line = json.dumps(
+            {
+                "part_id": result.part_id,
+                "verdict": result.verdict.value,
+                "time": time.time(),
+                "run_id": result.run_id,
+                "seq": result.seq,
+                "score": None if result.score != result.score else result.score,
+                "view": result.view,
+                "part_verdict": (result.part_verdict or result.verdict).value,
+            }
+        )
         with self._lock:
             if not self._fh.closed:
                 self._fh.write(line + "\n")

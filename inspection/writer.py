@@ -34,14 +34,22 @@ from inspection.store import ImageStore, Store, inspection_row, shift_id
 log = logging.getLogger(__name__)
 
 MAX_TRIES = 3
-IMAGE_QUEUE = 64  # images waiting for the disk; beyond this the inspection thread waits in put() (never the rows' commits)
+IMAGE_QUEUE = (
+    64  # images waiting for the disk; beyond this the inspection thread waits in put() (never the rows' commits)
+)
 MISSING = "missing"  # inspections.image_status: the image was to be kept but is not on disk
 _IDLE = object()  # the image queue stayed empty for a while
 
 
 class ResultWriter:
-    def __init__(self, store: Store, config: Config, recipe: Recipe, model_version_id: int,
-                 on_error: Callable[[Exception], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        recipe: Recipe,
+        model_version_id: int,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
         self.store = store
         self.images = ImageStore(store)
         self.config = config
@@ -204,7 +212,7 @@ class ResultWriter:
         t0 = time.perf_counter()
         with self.store.session() as s:
             for r, keep in batch:
-                name, start, end = self.config.shifts.shift_at(dt.datetime.fromtimestamp(r.timestamp, dt.timezone.utc))
+                name, start, end = self.config.shifts.shift_at(dt.datetime.fromtimestamp(r.timestamp, dt.UTC))
                 key = (name, start)
                 if key not in self._shift_cache:
                     self._shift_cache[key] = shift_id(s, name, start, end)
@@ -214,8 +222,13 @@ class ResultWriter:
                     images.append((r, image_path, mask_path))
                 elif keep:
                     status, skipped = MISSING, skipped + 1
-                row = inspection_row(r, shift_id=self._shift_cache[key], model_version_id=self.model_version_id,
-                                     image_path=image_path, mask_path=mask_path)
+                row = inspection_row(
+                    r,
+                    shift_id=self._shift_cache[key],
+                    model_version_id=self.model_version_id,
+                    image_path=image_path,
+                    mask_path=mask_path,
+                )
                 row.image_status = status
                 s.add(row)
             s.commit()

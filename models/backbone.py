@@ -45,7 +45,9 @@ def check(meta: dict, model_name: str) -> tuple[int, ...]:
     if bb.get("name") != NAME:
         raise ModelError(f"Model {model_name} needs backbone {bb.get('name')!r}; this program has {NAME}.")
     if bb.get("weights_sha256") and bb["weights_sha256"] != weights_sha256():
-        raise ModelError(f"Model {model_name} was trained on other {NAME} weights than the installed {WEIGHTS_PACKAGE}.")
+        raise ModelError(
+            f"Model {model_name} was trained on other {NAME} weights than the installed {WEIGHTS_PACKAGE}."
+        )
     return taps
 
 

@@ -81,8 +81,10 @@ def model_image(image: Any) -> np.ndarray:
     if image.size == 0:
         raise ModelError(f"A model cannot inspect an empty image (shape {image.shape}).")
     if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
-        raise ModelError(f"An image of {image.shape[1]} x {image.shape[0]} pixels is more than the "
-                         f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels a model inspects.")
+        raise ModelError(
+            f"An image of {image.shape[1]} x {image.shape[0]} pixels is more than the "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels a model inspects."
+        )
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype == np.bool_:

@@ -9,7 +9,9 @@ from typing import Any
 from models.metrics import threshold_at_false_reject
 
 
-def calibrate(good_scores: Sequence[float], *, false_reject: float = 0.01, review_false_reject: float = 0.05) -> dict[str, float]:
+def calibrate(
+    good_scores: Sequence[float], *, false_reject: float = 0.01, review_false_reject: float = 0.05
+) -> dict[str, float]:
     """NG at the threshold that rejects `false_reject` of these good parts; OK below the one that
     would reject `review_false_reject`; between the two is REVIEW. The pixel threshold for the
     defect mask is the OK threshold, so a REVIEW part shows where it is unsure."""

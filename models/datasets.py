@@ -93,8 +93,17 @@ def _read_manifest(root: Path, reader: csv.DictReader) -> Dataset:
     cols = set(reader.fieldnames or ())
     group_col = next((c for c in GROUP_COLUMNS if c in cols), None)
     cls_col = "cls" if "cls" in cols else "class" if "class" in cols else None
-    missing = [c for c, ok in (("image", "image" in cols), ("label", "label" in cols), ("cls or class", cls_col),
-                               ("mask", "mask" in cols), ("group", group_col)) if not ok]
+    missing = [
+        c
+        for c, ok in (
+            ("image", "image" in cols),
+            ("label", "label" in cols),
+            ("cls or class", cls_col),
+            ("mask", "mask" in cols),
+            ("group", group_col),
+        )
+        if not ok
+    ]
     if missing:
         raise ModelError(f"{manifest} lacks the column(s) {', '.join(missing)}.")
     samples = []
@@ -106,14 +115,16 @@ def _read_manifest(root: Path, reader: csv.DictReader) -> Dataset:
             raise ModelError(f"{manifest} line {n}: label must be good or defect, not {row['label']!r}.")
         if not row["image"].strip():
             raise ModelError(f"{manifest} line {n} names no image.")
-        samples.append(Sample(
-            image=root / row["image"],
-            label=label,
-            cls=GOOD if label == GOOD else row[cls_col].strip(),  # type: ignore[index]
-            mask=(root / row["mask"]) if row["mask"].strip() else None,
-            group=row[group_col].strip(),  # type: ignore[index]
-            doubtful=label == GOOD and _just_before_onset(row.get("frames_from_onset"), root, n),
-        ))
+        samples.append(
+            Sample(
+                image=root / row["image"],
+                label=label,
+                cls=GOOD if label == GOOD else row[cls_col].strip(),  # type: ignore[index]
+                mask=(root / row["mask"]) if row["mask"].strip() else None,
+                group=row[group_col].strip(),  # type: ignore[index]
+                doubtful=label == GOOD and _just_before_onset(row.get("frames_from_onset"), root, n),
+            )
+        )
     if not samples:
         raise ModelError(f"{manifest} lists no images.")
     return Dataset(root, "lepton", tuple(samples))
@@ -125,7 +136,9 @@ def _just_before_onset(value: str | None, root: Path, line: int) -> bool:
     try:
         return -ONSET_MARGIN <= int(value) < 0
     except ValueError:
-        raise ModelError(f"{root / 'manifest.csv'} line {line}: frames_from_onset must be a whole number, not {value!r}.") from None
+        raise ModelError(
+            f"{root / 'manifest.csv'} line {line}: frames_from_onset must be a whole number, not {value!r}."
+        ) from None
 
 
 def _images(folder: Path) -> list[Path]:
@@ -141,7 +154,9 @@ def _load_mvtec(root: Path) -> Dataset:
                 samples.append(Sample(p, GOOD, GOOD, None, f"test/{kind}/{p.stem}", "test"))
             else:
                 mask = root / "ground_truth" / kind / f"{p.stem}_mask.png"
-                samples.append(Sample(p, "defect", kind, mask if mask.is_file() else None, f"test/{kind}/{p.stem}", "test"))
+                samples.append(
+                    Sample(p, "defect", kind, mask if mask.is_file() else None, f"test/{kind}/{p.stem}", "test")
+                )
     if not samples:
         raise ModelError(f"MVTec folder {root} holds no images.")
     return Dataset(root, "mvtec", tuple(samples))
@@ -231,7 +246,10 @@ def _bmp_header(data: bytes) -> ImageHeader | None:
     elif dib >= 40:
         if len(data) < 34:
             return None
-        w, h = int.from_bytes(data[18:22], "little", signed=True), abs(int.from_bytes(data[22:26], "little", signed=True))
+        w, h = (
+            int.from_bytes(data[18:22], "little", signed=True),
+            abs(int.from_bytes(data[22:26], "little", signed=True)),
+        )
         bpp, compression = int.from_bytes(data[28:30], "little"), int.from_bytes(data[30:34], "little")
     else:
         return None
@@ -280,8 +298,10 @@ def decode_image(data: bytes, name: str | Path, color: bool = True) -> np.ndarra
     if head.width < 1 or head.height < 1:
         raise ModelError(f"Image {name} declares a size of {head.width} x {head.height} pixels.")
     if head.width * head.height > MAX_IMAGE_PIXELS:
-        raise ModelError(f"Image {name} declares {head.width} x {head.height} pixels, more than the "
-                         f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels this program reads.")
+        raise ModelError(
+            f"Image {name} declares {head.width} x {head.height} pixels, more than the "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels this program reads."
+        )
     if not head.complete:
         raise ModelError(f"Image {name} is a truncated {head.format} file (it ends before its image data does).")
     try:
@@ -358,8 +378,9 @@ def group_kfold(samples: Sequence[Sample], k: int, seed: int = 0) -> list[tuple[
     return [(sorted(everything - set(f)), sorted(f)) for f in folds]
 
 
-def group_holdout(samples: Sequence[Sample], indices: Iterable[int], fraction: float, seed: int = 0,
-                  both_labels: bool = False) -> tuple[list[int], list[int]]:
+def group_holdout(
+    samples: Sequence[Sample], indices: Iterable[int], fraction: float, seed: int = 0, both_labels: bool = False
+) -> tuple[list[int], list[int]]:
     """Split `indices` by group into (rest, held) with about `fraction` of the images held; with
     `both_labels`, groups are added until the held part also has good and defective parts (a
     validation split needs both; some groups hold no defect at all)."""

@@ -25,11 +25,15 @@ def _scaled(amap: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     if scale >= 1.0:
         return amap, mask
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return (cv2.resize(amap, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
+    return (
+        cv2.resize(amap, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0,
+    )
 
 
-def evaluate(inspector: Inspector, samples: Sequence[Sample], *, color: bool = True, progress: Progress | None = None) -> dict[str, Any]:
+def evaluate(
+    inspector: Inspector, samples: Sequence[Sample], *, color: bool = True, progress: Progress | None = None
+) -> dict[str, Any]:
     labels, scores, classes, latencies = [], [], [], []
     masks, maps = [], []
     for i, s in enumerate(samples):
@@ -61,19 +65,34 @@ def evaluate(inspector: Inspector, samples: Sequence[Sample], *, color: bool = T
         out["pixel_auroc"] = pixel_auroc(masks, maps)
         out["aupro"] = aupro(masks, maps)
     r = rates_at(y, x, t.ng_at)
-    out.update({"escapes": int((y & (x < t.ng_at)).sum()), "false_rejects": int((~y & (x >= t.ng_at)).sum()),
-                "f1": r["f1"], "false_reject_rate": r["false_reject_rate"], "escape_rate": r["escape_rate"],
-                "review_rate": float(((x >= t.ok_below) & (x < t.ng_at)).mean()),
-                "per_class": per_class_detection(classes, x, t.ng_at),
-                "latency_ms_p50": float(np.percentile(latencies, 50)), "latency_ms_p99": float(np.percentile(latencies, 99)),
-                "thresholds": {"ok_below": t.ok_below, "ng_at": t.ng_at}})
+    out.update(
+        {
+            "escapes": int((y & (x < t.ng_at)).sum()),
+            "false_rejects": int((~y & (x >= t.ng_at)).sum()),
+            "f1": r["f1"],
+            "false_reject_rate": r["false_reject_rate"],
+            "escape_rate": r["escape_rate"],
+            "review_rate": float(((x >= t.ok_below) & (x < t.ng_at)).mean()),
+            "per_class": per_class_detection(classes, x, t.ng_at),
+            "latency_ms_p50": float(np.percentile(latencies, 50)),
+            "latency_ms_p99": float(np.percentile(latencies, 99)),
+            "thresholds": {"ok_below": t.ok_below, "ng_at": t.ng_at},
+        }
+    )
     return out
 
 
-def compare(inspectors: dict[str, Inspector], samples: Sequence[Sample], *, progress: Progress | None = None) -> dict[str, Any]:
+def compare(
+    inspectors: dict[str, Inspector], samples: Sequence[Sample], *, progress: Progress | None = None
+) -> dict[str, Any]:
     """Each model evaluated on the same parts at its own operating thresholds, side by side."""
-    out: dict[str, Any] = {"parts": len(samples), "good": sum(not s.is_defect for s in samples), "defective": sum(s.is_defect for s in samples),
-                           "groups": len({s.group for s in samples}), "models": {}}
+    out: dict[str, Any] = {
+        "parts": len(samples),
+        "good": sum(not s.is_defect for s in samples),
+        "defective": sum(s.is_defect for s in samples),
+        "groups": len({s.group for s in samples}),
+        "models": {},
+    }
     done = 0
     for role, inspector in inspectors.items():
         info = inspector.info

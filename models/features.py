@@ -28,7 +28,10 @@ def input_size(h: int, w: int, size: Size, multiple: int = 16) -> tuple[int, int
     if isinstance(size, tuple):
         return size
     scale = size if isinstance(size, float) else size / max(h, w)
-    return (max(multiple, round(h * scale / multiple) * multiple), max(multiple, round(w * scale / multiple) * multiple))
+    return (
+        max(multiple, round(h * scale / multiple) * multiple),
+        max(multiple, round(w * scale / multiple) * multiple),
+    )
 
 
 POOLINGS = ("per_tap", "joint")  # where the 3x3 neighbourhood average is taken (PatchFeatures)
@@ -59,7 +62,9 @@ class PatchFeatures(torch.nn.Module):
         # factor (not a traced size) keeps the ONNX export valid for every input size.
         up = [feats[0]]
         for f, stride in zip(feats[1:], self.extractor.strides[1:]):
-            up.append(F.interpolate(f, scale_factor=stride // self.extractor.strides[0], mode="bilinear", align_corners=False))
+            up.append(
+                F.interpolate(f, scale_factor=stride // self.extractor.strides[0], mode="bilinear", align_corners=False)
+            )
         out = torch.cat(up, dim=1)
         return out if self.per_tap else F.avg_pool2d(out, 3, stride=1, padding=1)
 
@@ -81,8 +86,15 @@ def shrink(image: np.ndarray, w: int, h: int) -> np.ndarray:
 STANDARD_LEVEL, STANDARD_SPREAD = 0.45, 0.2  # brightness and contrast every image gets when standardized
 
 
-def to_tensor(image: np.ndarray, size: Size, mean: tuple[float, ...], std: tuple[float, ...],
-              grey: bool = False, multiple: int = 16, standardize: bool = False) -> torch.Tensor:
+def to_tensor(
+    image: np.ndarray,
+    size: Size,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    grey: bool = False,
+    multiple: int = 16,
+    standardize: bool = False,
+) -> torch.Tensor:
     """uint8 (H, W) or (H, W, 3) RGB -> normalized float tensor (1, 3, h, w), h and w from
     `input_size`. A model trained on grey images (`grey`) sees colour images as grey, replicated
     to three channels. `standardize` gives every image the same brightness and contrast first
@@ -121,15 +133,28 @@ class InputSpec:
     def from_meta(cls, meta: dict[str, Any], model_name: str) -> InputSpec:
         try:
             inp = meta["input"]
-            size: Size = ((int(inp["height"]), int(inp["width"])) if "height" in inp
-                          else float(inp["scale"]) if "scale" in inp else int(inp["long_side"]))
-            return cls(size, tuple(float(v) for v in inp["mean"]), tuple(float(v) for v in inp["std"]), inp.get("color") == "grey",
-                       int(inp.get("multiple", 16)), bool(inp.get("standardize", False)))
+            size: Size = (
+                (int(inp["height"]), int(inp["width"]))
+                if "height" in inp
+                else float(inp["scale"])
+                if "scale" in inp
+                else int(inp["long_side"])
+            )
+            return cls(
+                size,
+                tuple(float(v) for v in inp["mean"]),
+                tuple(float(v) for v in inp["std"]),
+                inp.get("color") == "grey",
+                int(inp.get("multiple", 16)),
+                bool(inp.get("standardize", False)),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"Model {model_name} has incomplete input metadata ({exc}).") from exc
 
     def tensor(self, image: np.ndarray) -> torch.Tensor:
-        return to_tensor(image, self.size, self.mean, self.std, grey=self.grey, multiple=self.multiple, standardize=self.standardize)
+        return to_tensor(
+            image, self.size, self.mean, self.std, grey=self.grey, multiple=self.multiple, standardize=self.standardize
+        )
 
     def example(self) -> torch.Tensor:
         """A blank input of a working size (square for long-side and scale models), for ONNX export."""

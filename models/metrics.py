@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 
 
-def _roc(labels: np.ndarray, scores: np.ndarray, weights_pos: np.ndarray | None = None,
-         weights_neg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _roc(
+    labels: np.ndarray, scores: np.ndarray, weights_pos: np.ndarray | None = None, weights_neg: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) at every distinct threshold, from (0, 0) to (1, 1); optional per-sample weights."""
     order = np.argsort(-scores, kind="stable")
     s = scores[order]
@@ -59,7 +60,9 @@ def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: fl
         scores.append(amap.ravel().astype(np.float64))
     if regions == 0:
         raise ValueError("AUPRO needs at least one defect region")
-    fpr, pro = _roc(np.zeros(1, dtype=bool), np.concatenate(scores), np.concatenate(weights_pos), np.concatenate(weights_neg))
+    fpr, pro = _roc(
+        np.zeros(1, dtype=bool), np.concatenate(scores), np.concatenate(weights_pos), np.concatenate(weights_neg)
+    )
     # pro is normalized by the total weight (= number of regions): the mean overlap over regions.
     cut = np.searchsorted(fpr, fpr_limit, side="right")
     f, p = fpr[:cut], pro[:cut]
@@ -79,7 +82,9 @@ def threshold_at_false_reject(good_scores: Sequence[float] | np.ndarray, rate: f
     return float(np.nextafter(s[allowed], np.inf))  # just above the first good part that must pass
 
 
-def rates_at(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray, threshold: float) -> dict[str, float]:
+def rates_at(
+    labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray, threshold: float
+) -> dict[str, float]:
     """Reject at score >= threshold: false-reject rate (good rejected), escape rate (defective
     passed), precision, recall and F1 for 'defective' as the positive class."""
     y = np.asarray(labels, dtype=bool)
@@ -98,7 +103,9 @@ def rates_at(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.n
     }
 
 
-def per_class_detection(classes: Sequence[str], scores: Sequence[float] | np.ndarray, threshold: float) -> dict[str, float]:
+def per_class_detection(
+    classes: Sequence[str], scores: Sequence[float] | np.ndarray, threshold: float
+) -> dict[str, float]:
     """For each defect class, the fraction of its parts rejected (score >= threshold)."""
     s = np.asarray(scores, dtype=np.float64)
     out = {}

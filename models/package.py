@@ -14,8 +14,9 @@ import json
 import math
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -48,7 +49,7 @@ def _known_kinds() -> dict[str, Any]:
 def save_package(path: str | Path, metadata: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
     """Write a package atomically; returns its sha256."""
     path = Path(path)
-    meta = {"format_version": FORMAT_VERSION, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **metadata}
+    meta = {"format_version": FORMAT_VERSION, "created_at": dt.datetime.now(dt.UTC).isoformat(), **metadata}
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise ModelError(f"Model metadata lacks {', '.join(missing)}.")
@@ -93,23 +94,42 @@ def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for name, limit in (("metadata.json", MAX_METADATA_BYTES), ("weights.pt", MAX_WEIGHTS_BYTES)):
                 if zf.getinfo(name).file_size > limit:
-                    raise ModelError(f"Model package {path} holds a {name} of {zf.getinfo(name).file_size:,} bytes, "
-                                     "far more than a Lepton model package does.")
+                    raise ModelError(
+                        f"Model package {path} holds a {name} of {zf.getinfo(name).file_size:,} bytes, "
+                        "far more than a Lepton model package does."
+                    )
             meta = json.loads(zf.read("metadata.json"))
             weights = zf.read("weights.pt")
     except ModelError:
         raise
     except KeyError as exc:  # a zip, but not ours (a torch checkpoint is a zip too)
         raise ModelError(f"Model package {path} is not a Lepton model package (it lacks {_missing(exc)}).") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, RuntimeError, zlib.error, RecursionError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        ValueError,
+        OSError,
+        EOFError,
+        RuntimeError,
+        zlib.error,
+        RecursionError,
+    ) as exc:
         # ValueError: JSON and text decoding; RuntimeError: encrypted or unsupported compression
-        raise ModelError(f"Model package {path} is corrupt or not a Lepton model package ({exc.__class__.__name__}).") from None
+        raise ModelError(
+            f"Model package {path} is corrupt or not a Lepton model package ({exc.__class__.__name__})."
+        ) from None
     check_metadata(meta, path)
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or unsafe pickle
-        raise ModelError(f"Model package {path} holds unreadable or unsafe weights ({exc.__class__.__name__}).") from None
-    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ModelError(
+            f"Model package {path} holds unreadable or unsafe weights ({exc.__class__.__name__})."
+        ) from None
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
         raise ModelError(f"Model package {path} does not hold a state dict of tensors.")
     bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
@@ -131,10 +151,14 @@ def check_metadata(meta: Any, path: str | Path) -> None:
         raise ModelError(f"Model package {path} is not a Lepton model package (its metadata is not a JSON object).")
     version = meta.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise ModelError(f"Model package {path} was written by a newer Lepton Inspect (format version {version}); "
-                         f"this program reads version {FORMAT_VERSION}.")
+        raise ModelError(
+            f"Model package {path} was written by a newer Lepton Inspect (format version {version}); "
+            f"this program reads version {FORMAT_VERSION}."
+        )
     if version != FORMAT_VERSION:
-        raise ModelError(f"Model package {path} has format version {version!r}; this program reads version {FORMAT_VERSION}.")
+        raise ModelError(
+            f"Model package {path} has format version {version!r}; this program reads version {FORMAT_VERSION}."
+        )
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise ModelError(f"Model package {path} lacks metadata {', '.join(missing)}.")
@@ -205,11 +229,17 @@ def model_info(meta: dict[str, Any], sha256: str = "") -> ModelInfo:
     if not isinstance(t, dict):
         raise TypeError(f"thresholds is {type(t).__name__}, not a table")
     values = (float(t["ok_below"]), float(t["ng_at"]), float(t["pixel"]))
-    if any(math.isnan(v) for v in values):  # infinity is allowed: a provisional model in training has pixel = inf (no mask)
+    if any(
+        math.isnan(v) for v in values
+    ):  # infinity is allowed: a provisional model in training has pixel = inf (no mask)
         raise ValueError(f"thresholds {values} are not all numbers")
     classes = meta["classes"]
-    if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes)
-            or len(set(classes)) != len(classes)):
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or not all(isinstance(c, str) and c for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
         raise ValueError(f"classes {str(classes)[:60]} are not distinct names, at least one")
     return ModelInfo(
         name=str(meta["name"]),
@@ -222,8 +252,14 @@ def model_info(meta: dict[str, Any], sha256: str = "") -> ModelInfo:
     )
 
 
-def build_inspector(meta: dict[str, Any], state: dict[str, torch.Tensor], *, sha256: str = "", device: str = "cpu",
-                    backend: str = "torch") -> Inspector:
+def build_inspector(
+    meta: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    *,
+    sha256: str = "",
+    device: str = "cpu",
+    backend: str = "torch",
+) -> Inspector:
     """An Inspector straight from metadata and weights (training uses this before a package exists)."""
     return _known_kinds()[meta["kind"]](model_info(meta, sha256), meta, state, device, backend)
 
@@ -236,7 +272,9 @@ def load_package(path: str | Path, device: str = "auto", backend: str = "auto") 
     kinds = _known_kinds()
     kind = meta["kind"]
     if kind not in kinds:
-        raise ModelError(f"Model package {path} is of kind {kind[:40]!r}, which this program does not know (known: {', '.join(sorted(kinds))}).")
+        raise ModelError(
+            f"Model package {path} is of kind {kind[:40]!r}, which this program does not know (known: {', '.join(sorted(kinds))})."
+        )
     info = model_info(meta, sha)  # checked by read_package
     dev = resolve_device(device)
     chosen = resolve_backend(backend, dev)

@@ -30,7 +30,9 @@ KIND = "patchcore"
 MAP_AT = ("image", "input")
 
 
-def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def nearest_distances(
+    queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, chunk: int = 4096
+) -> torch.Tensor:
     """Euclidean distance of each query row to its nearest bank row. The nearest row is the argmin
     of |b|^2 - 2 q.b (|q|^2 is the same for every b), found with one fused matmul per chunk; the
     distance to it is then computed directly, since the expansion loses float32 precision exactly
@@ -88,7 +90,9 @@ class NearestSearch:
             qa = torch.zeros(q.shape[0], self.width)
             qa[:, :c] = q - self.mean
             qa[:, c] = -0.5
-            candidates = (qa.bfloat16() @ self.bank_bf16_t).topk(min(self.CANDIDATES, self.bank.shape[0]), dim=1).indices
+            candidates = (
+                (qa.bfloat16() @ self.bank_bf16_t).topk(min(self.CANDIDATES, self.bank.shape[0]), dim=1).indices
+            )
             out.append(torch.linalg.vector_norm(q[:, None, :] - self.bank[candidates], dim=2).amin(dim=1))
         return torch.cat(out)
 
@@ -97,7 +101,10 @@ class NearestSearch:
 
         probe = self.bank[torch.randperm(self.bank.shape[0], generator=torch.Generator().manual_seed(0))[:512]] + 0.01
         best = {}
-        for name, fn in (("fp32", lambda: nearest_distances(probe, self.bank, self.bank_sq)), ("bf16", lambda: self._bf16(probe))):
+        for name, fn in (
+            ("fp32", lambda: nearest_distances(probe, self.bank, self.bank_sq)),
+            ("bf16", lambda: self._bf16(probe)),
+        ):
             fn()
             times = []
             for _ in range(3):
@@ -115,7 +122,9 @@ class PatchCoreInspector(Inspector):
     # ball-screw parts scores moved by up to 0.045, and fp16 was no faster). docs/model_results.md, CUDA.
     CUDA_HALF = False
 
-    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
+    def __init__(
+        self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch"
+    ) -> None:
         self.info = info
         self.device = torch.device(device)
         self.input = InputSpec.from_meta(meta, info.name)
@@ -123,7 +132,9 @@ class PatchCoreInspector(Inspector):
         self.blur_sigma = float(meta.get("map_blur_sigma", 4.0))
         self.map_at = meta.get("map_at", "image")
         if self.map_at not in MAP_AT:
-            raise ModelError(f"Model {info.name} asks for its anomaly map at {self.map_at!r}, not one of {', '.join(MAP_AT)}.")
+            raise ModelError(
+                f"Model {info.name} asks for its anomaly map at {self.map_at!r}, not one of {', '.join(MAP_AT)}."
+            )
         if set(state) != {"memory_bank"}:
             raise ModelError(f"Model {info.name} weights hold {sorted(state)}, expected memory_bank.")
         # Packages made before per-tap pooling say nothing and pooled jointly.
@@ -131,7 +142,9 @@ class PatchCoreInspector(Inspector):
         channels = sum(features.extractor.channels)
         bank = state["memory_bank"]
         if bank.ndim != 2 or bank.shape[1] != channels or bank.shape[0] == 0:
-            raise ModelError(f"Model {info.name} has a memory bank of shape {tuple(bank.shape)}; backbone taps {taps} give {channels} features.")
+            raise ModelError(
+                f"Model {info.name} has a memory bank of shape {tuple(bank.shape)}; backbone taps {taps} give {channels} features."
+            )
         self.stride = features.extractor.strides[0]  # input pixels per patch (inputs are multiples of 16)
         self.search = NearestSearch(bank, self.device)
         self.features = Runtime(features, self.input.example(), backend=backend, device=device, half=self.CUDA_HALF)
@@ -166,14 +179,22 @@ class PatchCoreInspector(Inspector):
     def finish(self, raw: np.ndarray, image_shape: tuple[int, ...]) -> Prediction:
         """The patch map of one view -> image-sized map, score and mask (NumPy and OpenCV only)."""
         input_hw = (raw.shape[0] * self.stride, raw.shape[1] * self.stride)
-        return map_to_prediction(raw, image_shape, input_hw, self.blur_sigma, self.info, at_input=self.map_at == "input")
+        return map_to_prediction(
+            raw, image_shape, input_hw, self.blur_sigma, self.info, at_input=self.map_at == "input"
+        )
 
     def infer(self, batch: torch.Tensor, image_shape: tuple[int, ...]) -> Prediction:
         return self.finish(self.forward([batch])[0], image_shape)
 
 
-def map_to_prediction(small: np.ndarray, image_shape: tuple[int, ...], input_hw: tuple[int, int], blur_sigma: float, info: ModelInfo,
-                      at_input: bool = False) -> Prediction:
+def map_to_prediction(
+    small: np.ndarray,
+    image_shape: tuple[int, ...],
+    input_hw: tuple[int, int],
+    blur_sigma: float,
+    info: ModelInfo,
+    at_input: bool = False,
+) -> Prediction:
     """Patch-level anomaly map -> image-sized map (blurred with `blur_sigma` input pixels), score, mask.
     `at_input`: blur at the input size, then upsample (MAP_AT `input`); else blur the upsampled map."""
     H, W = image_shape[0], image_shape[1]
@@ -196,5 +217,7 @@ def map_to_prediction(small: np.ndarray, image_shape: tuple[int, ...], input_hw:
 
 
 @register_kind(KIND)
-def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str) -> Inspector:
+def _factory(
+    info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str
+) -> Inspector:
     return PatchCoreInspector(info, meta, state, device, backend)

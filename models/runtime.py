@@ -113,11 +113,25 @@ class Runtime:
         names = [f"out{i}" for i in range(self.n_outputs)] if self.n_outputs else ["out"]
         # Axis 0 is the batch on the input and on every output, so one session runs N views at once.
         axes: dict[str, dict[int, str]] = {"image": {0: "n", 2: "h", 3: "w"}}
-        axes.update({n: ({0: "n", 2: "h", 3: "w"} if rank == 4 else {0: "n"}) for n, rank in zip(names, self._ranks) if rank >= 1})
+        axes.update(
+            {
+                n: ({0: "n", 2: "h", 3: "w"} if rank == 4 else {0: "n"})
+                for n, rank in zip(names, self._ranks)
+                if rank >= 1
+            }
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net.cpu(), (example,), buf, dynamo=False, input_names=["image"], output_names=names,
-                              dynamic_axes=axes, opset_version=17)
+            torch.onnx.export(
+                net.cpu(),
+                (example,),
+                buf,
+                dynamo=False,
+                input_names=["image"],
+                output_names=names,
+                dynamic_axes=axes,
+                opset_version=17,
+            )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
@@ -169,7 +183,9 @@ class InputBatch:
 
     def __call__(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
         if any(v.dim() != 4 or v.shape[0] != 1 or v.shape != views[0].shape for v in views):
-            raise ModelError(f"A batch takes preprocessed views of one shape (1, 3, h, w), not {[tuple(v.shape) for v in views]}.")
+            raise ModelError(
+                f"A batch takes preprocessed views of one shape (1, 3, h, w), not {[tuple(v.shape) for v in views]}."
+            )
         if len(views) == 1:
             return views[0]
         shape = (len(views), *views[0].shape[1:])

@@ -53,9 +53,17 @@ def _block(cin: int, cout: int, stride: int = 1, kind: str = "conv") -> nn.Seque
     """A 3x3 convolution, or (`separable`) a 1x1 then a depthwise 3x3: about a tenth of the
     multiply-adds at the decoder's widths."""
     if kind == "conv":
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, stride=stride, padding=1, groups=cout, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, stride=stride, padding=1, groups=cout, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class UNet(nn.Module):
@@ -84,7 +92,10 @@ class UNet(nn.Module):
             cin = width
         self.decoder = nn.ModuleList(ups)
         self.head = nn.Conv2d(cin, n_classes + 1, 1)
-        self.image_conv = nn.Sequential(_block(cin, IMAGE_HEAD_WIDTH, stride=2, kind=kind), _block(IMAGE_HEAD_WIDTH, IMAGE_HEAD_WIDTH, stride=2, kind=kind))
+        self.image_conv = nn.Sequential(
+            _block(cin, IMAGE_HEAD_WIDTH, stride=2, kind=kind),
+            _block(IMAGE_HEAD_WIDTH, IMAGE_HEAD_WIDTH, stride=2, kind=kind),
+        )
         self.image_fc = nn.Linear(2 * IMAGE_HEAD_WIDTH + 2, 1)
         strides = self.encoder.strides
         self.up_factors = [hi // lo for hi, lo in zip(reversed(strides[1:]), reversed(strides[:-1]))]
@@ -101,7 +112,9 @@ class UNet(nn.Module):
         small = self.head(y)
         z = self.image_conv(y)
         p_def = 1.0 - torch.softmax(small, dim=1)[:, :1]
-        pooled = torch.cat([z.amax(dim=(2, 3)), z.mean(dim=(2, 3)), p_def.amax(dim=(2, 3)), p_def.mean(dim=(2, 3))], dim=1)
+        pooled = torch.cat(
+            [z.amax(dim=(2, 3)), z.mean(dim=(2, 3)), p_def.amax(dim=(2, 3)), p_def.mean(dim=(2, 3))], dim=1
+        )
         logits = F.interpolate(small, scale_factor=self.final_factor, mode="bilinear", align_corners=False)
         return logits, self.image_fc(pooled)[:, 0]
 
@@ -114,7 +127,11 @@ def defect_probability(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 def part_scores(p_def: torch.Tensor, image_logit: torch.Tensor, rule: str, pool: int = SCORE_POOL) -> torch.Tensor:
     """Part scores (N,) from P(defect) maps (N, H, W) and image logits (N,) by a rule of SCORE_RULES."""
-    pixel = (F.avg_pool2d(p_def[:, None], pool, stride=1, padding=pool // 2) if pool > 1 else p_def).amax(dim=(-2, -1)).flatten()
+    pixel = (
+        (F.avg_pool2d(p_def[:, None], pool, stride=1, padding=pool // 2) if pool > 1 else p_def)
+        .amax(dim=(-2, -1))
+        .flatten()
+    )
     if rule == "pixel_max":
         return pixel
     head = torch.sigmoid(image_logit.float())
@@ -127,24 +144,34 @@ class SegmentationInspector(Inspector):
     # (7.8 against 8.6 ms a part). docs/model_results.md, CUDA.
     CUDA_HALF = False
 
-    def __init__(self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch") -> None:
+    def __init__(
+        self, info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str = "torch"
+    ) -> None:
         self.info = info
         self.device = torch.device(device)
         self.input = InputSpec.from_meta(meta, info.name)
         backbone.check(meta, info.name)
         self.rule = meta.get("score", "pixel_max")
         if self.rule not in SCORE_RULES:
-            raise ModelError(f"Model {info.name} asks for part score {self.rule!r}, not one of {', '.join(SCORE_RULES)}.")
+            raise ModelError(
+                f"Model {info.name} asks for part score {self.rule!r}, not one of {', '.join(SCORE_RULES)}."
+            )
         self.score_pool = meta.get("score_pool", LEGACY_SCORE_POOL)
         if not isinstance(self.score_pool, int) or self.score_pool < 1 or self.score_pool % 2 == 0:
-            raise ModelError(f"Model {info.name} asks for a score average over {self.score_pool!r} pixels; it must be an odd whole number.")
+            raise ModelError(
+                f"Model {info.name} asks for a score average over {self.score_pool!r} pixels; it must be an odd whole number."
+            )
         self.net = UNet(len(info.classes), pretrained=False, arch=meta.get("arch"))
         try:
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-            first = (lines[1] if len(lines) > 1 else lines[0])[:200].rstrip(".")  # the first problem, not the "Error(s) in" header
-            raise ModelError(f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first}).") from exc
+            first = (lines[1] if len(lines) > 1 else lines[0])[:200].rstrip(
+                "."
+            )  # the first problem, not the "Error(s) in" header
+            raise ModelError(
+                f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first})."
+            ) from exc
         self.runtime = Runtime(self.net, self.input.example(), backend=backend, device=device, half=self.CUDA_HALF)
         self.input_batch = InputBatch()  # forward's reused input batches (forward runs on one thread)
 
@@ -174,7 +201,9 @@ class SegmentationInspector(Inspector):
         return self.finish(self.forward([batch])[0], image_shape)
 
 
-def seg_prediction(score: float, p_def: np.ndarray, probs: np.ndarray, image_shape: tuple[int, ...], info: ModelInfo) -> Prediction:
+def seg_prediction(
+    score: float, p_def: np.ndarray, probs: np.ndarray, image_shape: tuple[int, ...], info: ModelInfo
+) -> Prediction:
     H, W = image_shape[0], image_shape[1]
     amap = cv2.resize(p_def, (W, H), interpolation=cv2.INTER_LINEAR).astype(np.float32, copy=False)
     mask = amap >= info.thresholds.pixel
@@ -191,5 +220,7 @@ def seg_prediction(score: float, p_def: np.ndarray, probs: np.ndarray, image_sha
 
 
 @register_kind(KIND)
-def _factory(info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str) -> Inspector:
+def _factory(
+    info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str
+) -> Inspector:
     return SegmentationInspector(info, meta, state, device, backend)

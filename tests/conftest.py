@@ -15,9 +15,8 @@ if "LEPTON_DATA_DIR" not in os.environ:
     os.environ["LEPTON_DATA_DIR"] = tempfile.mkdtemp(prefix="lepton-test-data-")
     atexit.register(shutil.rmtree, os.environ["LEPTON_DATA_DIR"], ignore_errors=True)  # no folder left per run
 
-from pathlib import Path  # noqa: E402
-
 import csv  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

@@ -26,8 +26,6 @@ def find_bin() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
-
-
 class PgServer:
     """One server: `start()`, `stop()` (`mode="immediate"` is a crash), `start()` again, `new_database()`."""
 
@@ -50,7 +48,19 @@ class PgServer:
 
     def start(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=50"
-        self._pg("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")

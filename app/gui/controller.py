@@ -31,10 +31,10 @@ from inspection import audit, stats
 from inspection.alarms import Alarm
 from inspection.config import default_db
 from inspection.errors import USER_ERRORS
+from inspection.forward import ForwardStatus
 from inspection.line import Line
 from inspection.overlay import recorded_part
 from inspection.recipes import recipes_folder
-from inspection.forward import ForwardStatus
 from inspection.reject import RejectStats
 from inspection.result import InspectionResult
 from inspection.runner import RunnerState, RunnerStatus
@@ -98,7 +98,9 @@ class LineController(QObject):
     closed = Signal()  # the line is stopped and closed (after close_line)
     report_written = Signal(str)  # the PDF's path (after export_report)
 
-    def __init__(self, opener: Opener, camera_spec: str, recipe: Path | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self, opener: Opener, camera_spec: str, recipe: Path | None = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self._opener = opener
         self.camera_spec = camera_spec
@@ -111,7 +113,9 @@ class LineController(QObject):
         self._lock = threading.Lock()
         self._latest: tuple[InspectionResult, float] | None = None
         self._status: RunnerStatus | None = None
-        self._jobs: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()  # None ends the worker
+        self._jobs: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = (
+            queue.SimpleQueue()
+        )  # None ends the worker
         self._pending = 0  # jobs asked for and not finished (under _lock)
         self._idle = threading.Event()
         self._idle.set()
@@ -153,9 +157,15 @@ class LineController(QObject):
             return None
         plc = line.plc
         forwarder = line.store.forwarder
-        return (line.recipe.name, line.recipe_version, line.recipe.index, line.lot_id,
-                plc.signals() if plc is not None else None, line.reject_stats(),
-                forwarder.status() if forwarder is not None else None)
+        return (
+            line.recipe.name,
+            line.recipe_version,
+            line.recipe.index,
+            line.lot_id,
+            plc.signals() if plc is not None else None,
+            line.reject_stats(),
+            forwarder.status() if forwarder is not None else None,
+        )
 
     @property
     def running(self) -> bool:
@@ -204,9 +214,13 @@ class LineController(QObject):
         """(worker) Say what the open line offers and runs now."""
         setup = line.setup  # (one read: a changeover replaces it whole)
         self.choices = LineChoices(
-            camera_spec=self.camera_spec, recipe_name=setup.recipe.name, recipe_path=self.recipe,
-            recipes=_recipes(setup.recipe.name, self.recipe, recipes_folder(line.base_config)), cameras=_cameras(self.camera_spec),
-            ng_at=setup.thresholds.ng_at, model_classes=tuple(setup.inspector.info.classes),
+            camera_spec=self.camera_spec,
+            recipe_name=setup.recipe.name,
+            recipe_path=self.recipe,
+            recipes=_recipes(setup.recipe.name, self.recipe, recipes_folder(line.base_config)),
+            cameras=_cameras(self.camera_spec),
+            ng_at=setup.thresholds.ng_at,
+            model_classes=tuple(setup.inspector.info.classes),
         )
         self._stats_wake.set()
         self.ready.emit(self.choices)
@@ -224,17 +238,29 @@ class LineController(QObject):
             self._change_recipe(recipe, user)
             return
         if self.running:
-            self.failed.emit("Stop the line before changing the camera." if camera_spec != self.camera_spec else
-                             "Stop the line to load the new model; the next start uses it.")
+            self.failed.emit(
+                "Stop the line before changing the camera."
+                if camera_spec != self.camera_spec
+                else "Stop the line to load the new model; the next start uses it."
+            )
             return
 
         def job() -> None:
             if user is not None and self.line is not None:
                 require(self.line.store, user, Permission.RUN_LINE)
                 with audit.session(self.line.store) as s:
-                    audit.append(s, who=user.name, action="line_switched", target=camera_spec,
-                                 detail={"camera": camera_spec, "recipe": str(recipe) if recipe else "default",
-                                         "from_camera": self.camera_spec, "from_recipe": str(self.recipe) if self.recipe else "default"})
+                    audit.append(
+                        s,
+                        who=user.name,
+                        action="line_switched",
+                        target=camera_spec,
+                        detail={
+                            "camera": camera_spec,
+                            "recipe": str(recipe) if recipe else "default",
+                            "from_camera": self.camera_spec,
+                            "from_recipe": str(self.recipe) if self.recipe else "default",
+                        },
+                    )
             old, self.line = self.line, None
             if old is not None:
                 old.close()
@@ -242,7 +268,9 @@ class LineController(QObject):
             self.camera_spec, self.recipe = camera_spec, recipe
             self._open_line()
 
-        self._spawn("Switching to " + (f"recipe {recipe.stem}" if recipe else "the default recipe") + f" on {camera_spec}", job)
+        self._spawn(
+            "Switching to " + (f"recipe {recipe.stem}" if recipe else "the default recipe") + f" on {camera_spec}", job
+        )
 
     def _change_recipe(self, recipe: Path | None, user: User) -> None:
         line = self.line
@@ -252,9 +280,18 @@ class LineController(QObject):
         def job() -> None:
             require(line.store, user, Permission.RUN_LINE)
             with audit.session(line.store) as s:
-                audit.append(s, who=user.name, action="line_switched", target=self.camera_spec,
-                             detail={"camera": self.camera_spec, "recipe": str(recipe) if recipe else "default",
-                                     "from_camera": self.camera_spec, "from_recipe": str(self.recipe) if self.recipe else "default"})
+                audit.append(
+                    s,
+                    who=user.name,
+                    action="line_switched",
+                    target=self.camera_spec,
+                    detail={
+                        "camera": self.camera_spec,
+                        "recipe": str(recipe) if recipe else "default",
+                        "from_camera": self.camera_spec,
+                        "from_recipe": str(self.recipe) if self.recipe else "default",
+                    },
+                )
             line.change_recipe(recipe)
             self.recipe = recipe
             self._announce(line)
@@ -316,7 +353,9 @@ class LineController(QObject):
         def job() -> None:
             image = recorded_part(row.image, row.mask, row.verdict)
             if image is None:
-                self.part_loaded.emit(PartView(row, None, f"The image of part {row.part_id} was not kept or is missing."))
+                self.part_loaded.emit(
+                    PartView(row, None, f"The image of part {row.part_id} was not kept or is missing.")
+                )
                 return
             self.part_loaded.emit(PartView(row, image))
 
@@ -329,7 +368,7 @@ class LineController(QObject):
         line = self.line
         if line is None:
             return "shift-report"
-        name, start, _ = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+        name, start, _ = line.config.shifts.shift_at(dt.datetime.now(dt.UTC))
         return report_stem(line.config, name, start.replace(tzinfo=None))
 
     def export_report(self, path: Path, user: User) -> None:
@@ -345,7 +384,7 @@ class LineController(QObject):
             from inspection.shift_reports import write_shift_report
             from inspection.store import open_record
 
-            name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+            name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.UTC))
             window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
             with open_record(line.store.path) as record:
                 require(record, user, Permission.EXPORT_REPORT)
@@ -396,8 +435,13 @@ class LineController(QObject):
             if line is not None:
                 try:
                     setup = line.setup
-                    if (self.choices is not None and self._idle.is_set() and not line.changing
-                            and (setup.recipe_path, setup.recipe.name) != (self.choices.recipe_path, self.choices.recipe_name)):
+                    if (
+                        self.choices is not None
+                        and self._idle.is_set()
+                        and not line.changing
+                        and (setup.recipe_path, setup.recipe.name)
+                        != (self.choices.recipe_path, self.choices.recipe_name)
+                    ):
                         self._spawn("Following the PLC's recipe change", lambda: self._follow(line))
                     self.stats.emit(self.snapshot(line))
                 except Exception:  # a busy or closing database: try again next time
@@ -408,7 +452,7 @@ class LineController(QObject):
     def snapshot(self, line: Line) -> StationSnapshot:
         """Everything the window shows that comes from the record (runs on the statistics thread)."""
         taken_at = time.perf_counter()
-        name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+        name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.UTC))
         naive_start, naive_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
         bucket, n = TREND
         now = utcnow()
@@ -421,8 +465,11 @@ class LineController(QObject):
             since_start = dataclasses.replace(since_start, dropped=since_start.dropped + lost)
         rejects = stats.recent_rejects(line.store, FILMSTRIP)
         return StationSnapshot(
-            shift_name=name, shift_start=start.astimezone(line.config.shifts.tz), shift_end=end.astimezone(line.config.shifts.tz),
-            shift=shift, since_start=since_start,
+            shift_name=name,
+            shift_start=start.astimezone(line.config.shifts.tz),
+            shift_end=end.astimezone(line.config.shifts.tz),
+            shift=shift,
+            since_start=since_start,
             trend=tuple(stats.ng_trend(line.store, stats.trend_start(now, bucket, n), bucket, n)),
             rejects=tuple((r, self._thumbnail(r)) for r in rejects),
             events=tuple(stats.recent_events(line.store, 30)),
@@ -453,7 +500,9 @@ def run_job(what: str, job: Callable[[], None], failed: SignalInstance, prefix: 
     except USER_ERRORS as exc:
         failed.emit(f"{prefix}{exc}")
     except OSError as exc:
-        failed.emit(f"{prefix or 'A file could not be read or written: '}{exc.strerror or exc} ({exc.filename or 'no file name'}).")
+        failed.emit(
+            f"{prefix or 'A file could not be read or written: '}{exc.strerror or exc} ({exc.filename or 'no file name'})."
+        )
     except Exception as exc:
         log.exception("%s failed", what)
         failed.emit(f"{what} failed unexpectedly: {exc} (details in the log file).")
@@ -479,7 +528,9 @@ def _cameras(current: str) -> tuple[str, ...]:
 
     specs = list(fallback_cameras(current))
     try:
-        specs += [c.spec for c in list_cameras() if c.kind == "basler"]  # real cameras (the emulator plays the samples above)
+        specs += [
+            c.spec for c in list_cameras() if c.kind == "basler"
+        ]  # real cameras (the emulator plays the samples above)
     except CameraError as exc:
         log.warning("listing Basler cameras: %s", exc)
     return tuple(dict.fromkeys(specs))

@@ -30,13 +30,22 @@ def build_window(args: argparse.Namespace, default_camera_spec: str, settings: Q
     recipe = args.recipe or recipe_path(settings.value("recipe", ""))
 
     def opener(camera_spec: str, recipe_file: Path | None) -> Line:
-        return open_line(camera_spec=camera_spec, model=args.model, db=args.db, recipe=recipe_file, config=args.config, device=args.device,
-                         buffer=getattr(args, "buffer", None))
+        return open_line(
+            camera_spec=camera_spec,
+            model=args.model,
+            db=args.db,
+            recipe=recipe_file,
+            config=args.config,
+            device=args.device,
+            buffer=getattr(args, "buffer", None),
+        )
 
     controller = LineController(opener, spec, recipe)
     controller.model_pinned = args.model is not None
     # The station's own file: --db, or with a server's URL its buffer (--buffer, else the default file).
-    controller.db = args.db if args.db is not None and not is_url(args.db) else (getattr(args, "buffer", None) or default_db())
+    controller.db = (
+        args.db if args.db is not None and not is_url(args.db) else (getattr(args, "buffer", None) or default_db())
+    )
     window = MainWindow(controller, settings)
     controller.open()
     return window

@@ -20,22 +20,48 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QPushButton, QSplitter,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.controller import LineChoices, LineController, PartView, StationSnapshot, fallback_cameras
 from app.gui.review_controller import ReviewController
 from app.gui.review_view import ModelsView, ReviewView
 from app.gui.session import LoginBar, SessionController, UsersView
-from app.gui.widgets import (AlarmBanner, CountersPanel, EventLog, Filmstrip, ImageView, SignalsPanel, StatusLight, TrendStrip,
-                             VerdictPanel, labelled)
+from app.gui.widgets import (
+    AlarmBanner,
+    CountersPanel,
+    EventLog,
+    Filmstrip,
+    ImageView,
+    SignalsPanel,
+    StatusLight,
+    TrendStrip,
+    VerdictPanel,
+    labelled,
+)
 from inspection.overlay import MODES, render
 from inspection.runner import RunnerState
 from inspection.users import Permission, User
 
 REFRESH_HZ = 30
 GC_INTERVAL_MS = 1000
-ACTIVITY = (QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress, QEvent.Type.Wheel)  # what counts as someone at the station
+ACTIVITY = (
+    QEvent.Type.KeyPress,
+    QEvent.Type.MouseButtonPress,
+    QEvent.Type.Wheel,
+)  # what counts as someone at the station
 
 
 class MainWindow(QMainWindow):
@@ -201,8 +227,11 @@ class MainWindow(QMainWindow):
         """The logged-in user if their role may do it (the core checks again), else None and why."""
         user = self.session.user
         if user is None or not self.session.may(permission):
-            self.statusBar().showMessage(f"Log in as someone who may {permission.value}." if user is None else
-                                         f"{user.name} ({user.role.value}) may not {permission.value}.")
+            self.statusBar().showMessage(
+                f"Log in as someone who may {permission.value}."
+                if user is None
+                else f"{user.name} ({user.role.value}) may not {permission.value}."
+            )
             return None
         return user
 
@@ -264,7 +293,12 @@ class MainWindow(QMainWindow):
         spec = self.camera_box.currentData()
         recipe = self.recipe_box.currentData()
         current = self.choices
-        if current is not None and self.controller.line is not None and spec == current.camera_spec and recipe == current.recipe_path:
+        if (
+            current is not None
+            and self.controller.line is not None
+            and spec == current.camera_spec
+            and recipe == current.recipe_path
+        ):
             return  # already open on these (after a failed switch nothing is open: then open them again)
         user = self.session.user
         if self.controller.line is not None and (user := self._user(Permission.RUN_LINE)) is None:
@@ -320,8 +354,13 @@ class MainWindow(QMainWindow):
         if line is not None:
             self.session.set_idle_minutes(line.config.auto_logout_min)
         self.session.check()
-        self.statusBar().showMessage(f"Changeover done: recipe {choices.recipe_name} is in force." if running else
-                                     "Ready - press Start (or Space)" if self.session.user else "Ready - log in to start the line")
+        self.statusBar().showMessage(
+            f"Changeover done: recipe {choices.recipe_name} is in force."
+            if running
+            else "Ready - press Start (or Space)"
+            if self.session.user
+            else "Ready - log in to start the line"
+        )
         if self.settings is not None:
             self.settings.setValue("camera", choices.camera_spec)
             self.settings.setValue("recipe", str(choices.recipe_path) if choices.recipe_path else "")
@@ -344,8 +383,11 @@ class MainWindow(QMainWindow):
         self.run_controls.setEnabled(may(Permission.RUN_LINE))
         self._gate_choices()
         self.report_button.setEnabled(self.controller.line is not None and may(Permission.EXPORT_REPORT))
-        for page, on in ((self.review, may(Permission.RELABEL)), (self.models, may(Permission.TRAIN) or may(Permission.PROMOTE)),
-                         (self.users, may(Permission.MANAGE_USERS))):
+        for page, on in (
+            (self.review, may(Permission.RELABEL)),
+            (self.models, may(Permission.TRAIN) or may(Permission.PROMOTE)),
+            (self.users, may(Permission.MANAGE_USERS)),
+        ):
             self.tabs.setTabEnabled(self.tabs.indexOf(page), on)
             if not on and self.tabs.currentWidget() is page:
                 self.tabs.setCurrentWidget(self.splitter)
@@ -370,7 +412,12 @@ class MainWindow(QMainWindow):
             self.session.check()  # nothing open: the login (or the first administrator) works on the database alone
         if self.controller.line is None and self.choices is None:
             # Nothing opened: still let the operator pick another camera or the default recipe.
-            self._fill_boxes((("default recipe", None),), None, fallback_cameras(self.controller.camera_spec), self.controller.camera_spec)
+            self._fill_boxes(
+                (("default recipe", None),),
+                None,
+                fallback_cameras(self.controller.camera_spec),
+                self.controller.camera_spec,
+            )
         self.start_button.setEnabled(self.controller.line is not None and not self.controller.running)
         self.stop_button.setEnabled(self.controller.running)
         self._gate_choices()
@@ -402,7 +449,9 @@ class MainWindow(QMainWindow):
     def show_stats(self, snap: StationSnapshot) -> None:
         """The once-a-second snapshot from the record: counters, trend, rejects, events, alarms."""
         self.snapshot = snap
-        self.counters.show_counters("shift", snap.shift, f"Shift {snap.shift_name} {snap.shift_start:%H:%M}-{snap.shift_end:%H:%M}")
+        self.counters.show_counters(
+            "shift", snap.shift, f"Shift {snap.shift_name} {snap.shift_start:%H:%M}-{snap.shift_end:%H:%M}"
+        )
         self.counters.show_counters("start", snap.since_start)
         line = self.controller.line
         limit = line.config.alarms.ng_rate_limit if line is not None else 0.0
@@ -430,7 +479,9 @@ class MainWindow(QMainWindow):
             result, published = entry
             self._shown_part = result.part_id
             ng_at = self.choices.ng_at if self.choices is not None else float("nan")
-            self.view.set_image(render(result.image, result.defect_mask, result.anomaly_map, result.verdict, self.overlay_mode, ng_at))
+            self.view.set_image(
+                render(result.image, result.defect_mask, result.anomaly_map, result.verdict, self.overlay_mode, ng_at)
+            )
             self.verdict.show_result(result)
             self.display_lags_ms.append((time.perf_counter() - published) * 1000)
 
@@ -524,9 +575,11 @@ class PartDialog(QDialog):
     def show_part(self, part: PartView, tz: dt.tzinfo | None = None) -> None:
         r = part.row
         score = f"{r.score:.3g}" if r.score is not None else "n/a"
-        when = r.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz)
-        self.info.setText(f"{r.verdict} - part {r.seq} ({r.part_id}) at {when:%Y-%m-%d %H:%M:%S %Z} - "
-                          f"{', '.join(r.classes) or 'no class'} - score {score}" + (f"\n{part.message}" if part.message else ""))
+        when = r.ts.replace(tzinfo=dt.UTC).astimezone(tz)
+        self.info.setText(
+            f"{r.verdict} - part {r.seq} ({r.part_id}) at {when:%Y-%m-%d %H:%M:%S %Z} - "
+            f"{', '.join(r.classes) or 'no class'} - score {score}" + (f"\n{part.message}" if part.message else "")
+        )
         if part.image is not None:
             self.view.set_image(part.image)
         else:

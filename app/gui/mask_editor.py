@@ -11,8 +11,19 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import (QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygonF, QResizeEvent,
-                           QTransform, QWheelEvent)
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QPolygonF,
+    QResizeEvent,
+    QTransform,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QWidget
 
 from app.gui.widgets import to_qimage
@@ -277,7 +288,10 @@ class MaskEditor(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No image")
             return
         # Only the visible part of the image, whole pixels, so that a deep zoom stays cheap.
-        (x0, y0), (x1, y1) = self.widget_to_image(QPointF(0, 0)), self.widget_to_image(QPointF(self.width(), self.height()))
+        (x0, y0), (x1, y1) = (
+            self.widget_to_image(QPointF(0, 0)),
+            self.widget_to_image(QPointF(self.width(), self.height())),
+        )
         x0, y0 = max(0, math.floor(x0)), max(0, math.floor(y0))
         x1, y1 = min(self._image.width(), math.ceil(x1)), min(self._image.height(), math.ceil(y1))
         if x1 > x0 and y1 > y0:
@@ -320,14 +334,24 @@ class MaskEditor(QWidget):
         if mods & ~M.ShiftModifier:
             return None
         if self._polygon:
-            action = {K.Key_Return: self._close_polygon, K.Key_Enter: self._close_polygon,
-                      K.Key_Escape: self._cancel_polygon, K.Key_Backspace: self._pop_vertex}.get(key)
+            action = {
+                K.Key_Return: self._close_polygon,
+                K.Key_Enter: self._close_polygon,
+                K.Key_Escape: self._cancel_polygon,
+                K.Key_Backspace: self._pop_vertex,
+            }.get(key)
             if action is not None:
                 return action
         if mods == M.NoModifier and key in TOOL_KEYS:
             return lambda: self.set_tool(TOOL_KEYS[key])
-        return {K.Key_BracketLeft: lambda: self._step_brush(-1), K.Key_BracketRight: lambda: self._step_brush(1),
-                K.Key_Plus: self.zoom_in, K.Key_Equal: self.zoom_in, K.Key_Minus: self.zoom_out, K.Key_0: self.fit}.get(key)
+        return {
+            K.Key_BracketLeft: lambda: self._step_brush(-1),
+            K.Key_BracketRight: lambda: self._step_brush(1),
+            K.Key_Plus: self.zoom_in,
+            K.Key_Equal: self.zoom_in,
+            K.Key_Minus: self.zoom_out,
+            K.Key_0: self.fit,
+        }.get(key)
 
     def event(self, e: QEvent) -> bool:
         # Our keys win over a window's shortcuts (e.g. an Undo action) while the editor has the focus.
@@ -394,7 +418,7 @@ class MaskEditor(QWidget):
     def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt's name)
         steps = e.angleDelta().y() / 120
         if steps and self._image is not None:
-            self._zoom_about(e.position(), ZOOM_STEP ** steps)
+            self._zoom_about(e.position(), ZOOM_STEP**steps)
             e.accept()
         else:
             super().wheelEvent(e)

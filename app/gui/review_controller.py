@@ -125,7 +125,7 @@ class ReviewController(QObject):
             tz = line.config.shifts.tz if line is not None else None
             rows = []
             for s in list_shifts(self._store())[:60]:
-                start = s["start_utc"].replace(tzinfo=dt.timezone.utc)
+                start = s["start_utc"].replace(tzinfo=dt.UTC)
                 start = start.astimezone(tz) if tz else start
                 rows.append((s["id"], f"{s['name']} {start:%Y-%m-%d %H:%M} ({s['inspected']} parts)"))
             self.shifts_loaded.emit(rows)
@@ -174,17 +174,32 @@ class ReviewController(QObject):
             images = review.load_part_images(row)
             line = self.line.line
             classes = (line.recipe.defect_classes or line.inspector.info.classes) if line is not None else ()
-            self.part_loaded.emit(ReviewPart(row, images, tuple(review.history(store, part_id)), tuple(classes),
-                                             "" if images is not None else f"The image of part {part_id} was not kept or cannot be read."))
+            self.part_loaded.emit(
+                ReviewPart(
+                    row,
+                    images,
+                    tuple(review.history(store, part_id)),
+                    tuple(classes),
+                    "" if images is not None else f"The image of part {part_id} was not kept or cannot be read.",
+                )
+            )
 
         self._spawn("Loading the part", job)
 
-    def relabel(self, part_id: str, verdict: str, *, user: User, classes: tuple[str, ...], mask: np.ndarray | None, comment: str) -> None:
+    def relabel(
+        self, part_id: str, verdict: str, *, user: User, classes: tuple[str, ...], mask: np.ndarray | None, comment: str
+    ) -> None:
         mask = None if mask is None else mask.copy()
 
         def job() -> None:
-            self._store().relabel(part_id, verdict, user=user, classes=classes, mask=mask if mask is not None and mask.any() else None,
-                                  comment=comment)
+            self._store().relabel(
+                part_id,
+                verdict,
+                user=user,
+                classes=classes,
+                mask=mask if mask is not None and mask.any() else None,
+                comment=comment,
+            )
             self.saved.emit(part_id)
 
         self._spawn("Saving the label", job)
@@ -199,8 +214,10 @@ class ReviewController(QObject):
             require(self._store(), user, Permission.EXPORT_DATASET)
             with open_record(self._store().path) as record:
                 summary = export_dataset(record, folder)
-            self.exported.emit(f"Wrote {summary.parts} labelled parts ({summary.good} OK, {summary.defect} NG) to {folder}"
-                               + (f"; {summary.without_image} left out: their images were not kept." if summary.without_image else "."))
+            self.exported.emit(
+                f"Wrote {summary.parts} labelled parts ({summary.good} OK, {summary.defect} NG) to {folder}"
+                + (f"; {summary.without_image} left out: their images were not kept." if summary.without_image else ".")
+            )
 
         self._spawn("Exporting the labelled parts", job)
 
@@ -213,9 +230,15 @@ class ReviewController(QObject):
             if line is None:
                 raise ConfigError("The station is not open yet; wait until the line is ready.")
             info = line.inspector.info
-            self.models_loaded.emit(ModelsState(
-                line.recipe.name, f"{info.name} v{info.version} ({info.sha256[:12]})", tuple(model_registry.history(line.store, line.recipe.name)),
-                tuple(list_candidates(line.recipe.name)), model_registry.can_roll_back(line.store, line.recipe.name)))
+            self.models_loaded.emit(
+                ModelsState(
+                    line.recipe.name,
+                    f"{info.name} v{info.version} ({info.sha256[:12]})",
+                    tuple(model_registry.history(line.store, line.recipe.name)),
+                    tuple(list_candidates(line.recipe.name)),
+                    model_registry.can_roll_back(line.store, line.recipe.name),
+                )
+            )
 
         self._spawn("Reading the models", job)
 
@@ -243,12 +266,24 @@ class ReviewController(QObject):
         except PermissionDenied as exc:
             self.training_finished.emit("", str(exc))
             return
-        cmd = [sys.executable, "-m", "app", "train", "--from-db", str(line.store.path.resolve()), "--beside-line", "--progress-json",
-               "--device", device]
+        cmd = [
+            sys.executable,
+            "-m",
+            "app",
+            "train",
+            "--from-db",
+            str(line.store.path.resolve()),
+            "--beside-line",
+            "--progress-json",
+            "--device",
+            device,
+        ]
         if self.line.recipe is not None:
             cmd += ["--recipe", str(Path(self.line.recipe).resolve())]
         env = dict(os.environ)
-        env["LEPTON_DATA_DIR"] = str(data_dir().resolve())  # the same candidates folder whatever the child's working folder
+        env["LEPTON_DATA_DIR"] = str(
+            data_dir().resolve()
+        )  # the same candidates folder whatever the child's working folder
         errors = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         try:
             self._train = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
@@ -290,7 +325,12 @@ class ReviewController(QObject):
             self.training_finished.emit("", "Training cancelled; no candidate was written.")
         else:
             log.error("training process ended with exit code %s:\n%s", rc, text[-4000:])
-            self.training_finished.emit("", lines[-1][7:] if lines else f"The training stopped unexpectedly (exit code {rc}; details in the log file).")
+            self.training_finished.emit(
+                "",
+                lines[-1][7:]
+                if lines
+                else f"The training stopped unexpectedly (exit code {rc}; details in the log file).",
+            )
 
     def cancel_training(self) -> None:
         proc = self._train
@@ -302,17 +342,23 @@ class ReviewController(QObject):
         def change(store: Any, recipe: Any) -> model_registry.Promotion:
             comparison = _comparison(candidate)  # (a file: read on the worker, like everything else)
             if comparison is None:
-                raise ConfigError("This candidate has no comparison with the current model; train a new one to promote.")
+                raise ConfigError(
+                    "This candidate has no comparison with the current model; train a new one to promote."
+                )
             return model_registry.promote(store, recipe, candidate, user=user, comment=comment, evaluation=comparison)
 
         self._change_model(change, "Promoting the candidate")
 
     def rollback(self, user: User, comment: str = "") -> None:
-        self._change_model(lambda store, recipe: model_registry.rollback(store, recipe, user=user, comment=comment), "Rolling back")
+        self._change_model(
+            lambda store, recipe: model_registry.rollback(store, recipe, user=user, comment=comment), "Rolling back"
+        )
 
     def _change_model(self, change: Callable[[Any, Any], model_registry.Promotion], what: str) -> None:
         if self.line.model_pinned:
-            self.failed.emit("The window was started with --model: that model runs whatever is promoted; restart it without --model.")
+            self.failed.emit(
+                "The window was started with --model: that model runs whatever is promoted; restart it without --model."
+            )
             return
         if self._train is not None:
             self.failed.emit("Wait for the training to finish (or cancel it) before changing the model.")

@@ -18,8 +18,24 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QListWidget, QProgressBar, QPushButton, QRadioButton, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.mask_editor import MaskEditor
 from app.gui.review_controller import PAGE_SIZE, THUMB_HEIGHT, ModelsState, ReviewController, ReviewPage, ReviewPart
@@ -28,10 +44,26 @@ from app.gui.widgets import labelled, to_qimage
 from inspection.review import LABEL_STATES, SORTS, ReviewFilter
 from inspection.users import User
 
-VERDICT_CHOICES = (("Rejects (NG + REVIEW)", ("NG", "REVIEW")), ("NG", ("NG",)), ("REVIEW", ("REVIEW",)), ("OK", ("OK",)), ("All", ()))
-TIME_CHOICES = (("Any time", None), ("Last hour", dt.timedelta(hours=1)), ("Last 8 hours", dt.timedelta(hours=8)),
-                ("Last 24 hours", dt.timedelta(days=1)), ("Last 7 days", dt.timedelta(days=7)))
-SORT_TEXT = {"score_desc": "Score, highest first", "score_asc": "Score, lowest first", "newest": "Newest first", "oldest": "Oldest first"}
+VERDICT_CHOICES = (
+    ("Rejects (NG + REVIEW)", ("NG", "REVIEW")),
+    ("NG", ("NG",)),
+    ("REVIEW", ("REVIEW",)),
+    ("OK", ("OK",)),
+    ("All", ()),
+)
+TIME_CHOICES = (
+    ("Any time", None),
+    ("Last hour", dt.timedelta(hours=1)),
+    ("Last 8 hours", dt.timedelta(hours=8)),
+    ("Last 24 hours", dt.timedelta(days=1)),
+    ("Last 7 days", dt.timedelta(days=7)),
+)
+SORT_TEXT = {
+    "score_desc": "Score, highest first",
+    "score_asc": "Score, lowest first",
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+}
 
 
 def _score_box() -> QDoubleSpinBox:
@@ -73,8 +105,16 @@ class ReviewView(QWidget):
         for key in SORTS:
             self.sort_box.addItem(SORT_TEXT[key], key)
         filters = QHBoxLayout()
-        for title, w in (("Shift", self.shift_box), ("Time", self.time_box), ("Verdict", self.verdict_box), ("Class", self.class_box),
-                         ("Score from", self.score_min), ("to", self.score_max), ("Label", self.label_box), ("Sort", self.sort_box)):
+        for title, w in (
+            ("Shift", self.shift_box),
+            ("Time", self.time_box),
+            ("Verdict", self.verdict_box),
+            ("Class", self.class_box),
+            ("Score from", self.score_min),
+            ("to", self.score_max),
+            ("Label", self.label_box),
+            ("Sort", self.sort_box),
+        ):
             filters.addWidget(labelled(title, w))
         for box in (self.shift_box, self.time_box, self.verdict_box, self.class_box, self.label_box, self.sort_box):
             box.activated.connect(self.reload)
@@ -114,7 +154,9 @@ class ReviewView(QWidget):
         tools = QGridLayout()
         self.tool_buttons: dict[str, QPushButton] = {}
         group = QButtonGroup(self)
-        for k, (name, text) in enumerate((("brush", "Brush (B)"), ("eraser", "Eraser (E)"), ("polygon", "Polygon (G)"), ("fill", "Fill (F)"))):
+        for k, (name, text) in enumerate(
+            (("brush", "Brush (B)"), ("eraser", "Eraser (E)"), ("polygon", "Polygon (G)"), ("fill", "Fill (F)"))
+        ):
             b = QPushButton(text)
             b.setCheckable(True)
             b.clicked.connect(lambda _=False, n=name: self._tool(n))
@@ -127,7 +169,11 @@ class ReviewView(QWidget):
         self.show_model = QCheckBox("Show model's mask")
         self.show_model.setChecked(True)
         self.show_model.toggled.connect(self.editor.show_model_mask)
-        self.undo_button, self.redo_button, self.clear_button = QPushButton("Undo"), QPushButton("Redo"), QPushButton("Clear mask")
+        self.undo_button, self.redo_button, self.clear_button = (
+            QPushButton("Undo"),
+            QPushButton("Redo"),
+            QPushButton("Clear mask"),
+        )
         self.undo_button.clicked.connect(self.editor.undo)
         self.redo_button.clicked.connect(self.editor.redo)
         self.clear_button.clicked.connect(self.editor.clear)
@@ -180,8 +226,16 @@ class ReviewView(QWidget):
         outer = QVBoxLayout(self)
         outer.addLayout(filters)
         outer.addWidget(split, 1)
-        for keys, slot in (("A", self.accept_part), ("R", self.reject_part), ("Ctrl+Return", self.save), ("Ctrl+Enter", self.save),
-                           ("Right", self.next_part), ("J", self.next_part), ("Left", self.previous_part), ("K", self.previous_part)):
+        for keys, slot in (
+            ("A", self.accept_part),
+            ("R", self.reject_part),
+            ("Ctrl+Return", self.save),
+            ("Ctrl+Enter", self.save),
+            ("Right", self.next_part),
+            ("J", self.next_part),
+            ("Left", self.previous_part),
+            ("K", self.previous_part),
+        ):
             QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
         controller.page_loaded.connect(self._on_page)
@@ -218,14 +272,21 @@ class ReviewView(QWidget):
 
     def current_filter(self) -> ReviewFilter:
         span = self.time_box.currentData()
-        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         lo, hi = self.score_min.value(), self.score_max.value()
         lo_v, hi_v = (None if lo <= self.score_min.minimum() else lo), (None if hi <= self.score_max.minimum() else hi)
         if lo_v is not None and hi_v is not None and lo_v > hi_v:
             lo_v, hi_v = hi_v, lo_v
-        return ReviewFilter(shift_id=self.shift_box.currentData(), start=now - span if span else None,
-                            verdicts=tuple(self.verdict_box.currentData() or ()), defect_class=self.class_box.currentData(),
-                            score_min=lo_v, score_max=hi_v, label_state=self.label_box.currentData(), sort=self.sort_box.currentData())
+        return ReviewFilter(
+            shift_id=self.shift_box.currentData(),
+            start=now - span if span else None,
+            verdicts=tuple(self.verdict_box.currentData() or ()),
+            defect_class=self.class_box.currentData(),
+            score_min=lo_v,
+            score_max=hi_v,
+            label_state=self.label_box.currentData(),
+            sort=self.sort_box.currentData(),
+        )
 
     def activate(self) -> None:
         """The tab is shown: refresh the shifts and the page."""
@@ -250,7 +311,9 @@ class ReviewView(QWidget):
         if page.request != self.controller.latest_request:
             return  # a newer page was asked for since
         row_now = self.gallery.currentRow()
-        keep = self.page.rows[row_now][0].part_id if self.page is not None and 0 <= row_now < len(self.page.rows) else None
+        keep = (
+            self.page.rows[row_now][0].part_id if self.page is not None and 0 <= row_now < len(self.page.rows) else None
+        )
         self.page = page
         self.offset = page.offset
         # The items are updated in place (no clear(): deleting the items under a current selection
@@ -280,7 +343,9 @@ class ReviewView(QWidget):
         self.prev_page.setEnabled(page.offset > 0)
         self.next_page.setEnabled(last < page.total)
         if self._select_after_load is not None and page.rows:
-            self.gallery.setCurrentRow(min(self._select_after_load, len(page.rows) - 1) if self._select_after_load >= 0 else len(page.rows) - 1)
+            self.gallery.setCurrentRow(
+                min(self._select_after_load, len(page.rows) - 1) if self._select_after_load >= 0 else len(page.rows) - 1
+            )
             self._select_after_load = None
         elif select is not None:
             self.gallery.blockSignals(True)
@@ -337,9 +402,11 @@ class ReviewView(QWidget):
         r = part.row
         score = f"{r.score:.3f}" if r.score is not None else "none (model error)"
         label = f"labelled {r.label} ({', '.join(r.label_classes) or 'no class'})" if r.label else "not reviewed"
-        self.info.setText(f"<b>{r.part_id}</b><br>{r.ts:%Y-%m-%d %H:%M:%S} UTC, recipe {r.recipe}<br>model {r.model}: "
-                          f"<b>{r.verdict}</b>, score {score}, {', '.join(r.classes) or 'no defect'}<br>{label}"
-                          + (f"<br><i>{part.message}</i>" if part.message else ""))
+        self.info.setText(
+            f"<b>{r.part_id}</b><br>{r.ts:%Y-%m-%d %H:%M:%S} UTC, recipe {r.recipe}<br>model {r.model}: "
+            f"<b>{r.verdict}</b>, score {score}, {', '.join(r.classes) or 'no defect'}<br>{label}"
+            + (f"<br><i>{part.message}</i>" if part.message else "")
+        )
         for i in reversed(range(self.class_layout.count())):
             self.class_layout.itemAt(i).widget().deleteLater()
         ticked = set(r.label_classes) or set(r.classes)
@@ -354,9 +421,12 @@ class ReviewView(QWidget):
         self.comment.clear()
         self.history.clear()
         for h in reversed(part.history):
-            self.history.addItem(f"{h.at:%Y-%m-%d %H:%M} {h.who}: {h.previous_verdict} -> {h.verdict}"
-                                 + (f" ({', '.join(h.classes)})" if h.classes else "") + (" with mask" if h.mask else "")
-                                 + (f" - {h.comment}" if h.comment else ""))
+            self.history.addItem(
+                f"{h.at:%Y-%m-%d %H:%M} {h.who}: {h.previous_verdict} -> {h.verdict}"
+                + (f" ({', '.join(h.classes)})" if h.classes else "")
+                + (" with mask" if h.mask else "")
+                + (f" - {h.comment}" if h.comment else "")
+            )
         if part.images is None:
             self.editor.set_image(np.zeros((8, 8), np.uint8))
             self._set_part_enabled(False)
@@ -368,8 +438,17 @@ class ReviewView(QWidget):
         self._set_part_enabled(True)
 
     def _set_part_enabled(self, on: bool) -> None:
-        for w in (self.editor, self.from_model, self.undo_button, self.redo_button, self.clear_button, self.save_button,
-                  self.accept_button, self.reject_button, *self.tool_buttons.values()):
+        for w in (
+            self.editor,
+            self.from_model,
+            self.undo_button,
+            self.redo_button,
+            self.clear_button,
+            self.save_button,
+            self.accept_button,
+            self.reject_button,
+            *self.tool_buttons.values(),
+        ):
             w.setEnabled(on)
 
     def _tool(self, name: str) -> None:
@@ -391,8 +470,14 @@ class ReviewView(QWidget):
             self.window().statusBar().showMessage("Tick at least one defect class for an NG part.")
             return
         self._set_part_enabled(False)  # one label per key press: the next waits for this one to be saved
-        self.controller.relabel(self.part.row.part_id, verdict, user=user, classes=classes,
-                                mask=self.editor.mask() if verdict == "NG" else None, comment=self.comment.text().strip())
+        self.controller.relabel(
+            self.part.row.part_id,
+            verdict,
+            user=user,
+            classes=classes,
+            mask=self.editor.mask() if verdict == "NG" else None,
+            comment=self.comment.text().strip(),
+        )
 
     def accept_part(self) -> None:
         self.ok_radio.setChecked(True)
@@ -437,7 +522,9 @@ class ModelsView(QWidget):
         self.stage = QLabel("")
         self.candidates = QListWidget()
         self.candidates.setObjectName("candidates")
-        self.table = QLabel("")  # the comparison as a rich-text table (no table items made in Python: see widgets.append_item)
+        self.table = QLabel(
+            ""
+        )  # the comparison as a rich-text table (no table items made in Python: see widgets.append_item)
         self.table.setObjectName("comparison")
         self.table.setTextFormat(Qt.TextFormat.RichText)
         self.table.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -496,14 +583,18 @@ class ModelsView(QWidget):
         self.rollback_button.setEnabled(state.can_roll_back)
         self.history.clear()
         for p in state.promotions:
-            self.history.addItem(f"{p.at:%Y-%m-%d %H:%M} UTC {p.action} {p.model} by {p.who}" + (f": {p.comment}" if p.comment else ""))
+            self.history.addItem(
+                f"{p.at:%Y-%m-%d %H:%M} UTC {p.action} {p.model} by {p.who}" + (f": {p.comment}" if p.comment else "")
+            )
         self.candidates.blockSignals(True)
         self.candidates.clear()
         for path, comparison in state.candidates:
             text = path.name
             if comparison:
                 c = comparison["models"]["candidate"]
-                text += f"  (escapes {c['escapes']}, false rejects {c['false_rejects']} of {comparison['parts']} held back)"
+                text += (
+                    f"  (escapes {c['escapes']}, false rejects {c['false_rejects']} of {comparison['parts']} held back)"
+                )
             self.candidates.addItem(text)
         self.candidates.blockSignals(False)
         if state.candidates:
@@ -529,8 +620,10 @@ class ModelsView(QWidget):
             return
         s = chosen[1]
         parts = f"{s['parts']} labelled part" + ("s" if s["parts"] != 1 else "")
-        self.held.setText(f"Both models judged the same {parts} ({s['good']} OK, {s['defective']} NG) held back from training; "
-                          f"the candidate learnt from {s['trained_on_labels']} other labelled parts.")
+        self.held.setText(
+            f"Both models judged the same {parts} ({s['good']} OK, {s['defective']} NG) held back from training; "
+            f"the candidate learnt from {s['trained_on_labels']} other labelled parts."
+        )
         self._show_rows(comparison_rows(s))
 
     def _show_rows(self, rows: list[tuple[str, str, str]]) -> None:
@@ -538,9 +631,13 @@ class ModelsView(QWidget):
         if not rows:
             self.table.setText("")
             return
-        cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>" for a, b, c in rows)
-        self.table.setText("<table cellpadding='6'><tr><th align='left'>held-back labelled parts</th><th align='left'>current</th>"
-                           f"<th align='left'>candidate</th></tr>{cells}</table>")
+        cells = "".join(
+            f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>" for a, b, c in rows
+        )
+        self.table.setText(
+            "<table cellpadding='6'><tr><th align='left'>held-back labelled parts</th><th align='left'>current</th>"
+            f"<th align='left'>candidate</th></tr>{cells}</table>"
+        )
 
     def export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "An empty folder for the dataset")
@@ -581,7 +678,7 @@ class ModelsView(QWidget):
             self.controller.promote(chosen[0], user)
 
     def rollback(self) -> None:
-        if (user := self._user()):
+        if user := self._user():
             self._changing()
             self.controller.rollback(user)
 
@@ -606,13 +703,21 @@ def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     def cell(m: dict[str, Any], key: str, fmt: str) -> str:
         return fmt.format(m[key]) if m.get(key) is not None else "-"
 
-    rows = [("model", cur["model"], cand["model"]),
-            ("escapes (NG passed)", cell(cur, "escapes", "{}"), cell(cand, "escapes", "{}")),
-            ("false rejects (OK rejected)", cell(cur, "false_rejects", "{}"), cell(cand, "false_rejects", "{}")),
-            ("escape rate", cell(cur, "escape_rate", "{:.1%}"), cell(cand, "escape_rate", "{:.1%}")),
-            ("false-reject rate", cell(cur, "false_reject_rate", "{:.1%}"), cell(cand, "false_reject_rate", "{:.1%}")),
-            ("image AUROC", cell(cur, "image_auroc", "{:.3f}"), cell(cand, "image_auroc", "{:.3f}")),
-            ("latency p50 (ms)", cell(cur, "latency_ms_p50", "{:.1f}"), cell(cand, "latency_ms_p50", "{:.1f}"))]
+    rows = [
+        ("model", cur["model"], cand["model"]),
+        ("escapes (NG passed)", cell(cur, "escapes", "{}"), cell(cand, "escapes", "{}")),
+        ("false rejects (OK rejected)", cell(cur, "false_rejects", "{}"), cell(cand, "false_rejects", "{}")),
+        ("escape rate", cell(cur, "escape_rate", "{:.1%}"), cell(cand, "escape_rate", "{:.1%}")),
+        ("false-reject rate", cell(cur, "false_reject_rate", "{:.1%}"), cell(cand, "false_reject_rate", "{:.1%}")),
+        ("image AUROC", cell(cur, "image_auroc", "{:.3f}"), cell(cand, "image_auroc", "{:.3f}")),
+        ("latency p50 (ms)", cell(cur, "latency_ms_p50", "{:.1f}"), cell(cand, "latency_ms_p50", "{:.1f}")),
+    ]
     for cls in sorted(set(cur.get("per_class", {})) | set(cand.get("per_class", {}))):
-        rows.append((f"caught: {cls}", cell(cur.get("per_class", {}), cls, "{:.0%}"), cell(cand.get("per_class", {}), cls, "{:.0%}")))
+        rows.append(
+            (
+                f"caught: {cls}",
+                cell(cur.get("per_class", {}), cls, "{:.0%}"),
+                cell(cand.get("per_class", {}), cls, "{:.0%}"),
+            )
+        )
     return rows

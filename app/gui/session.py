@@ -14,8 +14,17 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget, QPushButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.gui.controller import LineController
 from app.gui.widgets import append_item
@@ -49,7 +58,10 @@ class SessionController(QObject):
         self.line.submit("Reading the user accounts", self._check_job)
 
     def login(self, name: str, password: str) -> None:
-        self.line.submit("Checking the password", lambda: self._with_store(lambda store: self._logged_in(users.authenticate(store, name, password))))
+        self.line.submit(
+            "Checking the password",
+            lambda: self._with_store(lambda store: self._logged_in(users.authenticate(store, name, password))),
+        )
 
     def create_admin(self, name: str, password: str, repeat: str) -> None:
         if password != repeat:
@@ -82,7 +94,9 @@ class SessionController(QObject):
 
     # -- the admin's user list ---------------------------------------------------------------
     def load_accounts(self) -> None:
-        self.line.submit("Reading the user accounts", lambda: self.accounts_loaded.emit(users.list_users(self._store())))
+        self.line.submit(
+            "Reading the user accounts", lambda: self.accounts_loaded.emit(users.list_users(self._store()))
+        )
 
     def add_user(self, name: str, role: str, password: str) -> None:
         self._change("Adding the user", lambda store, by: users.create_user(store, by, name, role, password))
@@ -145,7 +159,9 @@ class SessionController(QObject):
 
     def _idle_timeout(self) -> None:
         if self.user is not None:
-            log.info("logging %s out after %d minutes without input", self.user.name, self.idle_timer.interval() // 60_000)
+            log.info(
+                "logging %s out after %d minutes without input", self.user.name, self.idle_timer.interval() // 60_000
+            )
             self.logout("inactivity")
 
 
@@ -201,7 +217,11 @@ class LoginBar(QWidget):
             w.setVisible(logged_out)
         self.repeat.setVisible(logged_out and self.first)
         self.logout_button.setVisible(not logged_out)
-        self.who.setText(f"Logged in: {user.name} ({user.role.value})" if user else "Nobody logged in: the line runs, changes need a login")
+        self.who.setText(
+            f"Logged in: {user.name} ({user.role.value})"
+            if user
+            else "Nobody logged in: the line runs, changes need a login"
+        )
         self.password.clear()
         self.repeat.clear()
 
@@ -255,7 +275,9 @@ class UsersView(QWidget):
         layout.addLayout(buttons)
         self.list.currentRowChanged.connect(self._pick)
         self.add_button.clicked.connect(self._add)
-        self.role_button.clicked.connect(lambda: self.session.set_role(self.name.text().strip(), self.role.currentData()))
+        self.role_button.clicked.connect(
+            lambda: self.session.set_role(self.name.text().strip(), self.role.currentData())
+        )
         self.toggle_button.clicked.connect(self._toggle)
         self.password_button.clicked.connect(self._password)
         session.accounts_loaded.connect(self.show_accounts)

@@ -11,8 +11,17 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from inspection.alarms import Alarm
 from inspection.forward import ForwardStatus
@@ -71,7 +80,11 @@ class ImageView(QLabel):
     def _rescale(self) -> None:
         if self._pixmap is not None:
             # Fast scaling: at 30 Hz a smooth scale of a large frame would cost the GUI thread more than the frame is worth.
-            self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+            self.setPixmap(
+                self._pixmap.scaled(
+                    self.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
+                )
+            )
 
 
 class VerdictPanel(QWidget):
@@ -105,8 +118,17 @@ class VerdictPanel(QWidget):
 class CountersPanel(QWidget):
     """Counters of the current shift and since the station started, side by side."""
 
-    ROWS = (("parts", "Inspected"), ("ok", "OK"), ("ng", "NG"), ("review", "REVIEW"), ("yield", "Yield"),
-            ("rate", "Parts/min"), ("p50", "Latency p50"), ("p99", "Latency p99"), ("dropped", "Dropped"))
+    ROWS = (
+        ("parts", "Inspected"),
+        ("ok", "OK"),
+        ("ng", "NG"),
+        ("review", "REVIEW"),
+        ("yield", "Yield"),
+        ("rate", "Parts/min"),
+        ("p50", "Latency p50"),
+        ("p99", "Latency p99"),
+        ("dropped", "Dropped"),
+    )
     COLUMNS = ("shift", "start")
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -211,13 +233,15 @@ class Filmstrip(QListWidget):
         self._shown = ids
         self.clear()
         for row, thumb in rejects:
-            when = row.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M:%S")
+            when = row.ts.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%H:%M:%S")
             item = append_item(self, f"{row.verdict} {when}")
             if thumb is not None:
                 item.setIcon(QIcon(QPixmap.fromImage(to_qimage(thumb))))
             item.setData(Qt.ItemDataRole.UserRole, row)
-            item.setToolTip(f"Part {row.part_id}, score {row.score if row.score is not None else 'n/a'}, "
-                            f"{', '.join(row.classes) or 'no class'}")
+            item.setToolTip(
+                f"Part {row.part_id}, score {row.score if row.score is not None else 'n/a'}, "
+                f"{', '.join(row.classes) or 'no class'}"
+            )
 
 
 class AlarmBanner(QWidget):
@@ -284,32 +308,54 @@ class SignalsPanel(QLabel):
         self.setWordWrap(True)
         self._shown = ""
 
-    def show_signals(self, recipe: str, version: int, index: int, lot: str, plc: dict | None, reject: RejectStats | None,
-                     plant: ForwardStatus | None = None) -> None:
+    def show_signals(
+        self,
+        recipe: str,
+        version: int,
+        index: int,
+        lot: str,
+        plc: dict | None,
+        reject: RejectStats | None,
+        plant: ForwardStatus | None = None,
+    ) -> None:
         """`plc`: PlcLink.signals() (None: the link is off); `reject`: RejectStats (None: no reject
         output); `plant`: the plant database forwarder's status (None: the record is local only)."""
-        lines = [f"<b>Recipe</b> {html.escape(recipe)} v{version}" + (f" (PLC index {index})" if index else "")
-                 + (f" &middot; <b>Lot</b> {html.escape(lot)}" if lot else "")]
+        lines = [
+            f"<b>Recipe</b> {html.escape(recipe)} v{version}"
+            + (f" (PLC index {index})" if index else "")
+            + (f" &middot; <b>Lot</b> {html.escape(lot)}" if lot else "")
+        ]
         if plc is None:
             lines.append("<b>PLC</b> link off")
         else:
-            lamps = " ".join(_lamp(name, bool(plc.get(name)), "#d33" if name in ("ResultNG", "Error") else "#2a2")
-                             for name in self.LAMPS)
+            lamps = " ".join(
+                _lamp(name, bool(plc.get(name)), "#d33" if name in ("ResultNG", "Error") else "#2a2")
+                for name in self.LAMPS
+            )
             inputs = " ".join(_lamp(name, bool(plc.get(name)), "#28c") for name in self.INPUTS)
             code = plc.get("ErrorCode", 0)
-            lines.append(f"<b>PLC</b> {html.escape(str(plc.get('endpoint', '')))}<br>{lamps}<br>{inputs} RecipeIndex {plc.get('RecipeIndex', 0)}"
-                         + (f" &middot; <span style='color:#d33'>ErrorCode {code}</span>" if code else "")
-                         + f" &middot; {plc.get('count_triggers', 0)} triggers, {plc.get('count_trigger_overrun', 0)} overruns")
+            lines.append(
+                f"<b>PLC</b> {html.escape(str(plc.get('endpoint', '')))}<br>{lamps}<br>{inputs} RecipeIndex {plc.get('RecipeIndex', 0)}"
+                + (f" &middot; <span style='color:#d33'>ErrorCode {code}</span>" if code else "")
+                + f" &middot; {plc.get('count_triggers', 0)} triggers, {plc.get('count_trigger_overrun', 0)} overruns"
+            )
         if reject is None:
             lines.append("<b>Reject output</b> off")
         else:
             misses, errors = reject.misses, reject.output_errors
-            lines.append(f"<b>Reject</b> {reject.pulses} pulses, "
-                         + (f"<span style='color:#d33'>{misses} misses</span>" if misses else "0 misses")
-                         + (f", <span style='color:#d33'>{errors} output errors</span>" if errors else ""))
+            lines.append(
+                f"<b>Reject</b> {reject.pulses} pulses, "
+                + (f"<span style='color:#d33'>{misses} misses</span>" if misses else "0 misses")
+                + (f", <span style='color:#d33'>{errors} output errors</span>" if errors else "")
+            )
         if plant is not None:
-            state = ("connected" if plant.connected else
-                     f"<span style='color:#d33'>unreachable</span> ({html.escape(plant.last_error)})" if plant.last_error else "connecting")
+            state = (
+                "connected"
+                if plant.connected
+                else f"<span style='color:#d33'>unreachable</span> ({html.escape(plant.last_error)})"
+                if plant.last_error
+                else "connecting"
+            )
             lines.append(f"<b>Plant database</b> {state}, {plant.backlog} rows waiting")
         text = "<br>".join(lines)
         if text != self._shown:
@@ -355,7 +401,7 @@ class EventLog(QListWidget):
         self._shown = key
         self.clear()
         for e in events:
-            when = e.ts.replace(tzinfo=dt.timezone.utc).astimezone(tz).strftime("%H:%M:%S")
+            when = e.ts.replace(tzinfo=dt.UTC).astimezone(tz).strftime("%H:%M:%S")
             ack = "" if e.level != "alarm" else (" (acknowledged)" if e.acknowledged_at else " (not acknowledged)")
             item = append_item(self, f"{when}  {e.level.upper():<7} {e.message}{ack}")
             item.setToolTip(e.message)

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 
 from models import backbone
-from models.errors import ModelError
+from models.calibration import calibrate
 from models.datasets import Sample, fingerprint, group_holdout, read_image
+from models.errors import ModelError
 from models.features import DEFAULT_TAPS, InputSpec, Size, size_meta
 from models.package import build_inspector
 from models.patchcore import KIND
-from models.calibration import calibrate
 from models.training.patchcore_fit import collect_patches, greedy_coreset
 
 Progress = Callable[[str, int, int], None]
@@ -32,18 +32,34 @@ class AnomalyConfig:
     false_reject: float = 0.01
     review_false_reject: float = 0.05
     map_blur_sigma: float = 4.0
-    map_at: str = "input"  # models.patchcore.MAP_AT: blur at the input size (cheap), or at the image size (packages before it)
+    map_at: str = (
+        "input"  # models.patchcore.MAP_AT: blur at the input size (cheap), or at the image size (packages before it)
+    )
     standardize: bool = False  # same brightness and contrast for every image (varying lighting)
     seed: int = 0
 
 
 def input_meta(cfg: AnomalyConfig) -> dict[str, Any]:
-    return {**size_meta(cfg.size), "multiple": 16, "standardize": cfg.standardize, "mean": list(backbone.IMAGENET_MEAN), "std": list(backbone.IMAGENET_STD),
-            "color": "rgb" if cfg.color else "grey"}
+    return {
+        **size_meta(cfg.size),
+        "multiple": 16,
+        "standardize": cfg.standardize,
+        "mean": list(backbone.IMAGENET_MEAN),
+        "std": list(backbone.IMAGENET_STD),
+        "color": "rgb" if cfg.color else "grey",
+    }
 
 
-def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: AnomalyConfig, *, name: str, version: str = "1",
-                    device: str = "cpu", progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def train_patchcore(
+    samples: Sequence[Sample],
+    indices: Sequence[int],
+    cfg: AnomalyConfig,
+    *,
+    name: str,
+    version: str = "1",
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Metadata and state dict of a PatchCore model trained on the good parts among `indices`
     (features, coreset and calibration on `device`); a group-aware share of those good parts is
     held back to calibrate the thresholds."""
@@ -53,19 +69,40 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
     good = [i for i in indices if not samples[i].is_defect]
     fit_idx, cal_idx = group_holdout(samples, good, cfg.calibration_fraction, seed=cfg.seed)
     if not fit_idx or not cal_idx:
-        raise ModelError("Training an anomaly model needs good parts of at least two groups (one to learn from, one to calibrate on).")
+        raise ModelError(
+            "Training an anomaly model needs good parts of at least two groups (one to learn from, one to calibrate on)."
+        )
     fit = [samples[i] for i in fit_idx]
     spec = InputSpec.from_meta({"input": input_meta(cfg)}, name)
-    pool = collect_patches((read_image(s.image, cfg.color) for s in fit), len(fit), spec, taps=cfg.taps, pooling=cfg.pooling,
-                           pool_cap=cfg.pool_cap, seed=cfg.seed, device=device, progress=progress)
+    pool = collect_patches(
+        (read_image(s.image, cfg.color) for s in fit),
+        len(fit),
+        spec,
+        taps=cfg.taps,
+        pooling=cfg.pooling,
+        pool_cap=cfg.pool_cap,
+        seed=cfg.seed,
+        device=device,
+        progress=progress,
+    )
     chosen = greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, device=device, progress=progress)
     state = {"memory_bank": pool[chosen].contiguous()}
     meta: dict[str, Any] = {
-        "kind": KIND, "name": name, "version": version,
-        "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": list(cfg.taps),
-                     "pooling": cfg.pooling},
-        "input": input_meta(cfg), "tiling": "none: whole image at the input size", "map_blur_sigma": cfg.map_blur_sigma,
-        "map_at": cfg.map_at, "classes": ["anomaly"],
+        "kind": KIND,
+        "name": name,
+        "version": version,
+        "backbone": {
+            "name": backbone.NAME,
+            "weights": backbone.WEIGHTS_PACKAGE,
+            "weights_sha256": backbone.weights_sha256(),
+            "taps": list(cfg.taps),
+            "pooling": cfg.pooling,
+        },
+        "input": input_meta(cfg),
+        "tiling": "none: whole image at the input size",
+        "map_blur_sigma": cfg.map_blur_sigma,
+        "map_at": cfg.map_at,
+        "classes": ["anomaly"],
         "thresholds": {"ok_below": 0.0, "ng_at": 0.0, "pixel": float("inf")},
     }
     provisional = build_inspector(meta, state, device=device)
@@ -75,10 +112,22 @@ def train_patchcore(samples: Sequence[Sample], indices: Sequence[int], cfg: Anom
         cal_scores.append(provisional.predict(read_image(s.image, cfg.color)).score)
         if progress:
             progress("calibration", k + 1, len(cal))
-    meta["thresholds"] = calibrate(cal_scores, false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject)
-    meta["calibration"] = {"good_parts": len(cal), "groups": len({s.group for s in cal}), "false_reject_target": cfg.false_reject,
-                           "review_false_reject": cfg.review_false_reject, "good_scores": sorted(round(float(v), 6) for v in cal_scores)}
-    meta["training"] = {"good_parts": len(fit), "groups": len({s.group for s in fit}), "patch_pool": int(pool.shape[0]),
-                        "memory_bank": int(chosen.numel()), "seed": cfg.seed, "fingerprint": fingerprint(s.image for s in fit)}
+    meta["thresholds"] = calibrate(
+        cal_scores, false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject
+    )
+    meta["calibration"] = {
+        "good_parts": len(cal),
+        "groups": len({s.group for s in cal}),
+        "false_reject_target": cfg.false_reject,
+        "review_false_reject": cfg.review_false_reject,
+        "good_scores": sorted(round(float(v), 6) for v in cal_scores),
+    }
+    meta["training"] = {
+        "good_parts": len(fit),
+        "groups": len({s.group for s in fit}),
+        "patch_pool": int(pool.shape[0]),
+        "memory_bank": int(chosen.numel()),
+        "seed": cfg.seed,
+        "fingerprint": fingerprint(s.image for s in fit),
+    }
     return meta, state
-

@@ -22,7 +22,9 @@ from models.training.anomaly import AnomalyConfig, train_patchcore
 
 HELD_OUT = ("01_397500_315", "01_635000_270")
 SAMPLE_SEQUENCE = "01_635000_270"
-CONFIG = AnomalyConfig(size=(208, 512), color=True, coreset_size=2048, pooling="joint", seed=0)  # joint: finer maps for tiny pitting
+CONFIG = AnomalyConfig(
+    size=(208, 512), color=True, coreset_size=2048, pooling="joint", seed=0
+)  # joint: finer maps for tiny pitting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,13 +39,23 @@ def main(argv: list[str] | None = None) -> int:
     # (Sample.doubtful): not learnt from, but measured on like every held-out frame.
     train = [i for i, s in enumerate(ds.samples) if s.group not in HELD_OUT and not s.is_defect and not s.doubtful]
     test = [s for s in ds.samples if s.group in HELD_OUT]
-    print(f"learning from {len(train)} good frames of {len({ds.samples[i].group for i in train})} sequences", file=sys.stderr)
-    meta, state = train_patchcore(ds.samples, train, CONFIG, name="demo-ballscrew",
-                                  progress=lambda stage, i, n: print(f"\r  {stage} {i}/{n}   ", end="", file=sys.stderr))
+    print(
+        f"learning from {len(train)} good frames of {len({ds.samples[i].group for i in train})} sequences",
+        file=sys.stderr,
+    )
+    meta, state = train_patchcore(
+        ds.samples,
+        train,
+        CONFIG,
+        name="demo-ballscrew",
+        progress=lambda stage, i, n: print(f"\r  {stage} {i}/{n}   ", end="", file=sys.stderr),
+    )
     print(file=sys.stderr)
     m = evaluate(build_inspector(meta, state, backend="onnx"), test, color=CONFIG.color)
-    meta["metrics"] = {"evaluated_on": f"held-out sequences {', '.join(HELD_OUT)} (never trained on, nor calibrated on)",
-                       **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k != "thresholds"}}
+    meta["metrics"] = {
+        "evaluated_on": f"held-out sequences {', '.join(HELD_OUT)} (never trained on, nor calibrated on)",
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k != "thresholds"},
+    }
     meta["training"]["dataset"] = "bsdata_ballscrew (Schlagenhauf & Landwehr, arXiv:2103.13003, CC BY-SA 4.0)"
     sha = save_package(args.out, meta, state)
     print(f"wrote {args.out} sha256={sha}\nthresholds={meta['thresholds']}\nmetrics={meta['metrics']}", file=sys.stderr)
@@ -60,7 +72,7 @@ def _manifest_rows(dataset: Path) -> list[dict[str, str]]:
 
 def _copy_samples(dataset: Path, rows: list[dict[str, str]], out: Path) -> None:
     seq = sorted((r for r in rows if r["sequence"] == SAMPLE_SEQUENCE), key=lambda r: int(r["frame_idx"]))
-    good = [r for r in seq if r["label"] == "good"][:: 8][:5]
+    good = [r for r in seq if r["label"] == "good"][::8][:5]
     bad = [r for r in seq if r["label"] == "defect"][::3][:3]
     out.mkdir(parents=True, exist_ok=True)
     for i, r in enumerate(sorted(good + bad, key=lambda r: int(r["frame_idx"]))):

@@ -14,9 +14,18 @@ Progress = Callable[[str, int, int], None]
 
 
 @torch.inference_mode()
-def collect_patches(images: Iterable[np.ndarray], total: int, spec: InputSpec, *, taps: tuple[int, ...] = DEFAULT_TAPS,
-                    pooling: str = "per_tap", pool_cap: int = 200_000, seed: int = 0, device: str = "cpu",
-                    progress: Progress | None = None) -> torch.Tensor:
+def collect_patches(
+    images: Iterable[np.ndarray],
+    total: int,
+    spec: InputSpec,
+    *,
+    taps: tuple[int, ...] = DEFAULT_TAPS,
+    pooling: str = "per_tap",
+    pool_cap: int = 200_000,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> torch.Tensor:
     """Patch features of all images (computed on `device`), reservoir-subsampled to at most
     `pool_cap` rows (bounded memory, kept on the CPU)."""
     net = PatchFeatures(taps, pooling).eval().to(device)
@@ -54,8 +63,15 @@ def _reservoir(v: torch.Tensor, seen: int, cap: int, gen: torch.Generator) -> li
 
 
 @torch.inference_mode()
-def greedy_coreset(pool: torch.Tensor, size: int, *, projection_dim: int = 128, seed: int = 0, device: str = "cpu",
-                   progress: Progress | None = None) -> torch.Tensor:
+def greedy_coreset(
+    pool: torch.Tensor,
+    size: int,
+    *,
+    projection_dim: int = 128,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> torch.Tensor:
     """Indices (on the CPU) of a greedy k-center coreset of `pool` (PatchCore), on a random
     projection of the features computed on `device`: each step adds the pool row farthest from
     everything chosen so far."""

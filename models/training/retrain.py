@@ -43,8 +43,9 @@ def is_held_back(group: str, fraction: float = HELD_BACK_FRACTION) -> bool:
     return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def held_back_split(samples: Sequence[Sample], fraction: float = HELD_BACK_FRACTION,
-                    trained: Collection[str] = frozenset()) -> tuple[list[int], list[int]]:
+def held_back_split(
+    samples: Sequence[Sample], fraction: float = HELD_BACK_FRACTION, trained: Collection[str] = frozenset()
+) -> tuple[list[int], list[int]]:
     """(train, held back) indices, by group (see `is_held_back`); groups in `trained` (what the
     model to compare with learnt from) are never held back. With very few groups, at least one
     group lands on each side (the lowest hash held back, the highest trained on), and a good part
@@ -52,8 +53,10 @@ def held_back_split(samples: Sequence[Sample], fraction: float = HELD_BACK_FRACT
     groups = sorted({s.group for s in samples}, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
     free = [g for g in groups if g not in trained]
     if len(groups) < 2 or not free:
-        raise ModelError(f"Retraining needs labelled parts of at least two physical parts, one of them new to the current model "
-                         f"(one to learn from, one to compare on), not {len(groups)} ({len(free)} new).")
+        raise ModelError(
+            f"Retraining needs labelled parts of at least two physical parts, one of them new to the current model "
+            f"(one to learn from, one to compare on), not {len(groups)} ({len(free)} new)."
+        )
     held = {g for g in free if is_held_back(g, fraction)}
     if not held:
         held = {free[0]}
@@ -62,7 +65,10 @@ def held_back_split(samples: Sequence[Sample], fraction: float = HELD_BACK_FRACT
     good_groups = [g for g in groups if any(not s.is_defect for s in samples if s.group == g)]
     if good_groups and all(g in held for g in good_groups) and len(held) > 1:
         held.discard(good_groups[-1])  # something good to learn from, when there is anything
-    return ([i for i, s in enumerate(samples) if s.group not in held], [i for i, s in enumerate(samples) if s.group in held])
+    return (
+        [i for i, s in enumerate(samples) if s.group not in held],
+        [i for i, s in enumerate(samples) if s.group in held],
+    )
 
 
 def next_version(version: str) -> str:
@@ -77,17 +83,29 @@ class RetrainOptions:
     bank_growth: float = 0.25  # anomaly: at most this share of the bank's rows added per retraining
     calibration_fraction: float = 0.3  # anomaly: good labels kept out of the bank to recalibrate on
     seed: int = 0
-    frozen_blocks: int | None = None  # segmentation: encoder blocks kept at their ImageNet weights (None: SegConfig's default)
+    frozen_blocks: int | None = (
+        None  # segmentation: encoder blocks kept at their ImageNet weights (None: SegConfig's default)
+    )
 
 
-def retrain(meta: dict[str, Any], state: dict[str, torch.Tensor], labels: Dataset, train_idx: Sequence[int], *,
-            base: Dataset | None = None, options: RetrainOptions = RetrainOptions(), device: str = "cpu",
-            progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def retrain(
+    meta: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    labels: Dataset,
+    train_idx: Sequence[int],
+    *,
+    base: Dataset | None = None,
+    options: RetrainOptions = RetrainOptions(),
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Metadata and state of a candidate (same name, next version, `parent` = the current model)."""
     kind = options.kind or ("anomaly" if meta["kind"] == "patchcore" else "segmentation")
     if kind == "anomaly":
         if meta["kind"] != "patchcore":
-            raise ModelError("An anomaly candidate grows an anomaly model's memory bank; the current model is not one (retrain as segmentation).")
+            raise ModelError(
+                "An anomaly candidate grows an anomaly model's memory bank; the current model is not one (retrain as segmentation)."
+            )
         out_meta, out_state = _grow_patchcore(meta, state, labels.samples, train_idx, options, device, progress)
     elif kind == "segmentation":
         out_meta, out_state = _train_segmentation(meta, state, labels, train_idx, base, options, device, progress)
@@ -95,31 +113,61 @@ def retrain(meta: dict[str, Any], state: dict[str, torch.Tensor], labels: Datase
         raise ModelError(f"Kind must be anomaly or segmentation, not {kind!r}.")
     out_meta["name"] = meta["name"]
     out_meta["version"] = next_version(str(meta["version"]))
-    out_meta["parent"] = {"name": meta["name"], "version": meta["version"], "kind": meta["kind"],
-                          "fingerprint": meta.get("training", {}).get("fingerprint")}
+    out_meta["parent"] = {
+        "name": meta["name"],
+        "version": meta["version"],
+        "kind": meta["kind"],
+        "fingerprint": meta.get("training", {}).get("fingerprint"),
+    }
     train = [labels.samples[i] for i in train_idx]
     out_meta.setdefault("training", {})["labels"] = {
-        "parts": len(train), "good": sum(not s.is_defect for s in train), "defective": sum(s.is_defect for s in train),
-        "fingerprint": fingerprint(s.image for s in train), "held_back_fraction": HELD_BACK_FRACTION,
-        "groups": sorted({s.group for s in train} | set(meta.get("training", {}).get("labels", {}).get("groups", [])))}
+        "parts": len(train),
+        "good": sum(not s.is_defect for s in train),
+        "defective": sum(s.is_defect for s in train),
+        "fingerprint": fingerprint(s.image for s in train),
+        "held_back_fraction": HELD_BACK_FRACTION,
+        "groups": sorted({s.group for s in train} | set(meta.get("training", {}).get("labels", {}).get("groups", []))),
+    }
     return out_meta, out_state
 
 
-def _grow_patchcore(meta: dict[str, Any], state: dict[str, torch.Tensor], samples: Sequence[Sample], train_idx: Sequence[int],
-                    options: RetrainOptions, device: str, progress: Progress | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _grow_patchcore(
+    meta: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    samples: Sequence[Sample],
+    train_idx: Sequence[int],
+    options: RetrainOptions,
+    device: str,
+    progress: Progress | None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     from models.training.patchcore_fit import collect_patches, greedy_coreset
 
     good = [i for i in train_idx if not samples[i].is_defect]
     if not good:
-        raise ModelError("No labelled part is OK: an anomaly model learns only from good parts; relabel false rejects OK first.")
+        raise ModelError(
+            "No labelled part is OK: an anomaly model learns only from good parts; relabel false rejects OK first."
+        )
     groups = {samples[i].group for i in good}
-    fit_idx, cal_idx = group_holdout(samples, good, options.calibration_fraction, seed=options.seed) if len(groups) >= 4 else (good, [])
+    fit_idx, cal_idx = (
+        group_holdout(samples, good, options.calibration_fraction, seed=options.seed)
+        if len(groups) >= 4
+        else (good, [])
+    )
     spec = InputSpec.from_meta(meta, meta["name"])
     color = meta["input"].get("color") != "grey"
     bank = state["memory_bank"]
     fit = [samples[i] for i in fit_idx]
-    pool = collect_patches((read_image(s.image, color) for s in fit), len(fit), spec, taps=tuple(meta["backbone"]["taps"]),
-                           pooling=meta["backbone"]["pooling"], pool_cap=100_000, seed=options.seed, device=device, progress=progress)
+    pool = collect_patches(
+        (read_image(s.image, color) for s in fit),
+        len(fit),
+        spec,
+        taps=tuple(meta["backbone"]["taps"]),
+        pooling=meta["backbone"]["pooling"],
+        pool_cap=100_000,
+        seed=options.seed,
+        device=device,
+        progress=progress,
+    )
     rows = max(1, min(pool.shape[0], round(bank.shape[0] * options.bank_growth)))
     chosen = greedy_coreset(pool, rows, seed=options.seed, device=device, progress=progress)
     new_state = {"memory_bank": torch.cat([bank, pool[chosen]]).contiguous()}
@@ -136,20 +184,39 @@ def _grow_patchcore(meta: dict[str, Any], state: dict[str, torch.Tensor], sample
     review = float(cal.get("review_false_reject", 0.05))
     if scores or new_scores:
         out["thresholds"] = calibrate(scores + new_scores, false_reject=fr, review_false_reject=review)
-    out["calibration"] = {**cal, "good_parts": int(cal.get("good_parts", 0)) + len(new_scores), "false_reject_target": fr,
-                          "review_false_reject": review, "good_scores": sorted(scores + new_scores),
-                          "note": "the parent's calibration scores (upper bounds under the grown bank) plus good labels kept out of the bank"}
-    out["training"] = {**meta.get("training", {}), "memory_bank": int(new_state["memory_bank"].shape[0]), "rows_added": rows,
-                       "good_labels_in_bank": len(fit_idx), "good_labels_calibrated_on": len(cal_idx)}
+    out["calibration"] = {
+        **cal,
+        "good_parts": int(cal.get("good_parts", 0)) + len(new_scores),
+        "false_reject_target": fr,
+        "review_false_reject": review,
+        "good_scores": sorted(scores + new_scores),
+        "note": "the parent's calibration scores (upper bounds under the grown bank) plus good labels kept out of the bank",
+    }
+    out["training"] = {
+        **meta.get("training", {}),
+        "memory_bank": int(new_state["memory_bank"].shape[0]),
+        "rows_added": rows,
+        "good_labels_in_bank": len(fit_idx),
+        "good_labels_calibrated_on": len(cal_idx),
+    }
     return out, new_state
 
 
-def _train_segmentation(meta: dict[str, Any], state: dict[str, torch.Tensor], labels: Dataset, train_idx: Sequence[int],
-                        base: Dataset | None, options: RetrainOptions, device: str,
-                        progress: Progress | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _train_segmentation(
+    meta: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    labels: Dataset,
+    train_idx: Sequence[int],
+    base: Dataset | None,
+    options: RetrainOptions,
+    device: str,
+    progress: Progress | None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     from models.training.segmentation import SegConfig, train_segmentation
 
-    usable = [labels.samples[i] for i in train_idx if not (labels.samples[i].is_defect and labels.samples[i].mask is None)]
+    usable = [
+        labels.samples[i] for i in train_idx if not (labels.samples[i].is_defect and labels.samples[i].mask is None)
+    ]
     samples = list(base.samples if base is not None else ()) + usable
     samples = [s for s in samples if not s.doubtful]
     if not any(s.is_defect for s in samples):
@@ -170,12 +237,21 @@ def _train_segmentation(meta: dict[str, Any], state: dict[str, torch.Tensor], la
     classes = sorted({s.cls for s in samples if s.is_defect})
     init = None
     if meta["kind"] == "segmentation":  # the class heads only when they name the same classes in the same order
-        init = state if list(meta["classes"]) == classes else {k: v for k, v in state.items() if not k.startswith("head.")}
+        init = (
+            state if list(meta["classes"]) == classes else {k: v for k, v in state.items() if not k.startswith("head.")}
+        )
     if init is not None and "arch" in meta:
         kw["arch"] = (tuple(meta["arch"]["taps"]), tuple(meta["arch"]["widths"]))
         kw["decoder_block"] = meta["arch"].get("block", "conv")
-    out, new_state = train_segmentation(samples, list(range(len(samples))), SegConfig(**kw), name=meta["name"], device=device,
-                                        progress=progress, init=init)
+    out, new_state = train_segmentation(
+        samples,
+        list(range(len(samples))),
+        SegConfig(**kw),
+        name=meta["name"],
+        device=device,
+        progress=progress,
+        init=init,
+    )
     out["training"]["base_dataset"] = str(base.root) if base is not None else None
     if init is None:
         out["training"]["started_from"] = "ImageNet encoder, new decoder"
@@ -183,5 +259,7 @@ def _train_segmentation(meta: dict[str, Any], state: dict[str, torch.Tensor], la
         out["training"]["started_from"] = "the current model's weights"
     else:
         out["training"]["started_from"] = "the current model's weights, new class heads"
-    out["training"]["ng_labels_without_mask_left_out"] = sum(labels.samples[i].is_defect and labels.samples[i].mask is None for i in train_idx)
+    out["training"]["ng_labels_without_mask_left_out"] = sum(
+        labels.samples[i].is_defect and labels.samples[i].mask is None for i in train_idx
+    )
     return out, new_state

@@ -15,12 +15,21 @@ import torch
 import torch.nn.functional as F
 
 from models import backbone
-from models.errors import ModelError
+from models.calibration import calibrate
 from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
+from models.errors import ModelError
 from models.features import Size, input_size, shrink, size_meta
 from models.metrics import auroc
-from models.segmentation import DEFAULT_ARCH, KIND, SCORE_POOL, SCORE_RULES, UNet, decoder_block, defect_probability, part_scores
-from models.calibration import calibrate
+from models.segmentation import (
+    DEFAULT_ARCH,
+    KIND,
+    SCORE_POOL,
+    SCORE_RULES,
+    UNet,
+    decoder_block,
+    defect_probability,
+    part_scores,
+)
 
 Progress = Callable[[str, int, int], None]
 STEPS_PER_EPOCH = 40  # validation (and early stopping) at least this often
@@ -48,7 +57,9 @@ class SegConfig:
     # blocks, the decoder and the heads learn; cross-validated better than 3 on both datasets
     # (docs/model_results.md): a few training groups are not enough to retrain the encoder.
     frozen_blocks: int = 11
-    ema_decay: float = 0.99  # validation scores (and the package keeps) this moving average of the weights; 0: the raw weights
+    ema_decay: float = (
+        0.99  # validation scores (and the package keeps) this moving average of the weights; 0: the raw weights
+    )
     score: str = "mean"  # part score rule, one of models.segmentation.SCORE_RULES
     image_loss_weight: float = 0.5
 
@@ -70,7 +81,9 @@ def _prepare(samples: Sequence[Sample], idx: Sequence[int], cfg: SegConfig, clas
         img = shrink(img, w, h)
         target = np.zeros((h, w), np.uint8)
         if s.is_defect and mask.any():
-            target[cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0] = classes.index(s.cls) + 1
+            target[cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0] = (
+                classes.index(s.cls) + 1
+            )
         if cfg.crop is not None and (h < cfg.crop[0] or w < cfg.crop[1]):
             pad = (0, max(0, cfg.crop[0] - h), 0, max(0, cfg.crop[1] - w))
             img = cv2.copyMakeBorder(img, *pad, cv2.BORDER_REFLECT)
@@ -103,7 +116,9 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[to
     return ((x - mean) * contrast + mean + bright).clamp(0, 1), y
 
 
-def _crop(x: Sequence[torch.Tensor], y: Sequence[torch.Tensor], size: tuple[int, int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _crop(
+    x: Sequence[torch.Tensor], y: Sequence[torch.Tensor], size: tuple[int, int], gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One crop per sample (images may differ in size); on a defective sample the crop holds a
     defect pixel 4 times in 5."""
     ch, cw = size
@@ -161,8 +176,14 @@ def _class_weights(targets: torch.Tensor, n: int) -> torch.Tensor:
     return w.float()
 
 
-def _loss(logits: torch.Tensor, image_logit: torch.Tensor, y: torch.Tensor, defective: torch.Tensor, weights: torch.Tensor,
-          image_weight: float) -> torch.Tensor:
+def _loss(
+    logits: torch.Tensor,
+    image_logit: torch.Tensor,
+    y: torch.Tensor,
+    defective: torch.Tensor,
+    weights: torch.Tensor,
+    image_weight: float,
+) -> torch.Tensor:
     """Class-weighted cross entropy + dice on the pixels, binary cross entropy on the part label."""
     ce = F.cross_entropy(logits, y.long(), weight=weights)
     p_def, _ = defect_probability(logits)
@@ -187,9 +208,17 @@ def _scores(net: UNet, images: torch.Tensor | list[torch.Tensor], rule: str, bat
     return torch.cat(out).numpy()
 
 
-def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: SegConfig, *, name: str, version: str = "1",
-                       device: str = "cpu", progress: Progress | None = None,
-                       init: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def train_segmentation(
+    samples: Sequence[Sample],
+    indices: Sequence[int],
+    cfg: SegConfig,
+    *,
+    name: str,
+    version: str = "1",
+    device: str = "cpu",
+    progress: Progress | None = None,
+    init: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Metadata and state dict (on the CPU) of a U-Net trained on `indices`, on `device` (cpu or
     cuda), starting from every tensor of `init` that fits this network when given (a parent model:
     all but its class heads when the classes changed).
@@ -205,7 +234,9 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     arch = {"taps": list(cfg.arch[0]), "widths": list(cfg.arch[1]), "block": cfg.decoder_block}
     decoder_block(arch)  # a bad block is an error now, not after the images are prepared
     if not 0 <= cfg.frozen_blocks <= cfg.arch[0][-1]:
-        raise ModelError(f"Frozen encoder blocks must be between 0 and {cfg.arch[0][-1]} (the deepest tap), not {cfg.frozen_blocks}.")
+        raise ModelError(
+            f"Frozen encoder blocks must be between 0 and {cfg.arch[0][-1]} (the deepest tap), not {cfg.frozen_blocks}."
+        )
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     classes = sorted({samples[i].cls for i in indices if samples[i].is_defect})
@@ -214,7 +245,9 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     fit_idx, val_idx = group_holdout(samples, indices, cfg.validation_fraction, seed=cfg.seed, both_labels=True)
     val_labels = np.array([samples[i].is_defect for i in val_idx])
     if val_labels.all() or not val_labels.any():
-        raise ModelError("The group-aware validation split holds no good or no defective parts; the dataset needs more groups.")
+        raise ModelError(
+            "The group-aware validation split holds no good or no defective parts; the dataset needs more groups."
+        )
     x_fit, y_fit = _prepare(samples, fit_idx, cfg, classes)
     x_val, _ = _prepare(samples, val_idx, cfg, classes)
     dev = torch.device(device)
@@ -222,7 +255,9 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect], dtype=torch.long)
     good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect], dtype=torch.long)
     if not len(defect_rows) or not len(good_rows):
-        raise ModelError("After the validation split no good or no defective part is left to train on; the dataset needs defects in more groups.")
+        raise ModelError(
+            "After the validation split no good or no defective part is left to train on; the dataset needs defects in more groups."
+        )
     net = UNet(len(classes), arch=arch).to(dev).to(memory_format=torch.channels_last)
     started_from = 0
     if init is not None:  # every tensor that fits (all but the class heads when the classes changed)
@@ -235,7 +270,7 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     # The first `frozen_blocks` blocks keep their ImageNet weights (and batch-norm statistics):
     # generic edges and textures, and most of the backward cost on a CPU. Keeping them frozen
     # keeps a model trained on a few sequences or tile groups from fitting those.
-    frozen = [net.encoder.stem, *net.encoder.blocks[:cfg.frozen_blocks]]
+    frozen = [net.encoder.stem, *net.encoder.blocks[: cfg.frozen_blocks]]
     fit_defective = torch.tensor([float(samples[k].is_defect) for k in fit_idx])
     for module in frozen:
         module.requires_grad_(False)
@@ -265,8 +300,12 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
             module.eval()
         total = 0.0
         for _ in range(steps_per_epoch):
-            rows = torch.cat([defect_rows[torch.randint(len(defect_rows), (n_def,), generator=gen)],
-                              good_rows[torch.randint(len(good_rows), (cfg.batch_size - n_def,), generator=gen)]])
+            rows = torch.cat(
+                [
+                    defect_rows[torch.randint(len(defect_rows), (n_def,), generator=gen)],
+                    good_rows[torch.randint(len(good_rows), (cfg.batch_size - n_def,), generator=gen)],
+                ]
+            )
             if fixed:
                 x, y, defective = x_fit[rows], y_fit[rows], fit_defective[rows]
             else:
@@ -286,7 +325,9 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
             total += float(loss.detach())
             average.update(step)
         val_auroc = auroc(val_labels, _scores(average.net, x_val, cfg.score))
-        history.append({"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_image_auroc": round(val_auroc, 4)})
+        history.append(
+            {"epoch": epoch + 1, "loss": round(total / steps_per_epoch, 4), "val_image_auroc": round(val_auroc, 4)}
+        )
         if progress:
             progress(f"epoch loss {total / steps_per_epoch:.3f} val AUROC {val_auroc:.3f}", epoch + 1, cfg.epochs)
         if val_auroc >= best[0]:  # a tie goes to the later, longer-trained epoch
@@ -297,24 +338,52 @@ def train_segmentation(samples: Sequence[Sample], indices: Sequence[int], cfg: S
     net.load_state_dict(best_state)
     val_scores = _scores(net, x_val, cfg.score)
     meta: dict[str, Any] = {
-        "kind": KIND, "name": name, "version": version,
-        "backbone": {"name": backbone.NAME, "weights": backbone.WEIGHTS_PACKAGE, "weights_sha256": backbone.weights_sha256(), "taps": []},
-        "input": {**size_meta(cfg.size), "multiple": 32, "mean": list(backbone.IMAGENET_MEAN),
-                  "std": list(backbone.IMAGENET_STD), "color": "rgb" if cfg.color else "grey"},
+        "kind": KIND,
+        "name": name,
+        "version": version,
+        "backbone": {
+            "name": backbone.NAME,
+            "weights": backbone.WEIGHTS_PACKAGE,
+            "weights_sha256": backbone.weights_sha256(),
+            "taps": [],
+        },
+        "input": {
+            **size_meta(cfg.size),
+            "multiple": 32,
+            "mean": list(backbone.IMAGENET_MEAN),
+            "std": list(backbone.IMAGENET_STD),
+            "color": "rgb" if cfg.color else "grey",
+        },
         "tiling": "none: whole image at the input size",
-        "arch": arch, "score": cfg.score, "score_pool": SCORE_POOL,
+        "arch": arch,
+        "score": cfg.score,
+        "score_pool": SCORE_POOL,
         "classes": classes,
-        "thresholds": calibrate(val_scores[~val_labels], false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject),
-        "calibration": {"good_parts": int((~val_labels).sum()), "groups": len({samples[i].group for i in val_idx}),
-                        "false_reject_target": cfg.false_reject, "review_false_reject": cfg.review_false_reject,
-                        "good_scores": sorted(round(float(v), 6) for v in val_scores[~val_labels])},
-        "training": {"parts": len(fit_idx), "defective": int(len(defect_rows)), "groups": len({samples[i].group for i in fit_idx}),
-                     "epochs_run": len(history), "best_epoch": best[1], "history": history, "seed": cfg.seed,
-                     "weight_average_decay": cfg.ema_decay, "frozen_blocks": cfg.frozen_blocks,
-                     "tensors_from_init": started_from,
-                     "class_weights": [round(float(w), 3) for w in weights], "seconds": round(time.monotonic() - t0, 1),
-                     "fingerprint": fingerprint(samples[i].image for i in fit_idx)},
+        "thresholds": calibrate(
+            val_scores[~val_labels], false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject
+        ),
+        "calibration": {
+            "good_parts": int((~val_labels).sum()),
+            "groups": len({samples[i].group for i in val_idx}),
+            "false_reject_target": cfg.false_reject,
+            "review_false_reject": cfg.review_false_reject,
+            "good_scores": sorted(round(float(v), 6) for v in val_scores[~val_labels]),
+        },
+        "training": {
+            "parts": len(fit_idx),
+            "defective": int(len(defect_rows)),
+            "groups": len({samples[i].group for i in fit_idx}),
+            "epochs_run": len(history),
+            "best_epoch": best[1],
+            "history": history,
+            "seed": cfg.seed,
+            "weight_average_decay": cfg.ema_decay,
+            "frozen_blocks": cfg.frozen_blocks,
+            "tensors_from_init": started_from,
+            "class_weights": [round(float(w), 3) for w in weights],
+            "seconds": round(time.monotonic() - t0, 1),
+            "fingerprint": fingerprint(samples[i].image for i in fit_idx),
+        },
         "metrics": {"validation_image_auroc": round(best[0], 4)},
     }
     return meta, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from models.errors import ModelError
 from models.datasets import Dataset, load_dataset
+from models.errors import ModelError
 from models.features import Size
 from models.package import resolve_device, save_package
 
@@ -26,10 +26,26 @@ def training_indices(ds: Dataset, kind: str) -> list[int]:
     return list(range(len(ds.samples)))
 
 
-def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | None = None, color: bool = True,
-                epochs: int | None = None, time_limit_s: float | None = None, crop: tuple[int, int] | None = None, pooling: str | None = None,
-                coreset: int | None = None, frozen_blocks: int | None = None, decoder: str | None = None, seed: int = 0, false_reject: float = 0.01, name: str,
-                device: str = "auto", progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def train_model(
+    ds: Dataset,
+    indices: Sequence[int],
+    kind: str,
+    *,
+    size: Size | None = None,
+    color: bool = True,
+    epochs: int | None = None,
+    time_limit_s: float | None = None,
+    crop: tuple[int, int] | None = None,
+    pooling: str | None = None,
+    coreset: int | None = None,
+    frozen_blocks: int | None = None,
+    decoder: str | None = None,
+    seed: int = 0,
+    false_reject: float = 0.01,
+    name: str,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Train and calibrate a model of `kind` on the parts `indices` of a dataset (all of them for
     `lepton-inspect train`, the training folds in cross-validation): metadata and state dict (on
     the CPU). `device`: auto (a CUDA GPU when there is one), cpu or cuda."""
@@ -40,23 +56,31 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
         torch.backends.cudnn.benchmark = False  # the same convolution algorithms from run to run:
         torch.backends.cudnn.deterministic = True  # a seed repeats a CUDA training as closely as it can
     doubtful = sum(ds.samples[i].doubtful for i in indices)
-    indices = [i for i in indices if not ds.samples[i].doubtful]  # a good label that may hide a defect teaches nothing true
+    indices = [
+        i for i in indices if not ds.samples[i].doubtful
+    ]  # a good label that may hide a defect teaches nothing true
     torch.manual_seed(seed)
     if kind == "anomaly":
         if frozen_blocks is not None or decoder is not None:
-            raise ModelError("Frozen encoder blocks and the decoder are segmentation options; the anomaly model's backbone is never trained.")
+            raise ModelError(
+                "Frozen encoder blocks and the decoder are segmentation options; the anomaly model's backbone is never trained."
+            )
         from models.training.anomaly import AnomalyConfig, train_patchcore
 
         a_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
         for key, value in (("size", size), ("pooling", pooling), ("coreset_size", coreset)):
             if value is not None:
                 a_kw[key] = value
-        meta, state = train_patchcore(ds.samples, indices, AnomalyConfig(**a_kw), name=name, device=device, progress=progress)
+        meta, state = train_patchcore(
+            ds.samples, indices, AnomalyConfig(**a_kw), name=name, device=device, progress=progress
+        )
     else:
         from models.training.segmentation import SegConfig, train_segmentation
 
         if pooling is not None or coreset is not None:
-            raise ModelError("Patch pooling and the memory bank size are anomaly-model options; a segmentation model learns its own features.")
+            raise ModelError(
+                "Patch pooling and the memory bank size are anomaly-model options; a segmentation model learns its own features."
+            )
         cfg_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
         if frozen_blocks is not None:
             cfg_kw["frozen_blocks"] = frozen_blocks
@@ -72,14 +96,26 @@ def train_model(ds: Dataset, indices: Sequence[int], kind: str, *, size: Size | 
             cfg_kw["epochs"] = epochs
         if time_limit_s:
             cfg_kw["time_limit_s"] = time_limit_s
-        meta, state = train_segmentation(ds.samples, indices, SegConfig(**cfg_kw), name=name, device=device, progress=progress)
+        meta, state = train_segmentation(
+            ds.samples, indices, SegConfig(**cfg_kw), name=name, device=device, progress=progress
+        )
     meta["training"]["doubtful_goods_left_out"] = doubtful
-    meta["training"]["device"] = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+    meta["training"]["device"] = (
+        torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+    )
     return meta, state
 
 
-def train_package(dataset: Path, kind: str, out: Path, *, threads: int | None = None, name: str | None = None,
-                  progress: Progress | None = None, **options: Any) -> tuple[str, dict[str, Any]]:
+def train_package(
+    dataset: Path,
+    kind: str,
+    out: Path,
+    *,
+    threads: int | None = None,
+    name: str | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> tuple[str, dict[str, Any]]:
     """Train on a whole dataset folder, calibrate and save a package; returns its sha256 and
     metadata. `options` are those of `train_model`."""
     if kind not in KINDS:
@@ -87,7 +123,9 @@ def train_package(dataset: Path, kind: str, out: Path, *, threads: int | None = 
     if threads:
         torch.set_num_threads(threads)
     ds = load_dataset(dataset)
-    meta, state = train_model(ds, training_indices(ds, kind), kind, name=name or f"{dataset.name}-{kind}", progress=progress, **options)
+    meta, state = train_model(
+        ds, training_indices(ds, kind), kind, name=name or f"{dataset.name}-{kind}", progress=progress, **options
+    )
     meta["training"]["dataset"] = str(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_package(out, meta, state), meta

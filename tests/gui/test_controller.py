@@ -12,9 +12,9 @@ from app.gui.controller import LineController
 from inspection import users
 from inspection.config import load_config, load_recipe
 from inspection.line import Setup
-from inspection.verdict import thresholds_in_force
-from inspection.store import open_store
 from inspection.runner import RunnerState
+from inspection.store import open_store
+from inspection.verdict import thresholds_in_force
 from tests.fakes import FakeInspector
 
 
@@ -35,7 +35,9 @@ class _Line:
         self.recipe = load_recipe()
         self.inspector = FakeInspector()
         self.base_config = load_config()  # (the recipes folder)
-        self.setup = Setup(self.recipe, None, self.inspector, thresholds_in_force(self.recipe, self.inspector.info), 1, 1)
+        self.setup = Setup(
+            self.recipe, None, self.inspector, thresholds_in_force(self.recipe, self.inspector.info), 1, 1
+        )
         self.changing = False
 
     def add_result_listener(self, listener) -> None:

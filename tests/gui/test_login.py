@@ -11,7 +11,9 @@ from inspection import audit, users
 from tests.gui.test_main_window import PASSWORD, TIMEOUT_MS, close, log_in, make_window, sql
 
 
-def test_first_start_creates_the_admin_who_adds_an_operator_whose_role_limits_the_window_and_the_core(qtbot, tmp_path, samples):
+def test_first_start_creates_the_admin_who_adds_an_operator_whose_role_limits_the_window_and_the_core(
+    qtbot, tmp_path, samples
+):
     win = make_window(qtbot, tmp_path, f"sim:{samples}", user=None)  # a fresh database: no account at all
     try:
         bar = win.login_bar
@@ -42,7 +44,9 @@ def test_first_start_creates_the_admin_who_adds_an_operator_whose_role_limits_th
 
         # the operator: runs the line; no review, models, users or report
         qtbot.mouseClick(bar.logout_button, Qt.MouseButton.LeftButton)
-        assert win.session.user is None and not win.start_button.isEnabled() and win.tabs.currentWidget() is win.splitter
+        assert (
+            win.session.user is None and not win.start_button.isEnabled() and win.tabs.currentWidget() is win.splitter
+        )
         log_in(qtbot, win, "op")
         qtbot.waitUntil(win.start_button.isEnabled, timeout=TIMEOUT_MS)
         for page in (win.review, win.models, win.users):
@@ -57,7 +61,12 @@ def test_first_start_creates_the_admin_who_adds_an_operator_whose_role_limits_th
         store = win.controller.line.store
         assert audit.verify(store).ok
         actions = [(e.who, e.action) for e in reversed(audit.entries(store, 100))]
-        assert actions[:4] == [("boss", "user_created"), ("boss", "login"), ("boss", "user_created"), ("boss", "logout")]
+        assert actions[:4] == [
+            ("boss", "user_created"),
+            ("boss", "login"),
+            ("boss", "user_created"),
+            ("boss", "logout"),
+        ]
         assert ("op", "login") in actions
     finally:
         close(qtbot, win)

@@ -15,8 +15,8 @@ from PySide6.QtCore import QSettings, Qt
 from app.gui.main import build_window
 from inspection import users
 from inspection.config import load_config
-from inspection.store import open_store
 from inspection.runner import RunnerState
+from inspection.store import open_store
 from tests.fakes import sql
 
 TIMEOUT_MS = 60_000
@@ -76,7 +76,6 @@ def window(qtbot, tmp_path, samples):
     close(qtbot, win)
 
 
-
 def db_counts(path, since=None):
     where, params = ("where ts >= ?", (since.isoformat(sep=" "),)) if since else ("", ())
     return dict(sql(path, f"select verdict, count(*) from inspections {where} group by verdict", *params))
@@ -87,7 +86,12 @@ def shown(window, column):
 
 
 def expected(counts):
-    return {"parts": sum(counts.values()), "ok": counts.get("OK", 0), "ng": counts.get("NG", 0), "review": counts.get("REVIEW", 0)}
+    return {
+        "parts": sum(counts.values()),
+        "ok": counts.get("OK", 0),
+        "ng": counts.get("NG", 0),
+        "review": counts.get("REVIEW", 0),
+    }
 
 
 def fresh_stats(qtbot, window):
@@ -101,8 +105,13 @@ def fresh_stats(qtbot, window):
 def test_start_shows_verdicts_and_counters_that_match_the_database(qtbot, window, tmp_path):
     qtbot.keyClick(window, " ")  # Space starts the line
     qtbot.waitUntil(lambda: window.controller.running, timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: window.counters.values["start"]["parts"].text() not in ("-", "0")
-                    and window.counters.number("start", "parts") >= 10, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: (
+            window.counters.values["start"]["parts"].text() not in ("-", "0")
+            and window.counters.number("start", "parts") >= 10
+        ),
+        timeout=TIMEOUT_MS,
+    )
     assert window.verdict.verdict.text() in ("OK", "NG", "REVIEW")
     assert window.view.pixmap() is not None and not window.view.pixmap().isNull()
     assert window.light.state == "live"
@@ -111,7 +120,7 @@ def test_start_shows_verdicts_and_counters_that_match_the_database(qtbot, window
     fresh_stats(qtbot, window)
     db = tmp_path / "gui.db"
     assert shown(window, "start") == expected(db_counts(db))
-    _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+    _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.UTC))
     assert shown(window, "shift") == expected(db_counts(db, start.replace(tzinfo=None)))
     assert window.controller.status().recorded == sum(db_counts(db).values())
     assert window.start_button.isEnabled() and not window.stop_button.isEnabled()
@@ -160,16 +169,24 @@ def test_pulled_camera_raises_an_alarm_that_is_logged_and_acknowledged_and_the_l
     db = tmp_path / "gui.db"
     (event_id,) = [a.event_id for a in window.banner.alarms if a.kind == "camera"]
     assert sql(db, "select level, acknowledged_at from events where id = ?", event_id) == [("alarm", None)]
-    qtbot.waitUntil(lambda: sql(db, "select count(*) from events where kind = 'camera' and level = 'info'")[0][0] == 1, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: sql(db, "select count(*) from events where kind = 'camera' and level = 'info'")[0][0] == 1,
+        timeout=TIMEOUT_MS,
+    )
     fresh_stats(qtbot, window)
     texts = [window.events.item(i).text() for i in range(window.events.count())]
     assert any("disconnected" in t for t in texts) and any("reconnected" in t for t in texts)  # the loss and the return
     window.banner.ack_button.click()
     assert not window.banner.isVisible() and window.controller.active_alarms() == ()
-    qtbot.waitUntil(lambda: sql(db, "select acknowledged_at from events where id = ?", event_id)[0][0] is not None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: sql(db, "select acknowledged_at from events where id = ?", event_id)[0][0] is not None,
+        timeout=TIMEOUT_MS,
+    )
     with qtbot.waitSignal(window.controller.stopped, timeout=TIMEOUT_MS):
         window.stop_button.click()
-    assert sum(db_counts(db).values()) == window.controller.status().recorded == window.controller.status().parts  # nothing lost, nothing twice
+    assert (
+        sum(db_counts(db).values()) == window.controller.status().recorded == window.controller.status().parts
+    )  # nothing lost, nothing twice
     assert sql(db, "select count(*), min(end_state) from runs") == [(1, "stopped")]
 
 
@@ -194,7 +211,7 @@ def test_restart_rebuilds_the_counters_and_keeps_the_choices(qtbot, tmp_path, sa
         f = again.review.current_filter()  # the review's filters come back too
         assert (f.verdicts, f.label_state, f.score_min, f.score_max) == (("NG",), "unreviewed", 40.0, None)
         fresh_stats(qtbot, again)
-        _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+        _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.UTC))
         assert shown(again, "shift") == expected(db_counts(tmp_path / "gui.db", start.replace(tzinfo=None)))
         assert shown(again, "start") == expected({})  # since this start: nothing yet
     finally:
@@ -247,7 +264,9 @@ def test_picking_a_recipe_reopens_the_line_with_it_and_is_remembered(qtbot, tmp_
         assert win.controller.line.recipe.name == "bolt" and win.controller.running
     finally:
         close(qtbot, win)
-    assert QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat).value("recipe") == str(tmp_path / "recipes" / "bolt.toml")
+    assert QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat).value("recipe") == str(
+        tmp_path / "recipes" / "bolt.toml"
+    )
 
 
 def test_qa_exports_the_shift_report_from_the_window(qtbot, window, tmp_path):
@@ -257,15 +276,19 @@ def test_qa_exports_the_shift_report_from_the_window(qtbot, window, tmp_path):
         window.stop_button.click()
     window.session.logout("shift change")
     assert not window.report_button.isEnabled()
-    store = window.controller.line.store  # (the open station holds the database: QA's account is added through its store)
+    store = (
+        window.controller.line.store
+    )  # (the open station holds the database: QA's account is added through its store)
     users.create_user(store, users.authenticate(store, "admin", PASSWORD), "qa", "qa", PASSWORD)
     log_in(qtbot, window, "qa")
     assert window.report_button.isEnabled() and not window.start_button.isEnabled()  # QA exports, does not run the line
     with qtbot.waitSignal(window.controller.report_written, timeout=TIMEOUT_MS) as written:
-        window.controller.export_report(tmp_path / "qa" / "shift.pdf", window.session.user)  # what the button's file dialog asks for
+        window.controller.export_report(
+            tmp_path / "qa" / "shift.pdf", window.session.user
+        )  # what the button's file dialog asks for
     pdf = tmp_path / "qa" / "shift.pdf"
     assert written.args == [str(pdf)] and pdf.read_bytes().startswith(b"%PDF")
     figures = __import__("json").loads((tmp_path / "qa" / "shift.json").read_text())
-    _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+    _, start, _ = load_config().shifts.shift_at(dt.datetime.now(dt.UTC))
     assert figures["inspected"] == sum(db_counts(tmp_path / "gui.db", start.replace(tzinfo=None)).values())
     qtbot.waitUntil(lambda: "Shift report written" in window.statusBar().currentMessage(), timeout=TIMEOUT_MS)

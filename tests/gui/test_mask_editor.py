@@ -3,7 +3,6 @@ brush, eraser, polygon, fill, undo/redo, the model mask, zoom and pan, and what 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -122,7 +121,12 @@ def test_tool_keys_and_other_keys_reach_the_parent(qtbot):
     QVBoxLayout(parent)
     w = make_editor(qtbot, parent=parent)
     parent.layout().addWidget(w)
-    for key, tool in ((Qt.Key.Key_G, "polygon"), (Qt.Key.Key_F, "fill"), (Qt.Key.Key_E, "eraser"), (Qt.Key.Key_B, "brush")):
+    for key, tool in (
+        (Qt.Key.Key_G, "polygon"),
+        (Qt.Key.Key_F, "fill"),
+        (Qt.Key.Key_E, "eraser"),
+        (Qt.Key.Key_B, "brush"),
+    ):
         qtbot.keyClick(w, key)
         assert w.tool() == tool
     assert parent.keys == []
@@ -287,8 +291,16 @@ def test_zoom_pan_then_paint_hits_the_right_pixel(qtbot, editor):
 def test_wheel_zooms_about_the_cursor(qtbot, editor):
     pos = QPointF(123, 77)
     under = editor.widget_to_image(pos)
-    event = QWheelEvent(pos, editor.mapToGlobal(pos), QPoint(), QPoint(0, 240), Qt.MouseButton.NoButton,
-                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        pos,
+        editor.mapToGlobal(pos),
+        QPoint(),
+        QPoint(0, 240),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(editor, event)
     assert editor.zoom() == pytest.approx(5 * 1.25**2)
     assert editor.widget_to_image(pos) == pytest.approx(under)

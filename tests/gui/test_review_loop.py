@@ -6,7 +6,6 @@ the new model version; then rolls back."""
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 from PySide6.QtCore import Qt
@@ -21,19 +20,26 @@ def run_parts(qtbot, win, n):
     before = sql(win.controller.line.store.path, "select count(*) from inspections")[0][0]
     qtbot.keyClick(win, " ")
     qtbot.waitUntil(lambda: win.controller.running, timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: sql(win.controller.line.store.path, "select count(*) from inspections")[0][0] >= before + n, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: sql(win.controller.line.store.path, "select count(*) from inspections")[0][0] >= before + n,
+        timeout=TIMEOUT_MS,
+    )
     win.stop()
     qtbot.waitUntil(lambda: not win.controller.running and win.start_button.isEnabled(), timeout=TIMEOUT_MS)
 
 
 def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qtbot, tmp_path, samples, monkeypatch):
-    monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path / "data"))  # candidates and promoted models, also for the training process
+    monkeypatch.setenv(
+        "LEPTON_DATA_DIR", str(tmp_path / "data")
+    )  # candidates and promoted models, also for the training process
     win = make_window(qtbot, tmp_path, f"emu:{samples}")
     try:
         qtbot.waitUntil(win.start_button.isEnabled, timeout=TIMEOUT_MS)
         db = win.controller.line.store.path
         run_parts(qtbot, win, 24)
-        rejects = sql(db, "select part_id from inspections where verdict != 'OK' and image_path is not null order by score desc")
+        rejects = sql(
+            db, "select part_id from inspections where verdict != 'OK' and image_path is not null order by score desc"
+        )
         assert len(rejects) >= 3
 
         # -- Review: the rejects, highest score first ------------------------------------------------
@@ -41,11 +47,17 @@ def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qt
         win.tabs.setCurrentWidget(view)
         qtbot.waitUntil(lambda: view.page is not None and view.gallery.count() == len(rejects), timeout=TIMEOUT_MS)
         assert view.page.total == len(rejects)
-        assert [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())] == [p for (p,) in rejects]
+        assert [view.gallery.item(k).data(Qt.ItemDataRole.UserRole) for k in range(view.gallery.count())] == [
+            p for (p,) in rejects
+        ]
         view.gallery.setCurrentRow(0)
-        qtbot.waitUntil(lambda: view.part is not None and view.part.row.part_id == rejects[0][0] and view.editor.isEnabled(),
-                        timeout=TIMEOUT_MS)
-        assert view.part.images.model_mask.any() and list(view.checks) == ["anomaly"]  # the default recipe: the model's classes
+        qtbot.waitUntil(
+            lambda: view.part is not None and view.part.row.part_id == rejects[0][0] and view.editor.isEnabled(),
+            timeout=TIMEOUT_MS,
+        )
+        assert view.part.images.model_mask.any() and list(view.checks) == [
+            "anomaly"
+        ]  # the default recipe: the model's classes
 
         # draw a stroke with the brush over image pixels (300..400, 200) and reject the part
         editor = view.editor
@@ -62,25 +74,42 @@ def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qt
         qtbot.waitUntil(lambda: view.part.row.part_id == rejects[1][0], timeout=TIMEOUT_MS)
         # the other rejects: the engineer corrects them to OK (A), one after the other
         for k in range(1, len(rejects)):
-            qtbot.waitUntil(lambda k=k: view.part.row.part_id == rejects[k][0] and view.save_button.isEnabled(), timeout=TIMEOUT_MS)
+            qtbot.waitUntil(
+                lambda k=k: view.part.row.part_id == rejects[k][0] and view.save_button.isEnabled(), timeout=TIMEOUT_MS
+            )
             qtbot.keyClick(view.gallery, Qt.Key.Key_A)
             qtbot.waitUntil(lambda k=k: sql(db, "select count(*) from relabels")[0][0] == k + 1, timeout=TIMEOUT_MS)
-        labels = sql(db, "select i.part_id, r.previous_verdict, r.verdict, r.classes_json, r.who, r.mask_path from relabels r "
-                         "join inspections i on i.id = r.inspection_id order by r.id")
+        labels = sql(
+            db,
+            "select i.part_id, r.previous_verdict, r.verdict, r.classes_json, r.who, r.mask_path from relabels r "
+            "join inspections i on i.id = r.inspection_id order by r.id",
+        )
         assert [(p, v) for p, _, v, *_ in labels] == [(rejects[0][0], "NG")] + [(p, "OK") for (p,) in rejects[1:]]
         assert labels[0][3] == '["anomaly"]' and all(who == "eng" for *_, who, _ in labels)
         saved = cv2.imread(str(db.parent / labels[0][5]), cv2.IMREAD_GRAYSCALE) > 127
         assert np.array_equal(saved, drawn)  # the mask recorded is the one drawn
-        assert sql(db, "select count(*) from inspections where verdict = 'OK' and part_id in (%s)" % ",".join("?" * len(rejects)),
-                   *[p for (p,) in rejects])[0][0] == 0  # the model's verdicts untouched
+        assert (
+            sql(
+                db,
+                "select count(*) from inspections where verdict = 'OK' and part_id in (%s)"
+                % ",".join("?" * len(rejects)),
+                *[p for (p,) in rejects],
+            )[0][0]
+            == 0
+        )  # the model's verdicts untouched
         view.label_box.setCurrentIndex(view.label_box.findData("corrected"))
         view.reload()
-        qtbot.waitUntil(lambda: view.page.filter.label_state == "corrected" and view.page.total == len(rejects) - 1, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(
+            lambda: view.page.filter.label_state == "corrected" and view.page.total == len(rejects) - 1,
+            timeout=TIMEOUT_MS,
+        )
 
         # -- Models: export, train (cancel once), compare, promote -----------------------------------
         models = win.models
         win.tabs.setCurrentWidget(models)
-        qtbot.waitUntil(lambda: models.state is not None and "demo-ballscrew v1" in models.running.text(), timeout=TIMEOUT_MS)
+        qtbot.waitUntil(
+            lambda: models.state is not None and "demo-ballscrew v1" in models.running.text(), timeout=TIMEOUT_MS
+        )
         assert not models.rollback_button.isEnabled()
         out = tmp_path / "labels"
         monkeypatch.setattr("app.gui.review_view.QFileDialog.getExistingDirectory", lambda *a, **k: str(out))
@@ -91,11 +120,15 @@ def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qt
         candidates = tmp_path / "data" / "models" / "candidates"
         qtbot.mouseClick(models.train_button, Qt.MouseButton.LeftButton)
         assert models.cancel_button.isEnabled()
-        qtbot.waitUntil(lambda: models.progress.maximum() > 0, timeout=TIMEOUT_MS)  # the child is at work: a step was reported
+        qtbot.waitUntil(
+            lambda: models.progress.maximum() > 0, timeout=TIMEOUT_MS
+        )  # the child is at work: a step was reported
         qtbot.mouseClick(models.cancel_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(models.train_button.isEnabled, timeout=TIMEOUT_MS)
         written = sorted(candidates.glob("*.lpkg*")) if candidates.is_dir() else []
-        if "cancelled" in models.stage.text():  # (the CLI test cancels at a known step; here the child may win the race)
+        if (
+            "cancelled" in models.stage.text()
+        ):  # (the CLI test cancels at a known step; here the child may win the race)
             assert not written  # nothing half-written left behind
         else:
             assert "Candidate trained" in models.stage.text() and [p.suffix for p in written] == [".lpkg"]
@@ -113,26 +146,47 @@ def test_review_relabel_export_train_compare_promote_and_the_next_run_uses_it(qt
 
         qtbot.mouseClick(models.promote_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: sql(db, "select count(*) from model_promotions")[0][0] == 1, timeout=TIMEOUT_MS)
-        qtbot.waitUntil(lambda: win.start_button.isEnabled() and win.controller.line is not None
-                        and win.controller.line.inspector.info.version == "2", timeout=TIMEOUT_MS)
+        qtbot.waitUntil(
+            lambda: (
+                win.start_button.isEnabled()
+                and win.controller.line is not None
+                and win.controller.line.inspector.info.version == "2"
+            ),
+            timeout=TIMEOUT_MS,
+        )
         assert sql(db, "select who, action from model_promotions") == [("eng", "promote")]
 
         run_parts(qtbot, win, 8)
         last = sql(db, "select max(run_id) from inspections")[0][0]
-        assert sql(db, "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id "
-                       "where i.run_id = ?", last) == [("2",)]
+        assert sql(
+            db,
+            "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id "
+            "where i.run_id = ?",
+            last,
+        ) == [("2",)]
 
         # -- and back ------------------------------------------------------------------------------------------
         win.tabs.setCurrentWidget(models)
-        qtbot.waitUntil(lambda: "demo-ballscrew v2" in models.running.text() and models.rollback_button.isEnabled(), timeout=TIMEOUT_MS)
+        qtbot.waitUntil(
+            lambda: "demo-ballscrew v2" in models.running.text() and models.rollback_button.isEnabled(),
+            timeout=TIMEOUT_MS,
+        )
         qtbot.mouseClick(models.rollback_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: win.controller.line is not None and win.controller.line.inspector.info.version == "1"
-                        and win.start_button.isEnabled(), timeout=TIMEOUT_MS)
+        qtbot.waitUntil(
+            lambda: (
+                win.controller.line is not None
+                and win.controller.line.inspector.info.version == "1"
+                and win.start_button.isEnabled()
+            ),
+            timeout=TIMEOUT_MS,
+        )
         assert [a for (a,) in sql(db, "select action from model_promotions order by id")] == ["promote", "rollback"]
         trail = audit.entries(win.controller.line.store, 1000)
         assert audit.verify(win.controller.line.store).ok
-        assert [e.action for e in trail if e.who == "eng" and e.action in ("relabel", "promote", "rollback")] == \
-            ["rollback", "promote"] + ["relabel"] * len(rejects)  # newest first: every quality change, by whom
+        assert [e.action for e in trail if e.who == "eng" and e.action in ("relabel", "promote", "rollback")] == [
+            "rollback",
+            "promote",
+        ] + ["relabel"] * len(rejects)  # newest first: every quality change, by whom
         space_on_review = sql(db, "select count(*) from runs")[0][0]
         win.tabs.setCurrentWidget(view)
         qtbot.keyClick(view.gallery, Qt.Key.Key_Space)  # the operator's Space does not start the line from the review

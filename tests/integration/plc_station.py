@@ -25,8 +25,6 @@ class PlcClient(Protocol):
     def write(self, name: str, value: Any) -> None: ...
 
 
-
-
 @contextlib.contextmanager
 def plc_station(tmp_path: Path, samples: Path, protocol: str) -> Iterator[tuple[Line, PlcLink, Path]]:
     """A running line (software trigger, recipes prod-a = 1 and prod-b = 2) with its PLC link on 127.0.0.1."""
@@ -35,8 +33,11 @@ def plc_station(tmp_path: Path, samples: Path, protocol: str) -> Iterator[tuple[
     (recipes / "a.toml").write_text('name = "prod-a"\nindex = 1\n', encoding="utf-8")
     (recipes / "b.toml").write_text('name = "prod-b"\nindex = 2\n[verdict]\nmin_defect_area_px = 3\n', encoding="utf-8")
     config = tmp_path / "station.toml"
-    config.write_text(f'[recipes]\nfolder = "recipes"\n\n[plc]\nenabled = true\nprotocol = "{protocol}"\n'
-                      f'host = "127.0.0.1"\nport = {free_port()}\nheartbeat_s = 0.2\n', encoding="utf-8")
+    config.write_text(
+        f'[recipes]\nfolder = "recipes"\n\n[plc]\nenabled = true\nprotocol = "{protocol}"\n'
+        f'host = "127.0.0.1"\nport = {free_port()}\nheartbeat_s = 0.2\n',
+        encoding="utf-8",
+    )
     db = tmp_path / "line.db"
     line = open_line(camera_spec=f"emu:{samples}", db=db, config=config, recipe=recipes / "a.toml", device="cpu")
     try:
@@ -69,8 +70,15 @@ def cycle(plc: PlcClient) -> Part:
     plc.write("Trigger", True)
     assert until(lambda: plc.read("ResultReady")), "no ResultReady after Trigger"
     assert not plc.read("Busy")
-    part = Part(plc.read("PartId"), plc.read("ResultOK"), plc.read("ResultNG"), plc.read("DefectClass"), plc.read("PartSeq"),
-                plc.read("RecipeName"), plc.read("RecipeVersion"))
+    part = Part(
+        plc.read("PartId"),
+        plc.read("ResultOK"),
+        plc.read("ResultNG"),
+        plc.read("DefectClass"),
+        plc.read("PartSeq"),
+        plc.read("RecipeName"),
+        plc.read("RecipeVersion"),
+    )
     plc.write("Trigger", False)
     plc.write("ResultAck", True)
     assert until(lambda: not plc.read("ResultReady"))

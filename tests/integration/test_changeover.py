@@ -22,16 +22,26 @@ def test_changeover_between_parts_keeps_recipe_version_and_lot_in_every_row(tmp_
     recipes = tmp_path / "recipes"
     recipes.mkdir()
     (recipes / "a.toml").write_text('name = "prod-a"\nindex = 1\n[camera]\npixel_format = "Mono8"\n', encoding="utf-8")
-    (recipes / "b.toml").write_text('name = "prod-b"\nindex = 2\n[camera]\npixel_format = "RGB8"\n'
-                                    "[verdict]\nmin_defect_area_px = 3\n", encoding="utf-8")
+    (recipes / "b.toml").write_text(
+        'name = "prod-b"\nindex = 2\n[camera]\npixel_format = "RGB8"\n[verdict]\nmin_defect_area_px = 3\n',
+        encoding="utf-8",
+    )
     (tmp_path / "station.toml").write_text('[recipes]\nfolder = "recipes"\n', encoding="utf-8")
     db = tmp_path / "line.db"
-    line = open_line(camera_spec=f"emu:{samples}", db=db, config=tmp_path / "station.toml", recipe=recipes / "a.toml",
-                     device="cpu", external_trigger=True)
+    line = open_line(
+        camera_spec=f"emu:{samples}",
+        db=db,
+        config=tmp_path / "station.toml",
+        recipe=recipes / "a.toml",
+        device="cpu",
+        external_trigger=True,
+    )
     ndims: list[int] = []
     line.add_result_listener(lambda r: ndims.append(r.image.ndim))
     try:
-        assert line.recipe.camera.trigger is TriggerMode.SOFTWARE and {k: load_recipe(p).name for k, p in recipe_indexes(recipes).items()} == {1: "prod-a", 2: "prod-b"}
+        assert line.recipe.camera.trigger is TriggerMode.SOFTWARE and {
+            k: load_recipe(p).name for k, p in recipe_indexes(recipes).items()
+        } == {1: "prod-a", 2: "prod-b"}
         runner = line.start()
         line.set_lot("LOT-A1")
         for _ in range(3):
@@ -39,7 +49,9 @@ def test_changeover_between_parts_keeps_recipe_version_and_lot_in_every_row(tmp_
         assert wait_for(lambda: runner.status().parts == 3)
         assert not wait_for(lambda: runner.status().parts > 3, timeout_s=1.0)  # no request, no part
         line.change_recipe_index(2)
-        assert line.recipe.name == "prod-b" and line.runner is not None and line.runner is not runner  # a new run, same program
+        assert (
+            line.recipe.name == "prod-b" and line.runner is not None and line.runner is not runner
+        )  # a new run, same program
         line.set_lot("LOT-B1")
         for _ in range(2):
             line.trigger_gate.request()
@@ -48,8 +60,10 @@ def test_changeover_between_parts_keeps_recipe_version_and_lot_in_every_row(tmp_
             line.change_recipe_index(9)
         assert line.recipe.name == "prod-b" and line.runner.status().active  # a refused changeover changes nothing
         # The same content again is the same version; an edited recipe is a new one.
-        (recipes / "a.toml").write_text('name = "prod-a"\nindex = 1\n[camera]\npixel_format = "Mono8"\n'
-                                        "[images]\nsave_ok_every = 1\n", encoding="utf-8")
+        (recipes / "a.toml").write_text(
+            'name = "prod-a"\nindex = 1\n[camera]\npixel_format = "Mono8"\n[images]\nsave_ok_every = 1\n',
+            encoding="utf-8",
+        )
         line.change_recipe_index(1)
         line.trigger_gate.request()
         assert wait_for(lambda: line.runner.status().parts == 1)

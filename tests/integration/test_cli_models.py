@@ -12,8 +12,24 @@ from tests.integration.test_cli import assert_one_sentence_error, cli
 
 def test_train_eval_predict(tiny_dataset, tmp_path):
     pkg = tmp_path / "tiny.lpkg"
-    proc = cli("train", "--dataset", str(tiny_dataset), "--kind", "anomaly", "--out", str(pkg), "--size", "64x64", "--grey",
-               "--pooling", "joint", "--coreset", "500", "--beside-line", data_dir=tmp_path)  # (one thread, lowest priority)
+    proc = cli(
+        "train",
+        "--dataset",
+        str(tiny_dataset),
+        "--kind",
+        "anomaly",
+        "--out",
+        str(pkg),
+        "--size",
+        "64x64",
+        "--grey",
+        "--pooling",
+        "joint",
+        "--coreset",
+        "500",
+        "--beside-line",
+        data_dir=tmp_path,
+    )  # (one thread, lowest priority)
     assert proc.returncode == 0, proc.stderr
     assert "thresholds: OK below" in proc.stdout and pkg.is_file()
     from models.package import load_package
@@ -26,20 +42,52 @@ def test_train_eval_predict(tiny_dataset, tmp_path):
     proc = cli("eval", "--model", str(pkg), "--dataset", str(tiny_dataset), "--json", str(metrics), data_dir=tmp_path)
     assert proc.returncode == 0, proc.stderr
     m = json.loads(metrics.read_text())
-    for key in ("image_auroc", "pixel_auroc", "aupro", "f1", "false_reject_rate", "escape_rate", "per_class", "latency_ms_p50", "latency_ms_p99"):
+    for key in (
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "f1",
+        "false_reject_rate",
+        "escape_rate",
+        "per_class",
+        "latency_ms_p50",
+        "latency_ms_p99",
+    ):
         assert key in m
     assert m["parts"] == 48 and m["image_auroc"] > 0.9
     assert "image_auroc" in proc.stdout
     # Only the held-out groups: 2 groups of 6 parts.
-    proc = cli("eval", "--model", str(pkg), "--dataset", str(tiny_dataset), "--groups", "G6,G7", "--json", str(metrics), data_dir=tmp_path)
+    proc = cli(
+        "eval",
+        "--model",
+        str(pkg),
+        "--dataset",
+        str(tiny_dataset),
+        "--groups",
+        "G6,G7",
+        "--json",
+        str(metrics),
+        data_dir=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(metrics.read_text())["parts"] == 12
-    assert_one_sentence_error(cli("eval", "--model", str(pkg), "--dataset", str(tiny_dataset), "--groups", "G6,G99", data_dir=tmp_path),
-                              "has no group G99")
+    assert_one_sentence_error(
+        cli("eval", "--model", str(pkg), "--dataset", str(tiny_dataset), "--groups", "G6,G99", data_dir=tmp_path),
+        "has no group G99",
+    )
 
     out = tmp_path / "pred"
-    proc = cli("predict", "--model", str(pkg), "--input", str(tiny_dataset / "good"), str(tiny_dataset / "defect" / "scratch"),
-               "--out", str(out), data_dir=tmp_path)
+    proc = cli(
+        "predict",
+        "--model",
+        str(pkg),
+        "--input",
+        str(tiny_dataset / "good"),
+        str(tiny_dataset / "defect" / "scratch"),
+        "--out",
+        str(out),
+        data_dir=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 48 and {r["verdict"] for r in rows} <= {"OK", "NG", "REVIEW"}
@@ -51,12 +99,63 @@ def test_train_eval_predict(tiny_dataset, tmp_path):
 
 
 def test_model_commands_with_bad_input(tiny_dataset, tmp_path):
-    assert_one_sentence_error(cli("eval", "--model", str(tmp_path / "none.lpkg"), "--dataset", str(tmp_path), data_dir=tmp_path), "does not exist")
-    assert_one_sentence_error(cli("train", "--dataset", str(tmp_path / "nope"), "--kind", "anomaly", "--out", str(tmp_path / "x.lpkg"), data_dir=tmp_path), "does not exist")
-    bad_pooling = cli("train", "--dataset", str(tiny_dataset), "--kind", "anomaly", "--out", str(tmp_path / "x.lpkg"), "--pooling", "max", data_dir=tmp_path)
+    assert_one_sentence_error(
+        cli("eval", "--model", str(tmp_path / "none.lpkg"), "--dataset", str(tmp_path), data_dir=tmp_path),
+        "does not exist",
+    )
+    assert_one_sentence_error(
+        cli(
+            "train",
+            "--dataset",
+            str(tmp_path / "nope"),
+            "--kind",
+            "anomaly",
+            "--out",
+            str(tmp_path / "x.lpkg"),
+            data_dir=tmp_path,
+        ),
+        "does not exist",
+    )
+    bad_pooling = cli(
+        "train",
+        "--dataset",
+        str(tiny_dataset),
+        "--kind",
+        "anomaly",
+        "--out",
+        str(tmp_path / "x.lpkg"),
+        "--pooling",
+        "max",
+        data_dir=tmp_path,
+    )
     assert_one_sentence_error(bad_pooling, "pooling must be one of per_tap, joint")
-    assert_one_sentence_error(cli("train", "--dataset", str(tiny_dataset), "--kind", "segmentation", "--out", str(tmp_path / "x.lpkg"), "--coreset", "9",
-                                  data_dir=tmp_path), "anomaly-model options")
+    assert_one_sentence_error(
+        cli(
+            "train",
+            "--dataset",
+            str(tiny_dataset),
+            "--kind",
+            "segmentation",
+            "--out",
+            str(tmp_path / "x.lpkg"),
+            "--coreset",
+            "9",
+            data_dir=tmp_path,
+        ),
+        "anomaly-model options",
+    )
     import resources
 
-    assert_one_sentence_error(cli("predict", "--model", str(resources.DEMO_MODEL), "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), data_dir=tmp_path), "does not exist")
+    assert_one_sentence_error(
+        cli(
+            "predict",
+            "--model",
+            str(resources.DEMO_MODEL),
+            "--input",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+            data_dir=tmp_path,
+        ),
+        "does not exist",
+    )

@@ -44,14 +44,33 @@ def kill_and_check(seed: int, work: Path) -> dict:
     rng = random.Random(seed)
     db, events = work / f"kill-{seed}.db", work / f"kill-{seed}.jsonl"
     env = {**os.environ, "LEPTON_DATA_DIR": str(work / "data"), "PYLON_CAMEMU": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "run", "--camera", f"emu:{resources.DEMO_SAMPLES}", "--db", str(db),
-                             "--events", str(events), "--device", "cpu"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "run",
+            "--camera",
+            f"emu:{resources.DEMO_SAMPLES}",
+            "--db",
+            str(db),
+            "--events",
+            str(events),
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 180
         while not (events.is_file() and events.stat().st_size > 0):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"seed {seed}: the run ended or published nothing: {proc.stderr.read().decode()[-2000:]}")
+                raise AssertionError(
+                    f"seed {seed}: the run ended or published nothing: {proc.stderr.read().decode()[-2000:]}"
+                )
             time.sleep(0.02)
         time.sleep(rng.uniform(0.2, 3.0))
         killed_at = time.time()
@@ -76,16 +95,32 @@ def kill_and_check(seed: int, work: Path) -> dict:
     finally:
         con.close()
     base = db.parent
-    dangling = [p for p, image, mask, status in named if status is None and image is not None
-                and not ((base / image).is_file() and (mask is None or (base / mask).is_file()))]
+    dangling = [
+        p
+        for p, image, mask, status in named
+        if status is None
+        and image is not None
+        and not ((base / image).is_file() and (mask is None or (base / mask).is_file()))
+    ]
     images_dir = base / f"{db.stem}-images"
-    files = [f for f in images_dir.rglob("*") if f.is_file() and f.parent.name != "relabels"] if images_dir.is_dir() else []
+    files = (
+        [f for f in images_dir.rglob("*") if f.is_file() and f.parent.name != "relabels"] if images_dir.is_dir() else []
+    )
     orphans = [f for f in files if f.name.endswith(PARTIAL) or f.stem.removesuffix("_mask") not in rows]
-    return {"seed": seed, "published": len(out), "rows": len(rows), "integrity": integrity, "no_row": len(missing),
-            "no_row_published_over_interval_before": len([e for e in missing if e["time"] < killed_at - interval]),
-            "longest_lag_s": round(max((killed_at - e["time"] for e in missing), default=0.0), 3),
-            "run_end": run_end, "rows_naming_absent_files": len(dangling), "files_without_rows": len(orphans),
-            "marked_missing": sum(1 for *_, status in named if status == "missing"), "image_files": len(files)}
+    return {
+        "seed": seed,
+        "published": len(out),
+        "rows": len(rows),
+        "integrity": integrity,
+        "no_row": len(missing),
+        "no_row_published_over_interval_before": len([e for e in missing if e["time"] < killed_at - interval]),
+        "longest_lag_s": round(max((killed_at - e["time"] for e in missing), default=0.0), 3),
+        "run_end": run_end,
+        "rows_naming_absent_files": len(dangling),
+        "files_without_rows": len(orphans),
+        "marked_missing": sum(1 for *_, status in named if status == "missing"),
+        "image_files": len(files),
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

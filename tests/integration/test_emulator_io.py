@@ -35,9 +35,21 @@ def node(cam: BaslerCamera, name: str, selector: tuple[str, str] | None = None) 
 
 def test_hardware_trigger_and_reject_output_are_written_to_the_camera(emu):
     emu.configure(CameraSettings(trigger=TriggerMode.HARDWARE))
-    emu.configure_io(IoSettings(trigger_line="Line3", trigger_activation="FallingEdge", trigger_delay_us=150.0,
-                                reject_line="Line2", reject_output="UserOutput1", reject_inverted=True))
-    assert (node(emu, "TriggerMode"), node(emu, "TriggerSource"), node(emu, "TriggerActivation")) == ("On", "Line3", "FallingEdge")
+    emu.configure_io(
+        IoSettings(
+            trigger_line="Line3",
+            trigger_activation="FallingEdge",
+            trigger_delay_us=150.0,
+            reject_line="Line2",
+            reject_output="UserOutput1",
+            reject_inverted=True,
+        )
+    )
+    assert (node(emu, "TriggerMode"), node(emu, "TriggerSource"), node(emu, "TriggerActivation")) == (
+        "On",
+        "Line3",
+        "FallingEdge",
+    )
     assert float(node(emu, "TriggerDelay")) == 150.0
     assert node(emu, "LineMode", ("LineSelector", "Line3")) == "Input"
     assert node(emu, "LineMode", ("LineSelector", "Line2")) == "Output"
@@ -64,11 +76,17 @@ def test_set_output_toggles_the_user_output(emu):
     assert node(emu, "UserOutputValue", ("UserOutputSelector", "UserOutput1")) == "0"  # the others untouched
 
 
-@pytest.mark.parametrize("io, match", [
-    (IoSettings(debounce_us=10.0), r"has no line debouncer \(LineDebouncerTime\), so no debounce can be set\.$"),
-    (IoSettings(trigger_line="Line7"), r"has no Line7 for LineSelector; it offers Line1, Line2, Line3\.$"),
-    (IoSettings(reject_line="Line2", reject_output="UserOutput9"), r"has no UserOutput9 for LineSource; it offers "),
-])
+@pytest.mark.parametrize(
+    "io, match",
+    [
+        (IoSettings(debounce_us=10.0), r"has no line debouncer \(LineDebouncerTime\), so no debounce can be set\.$"),
+        (IoSettings(trigger_line="Line7"), r"has no Line7 for LineSelector; it offers Line1, Line2, Line3\.$"),
+        (
+            IoSettings(reject_line="Line2", reject_output="UserOutput9"),
+            r"has no UserOutput9 for LineSource; it offers ",
+        ),
+    ],
+)
 def test_what_the_emulator_lacks_is_one_sentence(emu, io, match):
     with pytest.raises(CameraError, match=r"^Camera basler:\S+ " + match) as info:
         emu.configure_io(io)

@@ -29,7 +29,9 @@ def test_pulled_emulated_camera_is_reconnected_with_its_settings_and_inspection_
         cam.close()
     (tmp_path / "recipe.toml").write_text('[camera]\nsettings_file = "cam.pfs"\n', encoding="utf-8")
 
-    line = open_line(camera_spec=f"emu:{samples}", db=tmp_path / "pull.db", recipe=tmp_path / "recipe.toml", device="cpu")
+    line = open_line(
+        camera_spec=f"emu:{samples}", db=tmp_path / "pull.db", recipe=tmp_path / "recipe.toml", device="cpu"
+    )
     ndims: list[int] = []
     line.add_result_listener(lambda r: ndims.append(r.image.ndim))
     try:
@@ -65,9 +67,17 @@ def test_pulled_emulated_camera_is_reconnected_with_its_settings_and_inspection_
 def test_frames_dropped_behind_a_free_running_emulator_are_counted_recorded_and_alarmed(tmp_path, samples):
     config = load_config()
     config = dataclasses.replace(config, queue_size=2, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0))
-    recipe = dataclasses.replace(load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.FREE_RUN, frame_rate=100.0))
-    line = Line(store=open_store(tmp_path / "drops.db"), config=config, recipe=recipe, camera_spec=f"emu:{samples}",
-                inspector=FakeInspector(delay_s=0.05), cameras=[open_camera(f"emu:{samples}")])
+    recipe = dataclasses.replace(
+        load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.FREE_RUN, frame_rate=100.0)
+    )
+    line = Line(
+        store=open_store(tmp_path / "drops.db"),
+        config=config,
+        recipe=recipe,
+        camera_spec=f"emu:{samples}",
+        inspector=FakeInspector(delay_s=0.05),
+        cameras=[open_camera(f"emu:{samples}")],
+    )
     seen: list[int] = []
     line.add_result_listener(lambda r: seen.append(r.frame_id))
     try:
@@ -80,7 +90,9 @@ def test_frames_dropped_behind_a_free_running_emulator_are_counted_recorded_and_
         assert seen == sorted(seen) and seen[-1] - seen[0] + 1 <= status.parts + status.dropped
         db = sqlite3.connect(line.store.path)
         assert db.execute("select count(*) from inspections").fetchone()[0] == status.parts
-        assert db.execute("select dropped_frames from runs where id=?", (status.run_id,)).fetchone()[0] == status.dropped
+        assert (
+            db.execute("select dropped_frames from runs where id=?", (status.run_id,)).fetchone()[0] == status.dropped
+        )
         (alarm,) = [a for a in line.alarms.active() if a.kind == "dropped"]
         assert "not inspected" in alarm.message
     finally:

@@ -9,13 +9,21 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from inspection.plc import PlcError, start_plc
-from tests.integration.plc_station import until, check_record, drive_handshake, plc_station
+from tests.integration.plc_station import check_record, drive_handshake, plc_station, until
 
 COILS = {"Trigger": 0, "ResultAck": 1}
 DISCRETE = {"Ready": 0, "Busy": 1, "ResultReady": 2, "ResultOK": 3, "ResultNG": 4, "Error": 5, "Heartbeat": 6}
 HOLDING = {"RecipeIndex": (0, "u16"), "LotId": (1, "str")}
-INPUT = {"ErrorCode": (0, "u16"), "Score": (1, "f32"), "PartSeq": (3, "u32"), "RecipeIndexActive": (5, "u16"),
-         "RecipeVersion": (6, "u32"), "PartId": (8, "str"), "DefectClass": (24, "str"), "RecipeName": (40, "str")}
+INPUT = {
+    "ErrorCode": (0, "u16"),
+    "Score": (1, "f32"),
+    "PartSeq": (3, "u32"),
+    "RecipeIndexActive": (5, "u16"),
+    "RecipeVersion": (6, "u32"),
+    "PartId": (8, "str"),
+    "DefectClass": (24, "str"),
+    "RecipeName": (40, "str"),
+}
 WIDTH = {"u16": 1, "u32": 2, "f32": 2, "str": 16}
 
 

@@ -12,8 +12,13 @@ from asyncua.sync import Client
 from inspection.plc import PlcError, start_plc
 from tests.integration.plc_station import check_record, drive_handshake, plc_station
 
-_TYPES = {"Trigger": ua.VariantType.Boolean, "ResultAck": ua.VariantType.Boolean, "RecipeIndex": ua.VariantType.Int32,
-          "LotId": ua.VariantType.String, "Ready": ua.VariantType.Boolean}
+_TYPES = {
+    "Trigger": ua.VariantType.Boolean,
+    "ResultAck": ua.VariantType.Boolean,
+    "RecipeIndex": ua.VariantType.Int32,
+    "LotId": ua.VariantType.String,
+    "Ready": ua.VariantType.Boolean,
+}
 NAMESPACE = "urn:lepton-inspect:plc"
 
 
@@ -37,9 +42,23 @@ def test_opcua_client_drives_trigger_result_ack_recipe_lot_and_heartbeat(tmp_pat
         assert link.endpoint.startswith("opc.tcp://127.0.0.1:") and link.endpoint.endswith("/lepton/")
         with Client(link.endpoint) as client:
             plc = OpcUaPlc(client)
-            assert set(plc.nodes) >= {"Trigger", "ResultAck", "RecipeIndex", "LotId", "Ready", "Busy", "ResultReady",
-                                      "ResultOK", "ResultNG", "DefectClass", "Score", "PartId", "Error", "ErrorCode",
-                                      "Heartbeat"}
+            assert set(plc.nodes) >= {
+                "Trigger",
+                "ResultAck",
+                "RecipeIndex",
+                "LotId",
+                "Ready",
+                "Busy",
+                "ResultReady",
+                "ResultOK",
+                "ResultNG",
+                "DefectClass",
+                "Score",
+                "PartId",
+                "Error",
+                "ErrorCode",
+                "Heartbeat",
+            }
             parts = drive_handshake(plc, line)
             with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
                 plc.write("Ready", True)  # outputs are read-only for clients

@@ -31,7 +31,6 @@ from tests.fakes import FakeInspector, free_port, sql, wait_for
 from tests.integration.test_cli import assert_one_sentence_error, cli
 
 
-
 def server(url, query, **params):
     with open_record(url) as store, store.engine.connect() as conn:
         return conn.execute(text(query), params).all()
@@ -60,13 +59,17 @@ def test_migrations_build_exactly_the_schema_on_postgres(pg_url):
 def test_servers_that_cannot_be_reached_are_one_sentence_without_the_password(tmp_path):
     url = f"postgresql://lepton:s3cret-pw@127.0.0.1:{free_port()}/plant"
     for opener in (open_store, open_record):
-        with pytest.raises(StoreError, match=r"^The database server at 127\.0\.0\.1:\d+ cannot be reached: .*\.$") as err:
+        with pytest.raises(
+            StoreError, match=r"^The database server at 127\.0\.0\.1:\d+ cannot be reached: .*\.$"
+        ) as err:
             opener(url)
         assert "s3cret-pw" not in str(err.value)
-    for bad, message in (("mysql://lepton:s3cret-pw@host/plant", "not supported"),
-                         ("postgresql+psycopg2://lepton:s3cret-pw@host/plant", "not supported"),
-                         ("postgresql://lepton:s3cret-pw@host:fivefour/plant", "port .* is not a number"),
-                         ("postgresql://lepton:s3cret@pw@127.0.0.1/plant", "has an '@' in its password or host: write it as %40")):
+    for bad, message in (
+        ("mysql://lepton:s3cret-pw@host/plant", "not supported"),
+        ("postgresql+psycopg2://lepton:s3cret-pw@host/plant", "not supported"),
+        ("postgresql://lepton:s3cret-pw@host:fivefour/plant", "port .* is not a number"),
+        ("postgresql://lepton:s3cret@pw@127.0.0.1/plant", "has an '@' in its password or host: write it as %40"),
+    ):
         with pytest.raises(StoreError, match=message) as err:
             open_store(bad)
         assert "s3cret" not in str(err.value)
@@ -103,30 +106,49 @@ def test_a_server_cut_mid_run_gets_every_part_exactly_once(pg_server, pg_url, tm
         assert forwarder.status().backlog == 0 and forwarder.status().last_error == ""
     finally:
         line.close()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "inspection.forward" and r.levelno == logging.WARNING]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "inspection.forward" and r.levelno == logging.WARNING
+    ]
     assert len(warnings) == 1 and "cannot be reached" in warnings[0]  # one per outage, not one per retry
     buffer = tmp_path / "lepton.db"
     parts = sorted(p for (p,) in sql(buffer, "select part_id from inspections"))
     assert len(parts) == status.parts == status.recorded
     on_server = sorted(p for (p,) in server(pg_url, "select part_id from inspections"))
     assert on_server == parts  # every part, each once
-    assert server(pg_url, "select count(*), min(end_state), min(station) from runs") == [(1, "stopped", load_config().station)]
-    assert (server(pg_url, "select count(*) from events")[0][0] == sql(buffer, "select count(*) from events")[0][0])
+    assert server(pg_url, "select count(*), min(end_state), min(station) from runs") == [
+        (1, "stopped", load_config().station)
+    ]
+    assert server(pg_url, "select count(*) from events")[0][0] == sql(buffer, "select count(*) from events")[0][0]
     shift_ids = {i for (i,) in server(pg_url, "select distinct shift_id from inspections")}
-    assert server(pg_url, "select count(*) from inspections i join runs r on r.id = i.run_id "
-                          "join model_versions m on m.id = i.model_version_id")[0][0] == len(parts)
+    assert server(
+        pg_url,
+        "select count(*) from inspections i join runs r on r.id = i.run_id "
+        "join model_versions m on m.id = i.model_version_id",
+    )[0][0] == len(parts)
     assert len(shift_ids) >= 1
 
 
 def station(name: str, url: str, buffer, samples, parts: int, recipe_file=None) -> Line:
     """A station named `name` (simulated camera, fake model) recording into `buffer`, forwarding to `url`."""
     config = load_config()
-    config = dataclasses.replace(config, station=name, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0),
-                                 retention=dataclasses.replace(config.retention, min_free_mb=0))
-    recipe = dataclasses.replace(load_recipe(recipe_file), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.SOFTWARE,
-                                                                                 frame_rate=200.0))
-    line = Line(store=open_station_store(url, buffer), config=config, recipe=recipe, camera_spec=f"sim:{samples}",
-                inspector=FakeInspector(), cameras=[SimulatedCamera(samples)])
+    config = dataclasses.replace(
+        config,
+        station=name,
+        alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0),
+        retention=dataclasses.replace(config.retention, min_free_mb=0),
+    )
+    recipe = dataclasses.replace(
+        load_recipe(recipe_file),
+        camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.SOFTWARE, frame_rate=200.0),
+    )
+    line = Line(
+        store=open_station_store(url, buffer),
+        config=config,
+        recipe=recipe,
+        camera_spec=f"sim:{samples}",
+        inspector=FakeInspector(),
+        cameras=[SimulatedCamera(samples)],
+    )
     assert line.start(max_parts=parts).wait(60)
     line.stop()
     return line
@@ -151,15 +173,24 @@ def test_recipe_versions_are_numbered_plant_wide_on_the_server(pg_url, tmp_path,
         assert b.store.forwarder.sync(60)
     finally:
         b.close()
-    assert sql(tmp_path / "b.db", "select recipe_version, count(*) from inspections group by 1 order by 1") == [(1, 2), (2, 3)]
+    assert sql(tmp_path / "b.db", "select recipe_version, count(*) from inspections group by 1 order by 1") == [
+        (1, 2),
+        (2, 3),
+    ]
     versions = dict(server(pg_url, "select sha256, version from recipe_versions where name = 'prod'"))
     assert sorted(versions.values()) == [1, 2]
-    by_content = server(pg_url, "select v.sha256, r.station, count(*) from inspections i join runs r on r.id = i.run_id "
-                                "join recipe_versions v on v.name = i.recipe and v.version = i.recipe_version group by 1, 2 order by 2, 1")
+    by_content = server(
+        pg_url,
+        "select v.sha256, r.station, count(*) from inspections i join runs r on r.id = i.run_id "
+        "join recipe_versions v on v.name = i.recipe and v.version = i.recipe_version group by 1, 2 order by 2, 1",
+    )
     sha_x, sha_y = load_recipe(x).sha256, load_recipe(y).sha256
     assert sorted(by_content) == sorted([(sha_x, "press-1", 2), (sha_x, "press-2", 3), (sha_y, "press-2", 2)])
     assert versions == {sha_x: 1, sha_y: 2}
-    assert server(pg_url, "select distinct recipe_version from runs where station = 'press-2' order by 1") == [(1,), (2,)]
+    assert server(pg_url, "select distinct recipe_version from runs where station = 'press-2' order by 1") == [
+        (1,),
+        (2,),
+    ]
 
 
 def test_two_stations_forward_to_one_server_and_one_report_spans_both(pg_url, tmp_path, samples):
@@ -170,7 +201,12 @@ def test_two_stations_forward_to_one_server_and_one_report_spans_both(pg_url, tm
     finally:
         a.close()
         b.close()
-    by_station = {s: n for s, n in server(pg_url, "select r.station, count(*) from inspections i join runs r on r.id = i.run_id group by 1")}
+    by_station = {
+        s: n
+        for s, n in server(
+            pg_url, "select r.station, count(*) from inspections i join runs r on r.id = i.run_id group by 1"
+        )
+    }
     assert by_station == {"press-1": 6, "press-2": 4}
     (shift_id,) = {i for (i,) in server(pg_url, "select distinct shift_id from inspections")}  # one shift on the server
     with open_record(pg_url) as plant:
@@ -180,13 +216,19 @@ def test_two_stations_forward_to_one_server_and_one_report_spans_both(pg_url, tm
     for name, db in (("press-1", tmp_path / "a.db"), ("press-2", tmp_path / "b.db")):
         counts = dict(sql(db, "select verdict, count(*) from inspections group by verdict"))
         assert (rows[name]["parts"], rows[name]["ok"], rows[name]["ng"], rows[name]["review"]) == (
-            sum(counts.values()), counts.get("OK", 0), counts.get("NG", 0), counts.get("REVIEW", 0))
+            sum(counts.values()),
+            counts.get("OK", 0),
+            counts.get("NG", 0),
+            counts.get("REVIEW", 0),
+        )
     assert data.worst and all(w["image"] is None for w in data.worst)  # images stay at their stations
     pages = write_pdf(data, tmp_path / "plant.pdf")
     assert pages >= 2
     pdf = "\n".join(p.extract_text() for p in PdfReader(tmp_path / "plant.pdf").pages)
     assert "press-1" in pdf and "press-2" in pdf and "image at its station" in pdf
-    proc = cli("report", "--db", pg_url, "--shift", str(shift_id), "--json", str(tmp_path / "r.json"), data_dir=tmp_path)
+    proc = cli(
+        "report", "--db", pg_url, "--shift", str(shift_id), "--json", str(tmp_path / "r.json"), data_dir=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     figures = json.loads((tmp_path / "r.json").read_text())
     assert figures["inspected"] == 10 and [r["station"] for r in figures["per_station"]] == ["press-1", "press-2"]
@@ -201,7 +243,10 @@ def test_rows_sent_again_after_a_lost_position_are_not_duplicated(pg_url, tmp_pa
     line = station("press-1", pg_url, tmp_path / "a.db", samples, 5)
     try:
         assert line.store.forwarder.sync(60)
-        before = server(pg_url, "select (select count(*) from inspections), (select count(*) from events), (select count(*) from runs)")
+        before = server(
+            pg_url,
+            "select (select count(*) from inspections), (select count(*) from events), (select count(*) from runs)",
+        )
         with line.store.session() as s:  # the position lost
             s.execute(ForwardState.__table__.delete())
             s.commit()
@@ -213,7 +258,13 @@ def test_rows_sent_again_after_a_lost_position_are_not_duplicated(pg_url, tmp_pa
         assert again.status().forwarded > 0 and again.status().backlog == 0
     finally:
         line.close()
-    assert server(pg_url, "select (select count(*) from inspections), (select count(*) from events), (select count(*) from runs)") == before
+    assert (
+        server(
+            pg_url,
+            "select (select count(*) from inspections), (select count(*) from events), (select count(*) from runs)",
+        )
+        == before
+    )
     with open_store(tmp_path / "a.db") as store, store.session() as s:
         assert {n for (n,) in s.execute(select(ForwardState.table_name))} >= {"runs", "inspections", "events"}
 
@@ -229,7 +280,10 @@ def test_a_station_starts_and_inspects_while_the_server_cannot_be_reached(tmp_pa
         assert wait_for(lambda: forwarder.status().failed_tries > tries, 60)
         status = forwarder.status()
         assert not status.connected and status.forwarded == 0 and status.backlog >= 5
-        assert status.last_error.startswith("The database server at 127.0.0.1:") and "s3cret-pw" not in status.last_error + status.server
+        assert (
+            status.last_error.startswith("The database server at 127.0.0.1:")
+            and "s3cret-pw" not in status.last_error + status.server
+        )
     finally:
         line.close()  # (returns although the server never answered)
     assert sql(tmp_path / "a.db", "select count(*) from inspections") == [(5,)]

@@ -15,8 +15,12 @@ PARTS = 12
 def _line(tmp_path, samples, reject: str):
     (tmp_path / "station.toml").write_text(
         "[alarms]\nmin_free_disk_mb = 0\n[retention]\nmin_free_mb = 0\n"
-        f'[reject]\nenabled = true\nline = "Line2"\noutput = "UserOutput1"\npulse_ms = 2.0\n{reject}', encoding="utf-8")
-    return open_line(camera_spec=f"emu:{samples}", db=tmp_path / "line.db", config=tmp_path / "station.toml", device="cpu")
+        f'[reject]\nenabled = true\nline = "Line2"\noutput = "UserOutput1"\npulse_ms = 2.0\n{reject}',
+        encoding="utf-8",
+    )
+    return open_line(
+        camera_spec=f"emu:{samples}", db=tmp_path / "line.db", config=tmp_path / "station.toml", device="cpu"
+    )
 
 
 def test_rejected_parts_pulse_the_output_once_each(tmp_path, samples):
@@ -25,7 +29,9 @@ def test_rejected_parts_pulse_the_output_once_each(tmp_path, samples):
         runner = line.start(max_parts=PARTS)
         assert runner.wait(120)
         gate = line.reject_gate
-        assert wait_for(lambda: gate.stats().pulses + gate.stats().merged == runner.status().ng + runner.status().review)
+        assert wait_for(
+            lambda: gate.stats().pulses + gate.stats().merged == runner.status().ng + runner.status().review
+        )
         stats = gate.stats()
         line.stop()
     finally:

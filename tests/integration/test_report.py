@@ -98,12 +98,26 @@ def test_report_figures_match_the_database(recorded, tmp_path, backend, request)
     db = on_backend(recorded, backend, tmp_path, request)
     (shift_id,) = {i for (i,) in sql(recorded, "select distinct shift_id from inspections")}
     out, rows_csv, figures_json = tmp_path / "r.pdf", tmp_path / "r.csv", tmp_path / "r.json"
-    proc = cli("report", "--db", db, "--shift", str(the_shift(db)), "--out", str(out), "--csv", str(rows_csv),
-               "--json", str(figures_json), data_dir=tmp_path)
+    proc = cli(
+        "report",
+        "--db",
+        db,
+        "--shift",
+        str(the_shift(db)),
+        "--out",
+        str(out),
+        "--csv",
+        str(rows_csv),
+        "--json",
+        str(figures_json),
+        data_dir=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     pages = pdf_text(out)
     text = "\n".join(pages)
-    counts = dict(sql(recorded, "select verdict, count(*) from inspections where shift_id = ? group by verdict", shift_id))
+    counts = dict(
+        sql(recorded, "select verdict, count(*) from inspections where shift_id = ? group by verdict", shift_id)
+    )
     total = sum(counts.values())
     assert total == 40
     assert figure(text, "Inspected") == total
@@ -120,14 +134,28 @@ def test_report_figures_match_the_database(recorded, tmp_path, backend, request)
     assert f"{model[0]} v{model[1]}" in text and model[2] in text
 
     f = json.loads(figures_json.read_text())
-    assert (f["inspected"], f["ok"], f["ng"], f["review"]) == (total, counts.get("OK", 0), counts.get("NG", 0), counts.get("REVIEW", 0))
-    pareto = dict(sql(recorded, "select j.value, count(distinct i.id) from inspections i, json_each(i.classes_json) j "
-                                "where i.verdict = 'NG' group by j.value"))
+    assert (f["inspected"], f["ok"], f["ng"], f["review"]) == (
+        total,
+        counts.get("OK", 0),
+        counts.get("NG", 0),
+        counts.get("REVIEW", 0),
+    )
+    pareto = dict(
+        sql(
+            recorded,
+            "select j.value, count(distinct i.id) from inspections i, json_each(i.classes_json) j "
+            "where i.verdict = 'NG' group by j.value",
+        )
+    )
     assert {p["class"]: p["ng_parts"] for p in f["ng_pareto"]} == pareto
-    hourly = sql(recorded, "select strftime('%H', ts), count(*), sum(verdict = 'NG') from inspections group by 1 order by 1")
+    hourly = sql(
+        recorded, "select strftime('%H', ts), count(*), sum(verdict = 'NG') from inspections group by 1 order by 1"
+    )
     assert [(h["parts"], h["ng"]) for h in f["ng_rate_per_hour"]] == [(n, g) for _, n, g in hourly]
     assert sum(b["parts"] for b in f["score_histogram"]) == sql(recorded, "select count(score) from inspections")[0][0]
-    assert f["thresholds_in_force"] == [{"ok_below": a, "ng_at": b} for a, b in sql(recorded, "select distinct ok_below, ng_at from runs")]
+    assert f["thresholds_in_force"] == [
+        {"ok_below": a, "ng_at": b} for a, b in sql(recorded, "select distinct ok_below, ng_at from runs")
+    ]
     worst = sql(recorded, "select part_id from inspections where verdict != 'OK' order by score desc, id limit 12")
     assert [w["part_id"] for w in f["worst_rejects"]] == [p for (p,) in worst]
     assert all(w["part_id"] in pages[-1] or w["part_id"] in text for w in f["worst_rejects"])
@@ -195,16 +223,64 @@ def test_a_100000_part_shift(recorded, tmp_path):
 
 
 def test_bad_report_requests_are_one_sentence(recorded, tmp_path):
-    assert_one_sentence_error(cli("report", "--db", str(recorded), "--shift", "999", "--out", str(tmp_path / "x.pdf"), data_dir=tmp_path),
-                              "no shift 999")
-    assert_one_sentence_error(cli("report", "--db", str(recorded), "--from", "2026-11-27T06:00", "--out", str(tmp_path / "x.pdf"),
-                                  data_dir=tmp_path), "--from needs --to")
-    assert_one_sentence_error(cli("report", "--db", str(recorded), "--from", "yesterday", "--to", "today", "--out", str(tmp_path / "x.pdf"),
-                                  data_dir=tmp_path), "not an ISO 8601 time")
-    assert_one_sentence_error(cli("report", "--db", str(tmp_path / "none.db"), "--shift", "1", "--out", str(tmp_path / "x.pdf"),
-                                  data_dir=tmp_path), "no database")
-    assert_one_sentence_error(cli("report", "--db", str(recorded), "--shift", "1", "--out", str(tmp_path / "missing" / "x.pdf"),
-                                  data_dir=tmp_path), "does not exist")
+    assert_one_sentence_error(
+        cli("report", "--db", str(recorded), "--shift", "999", "--out", str(tmp_path / "x.pdf"), data_dir=tmp_path),
+        "no shift 999",
+    )
+    assert_one_sentence_error(
+        cli(
+            "report",
+            "--db",
+            str(recorded),
+            "--from",
+            "2026-11-27T06:00",
+            "--out",
+            str(tmp_path / "x.pdf"),
+            data_dir=tmp_path,
+        ),
+        "--from needs --to",
+    )
+    assert_one_sentence_error(
+        cli(
+            "report",
+            "--db",
+            str(recorded),
+            "--from",
+            "yesterday",
+            "--to",
+            "today",
+            "--out",
+            str(tmp_path / "x.pdf"),
+            data_dir=tmp_path,
+        ),
+        "not an ISO 8601 time",
+    )
+    assert_one_sentence_error(
+        cli(
+            "report",
+            "--db",
+            str(tmp_path / "none.db"),
+            "--shift",
+            "1",
+            "--out",
+            str(tmp_path / "x.pdf"),
+            data_dir=tmp_path,
+        ),
+        "no database",
+    )
+    assert_one_sentence_error(
+        cli(
+            "report",
+            "--db",
+            str(recorded),
+            "--shift",
+            "1",
+            "--out",
+            str(tmp_path / "missing" / "x.pdf"),
+            data_dir=tmp_path,
+        ),
+        "does not exist",
+    )
     proc = cli("shifts", "--db", str(recorded), "--json", data_dir=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (s,) = json.loads(proc.stdout)
@@ -223,29 +299,56 @@ def test_parts_on_the_hour_odd_messages_and_a_station_holding_the_database(recor
         shift_id, start = con.execute("select id, start_at from shifts limit 1").fetchone()
         t0 = dt.datetime.fromisoformat(start)
         # Two hours of the shift that the real parts (recorded just now) are not in.
-        real = {int((dt.datetime.fromisoformat(ts) - t0) // dt.timedelta(hours=1)) for (ts,) in con.execute("select ts from inspections")}
+        real = {
+            int((dt.datetime.fromisoformat(ts) - t0) // dt.timedelta(hours=1))
+            for (ts,) in con.execute("select ts from inspections")
+        }
         h1, h2 = [k for k in range(1, 8) if k not in real][:2]
         for k, verdict in ((h1, "NG"), (h2, "OK"), (h2, "OK")):
-            row = {**template, "part_id": f"edge-{k}-{verdict}-{random.random()}", "verdict": verdict, "part_verdict": verdict,
-                   "ts": (t0 + dt.timedelta(hours=k)).isoformat(sep=" ", timespec="microseconds")}
-            con.execute(f"insert into inspections ({', '.join(cols)}) values ({', '.join('?' * len(cols))})", [row[c] for c in cols])
-        con.execute("insert into events (ts, level, kind, message) values (?, 'warning', 'camera', ?)",
-                    ((t0 + dt.timedelta(minutes=5)).isoformat(sep=" "), "Camera said <b> x </b> & a </i> tag"))
+            row = {
+                **template,
+                "part_id": f"edge-{k}-{verdict}-{random.random()}",
+                "verdict": verdict,
+                "part_verdict": verdict,
+                "ts": (t0 + dt.timedelta(hours=k)).isoformat(sep=" ", timespec="microseconds"),
+            }
+            con.execute(
+                f"insert into inspections ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
+        con.execute(
+            "insert into events (ts, level, kind, message) values (?, 'warning', 'camera', ?)",
+            ((t0 + dt.timedelta(minutes=5)).isoformat(sep=" "), "Camera said <b> x </b> & a </i> tag"),
+        )
         con.commit()
     finally:
         con.close()
     station = open_store(db)  # the station holds the database
     try:
-        proc = cli("report", "--db", str(db), "--shift", str(shift_id), "--out", str(tmp_path / "e.pdf"), "--json", str(tmp_path / "e.json"),
-                   data_dir=tmp_path)
+        proc = cli(
+            "report",
+            "--db",
+            str(db),
+            "--shift",
+            str(shift_id),
+            "--out",
+            str(tmp_path / "e.pdf"),
+            "--json",
+            str(tmp_path / "e.json"),
+            data_dir=tmp_path,
+        )
     finally:
         station.close()
     assert proc.returncode == 0, proc.stderr
-    hours = {h["hour_utc"]: (h["parts"], h["ng"]) for h in json.loads((tmp_path / "e.json").read_text())["ng_rate_per_hour"]}
-    at = (lambda k: (t0 + dt.timedelta(hours=k)).replace(tzinfo=dt.timezone.utc).isoformat())
+    hours = {
+        h["hour_utc"]: (h["parts"], h["ng"]) for h in json.loads((tmp_path / "e.json").read_text())["ng_rate_per_hour"]
+    }
+    at = lambda k: (t0 + dt.timedelta(hours=k)).replace(tzinfo=dt.UTC).isoformat()
     assert hours[at(h1)] == (1, 1) and hours[at(h2)] == (2, 0)
     starts = sorted(dt.datetime.fromisoformat(h) for h in hours)
-    assert starts == [starts[0] + dt.timedelta(hours=k) for k in range(len(starts))]  # every hour between the first and the last
+    assert starts == [
+        starts[0] + dt.timedelta(hours=k) for k in range(len(starts))
+    ]  # every hour between the first and the last
     assert sum(n for n, _ in hours.values()) == sql(db, "select count(*) from inspections")[0][0]
     assert "Camera said <b> x </b> & a </i> tag" in "\n".join(pdf_text(tmp_path / "e.pdf")).replace("\n", " ")
 
@@ -273,16 +376,35 @@ def test_relabels_add_history_and_feed_the_report(recorded, tmp_path):
         write_pdf(data, tmp_path / "r.pdf")
     finally:
         store.close()
-    assert sql(db, "select part_id, verdict, score from inspections order by id") == before  # the model's verdicts untouched
-    history = sql(db, "select i.part_id, r.previous_verdict, r.verdict, r.who from relabels r join inspections i on i.id = r.inspection_id "
-                      "where i.part_id = ? order by r.id", ng[2])
+    assert (
+        sql(db, "select part_id, verdict, score from inspections order by id") == before
+    )  # the model's verdicts untouched
+    history = sql(
+        db,
+        "select i.part_id, r.previous_verdict, r.verdict, r.who from relabels r join inspections i on i.id = r.inspection_id "
+        "where i.part_id = ? order by r.id",
+        ng[2],
+    )
     assert history == [(ng[2], "NG", "NG", "eng"), (ng[2], "NG", "OK", "lead")]
     assert (tmp_path / sql(db, "select mask_path from relabels where mask_path is not null")[0][0]).is_file()
-    assert data.relabels == {"relabelled": 4, "confirmed_ng": 1, "false_rejects": 2, "escapes_found": 1, "confirmed_ok": 0,
-                             "review_to_ok": 0, "review_to_ng": 0}
-    assert data.good_in_the_end == data.ok - 1 + 2 and data.first_pass_yield_pct == pytest.approx(100 * data.ok / data.inspected)
+    assert data.relabels == {
+        "relabelled": 4,
+        "confirmed_ng": 1,
+        "false_rejects": 2,
+        "escapes_found": 1,
+        "confirmed_ok": 0,
+        "review_to_ok": 0,
+        "review_to_ng": 0,
+    }
+    assert data.good_in_the_end == data.ok - 1 + 2 and data.first_pass_yield_pct == pytest.approx(
+        100 * data.ok / data.inspected
+    )
     text = "\n".join(pdf_text(tmp_path / "r.pdf"))
-    assert figure(text, "False rejects \\(overkill\\)") == 2 and figure(text, "Escapes found") == 1 and figure(text, "Confirmed NG") == 1
+    assert (
+        figure(text, "False rejects \\(overkill\\)") == 2
+        and figure(text, "Escapes found") == 1
+        and figure(text, "Confirmed NG") == 1
+    )
 
 
 def test_labelled_parts_export_as_a_dataset_both_layouts(recorded, tmp_path):
@@ -290,9 +412,21 @@ def test_labelled_parts_export_as_a_dataset_both_layouts(recorded, tmp_path):
 
     db = tmp_path / "labels.db"
     db.write_bytes(recorded.read_bytes())
-    shutil.copytree(recorded.parent / f"{recorded.stem}-images", tmp_path / f"{recorded.stem}-images")  # image paths are relative to the record's folder
-    ng = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'NG' and image_path is not null order by id")]
-    ok = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'OK' and image_path is not null order by id")]
+    shutil.copytree(
+        recorded.parent / f"{recorded.stem}-images", tmp_path / f"{recorded.stem}-images"
+    )  # image paths are relative to the record's folder
+    ng = [
+        p
+        for (p,) in sql(
+            db, "select part_id from inspections where verdict = 'NG' and image_path is not null order by id"
+        )
+    ]
+    ok = [
+        p
+        for (p,) in sql(
+            db, "select part_id from inspections where verdict = 'OK' and image_path is not null order by id"
+        )
+    ]
     store = open_store(db)
     try:
         mask = np.zeros((460, 1130), bool)
@@ -314,4 +448,6 @@ def test_labelled_parts_export_as_a_dataset_both_layouts(recorded, tmp_path):
     assert read_mask(by_group[ng[0]], (460, 1130)).sum() == mask.sum()
     mv = load_dataset(out / "mvtec")
     assert mv.format == "mvtec" and sorted(s.cls for s in mv.samples) == ["good", "pitting", "scratch"]
-    assert_one_sentence_error(cli("dataset", "export", "--db", str(db), "--out", str(out), data_dir=tmp_path), "not an empty folder")
+    assert_one_sentence_error(
+        cli("dataset", "export", "--db", str(db), "--out", str(out), data_dir=tmp_path), "not an empty folder"
+    )

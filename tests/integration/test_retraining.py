@@ -31,7 +31,9 @@ def labelled(tmp_path_factory, samples):
     try:
         admin = users.create_first_admin(store, "admin", "admin-password")
         eng = users.create_user(store, admin, "eng", users.Role.ENGINEER, ENG_PASSWORD)
-        for part_id, verdict, score in sql(db, "select part_id, verdict, score from inspections where image_path is not null order by id"):
+        for part_id, verdict, score in sql(
+            db, "select part_id, verdict, score from inspections where image_path is not null order by id"
+        ):
             if verdict == "NG" and score < 50:
                 store.relabel(part_id, "OK", user=eng, comment="lubricant")
             elif verdict == "NG":
@@ -52,21 +54,32 @@ def test_review_queries_filter_sort_and_page(labelled):
         total = review.count_parts(store, everything)
         assert total == 48
         pages = [r.part_id for k in range(0, total, 7) for r in review.page(store, everything, k, 7)]
-        assert pages == [p for (p,) in sql(labelled, "select part_id from inspections order by id")]  # pages tile the record
+        assert pages == [
+            p for (p,) in sql(labelled, "select part_id from inspections order by id")
+        ]  # pages tile the record
         ng = review.page(store, ReviewFilter(verdicts=("NG",)), 0, 100)
-        assert [r.score for r in ng] == sorted((s for (s,) in sql(labelled, "select score from inspections where verdict = 'NG'")), reverse=True)
+        assert [r.score for r in ng] == sorted(
+            (s for (s,) in sql(labelled, "select score from inspections where verdict = 'NG'")), reverse=True
+        )
         lo, hi = ng[-1].score, ng[0].score
-        assert review.count_parts(store, ReviewFilter(verdicts=(), score_min=lo, score_max=hi)) == \
-            sql(labelled, "select count(*) from inspections where score between ? and ?", lo, hi)[0][0]
+        assert (
+            review.count_parts(store, ReviewFilter(verdicts=(), score_min=lo, score_max=hi))
+            == sql(labelled, "select count(*) from inspections where score between ? and ?", lo, hi)[0][0]
+        )
         corrected = review.page(store, ReviewFilter(verdicts=(), label_state="corrected"), 0, 100)
-        expected = sql(labelled, "select count(*) from inspections i join relabels r on r.inspection_id = i.id where r.verdict != i.verdict")[0][0]
+        expected = sql(
+            labelled,
+            "select count(*) from inspections i join relabels r on r.inspection_id = i.id where r.verdict != i.verdict",
+        )[0][0]
         assert len(corrected) == expected > 0 and all(r.label == "OK" and r.verdict == "NG" for r in corrected)
         confirmed = review.count_parts(store, ReviewFilter(verdicts=(), label_state="confirmed"))
         unreviewed = review.count_parts(store, ReviewFilter(verdicts=(), label_state="unreviewed"))
         assert confirmed + len(corrected) + unreviewed == total
         assert unreviewed == sql(labelled, "select count(*) from inspections where image_path is null")[0][0]
-        assert review.count_parts(store, ReviewFilter(verdicts=(), defect_class="anomaly")) == \
-            sql(labelled, "select count(*) from inspections where classes_json like '%anomaly%'")[0][0]
+        assert (
+            review.count_parts(store, ReviewFilter(verdicts=(), defect_class="anomaly"))
+            == sql(labelled, "select count(*) from inspections where classes_json like '%anomaly%'")[0][0]
+        )
         row = next(r for r in review.page(store, ReviewFilter(verdicts=("NG",), label_state="confirmed"), 0, 1))
         images = review.load_part_images(row)
         assert images.image.shape == (460, 1130, 3) and images.label_mask.sum() == 30 * 40 and images.model_mask.any()
@@ -105,17 +118,38 @@ def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled
     assert held and not held & set(meta["training"]["labels"]["groups"])  # never trained on what it is compared on
     assert len(held) == comparison["parts"] and meta["training"]["labels"]["parts"] == comparison["trained_on_labels"]
 
-    proc = cli("models", "promote", "--db", str(db), "--candidate", str(candidate), "--user", "eng", "--comment", "fewer false rejects", data_dir=data)
+    proc = cli(
+        "models",
+        "promote",
+        "--db",
+        str(db),
+        "--candidate",
+        str(candidate),
+        "--user",
+        "eng",
+        "--comment",
+        "fewer false rejects",
+        data_dir=data,
+    )
     assert proc.returncode == 0, proc.stderr
     proc = cli("run", "--camera", f"emu:{samples}", "--parts", "8", "--db", str(db), "--json", data_dir=data)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["model"] == "demo-ballscrew v2"
     last_run = sql(db, "select max(run_id) from inspections")[0][0]
-    assert sql(db, "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id where i.run_id = ?",
-               last_run) == [("2",)]
-    assert sql(db, "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id where i.run_id = 1") == [("1",)]
+    assert sql(
+        db,
+        "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id where i.run_id = ?",
+        last_run,
+    ) == [("2",)]
+    assert sql(
+        db,
+        "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id where i.run_id = 1",
+    ) == [("1",)]
     row = sql(db, "select who, action, comment, evaluation_json from model_promotions")[0]
-    assert row[:3] == ("eng", "promote", "fewer false rejects") and json.loads(row[3])["models"]["candidate"]["model"] == "demo-ballscrew v2"
+    assert (
+        row[:3] == ("eng", "promote", "fewer false rejects")
+        and json.loads(row[3])["models"]["candidate"]["model"] == "demo-ballscrew v2"
+    )
 
     proc = cli("models", "rollback", "--db", str(db), "--user", "eng", data_dir=data)
     assert proc.returncode == 0, proc.stderr
@@ -124,8 +158,20 @@ def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled
     assert [a for (a,) in sql(db, "select action from model_promotions order by id")] == ["promote", "rollback"]
     listing = cli("models", "list", "--db", str(db), data_dir=data)
     assert "rollback" in listing.stdout and "promote" in listing.stdout and str(candidate) in listing.stdout
-    assert_one_sentence_error(cli("models", "promote", "--db", str(db), "--candidate", str(tmp_path / "nope.lpkg"), "--user", "eng", data_dir=data),
-                              "does not exist")
+    assert_one_sentence_error(
+        cli(
+            "models",
+            "promote",
+            "--db",
+            str(db),
+            "--candidate",
+            str(tmp_path / "nope.lpkg"),
+            "--user",
+            "eng",
+            data_dir=data,
+        ),
+        "does not exist",
+    )
 
 
 def test_promotions_push_rollbacks_pop_and_a_missing_model_is_one_sentence(labelled, tmp_path, monkeypatch):
@@ -155,14 +201,30 @@ def test_promotions_push_rollbacks_pop_and_a_missing_model_is_one_sentence(label
             model_registry.rollback(store, recipe, user=eng)
             versions.append(read_package(model_registry.model_for(recipe, db))[0]["version"])
         assert versions == ["2", "1"]  # back through the history, to the recipe's own model
-        assert model_registry.model_for(recipe, db) == recipe.model and not model_registry.can_roll_back(store, recipe.name)
+        assert model_registry.model_for(recipe, db) == recipe.model and not model_registry.can_roll_back(
+            store, recipe.name
+        )
         with pytest.raises(ConfigError, match="nothing to roll back"):
             model_registry.rollback(store, recipe, user=eng)
         p = model_registry.promote(store, recipe, v3, user=eng)
-        trail = [(e.who, e.action, json.loads(e.detail_json)) for e in reversed(audit.entries(store, 100)) if e.action in ("promote", "rollback")]
-        assert [a for _, a, _ in trail] == ["promote", "promote", "rollback", "rollback", "promote"] and audit.verify(store).ok
-        assert trail[-1] == ("eng", "promote", {"package": p.package, "sha256": read_package(v3)[2], "previous_package": model_registry.RECIPE_OWN,
-                                                "comment": ""})
+        trail = [
+            (e.who, e.action, json.loads(e.detail_json))
+            for e in reversed(audit.entries(store, 100))
+            if e.action in ("promote", "rollback")
+        ]
+        assert [a for _, a, _ in trail] == ["promote", "promote", "rollback", "rollback", "promote"] and audit.verify(
+            store
+        ).ok
+        assert trail[-1] == (
+            "eng",
+            "promote",
+            {
+                "package": p.package,
+                "sha256": read_package(v3)[2],
+                "previous_package": model_registry.RECIPE_OWN,
+                "comment": "",
+            },
+        )
         assert sql(db, "select package_path from model_promotions order by id desc limit 1") == [(p.package,)]
         assert "/" not in p.package  # a name in the data folder's models/: the folder may move
     finally:
@@ -188,13 +250,21 @@ def test_a_cancelled_training_leaves_nothing_behind(labelled, tmp_path):
     data = tmp_path / "data"
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "lepton-labels-*")))
     env = {**os.environ, "LEPTON_DATA_DIR": str(data), "PYLON_CAMEMU": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "train", "--from-db", str(labelled), "--device", "cpu", "--progress-json"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "train", "--from-db", str(labelled), "--device", "cpu", "--progress-json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = json.loads(proc.stdout.readline())
     assert first["stage"] == "features" and first["i"] == 1
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err
-    assert [x for x in err.splitlines() if x.startswith("error: ")] == ["error: training cancelled; no candidate was written."]
+    assert [x for x in err.splitlines() if x.startswith("error: ")] == [
+        "error: training cancelled; no candidate was written."
+    ]
     assert not list((data / "models" / "candidates").glob("*")) if (data / "models" / "candidates").exists() else True
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "lepton-labels-*"))) == before

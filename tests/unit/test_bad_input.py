@@ -12,7 +12,6 @@ import csv
 import datetime as dt
 import functools
 import hashlib
-import io
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import resources
@@ -41,7 +40,9 @@ from models.datasets import decode_image, image_header, read_image
 from models.errors import ModelError
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FAST = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def one_sentence(message: str, *names: object) -> None:
@@ -51,6 +52,7 @@ def one_sentence(message: str, *names: object) -> None:
 
 
 # == config and recipes ============================================================================
+
 
 def toml_value(v: object) -> str:
     """A value as TOML (tomllib reads, nothing writes: this is the test's own writer)."""
@@ -74,8 +76,11 @@ def toml_value(v: object) -> str:
 def toml_document(doc: dict) -> str:
     """Top-level tables as [sections] (deeper ones inline), everything else as key = value."""
     plain = [f"{toml_value(k)} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
-    tables = [f"[{toml_value(k)}]\n" + "".join(f"{toml_value(kk)} = {toml_value(vv)}\n" for kk, vv in v.items())
-              for k, v in doc.items() if isinstance(v, dict)]
+    tables = [
+        f"[{toml_value(k)}]\n" + "".join(f"{toml_value(kk)} = {toml_value(vv)}\n" for kk, vv in v.items())
+        for k, v in doc.items()
+        if isinstance(v, dict)
+    ]
     return "\n".join(plain) + "\n" + "\n".join(tables)
 
 
@@ -88,17 +93,87 @@ CONFIG_DEFAULT = _defaults(resources.DEFAULT_CONFIG)
 RECIPE_DEFAULT = _defaults(resources.DEFAULT_RECIPE)
 
 # Values near and beyond the edges of the real ranges, of every TOML type.
-EDGES = [0, 1, -1, 2, 8, 24, 25, 48, 49, 60, 61, 1000, 1001, 65535, 65536, 100_000_000, 100_000_001, 2**63 - 1, -(2**63),
-         0.0, -0.0, 0.5, 0.999, 1.0, 1.5, 48.0, 48.5, 60.0, 60.01, 1e7, 1.1e7, 1e300, -1e-300, math.nan, math.inf, -math.inf]
-WORDS = ["model", "06:00", "14:00", "22:00", "23:59:59", "24:00", "06:00+01:00", "UTC", "Europe/Berlin", "America", "Mars/Olympus",
-         "Mono8", "RGB8", "Bayer", "software", "free-run", "hardware", "good", "pitting", "", " ", "m.lpkg", "a\x00b", "ünïcödé ✓ 🚀"]
+EDGES = [
+    0,
+    1,
+    -1,
+    2,
+    8,
+    24,
+    25,
+    48,
+    49,
+    60,
+    61,
+    1000,
+    1001,
+    65535,
+    65536,
+    100_000_000,
+    100_000_001,
+    2**63 - 1,
+    -(2**63),
+    0.0,
+    -0.0,
+    0.5,
+    0.999,
+    1.0,
+    1.5,
+    48.0,
+    48.5,
+    60.0,
+    60.01,
+    1e7,
+    1.1e7,
+    1e300,
+    -1e-300,
+    math.nan,
+    math.inf,
+    -math.inf,
+]
+WORDS = [
+    "model",
+    "06:00",
+    "14:00",
+    "22:00",
+    "23:59:59",
+    "24:00",
+    "06:00+01:00",
+    "UTC",
+    "Europe/Berlin",
+    "America",
+    "Mars/Olympus",
+    "Mono8",
+    "RGB8",
+    "Bayer",
+    "software",
+    "free-run",
+    "hardware",
+    "good",
+    "pitting",
+    "",
+    " ",
+    "m.lpkg",
+    "a\x00b",
+    "ünïcödé ✓ 🚀",
+]
 scalars = st.one_of(
-    st.sampled_from(EDGES), st.sampled_from(WORDS), st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(), st.text(max_size=12),
-    st.datetimes(), st.dates(), st.times(),
+    st.sampled_from(EDGES),
+    st.sampled_from(WORDS),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(),
+    st.text(max_size=12),
+    st.datetimes(),
+    st.dates(),
+    st.times(),
 )
-keys = st.one_of(st.text(min_size=1, max_size=10), st.sampled_from(["name", "roi", "classes", "x", "ng_att", "queue", "min_area_px"]))
-anything = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=3), max_leaves=8)
+keys = st.one_of(
+    st.text(min_size=1, max_size=10), st.sampled_from(["name", "roi", "classes", "x", "ng_att", "queue", "min_area_px"])
+)
+anything = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=3), max_leaves=8
+)
 
 
 def plausible(default: object) -> st.SearchStrategy:
@@ -112,7 +187,9 @@ def plausible(default: object) -> st.SearchStrategy:
     if isinstance(default, str):
         return st.one_of(st.sampled_from(WORDS), st.text(max_size=12), st.integers(-1, 100), st.floats(-1, 100))
     if isinstance(default, list):
-        return st.lists(st.one_of(st.sampled_from(WORDS), st.integers(-2, 70000), st.booleans(), st.floats(-1, 10)), max_size=6)
+        return st.lists(
+            st.one_of(st.sampled_from(WORDS), st.integers(-2, 70000), st.booleans(), st.floats(-1, 10)), max_size=6
+        )
     return anything
 
 
@@ -129,8 +206,16 @@ def documents(draw: st.DrawFn, default: dict, depth: int = 0) -> dict:
             if value:
                 doc[key] = draw(documents(value, depth + 1)) if draw(st.integers(0, 9)) < 9 else draw(anything)
             else:  # an open table: names -> tables of limits
-                doc[key] = draw(st.dictionaries(keys, st.dictionaries(st.sampled_from(["min_area_px", "min_score", "min_scor"]),
-                                                                      plausible(0), max_size=2) | anything, max_size=2))
+                doc[key] = draw(
+                    st.dictionaries(
+                        keys,
+                        st.dictionaries(
+                            st.sampled_from(["min_area_px", "min_score", "min_scor"]), plausible(0), max_size=2
+                        )
+                        | anything,
+                        max_size=2,
+                    )
+                )
         else:
             doc[key] = draw(plausible(value)) if draw(st.integers(0, 5)) < 5 else draw(anything)
     if draw(st.integers(0, 7)) == 7:
@@ -142,8 +227,14 @@ def check_config(cfg: Config) -> None:
     assert 1 <= cfg.queue_size <= 1000 and 1 <= cfg.commit_batch <= 100_000 and 0 < cfg.commit_interval_s <= 60
     a = cfg.alarms
     assert a.consecutive_ng >= 0 and a.ng_rate_window >= 1 and 0 <= a.ng_rate_limit <= 1 and a.min_free_disk_mb >= 0
-    assert cfg.shifts.names and len(cfg.shifts.names) == len(cfg.shifts.starts) and all(t.tzinfo is None for t in cfg.shifts.starts)
-    cfg.shifts.shift_at(dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.timezone.utc))  # a day of a clock change: still one shift
+    assert (
+        cfg.shifts.names
+        and len(cfg.shifts.names) == len(cfg.shifts.starts)
+        and all(t.tzinfo is None for t in cfg.shifts.starts)
+    )
+    cfg.shifts.shift_at(
+        dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)
+    )  # a day of a clock change: still one shift
 
 
 def check_recipe(r: Recipe) -> None:
@@ -202,7 +293,13 @@ def test_the_generators_reach_both_outcomes(tmp_path):
     outcomes = set()
     for default, load in ((CONFIG_DEFAULT, load_config), (RECIPE_DEFAULT, load_recipe)):
 
-        @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @settings(
+            max_examples=150,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        )
         @given(doc=documents(default))
         def probe(doc):
             path = tmp_path / "probe.toml"
@@ -217,8 +314,14 @@ def test_the_generators_reach_both_outcomes(tmp_path):
     assert outcomes == {(f, o) for f in ("load_config", "load_recipe") for o in ("loaded", "refused")}
 
 
-shift_names = st.lists(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8)
-                       .filter(lambda s: s.strip()), min_size=1, max_size=4, unique=True)
+shift_names = st.lists(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=8).filter(
+        lambda s: s.strip()
+    ),
+    min_size=1,
+    max_size=4,
+    unique=True,
+)
 
 
 @st.composite
@@ -226,15 +329,30 @@ def valid_configs(draw: st.DrawFn) -> dict:
     names = draw(shift_names)
     minutes = sorted(draw(st.lists(st.integers(0, 24 * 60 - 1), min_size=len(names), max_size=len(names), unique=True)))
     return {
-        "line": {"name": draw(st.text(max_size=20)), "station": draw(st.text(max_size=20)),
-                 "timezone": draw(st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]))},
+        "line": {
+            "name": draw(st.text(max_size=20)),
+            "station": draw(st.text(max_size=20)),
+            "timezone": draw(
+                st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"])
+            ),
+        },
         "shifts": {"names": names, "starts": [f"{m // 60:02d}:{m % 60:02d}" for m in minutes]},
-        "runner": {"queue_size": draw(st.integers(1, 1000)), "commit_batch": draw(st.integers(1, 100_000)),
-                   "commit_interval_s": draw(st.floats(1e-6, 60.0))},
-        "reports": {"automatic": draw(st.booleans()), "folder": draw(st.sampled_from(["", "reports", "QA reports/line 1", "ünï"]))},
-        "alarms": {"consecutive_ng": draw(st.integers(0, 100_000)), "ng_rate_limit": draw(st.floats(0.0, 1.0)),
-                   "ng_rate_window": draw(st.integers(1, 100_000)), "min_free_disk_mb": draw(st.integers(0, 10**9)),
-                   "dropped_frames": draw(st.booleans())},
+        "runner": {
+            "queue_size": draw(st.integers(1, 1000)),
+            "commit_batch": draw(st.integers(1, 100_000)),
+            "commit_interval_s": draw(st.floats(1e-6, 60.0)),
+        },
+        "reports": {
+            "automatic": draw(st.booleans()),
+            "folder": draw(st.sampled_from(["", "reports", "QA reports/line 1", "ünï"])),
+        },
+        "alarms": {
+            "consecutive_ng": draw(st.integers(0, 100_000)),
+            "ng_rate_limit": draw(st.floats(0.0, 1.0)),
+            "ng_rate_window": draw(st.integers(1, 100_000)),
+            "min_free_disk_mb": draw(st.integers(0, 10**9)),
+            "dropped_frames": draw(st.booleans()),
+        },
     }
 
 
@@ -244,13 +362,26 @@ def test_a_valid_config_round_trips(tmp_path, raw):
     path = tmp_path / "station.toml"
     path.write_text(toml_document(raw), encoding="utf-8")
     cfg = load_config(path)
-    assert (cfg.line, cfg.station, str(cfg.shifts.tz)) == (raw["line"]["name"], raw["line"]["station"], raw["line"]["timezone"])
+    assert (cfg.line, cfg.station, str(cfg.shifts.tz)) == (
+        raw["line"]["name"],
+        raw["line"]["station"],
+        raw["line"]["timezone"],
+    )
     assert list(cfg.shifts.names) == raw["shifts"]["names"]
     assert [t.strftime("%H:%M") for t in cfg.shifts.starts] == raw["shifts"]["starts"]
     r, a = raw["runner"], raw["alarms"]
-    assert (cfg.queue_size, cfg.commit_batch, cfg.commit_interval_s) == (r["queue_size"], r["commit_batch"], r["commit_interval_s"])
-    assert (cfg.alarms.consecutive_ng, cfg.alarms.ng_rate_limit, cfg.alarms.ng_rate_window, cfg.alarms.min_free_disk_mb,
-            cfg.alarms.dropped_frames) == tuple(a.values())
+    assert (cfg.queue_size, cfg.commit_batch, cfg.commit_interval_s) == (
+        r["queue_size"],
+        r["commit_batch"],
+        r["commit_interval_s"],
+    )
+    assert (
+        cfg.alarms.consecutive_ng,
+        cfg.alarms.ng_rate_limit,
+        cfg.alarms.ng_rate_window,
+        cfg.alarms.min_free_disk_mb,
+        cfg.alarms.dropped_frames,
+    ) == tuple(a.values())
     assert cfg.reports_automatic == raw["reports"]["automatic"]
     assert cfg.reports_folder == (tmp_path / raw["reports"]["folder"] if raw["reports"]["folder"] else None)
     # Written back and read again: the same config.
@@ -261,7 +392,8 @@ def test_a_valid_config_round_trips(tmp_path, raw):
 
 # == image files ==================================================================================
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def sample_files() -> dict[str, bytes]:
     """A real ball-screw sample as JPEG (as shipped) and as PNG, colour and grey."""
     jpg = sorted(resources.DEMO_SAMPLES.glob("*.jpg"))[0]
@@ -301,7 +433,9 @@ def test_real_images_cut_anywhere(capfd, which, cut, color):
 
 
 @FAST
-@given(which=st.sampled_from(["png", "small.jpg"]), at=st.floats(0.0, 1.0), byte=st.integers(0, 255), color=st.booleans())
+@given(
+    which=st.sampled_from(["png", "small.jpg"]), at=st.floats(0.0, 1.0), byte=st.integers(0, 255), color=st.booleans()
+)
 def test_real_images_with_a_damaged_byte(which, at, byte, color):
     data = bytearray(sample_files()[which])
     data[min(int(len(data) * at), len(data) - 1)] = byte
@@ -309,8 +443,11 @@ def test_real_images_with_a_damaged_byte(which, at, byte, color):
 
 
 @FAST
-@given(prefix=st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00"]), rest=st.binary(max_size=200),
-       color=st.booleans())
+@given(
+    prefix=st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00"]),
+    rest=st.binary(max_size=200),
+    color=st.booleans(),
+)
 def test_arbitrary_bytes_behind_an_image_signature(prefix, rest, color):
     check_image_or_error(prefix + rest, color)
 
@@ -341,22 +478,45 @@ def jpeg_with_header(width: int, height: int) -> bytes:
 
 
 def bmp_with_header(width: int, height: int) -> bytes:
-    return b"BM" + struct.pack("<IHHI", 0, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
+    return (
+        b"BM"
+        + struct.pack("<IHHI", 0, 0, 0, 54)
+        + struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
+    )
 
 
 def tiff_with_header(width: int, height: int) -> bytes:
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 8), (277, 3, 1, 1),
-               (278, 4, 1, height), (279, 4, 1, 1)]
+    entries = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, 1),
+    ]
     ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries) + struct.pack("<I", 0)
     return b"II*\x00" + struct.pack("<I", 9) + b"\0" + ifd
 
 
-@pytest.mark.parametrize("make, width, height", [
-    *((make, w, h) for make in (png_with_header, jpeg_with_header, bmp_with_header, tiff_with_header) for w, h in ((60_000, 60_000), (65_535, 1_600))),
-    *((make, 1 << 20, 1 << 20) for make in (png_with_header, bmp_with_header, tiff_with_header)),  # JPEG sides stop at 65535
-])
+@pytest.mark.parametrize(
+    "make, width, height",
+    [
+        *(
+            (make, w, h)
+            for make in (png_with_header, jpeg_with_header, bmp_with_header, tiff_with_header)
+            for w, h in ((60_000, 60_000), (65_535, 1_600))
+        ),
+        *(
+            (make, 1 << 20, 1 << 20) for make in (png_with_header, bmp_with_header, tiff_with_header)
+        ),  # JPEG sides stop at 65535
+    ],
+)
 def test_huge_declared_sizes_are_refused_before_decoding(tmp_path, monkeypatch, make, width, height):
     """A header that declares gigapixels is refused from the header alone: the decoder never runs."""
+
     def no_decoding(*_args, **_kwargs):
         raise AssertionError("the decoder ran on a header that declares too many pixels")
 
@@ -376,19 +536,24 @@ def test_headers_of_real_images_are_read(tmp_path):
         head = image_header(cv2.imencode(ext, image)[1].tobytes())
         assert head is not None and (head.width, head.height, head.complete) == (53, 37, True), ext
     jpg = sample_files()["jpg"]
-    assert (image_header(jpg).width, image_header(jpg).height) == cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR).shape[1::-1]
+    assert (image_header(jpg).width, image_header(jpg).height) == cv2.imdecode(
+        np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR
+    ).shape[1::-1]
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"", "empty"),
-    (b"hello, this is not an image\n", "not a PNG, JPEG, BMP or TIFF image"),
-    (b"GIF89a" + b"\0" * 20, "not a PNG, JPEG, BMP or TIFF image"),
-    (bytes(range(256)) * 4, "not a PNG, JPEG, BMP or TIFF image"),
-    (b"\x89PNG\r\n\x1a\n\0\0", "not a PNG, JPEG, BMP or TIFF image"),  # the header itself cut off
-    (png_with_header(0, 10), "declares a size of 0 x 10"),
-    (png_with_header(10, 10)[:-12] + b"\0" * 12, "truncated PNG"),  # no IEND
-    (png_with_header(10, 10), "damaged PNG"),  # IDAT too short for 10 x 10
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"", "empty"),
+        (b"hello, this is not an image\n", "not a PNG, JPEG, BMP or TIFF image"),
+        (b"GIF89a" + b"\0" * 20, "not a PNG, JPEG, BMP or TIFF image"),
+        (bytes(range(256)) * 4, "not a PNG, JPEG, BMP or TIFF image"),
+        (b"\x89PNG\r\n\x1a\n\0\0", "not a PNG, JPEG, BMP or TIFF image"),  # the header itself cut off
+        (png_with_header(0, 10), "declares a size of 0 x 10"),
+        (png_with_header(10, 10)[:-12] + b"\0" * 12, "truncated PNG"),  # no IEND
+        (png_with_header(10, 10), "damaged PNG"),  # IDAT too short for 10 x 10
+    ],
+)
 def test_files_that_are_no_image(tmp_path, data, words):
     path = tmp_path / "frame.png"
     path.write_bytes(data)
@@ -422,10 +587,14 @@ def test_depths_and_layouts_are_converted(tmp_path):
     assert g.dtype == np.uint8 and g.shape == (6, 9) and (g == 100).all()
     c = read_image(tmp_path / "g16.png")  # grey file, colour model
     assert c.shape == (6, 9, 3) and (c == 100).all()
-    assert read_image(tmp_path / "rgba.png").tolist() == np.full((5, 4, 3), (10, 20, 30), np.uint8).tolist()  # RGB, alpha dropped
+    assert (
+        read_image(tmp_path / "rgba.png").tolist() == np.full((5, 4, 3), (10, 20, 30), np.uint8).tolist()
+    )  # RGB, alpha dropped
     assert read_image(tmp_path / "rgba.png", color=False).shape == (5, 4)
     assert read_image(tmp_path / "c16.png")[0, 0].tolist() == [3, 2, 1]
-    assert read_image(tmp_path / "one.png").shape == (1, 1, 3) and read_image(tmp_path / "one.png", color=False).tolist() == [[7]]
+    assert read_image(tmp_path / "one.png").shape == (1, 1, 3) and read_image(
+        tmp_path / "one.png", color=False
+    ).tolist() == [[7]]
     assert abs(int(read_image(tmp_path / "grey.jpg")[8, 8, 0]) - 90) <= 2
     assert read_image(tmp_path / "grey.bmp", color=False).tolist() == np.full((3, 5), 200).tolist()
     assert read_image(tmp_path / "colour.tiff")[0, 0].tolist() == [3, 2, 1]
@@ -453,12 +622,16 @@ def test_a_playback_folder_plays_around_bad_files(tmp_path):
 
 # == datasets =====================================================================================
 
-@pytest.mark.parametrize("text, words", [
-    (b"image,label,cls,mask,group\na.png,good\n", "line 2 has fewer fields"),
-    (b"image,label,cls,mask,group\n,good,good,,g\n", "line 2 names no image"),
-    (b"image,label,cls,mask,group\n\xff\xfe\x00a.png,good,good,,g\n", "not UTF-8"),
-    (b"", "lacks the column"),
-])
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (b"image,label,cls,mask,group\na.png,good\n", "line 2 has fewer fields"),
+        (b"image,label,cls,mask,group\n,good,good,,g\n", "line 2 names no image"),
+        (b"image,label,cls,mask,group\n\xff\xfe\x00a.png,good,good,,g\n", "not UTF-8"),
+        (b"", "lacks the column"),
+    ],
+)
 def test_a_bad_manifest_is_one_sentence(tmp_path, text, words):
     from models.datasets import load_dataset
 
@@ -476,7 +649,9 @@ def test_a_corrupt_image_or_mask_in_a_dataset_names_the_file(tmp_path):
     cv2.imwrite(str(tmp_path / "good.png"), np.full((8, 8), 100, np.uint8))
     (tmp_path / "cut.png").write_bytes(sample_files()["png"][:300])
     (tmp_path / "mask.png").write_text("no mask")
-    (tmp_path / "manifest.csv").write_text("image,label,cls,mask,group\ngood.png,good,good,,a\ncut.png,defect,pit,,b\ngood.png,defect,pit,mask.png,c\n")
+    (tmp_path / "manifest.csv").write_text(
+        "image,label,cls,mask,group\ngood.png,good,good,,a\ncut.png,defect,pit,,b\ngood.png,defect,pit,mask.png,c\n"
+    )
     ds = load_dataset(tmp_path)
     with pytest.raises(ModelError, match="truncated PNG") as err:
         evaluate(FakeInspector(), ds.samples)
@@ -488,9 +663,12 @@ def test_a_corrupt_image_or_mask_in_a_dataset_names_the_file(tmp_path):
 
 # == the model's input ============================================================================
 
+
 @FAST
-@given(shape=st.lists(st.integers(0, 6), min_size=0, max_size=4).map(tuple),
-       dtype=st.sampled_from([np.uint8, np.uint16, np.bool_, np.int8, np.int32, np.float32, np.float64, np.uint32]))
+@given(
+    shape=st.lists(st.integers(0, 6), min_size=0, max_size=4).map(tuple),
+    dtype=st.sampled_from([np.uint8, np.uint16, np.bool_, np.int8, np.int32, np.float32, np.float64, np.uint32]),
+)
 def test_model_image_converts_or_refuses(shape, dtype):
     image = np.ones(shape, dtype)
     try:
@@ -510,9 +688,17 @@ def test_model_image_conversions():
     rgba[..., 0], rgba[..., 3] = 9, 200
     assert model_image(rgba).shape == (2, 2, 3) and (model_image(rgba)[..., 0] == 9).all()
     assert model_image(np.full((2, 3, 1), 5, np.uint8)).shape == (2, 3)
-    assert model_image(np.dstack([np.full((2, 2), 5, np.uint8), np.full((2, 2), 255, np.uint8)])).tolist() == [[5, 5], [5, 5]]
-    for bad, words in ((np.zeros((4, 4), np.float32), "8- or 16-bit"), (np.zeros((0, 4), np.uint8), "empty"),
-                       (np.zeros((4, 4, 5), np.uint8), "shape"), (np.zeros(4, np.uint8), "shape"), ([[1, 2]], "image array")):
+    assert model_image(np.dstack([np.full((2, 2), 5, np.uint8), np.full((2, 2), 255, np.uint8)])).tolist() == [
+        [5, 5],
+        [5, 5],
+    ]
+    for bad, words in (
+        (np.zeros((4, 4), np.float32), "8- or 16-bit"),
+        (np.zeros((0, 4), np.uint8), "empty"),
+        (np.zeros((4, 4, 5), np.uint8), "shape"),
+        (np.zeros(4, np.uint8), "shape"),
+        ([[1, 2]], "image array"),
+    ):
         with pytest.raises(ModelError, match=words):
             model_image(bad)
 
@@ -532,7 +718,12 @@ def test_the_demo_model_takes_any_size_depth_and_layout(demo_inspector):
         image = rng.integers(0, 256, shape, dtype=np.uint8)
         p = demo_inspector.predict(image)
         assert p.anomaly_map.shape == shape[:2] and p.defect_mask.shape == shape[:2] and math.isfinite(p.score), shape
-    for bad in (np.zeros((0, 10), np.uint8), np.zeros((10, 10, 5), np.uint8), np.zeros((10, 10), np.float64), np.zeros((2, 2, 2, 2), np.uint8)):
+    for bad in (
+        np.zeros((0, 10), np.uint8),
+        np.zeros((10, 10, 5), np.uint8),
+        np.zeros((10, 10), np.float64),
+        np.zeros((2, 2, 2, 2), np.uint8),
+    ):
         with pytest.raises(ModelError) as err:
             demo_inspector.predict(bad)
         one_sentence(str(err.value))
@@ -543,12 +734,17 @@ def test_a_grey_model_takes_colour_and_a_colour_model_grey():
 
     for grey in (True, False):
         spec = InputSpec((64, 96), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), grey)
-        for image in (np.full((30, 40), 128, np.uint8), np.full((30, 40, 3), 128, np.uint8), np.full((30, 40, 4), 128, np.uint16)):
+        for image in (
+            np.full((30, 40), 128, np.uint8),
+            np.full((30, 40, 3), 128, np.uint8),
+            np.full((30, 40, 4), 128, np.uint16),
+        ):
             t = spec.tensor(image)
             assert tuple(t.shape) == (1, 3, 64, 96)
 
 
 # == batch predict ================================================================================
+
 
 def test_predict_reports_bad_files_and_inspects_the_rest(tmp_path):
     from inspection.batch import collect_inputs, predict_batch
@@ -599,6 +795,7 @@ def test_predict_goes_on_after_a_model_failure(tmp_path):
 
 # == databases ====================================================================================
 
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -623,7 +820,10 @@ def foreign_db(path: Path) -> Path:
 
 BAD_DATABASES = {
     "newer": (newer_schema_db, "newer Lepton Inspect"),
-    "random": (lambda p: (p.write_bytes(np.random.default_rng(3).bytes(8192)), p)[1], r"cannot be opened \(file is not a database\)"),
+    "random": (
+        lambda p: (p.write_bytes(np.random.default_rng(3).bytes(8192)), p)[1],
+        r"cannot be opened \(file is not a database\)",
+    ),
     "empty": (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
     "foreign": (foreign_db, "database of another program"),
     "text": (lambda p: (p.write_text("name,verdict\nA,OK\n"), p)[1], "cannot be opened"),
@@ -677,9 +877,18 @@ def test_a_database_locked_by_another_process(tmp_path):
     path = tmp_path / "lepton.db"
     open_store(path).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from inspection.store import open_store; s = open_store(sys.argv[1]); print('held', flush=True); "
-                               "sys.stdin.read(); s.close()", str(path)],
-        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from inspection.store import open_store; s = open_store(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read(); s.close()",
+            str(path),
+        ],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = sha(path)

@@ -27,7 +27,9 @@ def upgrade() -> None:
         sa.Column("recipe", sa.String(200), nullable=False),
         sa.Column("action", sa.String(20), nullable=False),
         sa.Column("model_version_id", sa.Integer, sa.ForeignKey("model_versions.id"), nullable=False),
-        sa.Column("package_path", sa.String(1000), nullable=False),  # a file name in models/ of the data folder, or @recipe
+        sa.Column(
+            "package_path", sa.String(1000), nullable=False
+        ),  # a file name in models/ of the data folder, or @recipe
         sa.Column("previous_model_version_id", sa.Integer, sa.ForeignKey("model_versions.id"), nullable=True),
         sa.Column("previous_path", sa.String(1000), nullable=True),
         sa.Column("comment", sa.Text, nullable=False),

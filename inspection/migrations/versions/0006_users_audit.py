@@ -42,10 +42,16 @@ def upgrade() -> None:
     )
     postgres = op.get_bind().dialect.name == "postgresql"
     if postgres:
-        op.execute("CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-                   "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$")
+        op.execute(
+            "CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$"
+        )
     for when in ("UPDATE", "DELETE"):
-        body = "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()" if postgres else "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        body = (
+            "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"
+            if postgres
+            else "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        )
         op.execute(f"CREATE TRIGGER audit_log_no_{when.lower()} BEFORE {when} ON audit_log {body}")
 
 

@@ -19,7 +19,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    random_uid = "md5(random()::text || clock_timestamp()::text)" if op.get_bind().dialect.name == "postgresql" else "lower(hex(randomblob(16)))"
+    random_uid = (
+        "md5(random()::text || clock_timestamp()::text)"
+        if op.get_bind().dialect.name == "postgresql"
+        else "lower(hex(randomblob(16)))"
+    )
     for table in ("runs", "events"):
         op.add_column(table, sa.Column("uid", sa.String(32), nullable=True))  # (no table copy on SQLite)
         op.execute(f"UPDATE {table} SET uid = {random_uid} WHERE uid IS NULL")

@@ -10,8 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from camera import CameraNotFoundError, CameraRemovedError, CameraSettings, Roi, TriggerMode, list_cameras, open_camera
-from camera import basler
+from camera import (
+    CameraNotFoundError,
+    CameraRemovedError,
+    CameraSettings,
+    Roi,
+    TriggerMode,
+    basler,
+    list_cameras,
+    open_camera,
+)
 from camera.basler import BaslerCamera
 
 

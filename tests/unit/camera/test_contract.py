@@ -8,8 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camera import (CameraError, CameraNotFoundError, CameraRemovedError, CameraSettings, GrabFailed, GrabTimeout,
-                    TriggerMode, open_camera)
+from camera import (
+    CameraError,
+    CameraNotFoundError,
+    CameraRemovedError,
+    CameraSettings,
+    GrabFailed,
+    GrabTimeout,
+    TriggerMode,
+    open_camera,
+)
 from camera.base import image_files
 
 

@@ -90,7 +90,8 @@ def test_too_few_emulated_cameras_says_how_many_to_ask_for(samples):
         cams[0].open()
         cams[1].open()
         with pytest.raises(
-            CameraNotFoundError, match=r"^The station needs 3 emulated cameras but pylon has 2 \(set PYLON_CAMEMU=3\)\.$"
+            CameraNotFoundError,
+            match=r"^The station needs 3 emulated cameras but pylon has 2 \(set PYLON_CAMEMU=3\)\.$",
         ):
             cams[2].open()
     finally:

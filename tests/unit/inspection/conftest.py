@@ -18,21 +18,40 @@ from tests.fakes import FakeInspector
 def make_line(tmp_path, samples):
     lines = []
 
-    def make(inspector=None, camera=None, trigger=TriggerMode.SOFTWARE, queue_size=None, frame_rate=200.0, cameras=None,
-             mode="latency", max_batch=4):
+    def make(
+        inspector=None,
+        camera=None,
+        trigger=TriggerMode.SOFTWARE,
+        queue_size=None,
+        frame_rate=200.0,
+        cameras=None,
+        mode="latency",
+        max_batch=4,
+    ):
         store = open_store(tmp_path / "runner.db")
         config = load_config()
         # No low-disk alarm and no image retention on a test machine with little room (test_alarms and
         # test_disk check them on purpose).
-        config = dataclasses.replace(config, alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0),
-                                     retention=dataclasses.replace(config.retention, min_free_mb=0))
+        config = dataclasses.replace(
+            config,
+            alarms=dataclasses.replace(config.alarms, min_free_disk_mb=0),
+            retention=dataclasses.replace(config.retention, min_free_mb=0),
+        )
         if queue_size:
             config = dataclasses.replace(config, queue_size=queue_size)
         config = dataclasses.replace(config, mode=mode, max_batch=max_batch)
         recipe = load_recipe()
-        recipe = dataclasses.replace(recipe, camera=CameraSettings(pixel_format="Mono8", trigger=trigger, frame_rate=frame_rate))
-        line = Line(store=store, config=config, recipe=recipe, camera_spec=f"sim:{samples}",
-                    inspector=inspector or FakeInspector(), cameras=cameras or [camera or SimulatedCamera(samples)])
+        recipe = dataclasses.replace(
+            recipe, camera=CameraSettings(pixel_format="Mono8", trigger=trigger, frame_rate=frame_rate)
+        )
+        line = Line(
+            store=store,
+            config=config,
+            recipe=recipe,
+            camera_spec=f"sim:{samples}",
+            inspector=inspector or FakeInspector(),
+            cameras=cameras or [camera or SimulatedCamera(samples)],
+        )
         lines.append(line)
         return line
 

@@ -80,7 +80,11 @@ def test_each_pulled_cable_is_a_camera_alarm_and_its_return_is_logged(make_line,
         line.alarms.check()  # lost and back between two checks: still an alarm, and the return logged
         active = line.alarms.active()
         assert [a.kind for a in active] == ["camera"] * pull and "disconnected" in active[-1].message
-        events = sqlite3.connect(line.store.path).execute("select level, message from events where kind='camera' order by id").fetchall()
+        events = (
+            sqlite3.connect(line.store.path)
+            .execute("select level, message from events where kind='camera' order by id")
+            .fetchall()
+        )
         assert [level for level, _ in events] == ["alarm", "info"] * pull
         assert "reconnected" in events[-1][1] and "inspection resumed" in events[-1][1]
     line.stop()
@@ -177,6 +181,22 @@ def _result(verdict):
     from inspection.result import InspectionResult, Timing
 
     z = np.zeros((4, 4), np.uint8)
-    return InspectionResult(part_id="p", seq=1, run_id=1, timestamp=0.0, camera_id="c", frame_id=1, recipe="r",
-                            model_name="m", model_version="1", model_sha256="s", score=1.0, verdict=verdict, classes=(),
-                            image=z, defect_mask=z.astype(bool), anomaly_map=z.astype(np.float32), timing=Timing(0, 0, 0, 0, 0, 0))
+    return InspectionResult(
+        part_id="p",
+        seq=1,
+        run_id=1,
+        timestamp=0.0,
+        camera_id="c",
+        frame_id=1,
+        recipe="r",
+        model_name="m",
+        model_version="1",
+        model_sha256="s",
+        score=1.0,
+        verdict=verdict,
+        classes=(),
+        image=z,
+        defect_mask=z.astype(bool),
+        anomaly_map=z.astype(np.float32),
+        timing=Timing(0, 0, 0, 0, 0, 0),
+    )

@@ -62,27 +62,44 @@ def check(db) -> audit.AuditCheck:
 def test_the_chain_verifies_after_a_mix_of_changes(db):
     result = check(db)
     rows = sql(db, "select id, who, action, target, detail_json, prev_hash, hash from audit_log order by id")
-    assert result == audit.AuditCheck(True, len(rows), None,
-                                      f"The audit trail is intact: {len(rows)} entries checked, the last {rows[-1][0]} with hash {rows[-1][6]}.")
+    assert result == audit.AuditCheck(
+        True,
+        len(rows),
+        None,
+        f"The audit trail is intact: {len(rows)} entries checked, the last {rows[-1][0]} with hash {rows[-1][6]}.",
+    )
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[0][5] == "0" * 64 and all(b[5] == a[6] for a, b in zip(rows, rows[1:]))
     actions = [r[2] for r in rows]
-    assert actions == ["user_created"] * 4 + ["login", "login_failed", "relabel", "relabel", "thresholds_changed", "recipe_changed",
-                                              "thresholds_changed", "logout"]
+    assert actions == ["user_created"] * 4 + [
+        "login",
+        "login_failed",
+        "relabel",
+        "relabel",
+        "thresholds_changed",
+        "recipe_changed",
+        "thresholds_changed",
+        "logout",
+    ]
     by_action = {r[2]: r for r in rows}
     relabel = json.loads(rows[7][4])
     assert relabel["previous_verdict"] == "OK" and relabel["verdict"] == "NG" and relabel["classes"] == ["blob"]
     assert by_action["recipe_changed"][1] == "station" and json.loads(by_action["recipe_changed"][4])["new"] == "line"
     person, station = [r for r in rows if r[2] == "thresholds_changed"]
     assert station[1] == "station" and json.loads(station[4])["old"] == {"ok_below": 1.0, "ng_at": 2.0}
-    assert person[1] == "engineer1" and json.loads(person[4]) == {"old": {"ok_below": "model", "ng_at": "model"},
-                                                                  "new": {"ok_below": 0.3, "ng_at": 0.5}}
+    assert person[1] == "engineer1" and json.loads(person[4]) == {
+        "old": {"ok_below": "model", "ng_at": "model"},
+        "new": {"ok_below": 0.3, "ng_at": 0.5},
+    }
 
 
 def test_an_edited_entry_is_found_by_its_id(db):
     bad = sql(db, "select id from audit_log where action = 'relabel' order by id limit 1")[0][0]
-    sql(db, "drop trigger audit_log_no_update",
-        f"update audit_log set detail_json = replace(detail_json, 'lubricant', 'looked fine') where id = {bad}")
+    sql(
+        db,
+        "drop trigger audit_log_no_update",
+        f"update audit_log set detail_json = replace(detail_json, 'lubricant', 'looked fine') where id = {bad}",
+    )
     result = check(db)
     assert not result.ok and result.first_bad_id == bad and result.entries == bad - 1
     assert f"Audit entry {bad} (relabel by engineer1) does not match its hash" in result.message
@@ -90,11 +107,18 @@ def test_an_edited_entry_is_found_by_its_id(db):
 
 def test_an_entry_rewritten_with_a_fresh_hash_breaks_the_next_link(db):
     """An attacker who also recomputes the edited entry's hash is found at the entry after it."""
-    bad, at, who, action, target, detail, prev = sql(db, "select id, at, who, action, target, detail_json, prev_hash from audit_log "
-                                                         "where action = 'relabel' order by id limit 1")[0]
+    bad, at, who, action, target, detail, prev = sql(
+        db,
+        "select id, at, who, action, target, detail_json, prev_hash from audit_log "
+        "where action = 'relabel' order by id limit 1",
+    )[0]
     forged = detail.replace("lubricant", "looked fine")
     digest = audit.entry_hash(prev, bad, dt.datetime.fromisoformat(at), who, action, target, forged)
-    sql(db, "drop trigger audit_log_no_update", f"update audit_log set detail_json = '{forged}', hash = '{digest}' where id = {bad}")
+    sql(
+        db,
+        "drop trigger audit_log_no_update",
+        f"update audit_log set detail_json = '{forged}', hash = '{digest}' where id = {bad}",
+    )
     result = check(db)
     assert not result.ok and result.first_bad_id == bad + 1 and f"does not chain to entry {bad}" in result.message
 
@@ -107,7 +131,11 @@ def test_a_deleted_entry_is_found(db):
 
 def test_the_triggers_refuse_update_and_delete(db):
     before = sql(db, "select * from audit_log order by id")
-    for statement in ("update audit_log set who = 'someone' where id = 2", "delete from audit_log where id = 2", "delete from audit_log"):
+    for statement in (
+        "update audit_log set who = 'someone' where id = 2",
+        "delete from audit_log where id = 2",
+        "delete from audit_log",
+    ):
         with pytest.raises(sqlite3.DatabaseError, match="audit_log is append-only"):
             sql(db, statement)
     assert sql(db, "select * from audit_log order by id") == before

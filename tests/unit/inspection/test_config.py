@@ -8,7 +8,7 @@ from camera import TriggerMode
 from inspection.config import load_config, load_recipe
 from inspection.errors import ConfigError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def write(tmp_path, name, text):
@@ -46,13 +46,23 @@ def test_bad_values_are_one_sentence(tmp_path):
 
 
 def test_recipe_overrides_and_relative_model(tmp_path):
-    r = load_recipe(write(tmp_path, "r.toml", "name = 'p1'\nmodel = 'm.lpkg'\n[verdict]\nng_at = 9\n[camera]\ntrigger = 'hardware'\n"))
+    r = load_recipe(
+        write(
+            tmp_path, "r.toml", "name = 'p1'\nmodel = 'm.lpkg'\n[verdict]\nng_at = 9\n[camera]\ntrigger = 'hardware'\n"
+        )
+    )
     assert r.name == "p1" and r.model == tmp_path / "m.lpkg" and r.ng_at == 9.0 and r.ok_below is None
     assert r.camera.trigger is TriggerMode.HARDWARE
 
 
 def test_shifts_cross_midnight_in_the_line_time_zone(tmp_path):
-    cfg = load_config(write(tmp_path, "c.toml", "[line]\ntimezone = 'Europe/Berlin'\n[shifts]\nnames = ['day', 'night']\nstarts = ['06:00', '18:00']\n"))
+    cfg = load_config(
+        write(
+            tmp_path,
+            "c.toml",
+            "[line]\ntimezone = 'Europe/Berlin'\n[shifts]\nnames = ['day', 'night']\nstarts = ['06:00', '18:00']\n",
+        )
+    )
     # 02:00 UTC on 15 Jan = 03:00 Berlin: the night shift that began at 18:00 Berlin (17:00 UTC) on the 14th.
     name, start, end = cfg.shifts.shift_at(dt.datetime(2026, 1, 15, 2, 0, tzinfo=UTC))
     assert name == "night"
@@ -79,9 +89,12 @@ def test_recipes_folder_lists_valid_recipes_by_name(tmp_path):
 
 
 def test_review_classes_are_distinct_defect_names(tmp_path):
-    assert load_recipe(write(tmp_path, "r.toml", '[review]\nclasses = ["pitting", "scratch"]\n')).defect_classes == ("pitting", "scratch")
+    assert load_recipe(write(tmp_path, "r.toml", '[review]\nclasses = ["pitting", "scratch"]\n')).defect_classes == (
+        "pitting",
+        "scratch",
+    )
     assert load_recipe().defect_classes == ()  # the default: the model's own classes
-    for bad in ('["pitting", "pitting"]', '["good"]', '[""]', '[3]'):
+    for bad in ('["pitting", "pitting"]', '["good"]', '[""]', "[3]"):
         with pytest.raises(ConfigError, match="review.classes"):
             load_recipe(write(tmp_path, "r.toml", f"[review]\nclasses = {bad}\n"))
 
@@ -106,7 +119,10 @@ CONFIG_OUT_OF_RANGE = [
     ("[alarms]\ndropped_frames = 1\n", "'alarms.dropped_frames' must be bool"),
     ("[shifts]\nnames = ['A', 'A', 'B']\n", "shifts.names"),
     ("[shifts]\nnames = ['A', 3, 'B']\n", "shifts.names"),
-    ("[shifts]\nstarts = ['06:00+01:00', '14:00', '22:00']\n", "Shift starts"),  # mixed aware/naive times once raised TypeError
+    (
+        "[shifts]\nstarts = ['06:00+01:00', '14:00', '22:00']\n",
+        "Shift starts",
+    ),  # mixed aware/naive times once raised TypeError
     ("[shifts]\nstarts = ['14:00', '06:00', '22:00']\n", "Shift starts"),
     ("[line]\ntimezone = 'America'\n", "Time zone 'America'"),  # a folder of zones: IsADirectoryError before
     ("[line]\ntimezone = '" + "x" * 5000 + "'\n", "Time zone"),  # a name too long for the file system: OSError before
@@ -174,21 +190,41 @@ def test_recipe_values_out_of_range_name_the_key_and_the_file(tmp_path, text, wo
 
 
 def test_values_at_the_ends_of_their_ranges_load(tmp_path):
-    cfg = load_config(write(tmp_path, "c.toml", "[runner]\nqueue_size = 1000\ncommit_batch = 1\ncommit_interval_s = 60\n"
-                                                 "[alarms]\nconsecutive_ng = 0\nng_rate_limit = 1\nng_rate_window = 1\nmin_free_disk_mb = 0\n"))
+    cfg = load_config(
+        write(
+            tmp_path,
+            "c.toml",
+            "[runner]\nqueue_size = 1000\ncommit_batch = 1\ncommit_interval_s = 60\n"
+            "[alarms]\nconsecutive_ng = 0\nng_rate_limit = 1\nng_rate_window = 1\nmin_free_disk_mb = 0\n",
+        )
+    )
     assert (cfg.queue_size, cfg.commit_batch, cfg.commit_interval_s) == (1000, 1, 60.0)
     assert cfg.alarms.ng_rate_limit == 1.0 and isinstance(cfg.alarms.ng_rate_limit, float)
-    r = load_recipe(write(tmp_path, "r.toml", "[camera]\nexposure_us = 10000000\ngain_db = 48\nframe_rate = 10000\nroi = [65535, 0, 1, 1]\n"
-                                               "[verdict]\nok_below = -1\nng_at = 0\nmin_defect_area_px = 100000000\n"
-                                               "[verdict.classes.pitting]\nmin_area_px = 0\nmin_score = 0\n[images]\nsave_ok_every = 0\n"))
-    assert r.camera.exposure_us == 1e7 and r.camera.gain_db == 48.0 and r.camera.frame_rate == 1e4 and r.camera.roi.x == 65535
+    r = load_recipe(
+        write(
+            tmp_path,
+            "r.toml",
+            "[camera]\nexposure_us = 10000000\ngain_db = 48\nframe_rate = 10000\nroi = [65535, 0, 1, 1]\n"
+            "[verdict]\nok_below = -1\nng_at = 0\nmin_defect_area_px = 100000000\n"
+            "[verdict.classes.pitting]\nmin_area_px = 0\nmin_score = 0\n[images]\nsave_ok_every = 0\n",
+        )
+    )
+    assert (
+        r.camera.exposure_us == 1e7
+        and r.camera.gain_db == 48.0
+        and r.camera.frame_rate == 1e4
+        and r.camera.roi.x == 65535
+    )
     assert (r.ok_below, r.ng_at, r.min_defect_area_px, r.save_ok_every) == (-1.0, 0.0, 100_000_000, 0)
     # The "leave the camera's own" values.
     r = load_recipe(write(tmp_path, "r.toml", "[camera]\nexposure_us = 0\ngain_db = -3\nframe_rate = 0\n"))
     assert (r.camera.exposure_us, r.camera.gain_db, r.camera.frame_rate, r.camera.roi) == (None, None, None, None)
 
 
-@pytest.mark.parametrize("data", [b"", b"\xff\xfe\x00\x01 not text", b"[runner]\nqueue_size = \xc3\x28\n", b"a = " + b"[" * 5000 + b"]" * 5000])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xff\xfe\x00\x01 not text", b"[runner]\nqueue_size = \xc3\x28\n", b"a = " + b"[" * 5000 + b"]" * 5000],
+)
 def test_a_file_that_is_not_toml_is_one_sentence(tmp_path, data):
     path = tmp_path / "c.toml"
     path.write_bytes(data)

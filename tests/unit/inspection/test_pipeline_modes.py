@@ -37,8 +37,10 @@ class BatchInspector(FakeInspector):
 
 def views(line, run_id):
     db = sqlite3.connect(line.store.path)
-    return db.execute("select seq, view, camera_id, frame_id, verdict, part_verdict from inspections where run_id=? order by seq, view",
-                      (run_id,)).fetchall()
+    return db.execute(
+        "select seq, view, camera_id, frame_id, verdict, part_verdict from inspections where run_id=? order by seq, view",
+        (run_id,),
+    ).fetchall()
 
 
 def test_latency_mode_sends_one_view_at_a_time(make_line):
@@ -105,11 +107,19 @@ def test_both_views_of_a_part_are_kept_or_neither(make_line, samples):
     runner = line.start(max_parts=16)
     assert runner.wait(60)
     s = line.stop()
-    kept = sqlite3.connect(line.store.path).execute(
-        "select seq, count(image_path), min(part_verdict) from inspections where run_id=? group by seq order by seq", (s.run_id,)).fetchall()
+    kept = (
+        sqlite3.connect(line.store.path)
+        .execute(
+            "select seq, count(image_path), min(part_verdict) from inspections where run_id=? group by seq order by seq",
+            (s.run_id,),
+        )
+        .fetchall()
+    )
     assert {n for _, n, _ in kept} <= {0, 2}  # never one view of a part without the other
     ok_parts = [n for _, n, verdict in kept if verdict == "OK"]
-    assert ok_parts and all(n == 2 for n in ok_parts[::2]) and all(n == 0 for n in ok_parts[1::2])  # one good part in two
+    assert (
+        ok_parts and all(n == 2 for n in ok_parts[::2]) and all(n == 0 for n in ok_parts[1::2])
+    )  # one good part in two
     assert all(n == 2 for _, n, verdict in kept if verdict != "OK")
 
 
@@ -118,7 +128,12 @@ def test_a_station_of_two_cameras_records_both_views_of_each_part_with_the_worst
     white.mkdir()
     for k in range(3):
         cv2.imwrite(str(white / f"{k}.png"), np.full((60, 80), 250, np.uint8))  # the fake model says NG to bright parts
-    line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(white)], inspector=BatchInspector(), mode="throughput", max_batch=4)
+    line = make_line(
+        cameras=[SimulatedCamera(samples), SimulatedCamera(white)],
+        inspector=BatchInspector(),
+        mode="throughput",
+        max_batch=4,
+    )
     runner = line.start(max_parts=12)
     assert runner.wait(60)
     s = line.stop()
@@ -190,7 +205,11 @@ def test_a_batch_the_network_fails_on_is_recorded_as_review_and_the_line_goes_on
     runner = line.start(max_parts=6)
     assert runner.wait(30)
     s = line.stop()
-    rows = sqlite3.connect(line.store.path).execute("select seq, verdict, error from inspections where run_id=? order by seq", (s.run_id,)).fetchall()
+    rows = (
+        sqlite3.connect(line.store.path)
+        .execute("select seq, verdict, error from inspections where run_id=? order by seq", (s.run_id,))
+        .fetchall()
+    )
     assert (s.parts, s.recorded) == (6, 6)
     assert rows[2][1:] == ("REVIEW", "Model failed: injected network failure")
     assert all(err is None for _, _, err in rows[:2] + rows[3:])
@@ -222,5 +241,5 @@ def test_counters_shifts_and_reports_count_parts_not_views(make_line, samples, t
     assert (c.parts, c.ng, c.ok, c.review) == (8, 8, 0, 0)
     shifts = list_shifts(line.store)
     assert sum(x["inspected"] for x in shifts) == 8 and sum(x["ng"] for x in shifts) == 8
-    data = gather(line.store, Window(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1), "all"), dt.timezone.utc)
+    data = gather(line.store, Window(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1), "all"), dt.UTC)
     assert (data.inspected, data.ng, data.ok) == (8, 8, 0)

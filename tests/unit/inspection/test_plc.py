@@ -67,8 +67,15 @@ class FakeLine:
 
 
 def part(seq: int, verdict: Verdict = Verdict.OK, score: float = 0.1, classes=(), view: int = 0, part_verdict=None):
-    return SimpleNamespace(part_id=f"{seq:032x}", seq=seq, score=score, verdict=verdict, part_verdict=part_verdict,
-                           classes=tuple(classes), view=view)
+    return SimpleNamespace(
+        part_id=f"{seq:032x}",
+        seq=seq,
+        score=score,
+        verdict=verdict,
+        part_verdict=part_verdict,
+        classes=tuple(classes),
+        view=view,
+    )
 
 
 class Probe:
@@ -93,8 +100,9 @@ class Probe:
         return self.hs.values()[name]
 
     def until(self, **expected) -> None:
-        assert wait_for(lambda: all(self.hs.values()[k] == v for k, v in expected.items()), 10), \
+        assert wait_for(lambda: all(self.hs.values()[k] == v for k, v in expected.items()), 10), (
             f"expected {expected}, have {self.hs.signals()}"
+        )
 
     def pulse(self, name: str) -> None:
         self.hs.write(name, True)
@@ -116,13 +124,26 @@ def probe():
 
 def test_trigger_result_ack_cycle_publishes_the_result_before_result_ready(probe):
     p = probe()
-    p.until(Ready=True, Busy=False, Error=False, RecipeName="shaft", RecipeIndexActive=1, RecipeVersion=3, RecipeIndex=1)
+    p.until(
+        Ready=True, Busy=False, Error=False, RecipeName="shaft", RecipeIndexActive=1, RecipeVersion=3, RecipeIndex=1
+    )
     p.hs.write("Trigger", True)
     p.until(Busy=True, Ready=False)
     assert wait_for(lambda: p.line.requests == 1)
-    p.hs.on_result(part(1, Verdict.NG, score=0.9, classes=[DefectClass("scratch", 40, 0.9), DefectClass("dent", 5, 0.6)]))
-    p.until(ResultReady=True, Busy=False, ResultNG=True, ResultOK=False, DefectClass="scratch,dent", Score=0.9,
-            PartId=f"{1:032x}", PartSeq=1, Ready=False)
+    p.hs.on_result(
+        part(1, Verdict.NG, score=0.9, classes=[DefectClass("scratch", 40, 0.9), DefectClass("dent", 5, 0.6)])
+    )
+    p.until(
+        ResultReady=True,
+        Busy=False,
+        ResultNG=True,
+        ResultOK=False,
+        DefectClass="scratch,dent",
+        Score=0.9,
+        PartId=f"{1:032x}",
+        PartSeq=1,
+        Ready=False,
+    )
     order = [k for k, _ in p.changes()]
     assert order.index("Busy") < order.index("DefectClass")  # Busy first, at the trigger
     last = max(i for i, k in enumerate(order) if k == "ResultReady")
@@ -204,7 +225,9 @@ def test_line_state_sets_error_codes_and_a_refused_trigger_is_latched(probe):
 
 
 def test_line_error_table():
-    st = lambda state, fault="", reconnecting=False: SimpleNamespace(state=state, fault=fault, reconnecting=reconnecting)  # noqa: E731
+    st = lambda state, fault="", reconnecting=False: SimpleNamespace(
+        state=state, fault=fault, reconnecting=reconnecting
+    )  # noqa: E731
     assert line_error(None) is ErrorCode.NOT_RUNNING
     assert line_error(st(RunnerState.RUNNING)) is ErrorCode.NONE
     assert line_error(st(RunnerState.STOPPING)) is ErrorCode.NOT_RUNNING
@@ -332,17 +355,20 @@ def test_plc_is_off_by_default_and_start_plc_opens_nothing():
     assert start_plc(FakeLine(), config.plc) is None
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[plc]\nenabled = true\n", "plc.host"),
-    ("[plc]\nenabled = true\nhost = \"  \"\n", "plc.host"),
-    ("[plc]\nenabled = true\nhost = \"10.0.0.1; rm\"\n", "plc.host"),
-    ("[plc]\nprotocol = \"profinet\"\n", "plc.protocol"),
-    ("[plc]\nport = 70000\n", "plc.port"),
-    ("[plc]\nheartbeat_s = 0.0\n", "plc.heartbeat_s"),
-    ("[plc]\nresult_timeout_s = nan\n", "plc.result_timeout_s"),
-    ("[plc]\nnamespace = \"\"\n", "plc.namespace"),
-    ("[plc]\nenable = true\n", "plc.enable"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[plc]\nenabled = true\n", "plc.host"),
+        ('[plc]\nenabled = true\nhost = "  "\n', "plc.host"),
+        ('[plc]\nenabled = true\nhost = "10.0.0.1; rm"\n', "plc.host"),
+        ('[plc]\nprotocol = "profinet"\n', "plc.protocol"),
+        ("[plc]\nport = 70000\n", "plc.port"),
+        ("[plc]\nheartbeat_s = 0.0\n", "plc.heartbeat_s"),
+        ("[plc]\nresult_timeout_s = nan\n", "plc.result_timeout_s"),
+        ('[plc]\nnamespace = ""\n', "plc.namespace"),
+        ("[plc]\nenable = true\n", "plc.enable"),
+    ],
+)
 def test_bad_plc_config_is_one_sentence(tmp_path, text, words):
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, text))
@@ -351,8 +377,9 @@ def test_bad_plc_config_is_one_sentence(tmp_path, text, words):
 
 
 def test_plc_config_is_read(tmp_path):
-    plc = load_config(write_config(tmp_path, "[plc]\nenabled = true\nprotocol = \"modbus\"\nhost = \"192.168.0.10\"\n"
-                                             "heartbeat_s = 0.5\n")).plc
+    plc = load_config(
+        write_config(tmp_path, '[plc]\nenabled = true\nprotocol = "modbus"\nhost = "192.168.0.10"\nheartbeat_s = 0.5\n')
+    ).plc
     assert plc == PlcConfig(enabled=True, protocol="modbus", host="192.168.0.10", heartbeat_s=0.5)
     assert plc.bind_port == 5020
     assert PlcConfig(enabled=True, host="127.0.0.1", port=4841).bind_port == 4841

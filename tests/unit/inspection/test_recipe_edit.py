@@ -37,20 +37,29 @@ def test_only_the_two_keys_change_and_comments_stay(setup):
     before = recipe.read_text()
     old, new = recipe_edit.set_thresholds(store, eng, recipe, ok_below=0.25, ng_at="0.5")
     after = recipe.read_text()
-    assert changed_lines(before, after) == ['- ok_below = "model"', '- ng_at = "model"', "+ ok_below = 0.25", "+ ng_at = 0.5"]
+    assert changed_lines(before, after) == [
+        '- ok_below = "model"',
+        '- ng_at = "model"',
+        "+ ok_below = 0.25",
+        "+ ng_at = 0.5",
+    ]
     assert (load_recipe(recipe).ok_below, load_recipe(recipe).ng_at) == (0.25, 0.5)
     assert old == {"ok_below": "model", "ng_at": "model"} and new == {"ok_below": 0.25, "ng_at": 0.5}
     recipe_edit.set_thresholds(store, eng, recipe, ok_below="model")  # one key; the other stays
     assert (load_recipe(recipe).ok_below, load_recipe(recipe).ng_at) == (None, 0.5)
     entries = [(e.who, e.action, e.target, json.loads(e.detail_json)) for e in reversed(audit.entries(store, 2))]
     target = f"demo-ballscrew ({recipe})"
-    assert entries == [("engineer1", "thresholds_changed", target, {"old": old, "new": new}),
-                       ("engineer1", "thresholds_changed", target, {"old": new, "new": {"ok_below": "model", "ng_at": 0.5}})]
+    assert entries == [
+        ("engineer1", "thresholds_changed", target, {"old": old, "new": new}),
+        ("engineer1", "thresholds_changed", target, {"old": new, "new": {"ok_below": "model", "ng_at": 0.5}}),
+    ]
 
 
 def test_keys_or_the_table_that_are_absent_are_added(setup):
     store, eng, recipe = setup
-    recipe.write_text('name = "short"  # a comment\n\n[verdict]\nmin_defect_area_px = 3  # kept\n\n[images]\nsave_ok_every = 0\n')
+    recipe.write_text(
+        'name = "short"  # a comment\n\n[verdict]\nmin_defect_area_px = 3  # kept\n\n[images]\nsave_ok_every = 0\n'
+    )
     recipe_edit.set_thresholds(store, eng, recipe, ok_below=1, ng_at=2)
     text = recipe.read_text()
     assert "min_defect_area_px = 3  # kept\nok_below = 1.0\nng_at = 2.0\n\n[images]" in text
@@ -103,4 +112,6 @@ def test_a_change_whose_audit_entry_cannot_be_committed_puts_the_recipe_back(set
     finally:
         event.remove(Session, "before_commit", refuse)
     assert recipe.read_bytes() == before and len(audit.entries(store, 1000)) == entries  # no change, so none unaudited
-    assert sorted(p.name for p in recipe.parent.iterdir() if p.name.startswith(".line.toml")) == []  # no temporary file left
+    assert (
+        sorted(p.name for p in recipe.parent.iterdir() if p.name.startswith(".line.toml")) == []
+    )  # no temporary file left

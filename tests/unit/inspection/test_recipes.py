@@ -28,7 +28,9 @@ def test_a_recipe_version_follows_its_content_and_settings_file(tmp_path):
         path.write_text('name = "bolt"\n[verdict]\nmin_defect_area_px = 12\n', encoding="utf-8")
         assert recipe_version(store, load_recipe(path)) == 2  # edited: a new version
         (tmp_path / "cam.pfs").write_text("# one\n", encoding="utf-8")
-        path.write_text('name = "bolt"\n[verdict]\nmin_defect_area_px = 12\n[camera]\nsettings_file = "cam.pfs"\n', encoding="utf-8")
+        path.write_text(
+            'name = "bolt"\n[verdict]\nmin_defect_area_px = 12\n[camera]\nsettings_file = "cam.pfs"\n', encoding="utf-8"
+        )
         v3 = recipe_version(store, load_recipe(path))
         (tmp_path / "cam.pfs").write_text("# two\n", encoding="utf-8")
         assert recipe_version(store, load_recipe(path)) == v3 + 1 == 4  # the settings file changed
@@ -55,12 +57,15 @@ def test_recipes_are_picked_by_their_plc_index(tmp_path):
         recipe_indexes(tmp_path)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("index = -1\n", "index in recipe .* must be a whole number from 0 to 9,999"),
-    ('[shifts]\nnames = ["X"]\nstarts = []\n', "need as many names as starts"),
-    ("[images]\nkeep_rejects_days = -5\n", "images.keep_rejects_days in recipe .* must be a whole number from 0"),
-    ('[camera]\nsettings_file = "gone.pfs"\n', "camera settings file .*gone.pfs of recipe .* does not exist"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("index = -1\n", "index in recipe .* must be a whole number from 0 to 9,999"),
+        ('[shifts]\nnames = ["X"]\nstarts = []\n', "need as many names as starts"),
+        ("[images]\nkeep_rejects_days = -5\n", "images.keep_rejects_days in recipe .* must be a whole number from 0"),
+        ('[camera]\nsettings_file = "gone.pfs"\n', "camera settings file .*gone.pfs of recipe .* does not exist"),
+    ],
+)
 def test_bad_recipe_keys_are_refused_in_one_sentence(tmp_path, text, message):
     (tmp_path / "r.toml").write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
@@ -68,14 +73,16 @@ def test_bad_recipe_keys_are_refused_in_one_sentence(tmp_path, text, message):
 
 
 def test_a_recipe_brings_its_shift_pattern_and_reject_retention(tmp_path):
-    (tmp_path / "r.toml").write_text('[shifts]\nnames = ["Day", "Night"]\nstarts = ["07:00", "19:00"]\n'
-                                     "[images]\nkeep_rejects_days = 90\n", encoding="utf-8")
+    (tmp_path / "r.toml").write_text(
+        '[shifts]\nnames = ["Day", "Night"]\nstarts = ["07:00", "19:00"]\n[images]\nkeep_rejects_days = 90\n',
+        encoding="utf-8",
+    )
     (tmp_path / "c.toml").write_text('[line]\ntimezone = "Europe/Berlin"\n', encoding="utf-8")
     config = load_config(tmp_path / "c.toml")
     in_force = load_recipe(tmp_path / "r.toml").in_force(config)
     assert in_force.shifts.names == ("Day", "Night") and str(in_force.shifts.tz) == "Europe/Berlin"
-    name, start, _ = in_force.shifts.shift_at(dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.timezone.utc))
-    assert name == "Day" and start == dt.datetime(2026, 7, 1, 5, 0, tzinfo=dt.timezone.utc)  # 07:00 in Berlin (CEST)
+    name, start, _ = in_force.shifts.shift_at(dt.datetime(2026, 7, 1, 12, 0, tzinfo=dt.UTC))
+    assert name == "Day" and start == dt.datetime(2026, 7, 1, 5, 0, tzinfo=dt.UTC)  # 07:00 in Berlin (CEST)
     assert in_force.retention.keep_rejects_days == 90
     assert in_force.retention.max_image_mb == config.retention.max_image_mb
     assert load_recipe().in_force(config) == config  # the default recipe leaves the station's
@@ -130,7 +137,9 @@ class _Stalling(SimulatedCamera):
 
 
 @pytest.mark.parametrize("timeout, parts", [(TriggerNotReady, 1), (GrabTimeout, 0)])
-def test_a_request_whose_trigger_was_not_fired_fires_later_and_a_fired_one_not_twice(make_line, samples, timeout, parts):
+def test_a_request_whose_trigger_was_not_fired_fires_later_and_a_fired_one_not_twice(
+    make_line, samples, timeout, parts
+):
     line = make_line(camera=_Stalling(samples, [timeout]))
     line.trigger_gate = TriggerGate()
     runner = line.start()

@@ -21,14 +21,33 @@ from inspection.result import InspectionResult, Timing, Verdict
 from inspection.store import open_store
 from tests.fakes import wait_for
 
-def part(seq: int, verdict: Verdict, t0: float, *, view: int = 0, part_verdict: Verdict | None = None, run_id: int = 1) -> InspectionResult:
+
+def part(
+    seq: int, verdict: Verdict, t0: float, *, view: int = 0, part_verdict: Verdict | None = None, run_id: int = 1
+) -> InspectionResult:
     """A result imaged at `t0` (perf_counter)."""
     total_ms = (time.perf_counter() - t0) * 1000
     return InspectionResult(
-        part_id=f"p{seq}", seq=seq, run_id=run_id, timestamp=time.time(), camera_id="sim", frame_id=seq, recipe="r",
-        model_name="m", model_version="1", model_sha256="0", score=0.0, verdict=verdict, classes=(),
-        image=np.zeros((2, 2), np.uint8), defect_mask=np.zeros((2, 2), bool), anomaly_map=np.zeros((2, 2), np.float32),
-        timing=Timing(0.0, 0.0, 0.0, 0.0, 0.0, total_ms), view=view, part_verdict=part_verdict, t0=t0,
+        part_id=f"p{seq}",
+        seq=seq,
+        run_id=run_id,
+        timestamp=time.time(),
+        camera_id="sim",
+        frame_id=seq,
+        recipe="r",
+        model_name="m",
+        model_version="1",
+        model_sha256="0",
+        score=0.0,
+        verdict=verdict,
+        classes=(),
+        image=np.zeros((2, 2), np.uint8),
+        defect_mask=np.zeros((2, 2), bool),
+        anomaly_map=np.zeros((2, 2), np.float32),
+        timing=Timing(0.0, 0.0, 0.0, 0.0, 0.0, total_ms),
+        view=view,
+        part_verdict=part_verdict,
+        t0=t0,
     )
 
 
@@ -214,19 +233,22 @@ def test_defaults_and_io_settings():
     assert (on.reject_line, on.reject_output) == ("Line2", "UserOutput1")
 
 
-@pytest.mark.parametrize("toml, match", [
-    ("[reject]\ndelay_ms = -1.0", r"^reject\.delay_ms in config .* must be a time in milliseconds above 0"),
-    ("[reject]\nafter = \"belt\"", r"^reject\.after in config .* must be one of 'time', 'encoder', not 'belt'\.$"),
-    ("[reject]\nline = \"Pin2\"", r"^reject\.line in config .* must name a camera output line"),
-    ("[reject]\noutput = \"Out1\"", r"^reject\.output in config .* must name a camera user output"),
-    ("[reject]\npulse_ms = 0.5", r"^reject\.pulse_ms in config .* from 1 to 10,000"),
-    ("[reject]\nencoder_counts = 0", r"^reject\.encoder_counts in config .* whole number from 1"),
-    ("[reject]\nenabled = true\nline = \"Line1\"", r"must not be the trigger line io\.trigger_line \('Line1'\)\.$"),
-    ("[reject]\nenabled = true\ndelay_ms = 5.0\nready_margin_ms = 5.0", r"or every part would miss the gate\.$"),
-    ("[io]\ntrigger_activation = \"AnyEdge\"", r"^io\.trigger_activation in config .* 'RisingEdge', 'FallingEdge'"),
-    ("[io]\ndebounce_us = -3.0", r"^io\.debounce_us in config .* microseconds"),
-    ("[reject]\npulse = 20.0", r"^Unknown key 'reject\.pulse'"),
-])
+@pytest.mark.parametrize(
+    "toml, match",
+    [
+        ("[reject]\ndelay_ms = -1.0", r"^reject\.delay_ms in config .* must be a time in milliseconds above 0"),
+        ('[reject]\nafter = "belt"', r"^reject\.after in config .* must be one of 'time', 'encoder', not 'belt'\.$"),
+        ('[reject]\nline = "Pin2"', r"^reject\.line in config .* must name a camera output line"),
+        ('[reject]\noutput = "Out1"', r"^reject\.output in config .* must name a camera user output"),
+        ("[reject]\npulse_ms = 0.5", r"^reject\.pulse_ms in config .* from 1 to 10,000"),
+        ("[reject]\nencoder_counts = 0", r"^reject\.encoder_counts in config .* whole number from 1"),
+        ('[reject]\nenabled = true\nline = "Line1"', r"must not be the trigger line io\.trigger_line \('Line1'\)\.$"),
+        ("[reject]\nenabled = true\ndelay_ms = 5.0\nready_margin_ms = 5.0", r"or every part would miss the gate\.$"),
+        ('[io]\ntrigger_activation = "AnyEdge"', r"^io\.trigger_activation in config .* 'RisingEdge', 'FallingEdge'"),
+        ("[io]\ndebounce_us = -3.0", r"^io\.debounce_us in config .* microseconds"),
+        ("[reject]\npulse = 20.0", r"^Unknown key 'reject\.pulse'"),
+    ],
+)
 def test_bad_tables_are_one_sentence(tmp_path, toml, match):
     path = tmp_path / "station.toml"
     path.write_text(toml + "\n", encoding="utf-8")
@@ -237,12 +259,19 @@ def test_bad_tables_are_one_sentence(tmp_path, toml, match):
 
 def test_a_full_reject_table_loads(tmp_path):
     path = tmp_path / "station.toml"
-    path.write_text('[io]\ntrigger_line = "Line3"\ntrigger_activation = "FallingEdge"\ndebounce_us = 10\n'
-                    '[reject]\nenabled = true\nline = "Out1"\nafter = "encoder"\nencoder_counts = 1200\nreject_review = false\n',
-                    encoding="utf-8")
+    path.write_text(
+        '[io]\ntrigger_line = "Line3"\ntrigger_activation = "FallingEdge"\ndebounce_us = 10\n'
+        '[reject]\nenabled = true\nline = "Out1"\nafter = "encoder"\nencoder_counts = 1200\nreject_review = false\n',
+        encoding="utf-8",
+    )
     c = load_config(path)
     s = io_settings(c.io, c.reject)
-    assert (s.trigger_line, s.trigger_activation, s.debounce_us, s.reject_line) == ("Line3", "FallingEdge", 10.0, "Out1")
+    assert (s.trigger_line, s.trigger_activation, s.debounce_us, s.reject_line) == (
+        "Line3",
+        "FallingEdge",
+        10.0,
+        "Out1",
+    )
     assert (c.reject.after, c.reject.encoder_counts, c.reject.reject_review) == ("encoder", 1200, False)
 
 

@@ -14,7 +14,10 @@ from tests.fakes import FakeInspector, wait_for
 
 def rows(line, run_id):
     db = sqlite3.connect(line.store.path)
-    return db.execute("select count(*), sum(verdict='OK'), sum(verdict='NG'), sum(verdict='REVIEW') from inspections where run_id=?", (run_id,)).fetchone()
+    return db.execute(
+        "select count(*), sum(verdict='OK'), sum(verdict='NG'), sum(verdict='REVIEW') from inspections where run_id=?",
+        (run_id,),
+    ).fetchone()
 
 
 def test_exactly_max_parts_are_inspected_and_recorded(make_line):
@@ -70,7 +73,12 @@ def test_pulled_cable_faults_then_plugged_back_resumes_with_nothing_recorded_twi
     cam.disconnect()
     assert wait_for(lambda: runner.state is RunnerState.FAULTED)
     s = runner.status()
-    assert (s.fault, s.reconnecting, s.camera_losses, s.reconnects) == ("camera", True, 1, 0) and "disconnected" in s.message
+    assert (s.fault, s.reconnecting, s.camera_losses, s.reconnects) == (
+        "camera",
+        True,
+        1,
+        0,
+    ) and "disconnected" in s.message
     at_fault = s.parts
     model.gate.set()
     assert wait_for(lambda: runner.status().parts > at_fault)  # the frames queued before the pull are still inspected
@@ -90,7 +98,9 @@ def test_pulled_cable_faults_then_plugged_back_resumes_with_nothing_recorded_twi
     s = line.stop()
     assert s.state is RunnerState.IDLE and s.reconnects == 1
     db = sqlite3.connect(line.store.path)
-    n, parts, frames = db.execute("select count(*), count(distinct part_id), count(distinct frame_id) from inspections").fetchone()
+    n, parts, frames = db.execute(
+        "select count(*), count(distinct part_id), count(distinct frame_id) from inspections"
+    ).fetchone()
     assert n == parts == frames == s.parts == s.recorded  # one row per part, no frame twice
     assert seen == sorted(seen) and len(set(seen)) == len(seen)  # frame ids go on across the reconnection
     assert db.execute("select count(*), min(end_state) from runs").fetchone() == (1, "stopped")
@@ -116,7 +126,11 @@ def test_pulled_cable_never_returned_stop_returns_and_the_run_ends_faulted(make_
     assert s.state is RunnerState.FAULTED and s.fault == "camera" and not s.reconnecting
     assert "was not back when the line was stopped" in s.message
     assert rows(line, s.run_id)[0] == s.parts == s.recorded >= 3
-    end = sqlite3.connect(line.store.path).execute("select end_state, end_message from runs where id=?", (s.run_id,)).fetchone()
+    end = (
+        sqlite3.connect(line.store.path)
+        .execute("select end_state, end_message from runs where id=?", (s.run_id,))
+        .fetchone()
+    )
     assert end[0] == "faulted" and "disconnected" in end[1]
 
 
@@ -276,7 +290,9 @@ def test_images_that_cannot_be_saved_still_get_their_rows_and_the_line_goes_on(m
     s = line.stop()
     assert s.state is RunnerState.IDLE and s.parts == 12
     db = sqlite3.connect(line.store.path)
-    statuses = dict(db.execute("select verdict, count(*) from inspections where image_status = 'missing' group by verdict"))
+    statuses = dict(
+        db.execute("select verdict, count(*) from inspections where image_status = 'missing' group by verdict")
+    )
     kept = db.execute("select count(*) from inspections where verdict != 'OK' or image_path is not null").fetchone()[0]
     assert rows(line, s.run_id)[0] == s.recorded == s.parts
     assert sum(statuses.values()) == kept >= 1  # every image that was to be kept is marked missing
@@ -289,7 +305,9 @@ def test_latency_counts_from_the_frame_not_the_wait_for_it(make_line, samples):
     assert runner.wait(30)
     s = line.stop()
     db = sqlite3.connect(line.store.path)
-    timings = db.execute("select t_grab_ms, t_queue_ms + t_preprocess_ms + t_infer_ms + t_decide_ms, latency_ms from inspections").fetchall()
+    timings = db.execute(
+        "select t_grab_ms, t_queue_ms + t_preprocess_ms + t_infer_ms + t_decide_ms, latency_ms from inspections"
+    ).fetchall()
     assert len(timings) == s.parts == 4
     # A free-running frame's latency starts when it arrived: no time waiting for it (grab) is counted.
     assert all(grab == 0.0 and abs(total - stages) < 1e-6 for grab, stages, total in timings), timings

@@ -18,7 +18,7 @@ def test_each_ended_shift_is_reported_once(make_line, tmp_path):
     line = make_line()
     assert line.start(max_parts=6).wait(30)
     line.stop()
-    now = [dt.datetime.now(dt.timezone.utc)]
+    now = [dt.datetime.now(dt.UTC)]
     reporter = ShiftReporter(line.store, line.config, tmp_path / "reports", now=lambda: now[0])
     assert reporter.check() == []  # the shift is still on
     name, start, end = line.config.shifts.shift_at(now[0])
@@ -40,7 +40,7 @@ def test_a_shift_that_ended_while_closed_is_reported_at_start_and_failures_retry
     line = make_line()
     assert line.start(max_parts=4).wait(30)
     line.stop()
-    _, _, end = line.config.shifts.shift_at(dt.datetime.now(dt.timezone.utc))
+    _, _, end = line.config.shifts.shift_at(dt.datetime.now(dt.UTC))
     now = [end + dt.timedelta(hours=3)]  # the station was closed over the shift change
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the folder should be")

@@ -4,7 +4,6 @@ from the station's SQLite file and from the plant database (PostgreSQL) its rows
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as dt
 import sqlite3
 
@@ -46,7 +45,9 @@ def test_counters_match_the_database(recorded):
     assert (c.parts, c.ok, c.ng, c.review) == (14, by.get("OK", 0), by.get("NG", 0), by.get("REVIEW", 0))
     assert c.ng >= 6 and c.yield_pct == pytest.approx(100 * c.ok / 14)
     lat = sorted(v for (v,) in sql(line.store.path, "select latency_ms from inspections"))
-    assert c.latency_ms_p50 == pytest.approx(lat[6]) and c.latency_ms_p99 == pytest.approx(lat[13])  # nearest rank of 14
+    assert c.latency_ms_p50 == pytest.approx(lat[6]) and c.latency_ms_p99 == pytest.approx(
+        lat[13]
+    )  # nearest rank of 14
     assert c.parts_per_min > 0
     later = stats.counters(store, t0, now=utcnow() + dt.timedelta(minutes=10))  # the line stalled: no recent parts
     assert later.parts == 14 and later.parts_per_min == 0
@@ -59,7 +60,9 @@ def test_dropped_frames_of_ended_runs_are_counted(make_line, read_from):
     assert line.start(max_parts=10).wait(30)
     status = line.stop()
     assert status.dropped > 0
-    assert sql(line.store.path, "select dropped_frames, failed_grabs from runs") == [(status.dropped, status.failed_grabs)]
+    assert sql(line.store.path, "select dropped_frames, failed_grabs from runs") == [
+        (status.dropped, status.failed_grabs)
+    ]
     assert stats.counters(read_from(line.store), t0).dropped == status.dropped + status.failed_grabs
 
 

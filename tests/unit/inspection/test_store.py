@@ -103,7 +103,9 @@ def test_model_versions_are_recorded_once(tmp_path, demo_inspector, backend, req
         a = store.model_version(demo_inspector.info)
         b = store.model_version(demo_inspector.info)
         assert a == b
-    assert rows(db, "select name, sha256 from model_versions") == [(demo_inspector.info.name, demo_inspector.info.sha256)]
+    assert rows(db, "select name, sha256 from model_versions") == [
+        (demo_inspector.info.name, demo_inspector.info.sha256)
+    ]
 
 
 def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_path, demo_inspector, backend, request):
@@ -117,7 +119,10 @@ def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_
         store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)
         store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)  # nothing changed
         store.start_run(model_version_id=other, ok_below=1.0, ng_at=3.0, **kw)
-    logged = rows(db, "select run_id, kind, message from events where kind in ('model', 'thresholds') and message like '%changed%' order by id")
+    logged = rows(
+        db,
+        "select run_id, kind, message from events where kind in ('model', 'thresholds') and message like '%changed%' order by id",
+    )
     assert [(r, k) for r, k, _ in logged] == [(3, "model"), (3, "thresholds")]
     assert "NG at 2 to OK below 1 / NG at 3" in logged[1][2]
     trail = rows(db, "select who, action, target from audit_log order by id")
@@ -129,7 +134,9 @@ def test_a_run_left_open_by_a_crash_is_ended_at_the_next_start(tmp_path, demo_in
 
     with open_store(tmp_path / "a.db") as store:
         mv = store.model_version(demo_inspector.info)
-        store.start_run(line="L", station="S", camera_spec="sim:x", recipe="r", model_version_id=mv, software_version="0")
+        store.start_run(
+            line="L", station="S", camera_spec="sim:x", recipe="r", model_version_id=mv, software_version="0"
+        )
         # (killed here: no end_run)
     open_store(tmp_path / "a.db").close()
     con = sqlite3.connect(tmp_path / "a.db")

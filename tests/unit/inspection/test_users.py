@@ -25,7 +25,16 @@ PASSWORD = "correct horse"
 # Written out from the issue, apart from ROLE_PERMISSIONS, so that a change to the matrix shows here.
 EXPECTED = {
     Role.OPERATOR: {P.RUN_LINE, P.ACK_ALARMS},
-    Role.ENGINEER: {P.RUN_LINE, P.ACK_ALARMS, P.RELABEL, P.TRAIN, P.PROMOTE, P.CHANGE_THRESHOLDS, P.EXPORT_DATASET, P.EXPORT_REPORT},
+    Role.ENGINEER: {
+        P.RUN_LINE,
+        P.ACK_ALARMS,
+        P.RELABEL,
+        P.TRAIN,
+        P.PROMOTE,
+        P.CHANGE_THRESHOLDS,
+        P.EXPORT_DATASET,
+        P.EXPORT_REPORT,
+    },
     Role.QA: {P.ACK_ALARMS, P.EXPORT_REPORT, P.EXPORT_DATASET},
     Role.ADMIN: set(P),
 }
@@ -44,14 +53,38 @@ def make_people(store) -> dict[Role, users.User]:
 def add_part(store, part_id: str = "p1") -> None:
     """One inspected part (NG), as the writer would have recorded it."""
     mv = store.model_version(FakeInspector().info)
-    run = store.start_run(line="L", station="S", camera_spec="sim:x", recipe="r", model_version_id=mv, software_version="0")
+    run = store.start_run(
+        line="L", station="S", camera_spec="sim:x", recipe="r", model_version_id=mv, software_version="0"
+    )
     now = utcnow()
     with store.session() as s:
         sid = shift_id(s, "A", now, now)
-        s.add(Inspection(part_id=part_id, run_id=run, seq=1, ts=now, shift_id=sid, camera_id="c", frame_id=1, recipe="r",
-                         model_version_id=mv, score=130.0, verdict="NG", classes_json='["blob"]', areas_json='{"blob": 5}',
-                         image_path=None, mask_path=None, t_grab_ms=0.0, t_queue_ms=0.0, t_preprocess_ms=0.0, t_infer_ms=0.0,
-                         t_decide_ms=0.0, latency_ms=0.0, error=None))
+        s.add(
+            Inspection(
+                part_id=part_id,
+                run_id=run,
+                seq=1,
+                ts=now,
+                shift_id=sid,
+                camera_id="c",
+                frame_id=1,
+                recipe="r",
+                model_version_id=mv,
+                score=130.0,
+                verdict="NG",
+                classes_json='["blob"]',
+                areas_json='{"blob": 5}',
+                image_path=None,
+                mask_path=None,
+                t_grab_ms=0.0,
+                t_queue_ms=0.0,
+                t_preprocess_ms=0.0,
+                t_infer_ms=0.0,
+                t_decide_ms=0.0,
+                latency_ms=0.0,
+                error=None,
+            )
+        )
         s.commit()
 
 
@@ -110,10 +143,12 @@ def test_core_functions_check_the_role_and_a_refusal_leaves_no_row(role, tmp_pat
             assert count(db, "relabels") == 1 and load_recipe(recipe_file).ng_at == 0.9
             assert [e.action for e in audit.entries(store, 2)] == ["thresholds_changed", "relabel"]
             return
-        for change in (lambda: store.relabel("p1", "OK", user=user),
-                       lambda: model_registry.promote(store, recipe, tmp_path / "never-read.lpkg", user=user),
-                       lambda: model_registry.rollback(store, recipe, user=user),
-                       lambda: recipe_edit.set_thresholds(store, user, recipe_file, ok_below=0.1, ng_at=0.2)):
+        for change in (
+            lambda: store.relabel("p1", "OK", user=user),
+            lambda: model_registry.promote(store, recipe, tmp_path / "never-read.lpkg", user=user),
+            lambda: model_registry.rollback(store, recipe, user=user),
+            lambda: recipe_edit.set_thresholds(store, user, recipe_file, ok_below=0.1, ng_at=0.2),
+        ):
             with pytest.raises(PermissionDenied, match=f"User {user.name} \\({role.value}\\) may not"):
                 change()
     assert count(db, "relabels") == 0 and count(db, "model_promotions") == 0 and count(db, "audit_log") == entries
@@ -151,7 +186,9 @@ def test_passwords_are_salted_slow_hashes_that_name_their_parameters():
     assert len(base64.b64decode(salt)) == 16 and len(base64.b64decode(key)) == 32
     assert users.verify_password(PASSWORD, a) and users.verify_password(PASSWORD, b)
     assert not users.verify_password(PASSWORD + "!", a) and not users.verify_password("", a)
-    assert not users.verify_password(PASSWORD, "scrypt$n=16384$not-base64$") and not users.verify_password(PASSWORD, "plain")
+    assert not users.verify_password(PASSWORD, "scrypt$n=16384$not-base64$") and not users.verify_password(
+        PASSWORD, "plain"
+    )
 
 
 def test_the_first_admin_is_made_once_and_there_is_no_default_account(tmp_path):
@@ -174,7 +211,9 @@ def test_the_first_admin_is_made_once_and_there_is_no_default_account(tmp_path):
             users.set_role(store, boss, "boss", Role.ENGINEER)
         with pytest.raises(AuthError, match="last active admin"):
             users.set_active(store, boss, "boss", False)
-        assert [(a.name, a.role, a.active, a.created_by) for a in users.list_users(store)] == [("boss", Role.ADMIN, True, "boss")]
+        assert [(a.name, a.role, a.active, a.created_by) for a in users.list_users(store)] == [
+            ("boss", Role.ADMIN, True, "boss")
+        ]
 
 
 def test_logins_and_failures_are_audited_without_saying_which_was_wrong(tmp_path):
@@ -190,10 +229,20 @@ def test_logins_and_failures_are_audited_without_saying_which_was_wrong(tmp_path
         op = users.authenticate(store, " operator1 ", PASSWORD)
         users.logout(store, op, "inactivity")
         rows = [(e.who, e.action, e.target, json.loads(e.detail_json)) for e in reversed(audit.entries(store, 5))]
-    assert rows[:3] == [("station", "login_failed", "operator1", {"reason": "wrong password"}),
-                        ("station", "login_failed", "(unknown user)", {"reason": "unknown user"}),  # (maybe a password typed as a name: not kept)
-                        ("station", "login_failed", "qa1", {"reason": "account disabled"})]
-    assert rows[3:] == [("operator1", "login", "operator1", {"role": "operator"}), ("operator1", "logout", "operator1", {"reason": "inactivity"})]
+    assert rows[:3] == [
+        ("station", "login_failed", "operator1", {"reason": "wrong password"}),
+        (
+            "station",
+            "login_failed",
+            "(unknown user)",
+            {"reason": "unknown user"},
+        ),  # (maybe a password typed as a name: not kept)
+        ("station", "login_failed", "qa1", {"reason": "account disabled"}),
+    ]
+    assert rows[3:] == [
+        ("operator1", "login", "operator1", {"role": "operator"}),
+        ("operator1", "logout", "operator1", {"reason": "inactivity"}),
+    ]
 
 
 def test_passwords_change_by_their_owner_or_an_admin_and_never_reach_the_audit_trail(tmp_path):

@@ -17,8 +17,17 @@ def pred(score, area=10):
     return Prediction(score, z, z > 0, (DefectClass("d", area, score),) if area else ())
 
 
-@pytest.mark.parametrize("score, verdict", [(0.5, Verdict.OK), (1.0, Verdict.REVIEW), (1.9, Verdict.REVIEW),
-                                            (2.0, Verdict.NG), (5.0, Verdict.NG), (float("nan"), Verdict.REVIEW)])
+@pytest.mark.parametrize(
+    "score, verdict",
+    [
+        (0.5, Verdict.OK),
+        (1.0, Verdict.REVIEW),
+        (1.9, Verdict.REVIEW),
+        (2.0, Verdict.NG),
+        (5.0, Verdict.NG),
+        (float("nan"), Verdict.REVIEW),
+    ],
+)
 def test_bands(score, verdict):
     assert decide(pred(score), T) is verdict
 
@@ -55,8 +64,12 @@ def test_recipe_reads_class_limits_and_rejects_bad_ones(tmp_path):
     p = tmp_path / "r.toml"
     p.write_text("[verdict.classes.Blowhole]\nmin_area_px = 40\nmin_score = 0.6\n")
     assert load_recipe(p).class_limits == {"Blowhole": ClassLimit(40, 0.6)}
-    for bad in ("[verdict.classes.Blowhole]\nmin_area = 4\n", "[verdict.classes.Blowhole]\nmin_area_px = -1\n",
-                "[verdict.classes]\nBlowhole = 3\n", "[verdict]\nfalse_reject = 1.5\n"):
+    for bad in (
+        "[verdict.classes.Blowhole]\nmin_area = 4\n",
+        "[verdict.classes.Blowhole]\nmin_area_px = -1\n",
+        "[verdict.classes]\nBlowhole = 3\n",
+        "[verdict]\nfalse_reject = 1.5\n",
+    ):
         p.write_text(bad)
         with pytest.raises(ConfigError):
             load_recipe(p)

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import resources
-from models import ModelError
-from models import backbone
+from models import ModelError, backbone
 from models.package import build_inspector, load_package
 from models.patchcore import map_to_prediction
 from models.runtime import InputBatch, shape_groups
@@ -24,16 +23,30 @@ from tests.fakes import FakeInspector
 def _images(seed: int = 0) -> list[np.ndarray]:
     """Two views of one size and one of another: at a long side of 128, inputs 80x128 (64x128 at a multiple of 32) and 32x128."""
     rng = np.random.default_rng(seed)
-    base = [cv2.GaussianBlur((rng.random(shape) * 255).astype(np.uint8), (5, 5), 1.5) for shape in ((120, 200, 3), (120, 200, 3), (60, 200, 3))]
+    base = [
+        cv2.GaussianBlur((rng.random(shape) * 255).astype(np.uint8), (5, 5), 1.5)
+        for shape in ((120, 200, 3), (120, 200, 3), (60, 200, 3))
+    ]
     base[1][40:50, 60:120] = 250  # a bright scratch, so the three differ in more than noise
     return base
 
 
 def _meta(kind: str, multiple: int) -> dict:
-    return {"kind": kind, "name": f"tiny-{kind}", "version": "1", "classes": ["anomaly" if kind == "patchcore" else "scratch"],
-            "thresholds": {"ok_below": 1.0, "ng_at": 2.0, "pixel": 0.5},
-            "backbone": {"name": backbone.NAME, "taps": [4, 10], "pooling": "per_tap"},
-            "input": {"long_side": 128, "multiple": multiple, "mean": list(backbone.IMAGENET_MEAN), "std": list(backbone.IMAGENET_STD), "color": "rgb"}}
+    return {
+        "kind": kind,
+        "name": f"tiny-{kind}",
+        "version": "1",
+        "classes": ["anomaly" if kind == "patchcore" else "scratch"],
+        "thresholds": {"ok_below": 1.0, "ng_at": 2.0, "pixel": 0.5},
+        "backbone": {"name": backbone.NAME, "taps": [4, 10], "pooling": "per_tap"},
+        "input": {
+            "long_side": 128,
+            "multiple": multiple,
+            "mean": list(backbone.IMAGENET_MEAN),
+            "std": list(backbone.IMAGENET_STD),
+            "color": "rgb",
+        },
+    }
 
 
 def _patchcore(backend: str, map_at: str | None = "input"):
@@ -51,7 +64,9 @@ def _segmentation(backend: str):
 def _same(batched, single) -> None:
     assert batched.score == pytest.approx(single.score, rel=1e-4, abs=1e-6)
     assert batched.anomaly_map.shape == single.anomaly_map.shape and batched.anomaly_map.dtype == np.float32
-    np.testing.assert_allclose(batched.anomaly_map, single.anomaly_map, rtol=1e-4, atol=1e-4 * float(np.abs(single.anomaly_map).max()))
+    np.testing.assert_allclose(
+        batched.anomaly_map, single.anomaly_map, rtol=1e-4, atol=1e-4 * float(np.abs(single.anomaly_map).max())
+    )
     assert batched.defect_mask.dtype == bool and batched.defect_mask.shape == single.defect_mask.shape
 
 

@@ -19,7 +19,12 @@ def test_mvtec_layout(tmp_path):
     cv2.imwrite(str(tmp_path / "ground_truth/crack/000_mask.png"), mask)
     ds = load_dataset(tmp_path)
     assert ds.format == "mvtec" and ds.classes == ("crack",)
-    assert [(s.split, s.cls) for s in ds.samples] == [("train", "good"), ("train", "good"), ("test", "crack"), ("test", "good")]
+    assert [(s.split, s.cls) for s in ds.samples] == [
+        ("train", "good"),
+        ("train", "good"),
+        ("test", "crack"),
+        ("test", "good"),
+    ]
     crack = ds.samples[2]
     assert read_mask(crack, (8, 8)).sum() == 6 and read_mask(ds.samples[0], (8, 8)).sum() == 0
 
@@ -57,14 +62,26 @@ def test_validation_holdout_keeps_good_and_defective_parts():
 
     from models.datasets import Sample
 
-    samples = [Sample(Path(f"g{g}_{k}.png"), "defect" if (g > 0 and k == 0) else "good", "d" if (g > 0 and k == 0) else "good",
-                      None, f"G{g}") for g in range(8) for k in range(5)]
+    samples = [
+        Sample(
+            Path(f"g{g}_{k}.png"),
+            "defect" if (g > 0 and k == 0) else "good",
+            "d" if (g > 0 and k == 0) else "good",
+            None,
+            f"G{g}",
+        )
+        for g in range(8)
+        for k in range(5)
+    ]
     for seed in range(20):
         rest, held = group_holdout(samples, range(len(samples)), 0.1, seed=seed, both_labels=True)
         assert {samples[i].is_defect for i in held} == {True, False}
         assert not {samples[i].group for i in held} & {samples[i].group for i in rest}
     # Without the flag, the clean group alone can be the held part.
-    assert any({samples[i].is_defect for i in group_holdout(samples, range(len(samples)), 0.1, seed=s)[1]} == {False} for s in range(20))
+    assert any(
+        {samples[i].is_defect for i in group_holdout(samples, range(len(samples)), 0.1, seed=s)[1]} == {False}
+        for s in range(20)
+    )
 
 
 def test_good_frames_just_before_the_onset_are_doubtful(tmp_path):
@@ -88,7 +105,13 @@ def test_the_ball_screw_doubtful_goods_are_left_out_of_training(datasets):
     doubtful = [s for s in ds.samples if s.doubtful]
     onsets = len({s.group for s in ds.samples if s.is_defect})
     assert len(doubtful) == 5 * onsets and not any(s.is_defect for s in doubtful)
-    keep = [i for i, s in enumerate(ds.samples) if s.group in {doubtful[0].group, "01_477500_315"} and (s.doubtful or i % 6 == 0)]
+    keep = [
+        i
+        for i, s in enumerate(ds.samples)
+        if s.group in {doubtful[0].group, "01_477500_315"} and (s.doubtful or i % 6 == 0)
+    ]
     meta, _ = train_model(ds, keep, "anomaly", size=(64, 160), coreset=64, name="t")
     assert meta["training"]["doubtful_goods_left_out"] == 5
-    assert meta["training"]["good_parts"] + meta["calibration"]["good_parts"] == sum(not ds.samples[i].is_defect and not ds.samples[i].doubtful for i in keep)
+    assert meta["training"]["good_parts"] + meta["calibration"]["good_parts"] == sum(
+        not ds.samples[i].is_defect and not ds.samples[i].doubtful for i in keep
+    )

@@ -22,7 +22,9 @@ def test_per_tap_pooling_averages_each_tap_at_its_own_stride():
         shallow, deep = per_tap.extractor(x)
         a, b = per_tap(x), joint(x)
     assert a.shape == b.shape == (1, 40 + 112, 8, 12)
-    expected_deep = F.interpolate(F.avg_pool2d(deep, 3, stride=1, padding=1), scale_factor=2, mode="bilinear", align_corners=False)
+    expected_deep = F.interpolate(
+        F.avg_pool2d(deep, 3, stride=1, padding=1), scale_factor=2, mode="bilinear", align_corners=False
+    )
     torch.testing.assert_close(a[:, 40:], expected_deep)
     torch.testing.assert_close(a[:, :40], b[:, :40])  # the shallowest tap is pooled the same either way
     assert not torch.allclose(a[:, 40:], b[:, 40:])
@@ -32,7 +34,12 @@ def test_per_tap_pooling_averages_each_tap_at_its_own_stride():
 
 def test_a_package_without_a_pooling_key_keeps_joint_pooling(tiny_dataset):
     ds = load_dataset(tiny_dataset)
-    meta, state = train_patchcore(ds.samples, range(len(ds.samples)), AnomalyConfig(size=(64, 64), color=False, pooling="joint", seed=0), name="old")
+    meta, state = train_patchcore(
+        ds.samples,
+        range(len(ds.samples)),
+        AnomalyConfig(size=(64, 64), color=False, pooling="joint", seed=0),
+        name="old",
+    )
     assert meta["backbone"]["pooling"] == "joint"
     image = read_image(ds.samples[-1].image, color=False)
     score = build_inspector(meta, state).predict(image).score
@@ -40,11 +47,16 @@ def test_a_package_without_a_pooling_key_keeps_joint_pooling(tiny_dataset):
     assert build_inspector(meta, state).predict(image).score == pytest.approx(score, rel=1e-6)
     meta["backbone"]["pooling"] = "per_tap"  # the same bank read with the other features scores otherwise
     assert build_inspector(meta, state).predict(image).score != pytest.approx(score, rel=1e-3)
-    new_meta, _ = train_patchcore(ds.samples, range(len(ds.samples)), AnomalyConfig(size=(64, 64), color=False, seed=0), name="new")
+    new_meta, _ = train_patchcore(
+        ds.samples, range(len(ds.samples)), AnomalyConfig(size=(64, 64), color=False, seed=0), name="new"
+    )
     assert new_meta["backbone"]["pooling"] == "per_tap"
 
 
-@pytest.mark.parametrize("src, dst", [((460, 1130), (192, 480)), ((460, 1130), (224, 544)), ((1000, 1000), (250, 250)), ((289, 240), (256, 256))])
+@pytest.mark.parametrize(
+    "src, dst",
+    [((460, 1130), (192, 480)), ((460, 1130), (224, 544)), ((1000, 1000), (250, 250)), ((289, 240), (256, 256))],
+)
 def test_shrink_is_area_averaging(src, dst):
     """The fast path (bilinear to a whole multiple, then exact k x k averaging) stays within a grey
     level of OpenCV's area resize on a textured image, and is that resize where it does not apply."""

@@ -93,4 +93,7 @@ def test_rates_and_f1_hand_case():
     assert r["false_reject_rate"] == pytest.approx(1 / 3)
     assert r["escape_rate"] == pytest.approx(1 / 2)
     assert r["precision"] == pytest.approx(0.5) and r["recall"] == pytest.approx(0.5) and r["f1"] == pytest.approx(0.5)
-    assert per_class_detection(["good", "Crack", "Crack", "Fray"], [0.1, 0.9, 0.2, 0.6], 0.5) == {"Crack": 0.5, "Fray": 1.0}
+    assert per_class_detection(["good", "Crack", "Crack", "Fray"], [0.1, 0.9, 0.2, 0.6], 0.5) == {
+        "Crack": 0.5,
+        "Fray": 1.0,
+    }

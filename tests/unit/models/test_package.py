@@ -48,7 +48,10 @@ def test_defective_samples_score_above_good_ones(demo_inspector, samples):
     """The bundled samples come from a sequence the demo model never trained on."""
     import cv2
 
-    scores = {p.name: demo_inspector.predict(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)).score for p in samples.glob("*.jpg")}
+    scores = {
+        p.name: demo_inspector.predict(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)).score
+        for p in samples.glob("*.jpg")
+    }
     good = [s for n, s in scores.items() if "_good_" in n]
     bad = [s for n, s in scores.items() if "_defect_" in n]
     assert good and bad and min(bad) > np.median(good)
@@ -100,8 +103,14 @@ def test_mismatched_weights(tmp_path):
     with pytest.raises(ModelError, match="memory bank of shape"):
         load_package(_rewrite(resources.DEMO_MODEL, tmp_path / "w.lpkg", weights=buf.getvalue()), device="cpu")
     with pytest.raises(ModelError, match="other efficientnet-lite0 weights"):
-        load_package(_rewrite(resources.DEMO_MODEL, tmp_path / "b.lpkg",
-                              meta=lambda m: {**m, "backbone": {**m["backbone"], "weights_sha256": "0" * 64}}), device="cpu")
+        load_package(
+            _rewrite(
+                resources.DEMO_MODEL,
+                tmp_path / "b.lpkg",
+                meta=lambda m: {**m, "backbone": {**m["backbone"], "weights_sha256": "0" * 64}},
+            ),
+            device="cpu",
+        )
 
 
 class _Evil:
@@ -119,17 +128,21 @@ def test_a_pickled_object_is_refused_not_executed(tmp_path, capsys):
 
 # -- bad packages: each one sentence naming the file, nothing unpickled but tensors ----------------
 
+
 def _one_sentence(exc: pytest.ExceptionInfo, path: Path) -> str:
     message = str(exc.value)
     assert str(path) in message and "\n" not in message and message.endswith("."), message
     return message
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"", "empty"),
-    (bytes(range(256)) * 40, "corrupt or not a Lepton model package"),
-    (b"PK\x05\x06" + b"\0" * 18, "not a Lepton model package"),  # an empty zip
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"", "empty"),
+        (bytes(range(256)) * 40, "corrupt or not a Lepton model package"),
+        (b"PK\x05\x06" + b"\0" * 18, "not a Lepton model package"),  # an empty zip
+    ],
+)
 def test_bytes_that_are_no_package(tmp_path, data, words):
     path = tmp_path / "bad.lpkg"
     path.write_bytes(data)
@@ -193,14 +206,17 @@ def test_a_whole_pickled_module_is_refused_not_run(tmp_path, capsys):
     assert "module code ran on load" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("weights, words", [
-    ({"memory_bank": torch.full((10, 152), float("nan"))}, "not finite"),
-    ({}, "state dict of tensors"),
-    ({"memory_bank": [1, 2, 3]}, "state dict of tensors"),
-    ({3: torch.zeros(2)}, "state dict of tensors"),
-    ({"memory_bank": torch.zeros(0, 152)}, "memory bank of shape"),
-    ({"something_else": torch.zeros(10, 152)}, "expected memory_bank"),
-])
+@pytest.mark.parametrize(
+    "weights, words",
+    [
+        ({"memory_bank": torch.full((10, 152), float("nan"))}, "not finite"),
+        ({}, "state dict of tensors"),
+        ({"memory_bank": [1, 2, 3]}, "state dict of tensors"),
+        ({3: torch.zeros(2)}, "state dict of tensors"),
+        ({"memory_bank": torch.zeros(0, 152)}, "memory bank of shape"),
+        ({"something_else": torch.zeros(10, 152)}, "expected memory_bank"),
+    ],
+)
 def test_weights_that_are_no_state_dict_for_the_model(tmp_path, weights, words):
     buf = io.BytesIO()
     torch.save(weights, buf)
@@ -214,33 +230,39 @@ def _drop(key):
     return lambda m: {k: v for k, v in m.items() if k != key}
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda m: {**m, "format_version": 2}, "newer Lepton Inspect"),
-    (lambda m: {**m, "format_version": "1"}, "format version '1'"),
-    (lambda m: [m], "not a JSON object"),
-    (_drop("thresholds"), "lacks metadata thresholds"),
-    (_drop("kind"), "lacks metadata kind"),
-    (_drop("input"), "incomplete input metadata"),
-    (_drop("backbone"), "incomplete backbone metadata"),
-    (lambda m: {**m, "kind": ["patchcore"]}, "no kind name"),  # once: TypeError, unhashable list
-    (lambda m: {**m, "kind": "magic"}, "kind 'magic'"),
-    (lambda m: {**m, "thresholds": {"ok_below": 2, "ng_at": 1, "pixel": 1}}, "invalid thresholds"),
-    (lambda m: {**m, "thresholds": {**m["thresholds"], "ng_at": float("nan")}}, "invalid thresholds"),
-    (lambda m: {**m, "thresholds": "high"}, "invalid thresholds"),
-    (lambda m: {**m, "classes": []}, "invalid thresholds or classes"),  # once: IndexError at the first defect
-    (lambda m: {**m, "classes": "anomaly"}, "invalid thresholds or classes"),
-    (lambda m: {**m, "input": {**m["input"], "height": 100000}}, "input size"),  # would allocate gigabytes at load
-    (lambda m: {**m, "input": {**m["input"], "height": 0}}, "input size"),
-    (lambda m: {**m, "input": {**m["input"], "width": "wide"}}, "input size"),
-    (lambda m: {**m, "input": {k: v for k, v in m["input"].items() if k != "width"}}, "only one of height and width"),
-    (lambda m: {**m, "input": {**m["input"], "std": [0.2, 0.0, 0.2]}}, "std"),
-    (lambda m: {**m, "input": {**m["input"], "mean": [0.5]}}, "mean"),
-    (lambda m: {**m, "input": "512x208"}, "input size"),
-    (lambda m: {**m, "backbone": {**m["backbone"], "name": "resnet18"}}, "needs backbone 'resnet18'"),
-    (lambda m: {**m, "backbone": {**m["backbone"], "taps": []}}, "cannot be loaded"),  # once: IndexError
-    (lambda m: {**m, "backbone": {**m["backbone"], "pooling": "max"}}, "Patch pooling"),
-    (lambda m: {**m, "map_blur_sigma": "soft"}, "cannot be loaded"),  # once: ValueError from float()
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda m: {**m, "format_version": 2}, "newer Lepton Inspect"),
+        (lambda m: {**m, "format_version": "1"}, "format version '1'"),
+        (lambda m: [m], "not a JSON object"),
+        (_drop("thresholds"), "lacks metadata thresholds"),
+        (_drop("kind"), "lacks metadata kind"),
+        (_drop("input"), "incomplete input metadata"),
+        (_drop("backbone"), "incomplete backbone metadata"),
+        (lambda m: {**m, "kind": ["patchcore"]}, "no kind name"),  # once: TypeError, unhashable list
+        (lambda m: {**m, "kind": "magic"}, "kind 'magic'"),
+        (lambda m: {**m, "thresholds": {"ok_below": 2, "ng_at": 1, "pixel": 1}}, "invalid thresholds"),
+        (lambda m: {**m, "thresholds": {**m["thresholds"], "ng_at": float("nan")}}, "invalid thresholds"),
+        (lambda m: {**m, "thresholds": "high"}, "invalid thresholds"),
+        (lambda m: {**m, "classes": []}, "invalid thresholds or classes"),  # once: IndexError at the first defect
+        (lambda m: {**m, "classes": "anomaly"}, "invalid thresholds or classes"),
+        (lambda m: {**m, "input": {**m["input"], "height": 100000}}, "input size"),  # would allocate gigabytes at load
+        (lambda m: {**m, "input": {**m["input"], "height": 0}}, "input size"),
+        (lambda m: {**m, "input": {**m["input"], "width": "wide"}}, "input size"),
+        (
+            lambda m: {**m, "input": {k: v for k, v in m["input"].items() if k != "width"}},
+            "only one of height and width",
+        ),
+        (lambda m: {**m, "input": {**m["input"], "std": [0.2, 0.0, 0.2]}}, "std"),
+        (lambda m: {**m, "input": {**m["input"], "mean": [0.5]}}, "mean"),
+        (lambda m: {**m, "input": "512x208"}, "input size"),
+        (lambda m: {**m, "backbone": {**m["backbone"], "name": "resnet18"}}, "needs backbone 'resnet18'"),
+        (lambda m: {**m, "backbone": {**m["backbone"], "taps": []}}, "cannot be loaded"),  # once: IndexError
+        (lambda m: {**m, "backbone": {**m["backbone"], "pooling": "max"}}, "Patch pooling"),
+        (lambda m: {**m, "map_blur_sigma": "soft"}, "cannot be loaded"),  # once: ValueError from float()
+    ],
+)
 def test_metadata_edited(tmp_path, edit, words):
     path = _rewrite(resources.DEMO_MODEL, tmp_path / "edited.lpkg", meta=edit)
     with pytest.raises(ModelError, match=words) as err:

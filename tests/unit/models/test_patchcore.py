@@ -40,4 +40,6 @@ def test_a_bank_smaller_than_the_candidate_count():
     bank, queries = torch.randn(2, 8), torch.randn(5, 8)
     search = NearestSearch(bank, torch.device("cpu"))
     search.use_bf16 = True
-    torch.testing.assert_close(search(queries), nearest_distances(queries, search.bank, search.bank_sq), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        search(queries), nearest_distances(queries, search.bank, search.bank_sq), rtol=1e-5, atol=1e-5
+    )

@@ -17,8 +17,16 @@ from models.training.segmentation import SegConfig, train_segmentation
 
 
 def _samples(groups: list[str], defect_every: int = 3) -> list[Sample]:
-    return [Sample(image=f"{g}.png", label="defect" if k % defect_every == 0 else "good", cls="x" if k % defect_every == 0 else "good",
-                   mask=None, group=g) for k, g in enumerate(groups)]
+    return [
+        Sample(
+            image=f"{g}.png",
+            label="defect" if k % defect_every == 0 else "good",
+            cls="x" if k % defect_every == 0 else "good",
+            mask=None,
+            group=g,
+        )
+        for k, g in enumerate(groups)
+    ]
 
 
 def test_held_back_split_is_by_group_and_stable_as_labels_grow():
@@ -53,10 +61,14 @@ def test_held_back_split_with_very_few_parts_leaves_something_on_each_side():
 def test_patchcore_candidate_learns_the_good_parts_it_was_shown(tiny_dataset):
     ds = load_dataset(tiny_dataset)
     first = [i for i, s in enumerate(ds.samples) if s.group in ("G0", "G1", "G2", "G3")]
-    meta, state = train_patchcore(ds.samples, first, AnomalyConfig(size=(64, 64), color=False, coreset_size=64, seed=0), name="tiny")
+    meta, state = train_patchcore(
+        ds.samples, first, AnomalyConfig(size=(64, 64), color=False, coreset_size=64, seed=0), name="tiny"
+    )
     new_good = [i for i, s in enumerate(ds.samples) if s.group in ("G4", "G5", "G6", "G7") and not s.is_defect]
     cand_meta, cand_state = retrain(meta, state, ds, new_good, options=RetrainOptions(bank_growth=1.0))
-    assert cand_state["memory_bank"].shape[0] == 128 and torch.equal(cand_state["memory_bank"][:64], state["memory_bank"])
+    assert cand_state["memory_bank"].shape[0] == 128 and torch.equal(
+        cand_state["memory_bank"][:64], state["memory_bank"]
+    )
     assert (cand_meta["name"], cand_meta["version"], cand_meta["parent"]["version"]) == ("tiny", "2", "1")
     assert cand_meta["training"]["labels"]["good"] == len(new_good)
     before, after = build_inspector(meta, state), build_inspector(cand_meta, cand_state)
@@ -73,13 +85,21 @@ def test_segmentation_candidate_starts_from_its_parents_weights(tiny_dataset):
     meta, state = train_segmentation(ds.samples, list(range(len(ds.samples))), cfg, name="tiny-seg")
     cand_meta, cand_state = retrain(meta, state, ds, list(range(len(ds.samples))), options=RetrainOptions(epochs=1))
     assert cand_meta["training"]["started_from"] == "the current model's weights" and cand_meta["version"] == "2"
-    fresh_meta, fresh_state = train_segmentation(ds.samples, list(range(len(ds.samples))), dataclasses.replace(cfg, seed=1), name="fresh")
+    fresh_meta, fresh_state = train_segmentation(
+        ds.samples, list(range(len(ds.samples))), dataclasses.replace(cfg, seed=1), name="fresh"
+    )
     key = "decoder.0.0.weight"  # a layer that learns: one epoch moves it a little from the parent, a fresh start is far away
     assert (cand_state[key] - state[key]).norm() < 0.5 * (fresh_state[key] - state[key]).norm()
     assert cand_meta["training"]["frozen_blocks"] == 5  # the parent's, carried over
-    renamed = Dataset(ds.root, ds.format, tuple(dataclasses.replace(s, cls="pit") if s.is_defect and s.group == "G0" else s for s in ds.samples))
+    renamed = Dataset(
+        ds.root,
+        ds.format,
+        tuple(dataclasses.replace(s, cls="pit") if s.is_defect and s.group == "G0" else s for s in ds.samples),
+    )
     new_meta, _ = retrain(meta, state, renamed, list(range(len(ds.samples))), options=RetrainOptions(epochs=1))
-    assert new_meta["classes"] == ["pit", "scratch"] and new_meta["training"]["started_from"].endswith("new class heads")
+    assert new_meta["classes"] == ["pit", "scratch"] and new_meta["training"]["started_from"].endswith(
+        "new class heads"
+    )
     assert 0 < new_meta["training"]["tensors_from_init"] < len(state)
     no_masks = Dataset(ds.root, ds.format, tuple(dataclasses.replace(s, mask=None) for s in ds.samples))
     with pytest.raises(ModelError, match="mask"):

@@ -78,7 +78,7 @@ def test_every_trainable_weight_is_optimised_once_image_head_included():
 
     net = UNet(2, pretrained=False)
     cfg = SegConfig(frozen_blocks=3)
-    for module in [net.encoder.stem, *net.encoder.blocks[:cfg.frozen_blocks]]:
+    for module in [net.encoder.stem, *net.encoder.blocks[: cfg.frozen_blocks]]:
         module.requires_grad_(False)
     groups = param_groups(net, cfg)
     ids = [id(p) for g in groups for p in g["params"]]
@@ -101,7 +101,9 @@ def test_training_moves_the_image_head(tiny_dataset, monkeypatch):
 
     monkeypatch.setattr(seg, "UNet", Recorded)
     ds = load_dataset(tiny_dataset)
-    _, state = train_segmentation(ds.samples, range(len(ds.samples)), SegConfig(size=(64, 64), color=False, epochs=2, seed=0), name="head")
+    _, state = train_segmentation(
+        ds.samples, range(len(ds.samples)), SegConfig(size=(64, 64), color=False, epochs=2, seed=0), name="head"
+    )
     for key in ("image_fc.weight", "image_conv.0.0.weight", "head.weight", "decoder.0.0.weight"):
         assert not torch.equal(state[key], initial[0][key]), key
     assert torch.equal(state["encoder.stem.0.weight"], initial[0]["encoder.stem.0.weight"])  # frozen

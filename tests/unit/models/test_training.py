@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from models import ModelError
+from models.calibration import calibrate
 from models.datasets import load_dataset, read_image
 from models.evaluation import evaluate
 from models.package import load_package
-from models.calibration import calibrate
 from models.training.train import train_package
 
 
@@ -28,12 +28,24 @@ def packages(tiny_dataset, tmp_path_factory):
 def test_trained_package_round_trip_and_scores(kind, packages, tiny_dataset):
     inspector = load_package(packages[kind], device="cpu")
     meta = inspector.info.metadata
-    for key in ("kind", "backbone", "input", "tiling", "classes", "thresholds", "training", "calibration", "created_at"):
+    for key in (
+        "kind",
+        "backbone",
+        "input",
+        "tiling",
+        "classes",
+        "thresholds",
+        "training",
+        "calibration",
+        "created_at",
+    ):
         assert key in meta
     assert len(inspector.info.sha256) == 64 and meta["training"]["fingerprint"]
     import torch
 
-    assert meta["training"]["device"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")  # auto: the GPU when there is one
+    assert meta["training"]["device"] == (
+        torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    )  # auto: the GPU when there is one
     ds = load_dataset(tiny_dataset)
     m = evaluate(inspector, ds.samples, color=False)
     assert m["image_auroc"] > 0.9, m
@@ -123,7 +135,9 @@ def test_cuda_agrees_with_the_cpu(kind, packages, tiny_dataset):
 def test_training_on_cuda_gives_a_package_a_cpu_line_runs(kind, tiny_dataset, tmp_path):
     """Trained on the GPU, saved with CPU tensors, scored on the CPU as well as a CPU-trained model;
     the same seed gives the same model again."""
-    options = {"size": (64, 64), "color": False, "seed": 0, "device": "cuda"} | ({"epochs": 12} if kind == "segmentation" else {})
+    options = {"size": (64, 64), "color": False, "seed": 0, "device": "cuda"} | (
+        {"epochs": 12} if kind == "segmentation" else {}
+    )
     _, meta = train_package(tiny_dataset, kind, tmp_path / "a.lpkg", **options)
     assert meta["training"]["device"] != "cpu"
     first = load_package(tmp_path / "a.lpkg", device="cpu", backend="torch")
@@ -180,7 +194,9 @@ def test_standardized_anomaly_model_ignores_a_lighting_change(tiny_dataset):
     assert 90 <= good.min() and good.max() <= 150
     relit = (good.astype(np.int16) * 2 - 100).astype(np.uint8)
     assert inspector.predict(relit).score == pytest.approx(inspector.predict(good).score, abs=1e-2)
-    plain_meta, plain_state = train_patchcore(ds.samples, range(len(ds.samples)), AnomalyConfig(size=(64, 64), color=False, seed=0), name="plain")
+    plain_meta, plain_state = train_patchcore(
+        ds.samples, range(len(ds.samples)), AnomalyConfig(size=(64, 64), color=False, seed=0), name="plain"
+    )
     plain = build_inspector(plain_meta, plain_state)
     assert plain.predict(relit).score > plain.predict(good).score + 1.0
     defect = read_image(next(s for s in ds.samples if s.is_defect).image, color=False)
