@@ -378,7 +378,7 @@ def _crop(text: str) -> tuple[int, int]:
 
 
 def _setup_logging(verbose: bool) -> None:
-    from inspection.config import data_dir
+    from inspection.settings.config import data_dir
 
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -447,7 +447,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.parts is not None and args.parts < 1:
         raise ConfigError(f"--parts must be at least 1, not {args.parts}.")
     from inspection.line import open_line
-    from inspection.verdict_log import VerdictLog
+    from inspection.plant.verdict_log import VerdictLog
 
     events = VerdictLog(args.events) if args.events is not None else None  # a bad path fails before anything is opened
     try:
@@ -610,9 +610,9 @@ def _train_candidate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from inspection.config import load_recipe
+    from inspection.engineering.retraining import train_candidate
     from inspection.errors import ConfigError
-    from inspection.retraining import train_candidate
+    from inspection.settings.recipe import load_recipe
 
     if not args.from_db.is_file():
         raise ConfigError(f"There is no database at {args.from_db}.")
@@ -684,10 +684,11 @@ def comparison_table(summary: dict) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from inspection import model_registry
-    from inspection.config import default_db, load_recipe
-    from inspection.retraining import list_candidates, read_comparison
-    from inspection.store import open_store
+    from inspection.engineering import model_registry
+    from inspection.engineering.retraining import list_candidates, read_comparison
+    from inspection.record.store import open_store
+    from inspection.settings.config import default_db
+    from inspection.settings.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     if args.models_command == "list":
@@ -771,7 +772,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from inspection.batch import collect_inputs, predict_batch
+    from inspection.runtime.files import collect_inputs, predict_batch
     from models.package import load_package
 
     files = collect_inputs(args.input)
@@ -794,14 +795,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _open_record(path: str | Path | None):  # noqa: ANN202
     """The database read-only, so that reports run beside a station that is inspecting."""
-    from inspection.config import default_db
-    from inspection.store import open_record
+    from inspection.record.store import open_record
+    from inspection.settings.config import default_db
 
     return open_record(path or default_db())
 
 
 def cmd_shifts(args: argparse.Namespace) -> int:
-    from inspection.report import list_shifts
+    from inspection.reports.figures import list_shifts
 
     with _open_record(args.db) as store:
         shifts = list_shifts(store)
@@ -825,10 +826,10 @@ def cmd_shifts(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from inspection.config import load_config
     from inspection.errors import ConfigError
-    from inspection.report import gather, shift_window, time_window, write_csv, write_json
-    from inspection.report_pdf import write_pdf
+    from inspection.reports.figures import gather, shift_window, time_window, write_csv, write_json
+    from inspection.reports.pdf import write_pdf
+    from inspection.settings.config import load_config
 
     if args.start is not None and args.end is None:
         raise ConfigError("--from needs --to.")
@@ -883,7 +884,7 @@ def _writable(path: Path) -> None:
 def cmd_dataset(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from inspection.dataset_export import export_dataset
+    from inspection.engineering.dataset_export import export_dataset
     from inspection.errors import ConfigError
 
     since = None
@@ -938,7 +939,7 @@ def _password(name: str, *, new: bool = False) -> str:
 @contextlib.contextmanager
 def _logged_in(store, name: str):  # noqa: ANN001, ANN202
     """Log `name` in for one command (audited login and logout); yields (User, the password given)."""
-    from inspection import users
+    from inspection.access import users
 
     password = _password(name)
     user = users.authenticate(store, name, password)
@@ -949,9 +950,9 @@ def _logged_in(store, name: str):  # noqa: ANN001, ANN202
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from inspection import users
-    from inspection.config import default_db
-    from inspection.store import open_store
+    from inspection.access import users
+    from inspection.record.store import open_store
+    from inspection.settings.config import default_db
 
     if args.users_command == "list":
         with _open_record(args.db) as store:
@@ -987,7 +988,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from inspection import audit
+    from inspection.access import audit
     from inspection.errors import ConfigError
 
     if args.audit_command == "list" and args.limit < 1:
@@ -1006,9 +1007,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
-    from inspection.config import default_db
-    from inspection.recipe_edit import set_thresholds
-    from inspection.store import open_store
+    from inspection.engineering.recipe_edit import set_thresholds
+    from inspection.record.store import open_store
+    from inspection.settings.config import default_db
 
     with open_store(args.db or default_db()) as store, _logged_in(store, args.user) as (user, _):
         old, new = set_thresholds(store, user, args.recipe, ok_below=args.ok_below, ng_at=args.ng_at)

@@ -79,8 +79,8 @@ TOOL_PASSWORD = "tool-only-password"
 def tool_accounts(db: Path, name: str, role: str) -> None:
     """For the tools that drive the window on a fresh station (screenshots, the GUI bench): an admin
     and `name`, created through the core before the window opens the database."""
-    from inspection import users
-    from inspection.store import open_store
+    from inspection.access import users
+    from inspection.record.store import open_store
 
     with open_store(db) as store:
         admin = users.create_first_admin(store, "admin", TOOL_PASSWORD)

@@ -97,7 +97,7 @@ def opcua(work: Path, parts: int) -> tuple[list[float], float]:
 def modbus(work: Path, parts: int) -> tuple[list[float], float]:
     from pymodbus.client import ModbusTcpClient
 
-    from inspection.plc_modbus import COILS, DISCRETE_INPUTS
+    from inspection.plant.modbus import COILS, DISCRETE_INPUTS
 
     line = station(work, "modbus")
     try:

@@ -28,7 +28,7 @@ import torch
 
 import resources
 from camera.base import image_files
-from inspection.verdict import decide
+from inspection.runtime.verdict import decide
 from models.base import Inspector
 from models.datasets import load_dataset, of_groups, read_image
 from models.package import build_inspector, load_package, read_package

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PYLON_CAMEMU", "1")
 
 from bench.synthetic import add_parts, real_record  # noqa: E402
-from inspection.config import load_config  # noqa: E402
-from inspection.report import gather, shift_window, write_csv  # noqa: E402
-from inspection.report_pdf import write_pdf  # noqa: E402
-from inspection.store import open_store  # noqa: E402
+from inspection.record.store import open_store
+from inspection.reports.figures import gather, shift_window, write_csv
+from inspection.reports.pdf import write_pdf
+from inspection.settings.config import load_config
 
 
 def main() -> int:

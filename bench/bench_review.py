@@ -24,9 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.synthetic import add_parts, real_record  # noqa: E402
-from inspection import review  # noqa: E402
-from inspection.review import ReviewFilter  # noqa: E402
-from inspection.store import open_store  # noqa: E402
+from inspection.engineering import review
+from inspection.engineering.review import ReviewFilter
+from inspection.record.store import open_store
 
 PAGE = 48
 

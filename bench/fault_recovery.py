@@ -29,10 +29,11 @@ sys.path.insert(0, str(REPO))
 
 import resources  # noqa: E402
 from camera import open_camera  # noqa: E402
-from inspection.config import load_config, load_recipe  # noqa: E402
 from inspection.line import Line  # noqa: E402
-from inspection.runner import Runner, RunnerState  # noqa: E402
-from inspection.store import open_store  # noqa: E402
+from inspection.record.store import open_store
+from inspection.runtime.runner import Runner, RunnerState
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
 
 
 def poll(predicate, timeout_s: float = 30.0) -> float:  # noqa: ANN001

@@ -33,9 +33,10 @@ sys.path.insert(0, str(REPO))
 import resources  # noqa: E402
 from camera import CameraSettings, TriggerMode  # noqa: E402
 from camera.spec import open_camera  # noqa: E402
-from inspection.config import load_config, load_recipe  # noqa: E402
 from inspection.line import Line  # noqa: E402
-from inspection.store import open_store  # noqa: E402
+from inspection.record.store import open_store
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector  # noqa: E402
 
 

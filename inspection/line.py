@@ -18,15 +18,17 @@ from pathlib import Path
 
 from camera.base import Camera, TriggerMode
 from camera.spec import open_cameras
-from inspection.alarms import AlarmMonitor
-from inspection.config import Config, Recipe, data_dir, default_db, load_config, load_recipe, runner_options
 from inspection.errors import ConfigError
-from inspection.plc import PlcLink, start_plc
-from inspection.recipes import recipe_for_index, recipe_version, recipes_folder
-from inspection.reject import RejectConfig, RejectGate, RejectStats, io_settings
+from inspection.plant.link import PlcLink, start_plc
+from inspection.record.recipe_versions import recipe_version
+from inspection.record.retention import Retention
+from inspection.record.store import Store, is_url, open_station_store
+from inspection.record.writer import ResultWriter
+from inspection.reports.shifts import ShiftReporter
 from inspection.result import InspectionResult
-from inspection.retention import Retention
-from inspection.runner import (
+from inspection.runtime.alarms import AlarmMonitor
+from inspection.runtime.reject_gate import RejectGate, RejectStats
+from inspection.runtime.runner import (
     ResultListener,
     Runner,
     RunnerState,
@@ -35,10 +37,11 @@ from inspection.runner import (
     apply_recipe,
     check_station,
 )
-from inspection.shift_reports import ShiftReporter
-from inspection.store import Store, is_url, open_station_store
-from inspection.verdict import thresholds_in_force
-from inspection.writer import ResultWriter
+from inspection.runtime.verdict import thresholds_in_force
+from inspection.settings.config import Config, data_dir, default_db, load_config, runner_options
+from inspection.settings.io import RejectConfig, io_settings
+from inspection.settings.recipe import Recipe, load_recipe
+from inspection.settings.recipe_folder import recipe_for_index, recipes_folder
 from models.base import Inspector, Thresholds
 from models.package import load_package
 
@@ -315,7 +318,7 @@ class Line:
         after its parts in flight, the recipe's camera settings are applied and, if a run was in
         progress, a new run starts. ConfigError, ModelError or CameraError (one sentence) when the
         recipe, its model or a camera setting is refused; before the stop the line runs on as it was."""
-        from inspection.model_registry import active
+        from inspection.engineering.model_registry import active
 
         with self._change_lock:
             rcp = load_recipe(path)
@@ -467,7 +470,7 @@ def open_line(
     rcp = load_recipe(recipe)
     check_station(len(cameras), rcp)
     check_plc(rcp, cfg.plc.enabled)
-    from inspection.model_registry import model_for
+    from inspection.engineering.model_registry import model_for
 
     record = (
         Path(buffer or default_db()) if db is not None and is_url(db) else (db or default_db())

@@ -88,7 +88,7 @@ class PgServer:
 
 def forward_all(store, url: str) -> None:  # noqa: ANN001 (a Store)
     """Forward every row of the station's `store` to the plant database at `url`; return once the server has them."""
-    from inspection.forward import Forwarder
+    from inspection.record.forwarding import Forwarder
 
     forwarder = Forwarder(store, url)
     forwarder.start()

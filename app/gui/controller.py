@@ -27,19 +27,20 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, SignalInstance
 
 import resources
-from inspection import audit, stats
-from inspection.alarms import Alarm
-from inspection.config import default_db
+from inspection.access import audit
+from inspection.access.users import Permission, User, require
 from inspection.errors import USER_ERRORS
-from inspection.forward import ForwardStatus
 from inspection.line import Line
-from inspection.overlay import recorded_part
-from inspection.recipes import recipes_folder
-from inspection.reject import RejectStats
+from inspection.record.forwarding import ForwardStatus
+from inspection.record.store import utcnow
+from inspection.reports import stats
 from inspection.result import InspectionResult
-from inspection.runner import RunnerState, RunnerStatus
-from inspection.store import utcnow
-from inspection.users import Permission, User, require
+from inspection.runtime.alarms import Alarm
+from inspection.runtime.overlay import recorded_part
+from inspection.runtime.reject_gate import RejectStats
+from inspection.runtime.runner import RunnerState, RunnerStatus
+from inspection.settings.config import default_db
+from inspection.settings.recipe_folder import recipes_folder
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +364,7 @@ class LineController(QObject):
 
     def report_stem(self) -> str:
         """A file name (without suffix) for the current shift's report."""
-        from inspection.shift_reports import report_stem
+        from inspection.reports.shifts import report_stem
 
         line = self.line
         if line is None:
@@ -380,9 +381,9 @@ class LineController(QObject):
             return
 
         def job() -> None:
-            from inspection.report import Window
-            from inspection.shift_reports import write_shift_report
-            from inspection.store import open_record
+            from inspection.record.store import open_record
+            from inspection.reports.figures import Window
+            from inspection.reports.shifts import write_shift_report
 
             name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.UTC))
             window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
@@ -509,7 +510,8 @@ def run_job(what: str, job: Callable[[], None], failed: SignalInstance, prefix: 
 
 
 def _recipes(current: str, current_path: Path | None, folder: Path) -> tuple[tuple[str, Path | None], ...]:
-    from inspection.config import find_recipes, load_recipe
+    from inspection.settings.recipe import load_recipe
+    from inspection.settings.recipe_folder import find_recipes
 
     found = [(name, path) for name, path in find_recipes(folder)]
     if current_path is not None and all(p != current_path for _, p in found):

@@ -12,9 +12,9 @@ from PySide6.QtWidgets import QApplication
 import resources
 from app.gui.controller import LineController
 from app.gui.main_window import MainWindow, recipe_path
-from inspection.config import data_dir, default_db
 from inspection.line import Line, open_line
-from inspection.store import is_url
+from inspection.record.store import is_url
+from inspection.settings.config import data_dir, default_db
 
 
 def station_settings() -> QSettings:

@@ -51,9 +51,9 @@ from app.gui.widgets import (
     VerdictPanel,
     labelled,
 )
-from inspection.overlay import MODES, render
-from inspection.runner import RunnerState
-from inspection.users import Permission, User
+from inspection.access.users import Permission, User
+from inspection.runtime.overlay import MODES, render
+from inspection.runtime.runner import RunnerState
 
 REFRESH_HZ = 30
 GC_INTERVAL_MS = 1000

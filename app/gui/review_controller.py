@@ -29,11 +29,11 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.gui.controller import LineController, run_job
-from inspection import model_registry, review
-from inspection.config import data_dir
+from inspection.access.users import Permission, User, require
+from inspection.engineering import model_registry, review
+from inspection.engineering.review import LabelRow, PartImages, ReviewFilter, ReviewRow
 from inspection.errors import ConfigError, PermissionDenied
-from inspection.review import LabelRow, PartImages, ReviewFilter, ReviewRow
-from inspection.users import Permission, User, require
+from inspection.settings.config import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class ReviewController(QObject):
     # -- review ------------------------------------------------------------------------------
     def load_shifts(self) -> None:
         def job() -> None:
-            from inspection.report import list_shifts
+            from inspection.reports.figures import list_shifts
 
             line = self.line.line
             tz = line.config.shifts.tz if line is not None else None
@@ -208,8 +208,8 @@ class ReviewController(QObject):
         """The labelled parts as a dataset in `folder` (project format, MVTec AD layout under mvtec/)."""
 
         def job() -> None:
-            from inspection.dataset_export import export_dataset
-            from inspection.store import open_record
+            from inspection.engineering.dataset_export import export_dataset
+            from inspection.record.store import open_record
 
             require(self._store(), user, Permission.EXPORT_DATASET)
             with open_record(self._store().path) as record:
@@ -224,7 +224,7 @@ class ReviewController(QObject):
     # -- models ------------------------------------------------------------------------------
     def load_models(self) -> None:
         def job() -> None:
-            from inspection.retraining import list_candidates
+            from inspection.engineering.retraining import list_candidates
 
             line = self.line.line
             if line is None:
@@ -365,8 +365,8 @@ class ReviewController(QObject):
             return
 
         def job() -> None:
-            from inspection.config import load_recipe
-            from inspection.store import open_store
+            from inspection.record.store import open_store
+            from inspection.settings.recipe import load_recipe
 
             if self.line.running:  # checked again here: Start may have been pressed since
                 raise ConfigError("Stop the line before changing its model.")
@@ -382,6 +382,6 @@ class ReviewController(QObject):
 
 
 def _comparison(candidate: Path) -> dict[str, Any] | None:
-    from inspection.retraining import read_comparison
+    from inspection.engineering.retraining import read_comparison
 
     return read_comparison(candidate)

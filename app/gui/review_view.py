@@ -41,8 +41,8 @@ from app.gui.mask_editor import MaskEditor
 from app.gui.review_controller import PAGE_SIZE, THUMB_HEIGHT, ModelsState, ReviewController, ReviewPage, ReviewPart
 from app.gui.session import SessionController
 from app.gui.widgets import labelled, to_qimage
-from inspection.review import LABEL_STATES, SORTS, ReviewFilter
-from inspection.users import User
+from inspection.access.users import User
+from inspection.engineering.review import LABEL_STATES, SORTS, ReviewFilter
 
 VERDICT_CHOICES = (
     ("Rejects (NG + REVIEW)", ("NG", "REVIEW")),

@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
 
 from app.gui.controller import LineController
 from app.gui.widgets import append_item
-from inspection import users
+from inspection.access import users
+from inspection.access.users import Permission, Role, User
 from inspection.errors import AuthError
-from inspection.users import Permission, Role, User
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class SessionController(QObject):
         if line is not None:
             job(line.store)
             return
-        from inspection.store import open_store
+        from inspection.record.store import open_store
 
         with open_store(self.line.db) as store:
             job(store)

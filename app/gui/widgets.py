@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspection.alarms import Alarm
-from inspection.forward import ForwardStatus
-from inspection.reject import RejectStats
+from inspection.record.forwarding import ForwardStatus
+from inspection.reports.stats import Counters, EventRow, PartRow, TrendPoint
 from inspection.result import InspectionResult
-from inspection.stats import Counters, EventRow, PartRow, TrendPoint
+from inspection.runtime.alarms import Alarm
+from inspection.runtime.reject_gate import RejectStats
 
 
 def append_item(view: QListWidget, text: str) -> QListWidgetItem:

@@ -9,12 +9,13 @@ import time
 from PySide6.QtCore import QObject, Qt
 
 from app.gui.controller import LineController
-from inspection import users
-from inspection.config import load_config, load_recipe
+from inspection.access import users
 from inspection.line import Setup
-from inspection.runner import RunnerState
-from inspection.store import open_store
-from inspection.verdict import thresholds_in_force
+from inspection.record.store import open_store
+from inspection.runtime.runner import RunnerState
+from inspection.runtime.verdict import thresholds_in_force
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from inspection import audit, users
+from inspection.access import audit, users
 from tests.gui.test_main_window import PASSWORD, TIMEOUT_MS, close, log_in, make_window, sql
 
 

@@ -13,10 +13,10 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 
 from app.gui.main import build_window
-from inspection import users
-from inspection.config import load_config
-from inspection.runner import RunnerState
-from inspection.store import open_store
+from inspection.access import users
+from inspection.record.store import open_store
+from inspection.runtime.runner import RunnerState
+from inspection.settings.config import load_config
 from tests.fakes import sql
 
 TIMEOUT_MS = 60_000

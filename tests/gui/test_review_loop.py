@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import Qt
 
-from inspection import audit
+from inspection.access import audit
 from models.datasets import load_dataset
 from tests.gui.test_main_window import TIMEOUT_MS, close, make_window, sql
 

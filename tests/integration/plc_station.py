@@ -13,8 +13,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from inspection.line import Line, open_line
-from inspection.plc import ErrorCode, PlcLink
-from inspection.schema import Inspection
+from inspection.plant.handshake import ErrorCode
+from inspection.plant.link import PlcLink
+from inspection.record.schema import Inspection
 from tests.fakes import free_port, wait_for
 
 RECIPES = {1: "prod-a", 2: "prod-b"}

@@ -9,12 +9,13 @@ import sqlite3
 import pytest
 
 from camera import TriggerMode
-from inspection.config import load_config, load_recipe
 from inspection.errors import ConfigError
 from inspection.line import open_line
-from inspection.recipes import recipe_indexes
-from inspection.report import gather, shift_window
-from inspection.store import open_record
+from inspection.record.store import open_record
+from inspection.reports.figures import gather, shift_window
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
+from inspection.settings.recipe_folder import recipe_indexes
 from tests.fakes import wait_for
 
 

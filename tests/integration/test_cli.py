@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import resources
-from inspection.store import open_store
+from inspection.record.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ import torch
 
 import resources
 from app.cli import main
-from inspection.store import open_store
+from inspection.record.store import open_store
 from tests.unit.test_bad_input import newer_schema_db, sha
 
 REPO = Path(__file__).resolve().parents[2]

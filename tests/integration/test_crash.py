@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import resources
-from inspection.config import load_config
-from inspection.store import PARTIAL, open_store
+from inspection.record.store import PARTIAL, open_store
+from inspection.settings.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

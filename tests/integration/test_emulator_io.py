@@ -11,8 +11,9 @@ import pytest
 from camera import CameraError, CameraSettings, TriggerMode
 from camera.base import IoSettings
 from camera.basler import BaslerCamera
-from inspection.reject import RejectConfig, RejectGate
 from inspection.result import Verdict
+from inspection.runtime.reject_gate import RejectGate
+from inspection.settings.io import RejectConfig
 from tests.fakes import wait_for
 from tests.unit.inspection.test_reject import part
 

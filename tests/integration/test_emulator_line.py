@@ -9,10 +9,11 @@ import sqlite3
 
 from camera import CameraSettings, TriggerMode, open_camera
 from camera.basler import BaslerCamera
-from inspection.config import load_config, load_recipe
 from inspection.line import Line, open_line
-from inspection.runner import RunnerState
-from inspection.store import open_store
+from inspection.record.store import open_store
+from inspection.runtime.runner import RunnerState
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector, wait_for
 
 EXPOSURE_US = 4321.0  # distinctive: the emulator's own value is 10000

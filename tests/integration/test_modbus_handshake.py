@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pymodbus.client import ModbusTcpClient
 
-from inspection.plc import PlcError, start_plc
+from inspection.plant.handshake import PlcError
+from inspection.plant.link import start_plc
 from tests.integration.plc_station import check_record, drive_handshake, plc_station, until
 
 COILS = {"Trigger": 0, "ResultAck": 1}

@@ -9,7 +9,8 @@ import pytest
 from asyncua import ua
 from asyncua.sync import Client
 
-from inspection.plc import PlcError, start_plc
+from inspection.plant.handshake import PlcError
+from inspection.plant.link import start_plc
 from tests.integration.plc_station import check_record, drive_handshake, plc_station
 
 _TYPES = {

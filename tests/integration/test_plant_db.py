@@ -18,15 +18,16 @@ from sqlalchemy import select, text
 
 from camera import CameraSettings, TriggerMode
 from camera.simulated import SimulatedCamera
-from inspection import audit, users
-from inspection.config import load_config, load_recipe
+from inspection.access import audit, users
 from inspection.errors import StoreError
-from inspection.forward import Forwarder
 from inspection.line import Line, open_line
-from inspection.report import gather, shift_window
-from inspection.report_pdf import write_pdf
-from inspection.schema import Base, ForwardState
-from inspection.store import _alembic_config, open_record, open_station_store, open_store, utcnow
+from inspection.record.forwarding import Forwarder
+from inspection.record.schema import Base, ForwardState
+from inspection.record.store import _alembic_config, open_record, open_station_store, open_store, utcnow
+from inspection.reports.figures import gather, shift_window
+from inspection.reports.pdf import write_pdf
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector, free_port, sql, wait_for
 from tests.integration.test_cli import assert_one_sentence_error, cli
 
@@ -83,7 +84,7 @@ def test_servers_that_cannot_be_reached_are_one_sentence_without_the_password(tm
 def test_a_server_cut_mid_run_gets_every_part_exactly_once(pg_server, pg_url, tmp_path, samples, monkeypatch, caplog):
     """A real line (Basler's emulator into the demo model) records into its local buffer and
     forwards; the server is killed (immediate shutdown) while the line inspects, and started again."""
-    caplog.set_level(logging.WARNING, logger="inspection.forward")
+    caplog.set_level(logging.WARNING, logger="inspection.record.forwarding")
     monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path))  # the buffer: the default lepton.db there
     line = open_line(camera_spec=f"emu:{samples}", db=pg_url, device="cpu")
     forwarder = line.store.forwarder
@@ -107,7 +108,7 @@ def test_a_server_cut_mid_run_gets_every_part_exactly_once(pg_server, pg_url, tm
     finally:
         line.close()
     warnings = [
-        r.getMessage() for r in caplog.records if r.name == "inspection.forward" and r.levelno == logging.WARNING
+        r.getMessage() for r in caplog.records if r.name == "inspection.record.forwarding" and r.levelno == logging.WARNING
     ]
     assert len(warnings) == 1 and "cannot be reached" in warnings[0]  # one per outage, not one per retry
     buffer = tmp_path / "lepton.db"

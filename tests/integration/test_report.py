@@ -20,11 +20,11 @@ import pytest
 from pypdf import PdfReader
 
 from bench.synthetic import add_parts
-from inspection.config import load_config
 from inspection.line import open_line
-from inspection.report import CSV_COLUMNS, gather, shift_window, time_window
-from inspection.report_pdf import write_pdf
-from inspection.store import is_url, open_record, open_store
+from inspection.record.store import is_url, open_record, open_store
+from inspection.reports.figures import CSV_COLUMNS, gather, shift_window, time_window
+from inspection.reports.pdf import write_pdf
+from inspection.settings.config import load_config
 from tests.integration.test_cli import assert_one_sentence_error, cli
 from tests.pg import forward_all
 
@@ -62,7 +62,7 @@ def the_shift(db: str) -> int:
 
 def engineers(store, *names):
     """Users with the engineer role (who may relabel), made by a first admin."""
-    from inspection import users
+    from inspection.access import users
 
     admin = users.create_first_admin(store, "admin", "admin-password")
     return [users.create_user(store, admin, name, users.Role.ENGINEER, "engineer-password") for name in names]

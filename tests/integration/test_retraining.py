@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from inspection import audit, model_registry, review, users
-from inspection.config import load_recipe
+from inspection.access import audit, users
+from inspection.engineering import model_registry, review
+from inspection.engineering.review import ReviewFilter
 from inspection.errors import ConfigError
-from inspection.review import ReviewFilter
-from inspection.store import open_store
+from inspection.record.store import open_store
+from inspection.settings.recipe import load_recipe
 from tests.integration.test_cli import assert_one_sentence_error, cli
 from tests.integration.test_report import run_line, sql
 

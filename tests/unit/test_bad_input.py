@@ -32,9 +32,10 @@ from hypothesis import strategies as st
 import resources
 from camera.base import check_playback_folder
 from camera.errors import CameraError
-from inspection.config import Config, Recipe, load_config, load_recipe
 from inspection.errors import ConfigError, StoreError
-from inspection.store import open_record, open_store
+from inspection.record.store import open_record, open_store
+from inspection.settings.config import Config, load_config
+from inspection.settings.recipe import Recipe, load_recipe
 from models.base import MAX_IMAGE_PIXELS, model_image
 from models.datasets import decode_image, image_header, read_image
 from models.errors import ModelError
@@ -747,7 +748,7 @@ def test_a_grey_model_takes_colour_and_a_colour_model_grey():
 
 
 def test_predict_reports_bad_files_and_inspects_the_rest(tmp_path):
-    from inspection.batch import collect_inputs, predict_batch
+    from inspection.runtime.files import collect_inputs, predict_batch
     from tests.fakes import FakeInspector
 
     folder = tmp_path / "in"
@@ -779,7 +780,7 @@ def test_predict_reports_bad_files_and_inspects_the_rest(tmp_path):
 
 
 def test_predict_goes_on_after_a_model_failure(tmp_path):
-    from inspection.batch import predict_batch
+    from inspection.runtime.files import predict_batch
     from tests.fakes import FakeInspector
 
     files = []
@@ -880,7 +881,7 @@ def test_a_database_locked_by_another_process(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from inspection.store import open_store; s = open_store(sys.argv[1]); print('held', flush=True); "
+            "import sys; from inspection.record.store import open_store; s = open_store(sys.argv[1]); print('held', flush=True); "
             "sys.stdin.read(); s.close()",
             str(path),
         ],

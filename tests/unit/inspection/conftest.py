@@ -8,9 +8,10 @@ import pytest
 
 from camera import CameraSettings, TriggerMode
 from camera.simulated import SimulatedCamera
-from inspection.config import load_config, load_recipe
 from inspection.line import Line
-from inspection.store import open_store
+from inspection.record.store import open_store
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector
 
 

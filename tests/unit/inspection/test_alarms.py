@@ -11,11 +11,11 @@ import numpy as np
 
 from camera import TriggerMode
 from camera.simulated import SimulatedCamera
-from inspection.alarms import AlarmMonitor
-from inspection.config import AlarmConfig
+from inspection.record.store import open_store
 from inspection.result import Verdict
-from inspection.runner import RunnerState
-from inspection.store import open_store
+from inspection.runtime.alarms import AlarmMonitor
+from inspection.runtime.runner import RunnerState
+from inspection.settings.config import AlarmConfig
 from models.base import Thresholds
 from tests.fakes import FakeInspector
 

@@ -12,9 +12,10 @@ import threading
 import pytest
 
 import resources
-from inspection import audit, recipe_edit, users
+from inspection.access import audit, users
+from inspection.engineering import recipe_edit
 from inspection.errors import AuthError, StoreError
-from inspection.store import open_store
+from inspection.record.store import open_store
 from tests.fakes import FakeInspector
 from tests.unit.inspection.test_users import PASSWORD, add_part, make_people
 

@@ -5,8 +5,9 @@ import datetime as dt
 import pytest
 
 from camera import TriggerMode
-from inspection.config import load_config, load_recipe
 from inspection.errors import ConfigError
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
 
 UTC = dt.UTC
 
@@ -79,7 +80,7 @@ def test_alarm_limits_load_and_bad_ones_are_one_sentence(tmp_path):
 
 
 def test_recipes_folder_lists_valid_recipes_by_name(tmp_path):
-    from inspection.config import find_recipes
+    from inspection.settings.recipe_folder import find_recipes
 
     write(tmp_path, "b.toml", 'name = "bolt"\n')
     write(tmp_path, "a.toml", 'name = "washer"\n[camera]\ntrigger = "free-run"\n')

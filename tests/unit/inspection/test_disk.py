@@ -16,11 +16,11 @@ import subprocess
 import pytest
 from sqlalchemy import select, update
 
-from inspection.config import RetentionConfig
-from inspection.retention import Retention
-from inspection.runner import RunnerState
-from inspection.schema import Event, Inspection, Relabel
-from inspection.store import utcnow
+from inspection.record.retention import Retention
+from inspection.record.schema import Event, Inspection, Relabel
+from inspection.record.store import utcnow
+from inspection.runtime.runner import RunnerState
+from inspection.settings.config import RetentionConfig
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_retention_removes_good_images_first_then_old_rejects_never_rows_or_labe
 
     # 1. A limit that deleting three quarters of the good images' bytes meets (it goes HEADROOM below the limit):
     #    the oldest unlabelled good parts go, and nothing else.
-    from inspection.retention import HEADROOM, folder_bytes
+    from inspection.record.retention import HEADROOM, folder_bytes
 
     used = folder_bytes(store.images_dir)
     good_bytes = sum(size[p.id] for p in oks[1:])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from inspection.overlay import COLORS, render
 from inspection.result import Verdict
+from inspection.runtime.overlay import COLORS, render
 
 
 def test_contours_and_heatmap():

@@ -15,7 +15,7 @@ from camera import TriggerMode
 from camera.simulated import SimulatedCamera
 from inspection.errors import ConfigError
 from inspection.result import Verdict
-from inspection.runner import Runner, _View, worst
+from inspection.runtime.runner import Runner, _View, worst
 from tests.fakes import FakeInspector, wait_for
 
 
@@ -226,8 +226,8 @@ def test_the_hand_off_to_the_writer_and_the_commits_are_measured(make_line):
 def test_counters_shifts_and_reports_count_parts_not_views(make_line, samples, tmp_path):
     import datetime as dt
 
-    from inspection.report import Window, gather, list_shifts
-    from inspection.stats import counters
+    from inspection.reports.figures import Window, gather, list_shifts
+    from inspection.reports.stats import counters
 
     white = tmp_path / "white"
     white.mkdir()

@@ -9,11 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from inspection.config import load_config
 from inspection.errors import ConfigError
-from inspection.plc import ErrorCode, Handshake, PlcConfig, line_error, start_plc
+from inspection.plant.handshake import ErrorCode, Handshake, line_error
+from inspection.plant.link import start_plc
 from inspection.result import Verdict
-from inspection.runner import RunnerState
+from inspection.runtime.runner import RunnerState
+from inspection.settings.config import load_config
+from inspection.settings.plc import PlcConfig
 from models.base import DefectClass
 from tests.fakes import wait_for
 

@@ -10,11 +10,12 @@ import shutil
 import pytest
 
 import resources
-from inspection import audit, recipe_edit
-from inspection.config import load_recipe
+from inspection.access import audit
+from inspection.access.users import Role
+from inspection.engineering import recipe_edit
 from inspection.errors import ConfigError
-from inspection.store import open_store
-from inspection.users import Role
+from inspection.record.store import open_store
+from inspection.settings.recipe import load_recipe
 from tests.unit.inspection.test_users import make_people
 
 

@@ -10,12 +10,14 @@ import pytest
 
 from camera.errors import GrabTimeout, TriggerNotReady
 from camera.simulated import SimulatedCamera
-from inspection.config import load_config, load_recipe
 from inspection.errors import ConfigError
-from inspection.recipes import recipe_for_index, recipe_indexes, recipe_version
-from inspection.runner import TriggerGate
-from inspection.schema import RecipeVersion
-from inspection.store import open_store
+from inspection.record.recipe_versions import recipe_version
+from inspection.record.schema import RecipeVersion
+from inspection.record.store import open_store
+from inspection.runtime.runner import TriggerGate
+from inspection.settings.config import load_config
+from inspection.settings.recipe import load_recipe
+from inspection.settings.recipe_folder import recipe_for_index, recipe_indexes
 from tests.fakes import wait_for
 
 

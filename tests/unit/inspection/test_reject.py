@@ -13,12 +13,13 @@ import pytest
 from camera.base import IoSettings
 from camera.errors import CameraError
 from camera.simulated import SimulatedCamera
-from inspection.alarms import AlarmMonitor
-from inspection.config import AlarmConfig, load_config
 from inspection.errors import ConfigError
-from inspection.reject import RejectConfig, RejectGate, RejectStats, io_settings
+from inspection.record.store import open_store
 from inspection.result import InspectionResult, Timing, Verdict
-from inspection.store import open_store
+from inspection.runtime.alarms import AlarmMonitor
+from inspection.runtime.reject_gate import RejectGate, RejectStats
+from inspection.settings.config import AlarmConfig, load_config
+from inspection.settings.io import RejectConfig, io_settings
 from tests.fakes import wait_for
 
 

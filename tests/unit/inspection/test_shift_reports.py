@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from inspection.shift_reports import ShiftReporter
+from inspection.reports.shifts import ShiftReporter
 
 
 def events(line, kind):

@@ -10,8 +10,8 @@ import sqlite3
 import pytest
 
 from camera import TriggerMode
-from inspection import stats
-from inspection.store import utcnow
+from inspection.record.store import utcnow
+from inspection.reports import stats
 from models.base import Thresholds
 from tests.fakes import FakeInspector
 

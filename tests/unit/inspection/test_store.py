@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from inspection.errors import StoreError
-from inspection.schema import Base
-from inspection.store import is_url, open_store
+from inspection.record.schema import Base
+from inspection.record.store import is_url, open_store
 
 
 def database(backend, tmp_path, request) -> str:
@@ -149,7 +149,7 @@ def test_a_run_left_open_by_a_crash_is_ended_at_the_next_start(tmp_path, demo_in
 def test_encoded_pngs_read_back_exactly_with_opencv(tmp_path, shape):
     import cv2
 
-    from inspection.store import encode_png
+    from inspection.record.store import encode_png
 
     image = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
     path = tmp_path / "x.png"
@@ -163,7 +163,7 @@ def test_without_isal_the_standard_zlib_writes_the_same_image(tmp_path, monkeypa
 
     import cv2
 
-    from inspection.store import encode_png
+    from inspection.record.store import encode_png
 
     real_import = builtins.__import__
 
@@ -181,7 +181,7 @@ def test_without_isal_the_standard_zlib_writes_the_same_image(tmp_path, monkeypa
 
 
 def test_an_image_png_cannot_hold_is_refused_in_a_sentence():
-    from inspection.store import encode_png
+    from inspection.record.store import encode_png
 
     with pytest.raises(StoreError, match="Cannot encode an image of shape"):
         encode_png(np.zeros((4, 4), np.float32))

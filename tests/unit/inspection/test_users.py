@@ -11,13 +11,14 @@ import sqlite3
 import pytest
 
 import resources
-from inspection import audit, model_registry, recipe_edit, users
-from inspection.config import load_recipe
+from inspection.access import audit, users
+from inspection.access.users import Permission as P
+from inspection.access.users import Role
+from inspection.engineering import model_registry, recipe_edit
 from inspection.errors import AuthError, ConfigError, PermissionDenied
-from inspection.schema import Inspection
-from inspection.store import open_store, shift_id, utcnow
-from inspection.users import Permission as P
-from inspection.users import Role
+from inspection.record.schema import Inspection
+from inspection.record.store import open_store, shift_id, utcnow
+from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector
 
 PASSWORD = "correct horse"

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspection.config import ClassLimit, load_recipe
 from inspection.errors import ConfigError
 from inspection.result import Verdict
-from inspection.verdict import decide, thresholds_in_force
+from inspection.runtime.verdict import decide, thresholds_in_force
+from inspection.settings.recipe import ClassLimit, load_recipe
 from models.base import DefectClass, Prediction, Thresholds
 
 T = Thresholds(ok_below=1.0, ng_at=2.0, pixel=1.0)

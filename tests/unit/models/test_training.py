@@ -96,7 +96,7 @@ def test_mismatched_segmentation_weights_are_refused(packages, tmp_path):
 @pytest.mark.parametrize("kind", ["anomaly", "segmentation"])
 def test_torch_and_onnx_runtime_agree(kind, packages, tiny_dataset):
     """The fast CPU path (ONNX Runtime) scores like the reference torch path: same verdicts."""
-    from inspection.verdict import decide
+    from inspection.runtime.verdict import decide
 
     ref = load_package(packages[kind], device="cpu", backend="torch")
     fast = load_package(packages[kind], device="cpu", backend="onnx")
@@ -116,7 +116,7 @@ def test_torch_and_onnx_runtime_agree(kind, packages, tiny_dataset):
 def test_cuda_agrees_with_the_cpu(kind, packages, tiny_dataset):
     """Each kind's CUDA path scores like the CPU reference and gives the same verdicts (on an H200,
     held-out ball-screw scores agreed to 1e-5)."""
-    from inspection.verdict import decide
+    from inspection.runtime.verdict import decide
 
     ref = load_package(packages[kind], device="cpu", backend="torch")
     gpu = load_package(packages[kind], device="cuda", backend="torch")
