@@ -29,16 +29,15 @@ def test_rejected_parts_pulse_the_output_once_each(tmp_path, samples):
         runner = line.start(max_parts=PARTS)
         assert runner.wait(120)
         gate = line.reject_gate
-        assert wait_for(
-            lambda: gate.stats().pulses + gate.stats().merged == runner.status().ng + runner.status().review
-        )
+        # Each rejected part counts one pulse, a part whose pulse merged into one already on included.
+        assert wait_for(lambda: gate.stats().pulses == runner.status().ng + runner.status().review)
         stats = gate.stats()
         line.stop()
     finally:
         line.close()
     with sqlite3.connect(tmp_path / "line.db") as c:
         rejected = c.execute("SELECT COUNT(*) FROM inspections WHERE verdict != 'OK'").fetchone()[0]
-    assert rejected > 0 and stats.pulses + stats.merged == rejected
+    assert rejected > 0 and stats.pulses == rejected and stats.merged <= stats.pulses
     assert stats.misses == 0 and stats.output_errors == 0
 
 
