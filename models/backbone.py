@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ def weights_sha256() -> str:
     return hashlib.sha256(weights_path().read_bytes()).hexdigest()
 
 
-def check(meta: dict, model_name: str) -> tuple[int, ...]:
+def check(meta: dict[str, Any], model_name: str) -> tuple[int, ...]:
     """The backbone taps a package asks for; ModelError if it needs another backbone or was
     trained on other weights than the installed ones."""
     try:
@@ -68,6 +69,9 @@ class FeatureExtractor(nn.Module):
         self.stem = nn.Sequential(net._conv_stem, net._bn0)
         self.act = net._swish
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
+        # What the library's blocks say of themselves (its modules are untyped), read once.
+        self._block_strides = tuple(_stride(block) for block in net._blocks[: self.taps[-1] + 1])
+        self._tap_channels = tuple(int(net._blocks[t]._project_conv.out_channels) for t in self.taps)
         if frozen:
             self.eval()
             for p in self.parameters():
@@ -77,9 +81,8 @@ class FeatureExtractor(nn.Module):
     def strides(self) -> tuple[int, ...]:
         """Output stride of each tapped block (the stem halves the input)."""
         out, stride = [], 2
-        for i, block in enumerate(self.blocks):
-            s = block._block_args.stride
-            stride *= s[0] if isinstance(s, (list, tuple)) else s
+        for i, s in enumerate(self._block_strides):
+            stride *= s
             if i in self.taps:
                 out.append(stride)
         return tuple(out)
@@ -87,7 +90,7 @@ class FeatureExtractor(nn.Module):
     @property
     def channels(self) -> tuple[int, ...]:
         """Channels of each tapped output."""
-        return tuple(self.blocks[t]._project_conv.out_channels for t in self.taps)
+        return self._tap_channels
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.act(self.stem(x))
@@ -97,3 +100,9 @@ class FeatureExtractor(nn.Module):
             if i in self.taps:
                 out.append(x)
         return out
+
+
+def _stride(block: Any) -> int:
+    """The stride of an EfficientNet MBConv block (the library gives an int or a pair)."""
+    s = block._block_args.stride
+    return int(s[0] if isinstance(s, (list, tuple)) else s)

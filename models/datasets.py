@@ -18,6 +18,7 @@ import dataclasses
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -88,7 +89,7 @@ def _load_manifest(root: Path) -> Dataset:
         raise ModelError(f"{manifest} cannot be read: {exc.strerror or exc}.") from None
 
 
-def _read_manifest(root: Path, reader: csv.DictReader) -> Dataset:
+def _read_manifest(root: Path, reader: csv.DictReader[str]) -> Dataset:
     manifest = root / "manifest.csv"
     cols = set(reader.fieldnames or ())
     group_col = next((c for c in GROUP_COLUMNS if c in cols), None)
@@ -104,7 +105,7 @@ def _read_manifest(root: Path, reader: csv.DictReader) -> Dataset:
         )
         if not ok
     ]
-    if missing:
+    if missing or cls_col is None or group_col is None:
         raise ModelError(f"{manifest} lacks the column(s) {', '.join(missing)}.")
     samples = []
     for n, row in enumerate(reader, start=2):
@@ -119,9 +120,9 @@ def _read_manifest(root: Path, reader: csv.DictReader) -> Dataset:
             Sample(
                 image=root / row["image"],
                 label=label,
-                cls=GOOD if label == GOOD else row[cls_col].strip(),  # type: ignore[index]
+                cls=GOOD if label == GOOD else row[cls_col].strip(),
                 mask=(root / row["mask"]) if row["mask"].strip() else None,
-                group=row[group_col].strip(),  # type: ignore[index]
+                group=row[group_col].strip(),
                 doubtful=label == GOOD and _just_before_onset(row.get("frames_from_onset"), root, n),
             )
         )
@@ -261,7 +262,7 @@ def _bmp_header(data: bytes) -> ImageHeader | None:
 
 
 def _tiff_header(data: bytes) -> ImageHeader | None:
-    order = "little" if data[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
     big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte offsets and counts
 
     def num(at: int, n: int) -> int:

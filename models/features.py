@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import backbone
+import models.backbone as backbone
 from models.base import model_image
 from models.errors import ModelError
 
@@ -61,7 +61,7 @@ class PatchFeatures(torch.nn.Module):
         # Inputs are multiples of 16, so each deeper tap is an exact power-of-two smaller. A scale
         # factor (not a traced size) keeps the ONNX export valid for every input size.
         up = [feats[0]]
-        for f, stride in zip(feats[1:], self.extractor.strides[1:]):
+        for f, stride in zip(feats[1:], self.extractor.strides[1:], strict=True):  # one per tap
             up.append(
                 F.interpolate(f, scale_factor=stride // self.extractor.strides[0], mode="bilinear", align_corners=False)
             )

@@ -48,7 +48,7 @@ def aupro(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray], fpr_limit: fl
     false-positive rate is over all defect-free pixels of all images."""
     weights_pos, weights_neg, scores = [], [], []
     regions = 0
-    for mask, amap in zip(masks, maps):
+    for mask, amap in zip(masks, maps, strict=True):  # one map per mask
         n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         w = np.zeros(mask.shape, dtype=np.float64)
         for r in range(1, n):

@@ -14,7 +14,6 @@ import json
 import math
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +21,12 @@ import torch
 
 from models.base import Inspector, ModelInfo, Thresholds
 from models.errors import ModelError
+from models.kinds import KINDS
+from models.runtime import resolve_backend
 
 FORMAT_VERSION = 1
 SUFFIX = ".lpkg"
 REQUIRED_KEYS = ("format_version", "kind", "name", "version", "created_at", "thresholds", "classes")
-
-# kind -> factory(info, metadata, state_dict, device, backend) -> Inspector. Filled by the model modules.
-_KINDS: dict[str, Callable[[ModelInfo, dict[str, Any], dict[str, torch.Tensor], str, str], Inspector]] = {}
-
-
-def register_kind(kind: str) -> Callable[[Any], Any]:
-    def deco(factory: Any) -> Any:
-        _KINDS[kind] = factory
-        return factory
-
-    return deco
-
-
-def _known_kinds() -> dict[str, Any]:
-    import models.patchcore  # noqa: F401  (each model module registers its kind)
-    import models.segmentation  # noqa: F401
-
-    return _KINDS
 
 
 def save_package(path: str | Path, metadata: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
@@ -78,6 +61,15 @@ def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     that are not a state dict of finite tensors. Weights are unpickled with `weights_only=True`: a
     package that holds code is refused, never run."""
     path = Path(path)
+    data = _package_bytes(path)
+    sha = hashlib.sha256(data).hexdigest()
+    meta, weights = _unpack(data, path)
+    check_metadata(meta, path)
+    return meta, _state_dict(weights, path), sha
+
+
+def _package_bytes(path: Path) -> bytes:
+    """The whole file, unless it is missing, unreadable, empty or larger than any package of ours."""
     if not path.is_file():
         raise ModelError(f"Model package {path} does not exist.")
     try:
@@ -89,7 +81,12 @@ def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
         raise ModelError(f"Model package {path} cannot be read: {exc.strerror or exc}.") from None
     if not data:
         raise ModelError(f"Model package {path} is empty (0 bytes).")
-    sha = hashlib.sha256(data).hexdigest()
+    return data
+
+
+def _unpack(data: bytes, path: Path) -> tuple[Any, bytes]:
+    """The parsed `metadata.json` (not yet checked) and the raw `weights.pt` of a package's bytes;
+    each member's size is checked before it is inflated."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for name, limit in (("metadata.json", MAX_METADATA_BYTES), ("weights.pt", MAX_WEIGHTS_BYTES)):
@@ -98,8 +95,7 @@ def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
                         f"Model package {path} holds a {name} of {zf.getinfo(name).file_size:,} bytes, "
                         "far more than a Lepton model package does."
                     )
-            meta = json.loads(zf.read("metadata.json"))
-            weights = zf.read("weights.pt")
+            return json.loads(zf.read("metadata.json")), zf.read("weights.pt")
     except ModelError:
         raise
     except KeyError as exc:  # a zip, but not ours (a torch checkpoint is a zip too)
@@ -118,7 +114,10 @@ def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
         raise ModelError(
             f"Model package {path} is corrupt or not a Lepton model package ({exc.__class__.__name__})."
         ) from None
-    check_metadata(meta, path)
+
+
+def _state_dict(weights: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """`weights.pt` unpickled with `weights_only=True`: a state dict of finite tensors, or ModelError."""
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or unsafe pickle
@@ -134,7 +133,7 @@ def read_package(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise ModelError(f"Model package {path} holds weights that are not finite numbers ({bad}).")
-    return meta, state, sha
+    return state
 
 
 def _missing(exc: KeyError) -> str:
@@ -229,9 +228,8 @@ def model_info(meta: dict[str, Any], sha256: str = "") -> ModelInfo:
     if not isinstance(t, dict):
         raise TypeError(f"thresholds is {type(t).__name__}, not a table")
     values = (float(t["ok_below"]), float(t["ng_at"]), float(t["pixel"]))
-    if any(
-        math.isnan(v) for v in values
-    ):  # infinity is allowed: a provisional model in training has pixel = inf (no mask)
+    # Infinity is allowed: a provisional model in training has pixel = inf (no mask).
+    if any(math.isnan(v) for v in values):
         raise ValueError(f"thresholds {values} are not all numbers")
     classes = meta["classes"]
     if (
@@ -261,25 +259,23 @@ def build_inspector(
     backend: str = "torch",
 ) -> Inspector:
     """An Inspector straight from metadata and weights (training uses this before a package exists)."""
-    return _known_kinds()[meta["kind"]](model_info(meta, sha256), meta, state, device, backend)
+    return KINDS[meta["kind"]](model_info(meta, sha256), meta, state, device, backend)
 
 
 def load_package(path: str | Path, device: str = "auto", backend: str = "auto") -> Inspector:
     """Load a model package into a ready Inspector (`backend`: auto, torch or onnx; see models.runtime)."""
-    from models.runtime import resolve_backend
-
     meta, state, sha = read_package(path)
-    kinds = _known_kinds()
     kind = meta["kind"]
-    if kind not in kinds:
+    if kind not in KINDS:
         raise ModelError(
-            f"Model package {path} is of kind {kind[:40]!r}, which this program does not know (known: {', '.join(sorted(kinds))})."
+            f"Model package {path} is of kind {kind[:40]!r}, which this program does not know "
+            f"(known: {', '.join(sorted(KINDS))})."
         )
     info = model_info(meta, sha)  # checked by read_package
     dev = resolve_device(device)
     chosen = resolve_backend(backend, dev)
     try:
-        return kinds[kind](info, meta, state, dev, chosen)
+        return KINDS[kind](info, meta, state, dev, chosen)
     except Exception as exc:  # metadata or weights the kind cannot build a model from: one sentence naming the file
         if isinstance(exc, ModelError):
             reason = _short(exc, 240).rstrip(".")

@@ -9,17 +9,18 @@ so memory and inference time stay bounded however many good parts were seen.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from models import backbone
+import models.backbone as backbone
 from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
 from models.features import InputSpec, PatchFeatures
-from models.package import register_kind
 from models.runtime import InputBatch, Runtime, shape_groups
 
 KIND = "patchcore"
@@ -97,23 +98,28 @@ class NearestSearch:
         return torch.cat(out)
 
     def _bf16_is_faster(self) -> bool:
-        import time
-
         probe = self.bank[torch.randperm(self.bank.shape[0], generator=torch.Generator().manual_seed(0))[:512]] + 0.01
-        best = {}
-        for name, fn in (
-            ("fp32", lambda: nearest_distances(probe, self.bank, self.bank_sq)),
-            ("bf16", lambda: self._bf16(probe)),
-        ):
-            fn()
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            best[name] = min(times)
+
+        def fp32() -> torch.Tensor:
+            return nearest_distances(probe, self.bank, self.bank_sq)
+
+        def bf16() -> torch.Tensor:
+            return self._bf16(probe)
+
+        best = {name: _best_time(way) for name, way in (("fp32", fp32), ("bf16", bf16))}
         self.probe_ms = {k: round(v * 1000, 2) for k, v in best.items()}
         return best["fp32"] >= self.MIN_GAIN * best["bf16"]
+
+
+def _best_time(way: Callable[[], object], runs: int = 3) -> float:
+    """The least of `runs` timings of `way` in seconds, after one call to warm it up."""
+    way()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        way()
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 class PatchCoreInspector(Inspector):
@@ -143,7 +149,8 @@ class PatchCoreInspector(Inspector):
         bank = state["memory_bank"]
         if bank.ndim != 2 or bank.shape[1] != channels or bank.shape[0] == 0:
             raise ModelError(
-                f"Model {info.name} has a memory bank of shape {tuple(bank.shape)}; backbone taps {taps} give {channels} features."
+                f"Model {info.name} has a memory bank of shape {tuple(bank.shape)}; "
+                f"backbone taps {taps} give {channels} features."
             )
         self.stride = features.extractor.strides[0]  # input pixels per patch (inputs are multiples of 16)
         self.search = NearestSearch(bank, self.device)
@@ -214,10 +221,3 @@ def map_to_prediction(
     area = int(np.count_nonzero(mask))  # the same count as mask.sum(), in a seventh of the time
     classes = (DefectClass(info.classes[0], area, score),) if area else ()
     return Prediction(score=score, anomaly_map=amap.astype(np.float32, copy=False), defect_mask=mask, classes=classes)
-
-
-@register_kind(KIND)
-def _factory(
-    info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str
-) -> Inspector:
-    return PatchCoreInspector(info, meta, state, device, backend)

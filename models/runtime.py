@@ -1,19 +1,21 @@
 """Inference backends for a model's network: torch (CPU or CUDA, fp32; fp16 on CUDA for a model kind
 that sets CUDA_HALF, which none does: fp16 did not keep the scores) or ONNX Runtime (CPU).
 
-`Runtime(net, example)` exports the network to ONNX in memory when the backend is `onnx` (the
-state dict stays the one source of truth: nothing but the package is stored), and is then called
+`Runtime(net, example)` exports the network to ONNX when the backend is `onnx` (through a temporary
+file, deleted at once: the state dict stays the one source of truth, nothing but the package is
+stored), and is then called
 like the network: tensor in, tensor out, for a batch of any size. `InputBatch` gathers several
 preprocessed views into one reused input batch. bench/bench_models.py measures the backends.
 """
 
 from __future__ import annotations
 
-import io
 import logging
+import tempfile
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,56 +90,63 @@ class Runtime:
             probe = net.cpu()(example)
         self.n_outputs = len(probe) if isinstance(probe, tuple) else 0
         self._ranks = [o.dim() for o in probe] if self.n_outputs else [probe.dim()]
+        self.net: Callable[[torch.Tensor], Any] | None = None  # the torch backends' network, ready to call
         if backend == "onnx":
             self.session = self._export(net, example)
-            self.net = None
         else:
-            self.net = net.to(self.device)
-            if self.device.type == "cuda" and not self.half:
-                # fp32 means fp32: cuDNN's default TF32 convolutions round inputs to fp16's 10-bit
-                # mantissa. (A process-wide setting; CUDA training then runs in true fp32 too.)
-                torch.backends.cudnn.allow_tf32 = False
-            if self.half:
-                self.net = self.net.half()
-            elif backend != "eager":
-                self.net = self.net.to(memory_format=torch.channels_last)
-            if backend == "compile":
-                # Freezing folds the (fixed) weights into the compiled graph: 17 -> 12 ms for the
-                # demo model's features here, where plain torch.compile was no faster than channels_last.
-                self.net = torch.compile(self.net, options={"freezing": True})
+            self.net = self._torch_net(net)
+
+    def _torch_net(self, net: nn.Module) -> Callable[[torch.Tensor], Any]:
+        """`net` on the device as the torch backends run it: fp16, or channels_last (not `eager`),
+        compiled for `compile`."""
+        net = net.to(self.device)
+        if self.device.type == "cuda" and not self.half:
+            # fp32 means fp32: cuDNN's default TF32 convolutions round inputs to fp16's 10-bit
+            # mantissa. (A process-wide setting; CUDA training then runs in true fp32 too.)
+            torch.backends.cudnn.allow_tf32 = False
+        if self.half:
+            net = net.half()
+        elif self.backend != "eager":
+            net = net.to(memory_format=torch.channels_last)
+        if self.backend == "compile":
+            # Freezing folds the (fixed) weights into the compiled graph: 17 -> 12 ms for the
+            # demo model's features here, where plain torch.compile was no faster than channels_last.
+            return torch.compile(net, options={"freezing": True})
+        return net
 
     def _export(self, net: nn.Module, example: torch.Tensor) -> Any:
         import onnxruntime as ort
 
-        buf = io.BytesIO()
         names = [f"out{i}" for i in range(self.n_outputs)] if self.n_outputs else ["out"]
         # Axis 0 is the batch on the input and on every output, so one session runs N views at once.
         axes: dict[str, dict[int, str]] = {"image": {0: "n", 2: "h", 3: "w"}}
         axes.update(
             {
                 n: ({0: "n", 2: "h", 3: "w"} if rank == 4 else {0: "n"})
-                for n, rank in zip(names, self._ranks)
+                for n, rank in zip(names, self._ranks, strict=True)
                 if rank >= 1
             }
         )
-        with warnings.catch_warnings():
+        with tempfile.TemporaryDirectory(prefix="lepton-onnx-") as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            onnx_file = Path(tmp) / "net.onnx"
             torch.onnx.export(
                 net.cpu(),
                 (example,),
-                buf,
+                onnx_file,
                 dynamo=False,
                 input_names=["image"],
                 output_names=names,
                 dynamic_axes=axes,
                 opset_version=17,
             )
+            graph = onnx_file.read_bytes()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
         # Spinning ORT threads would fight torch (which runs the rest of the model) for the cores.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> Any:

@@ -17,11 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import backbone
+import models.backbone as backbone
 from models.base import DefectClass, Inspector, ModelInfo, Prediction
 from models.errors import ModelError
 from models.features import InputSpec
-from models.package import register_kind
 from models.runtime import InputBatch, Runtime, shape_groups
 
 KIND = "segmentation"
@@ -44,7 +43,7 @@ BLOCKS = ("conv", "separable")
 def decoder_block(arch: dict[str, Any]) -> str:
     """The decoder block kind an architecture asks for (`conv` when it says none, as older packages)."""
     kind = arch.get("block", "conv")
-    if kind not in BLOCKS:
+    if not isinstance(kind, str) or kind not in BLOCKS:
         raise ModelError(f"Decoder block {kind!r} is not one of {', '.join(BLOCKS)}.")
     return kind
 
@@ -77,7 +76,7 @@ class UNet(nn.Module):
     a pixel maximum alone cannot - that one dark dot in a good tile's texture is not a blowhole.
     """
 
-    def __init__(self, n_classes: int, pretrained: bool = True, arch: dict | None = None) -> None:
+    def __init__(self, n_classes: int, pretrained: bool = True, arch: dict[str, Any] | None = None) -> None:
         super().__init__()
         arch = arch or DEFAULT_ARCH
         taps, widths, kind = tuple(arch["taps"]), tuple(arch["widths"]), decoder_block(arch)
@@ -87,7 +86,7 @@ class UNet(nn.Module):
         skips = self.encoder.channels
         ups = []
         cin = skips[-1]
-        for skip, width in zip(reversed(skips[:-1]), widths):
+        for skip, width in zip(reversed(skips[:-1]), widths, strict=True):
             ups.append(_block(cin + skip, width, kind=kind))
             cin = width
         self.decoder = nn.ModuleList(ups)
@@ -98,7 +97,7 @@ class UNet(nn.Module):
         )
         self.image_fc = nn.Linear(2 * IMAGE_HEAD_WIDTH + 2, 1)
         strides = self.encoder.strides
-        self.up_factors = [hi // lo for hi, lo in zip(reversed(strides[1:]), reversed(strides[:-1]))]
+        self.up_factors = [hi // lo for hi, lo in zip(reversed(strides[1:]), reversed(strides[:-1]), strict=True)]
         self.final_factor = strides[0]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +105,7 @@ class UNet(nn.Module):
         y = feats[-1]
         # Each step up is an exact factor (inputs are multiples of 32). A scale factor, not a traced
         # size, keeps the ONNX export valid for every input size.
-        for block, skip, factor in zip(self.decoder, reversed(feats[:-1]), self.up_factors):
+        for block, skip, factor in zip(self.decoder, reversed(feats[:-1]), self.up_factors, strict=True):
             y = F.interpolate(y, scale_factor=factor, mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
         small = self.head(y)
@@ -159,16 +158,16 @@ class SegmentationInspector(Inspector):
         self.score_pool = meta.get("score_pool", LEGACY_SCORE_POOL)
         if not isinstance(self.score_pool, int) or self.score_pool < 1 or self.score_pool % 2 == 0:
             raise ModelError(
-                f"Model {info.name} asks for a score average over {self.score_pool!r} pixels; it must be an odd whole number."
+                f"Model {info.name} asks for a score average over {self.score_pool!r} pixels; "
+                "it must be an odd whole number."
             )
         self.net = UNet(len(info.classes), pretrained=False, arch=meta.get("arch"))
         try:
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-            first = (lines[1] if len(lines) > 1 else lines[0])[:200].rstrip(
-                "."
-            )  # the first problem, not the "Error(s) in" header
+            # The first problem, not the "Error(s) in" header.
+            first = (lines[1] if len(lines) > 1 else lines[0])[:200].rstrip(".")
             raise ModelError(
                 f"Model {info.name} weights do not fit a {len(info.classes)}-class U-Net ({first})."
             ) from exc
@@ -187,9 +186,9 @@ class SegmentationInspector(Inspector):
             logits, image_logit = self.runtime(self.input_batch([inputs[i] for i in idx]))
             p_def, probs = defect_probability(logits)
             scores = part_scores(p_def, image_logit, self.rule, self.score_pool).cpu().numpy()
-            p_def, probs = p_def.cpu().numpy(), probs.cpu().numpy()
+            maps, class_probs = p_def.cpu().numpy(), probs.cpu().numpy()
             for k, i in enumerate(idx):
-                out[i] = (float(scores[k]), p_def[k], probs[k])
+                out[i] = (float(scores[k]), maps[k], class_probs[k])
         return out
 
     def finish(self, raw: tuple[float, np.ndarray, np.ndarray], image_shape: tuple[int, ...]) -> Prediction:
@@ -217,10 +216,3 @@ def seg_prediction(
                 found.append(DefectClass(name, int(region.sum()), float(amap[region].max())))
         classes = tuple(sorted(found, key=lambda d: -d.area_px))
     return Prediction(score=score, anomaly_map=amap, defect_mask=mask, classes=classes)
-
-
-@register_kind(KIND)
-def _factory(
-    info: ModelInfo, meta: dict[str, Any], state: dict[str, torch.Tensor], device: str, backend: str
-) -> Inspector:
-    return SegmentationInspector(info, meta, state, device, backend)

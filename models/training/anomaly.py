@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from models import backbone
+import models.backbone as backbone
 from models.calibration import calibrate
 from models.datasets import Sample, fingerprint, group_holdout, read_image
 from models.errors import ModelError
@@ -32,9 +32,8 @@ class AnomalyConfig:
     false_reject: float = 0.01
     review_false_reject: float = 0.05
     map_blur_sigma: float = 4.0
-    map_at: str = (
-        "input"  # models.patchcore.MAP_AT: blur at the input size (cheap), or at the image size (packages before it)
-    )
+    # models.patchcore.MAP_AT: blur at the input size (cheap), or at the image size (packages before it).
+    map_at: str = "input"
     standardize: bool = False  # same brightness and contrast for every image (varying lighting)
     seed: int = 0
 
@@ -70,9 +69,30 @@ def train_patchcore(
     fit_idx, cal_idx = group_holdout(samples, good, cfg.calibration_fraction, seed=cfg.seed)
     if not fit_idx or not cal_idx:
         raise ModelError(
-            "Training an anomaly model needs good parts of at least two groups (one to learn from, one to calibrate on)."
+            "Training an anomaly model needs good parts of at least two groups "
+            "(one to learn from, one to calibrate on)."
         )
     fit = [samples[i] for i in fit_idx]
+    pool, chosen = _memory_bank(fit, cfg, name, device, progress)
+    state = {"memory_bank": pool[chosen].contiguous()}
+    meta = _metadata(cfg, name, version)
+    cal = [samples[i] for i in cal_idx]
+    meta["thresholds"], meta["calibration"] = _calibration(meta, state, cal, cfg, device, progress)
+    meta["training"] = {
+        "good_parts": len(fit),
+        "groups": len({s.group for s in fit}),
+        "patch_pool": int(pool.shape[0]),
+        "memory_bank": int(chosen.numel()),
+        "seed": cfg.seed,
+        "fingerprint": fingerprint(s.image for s in fit),
+    }
+    return meta, state
+
+
+def _memory_bank(
+    fit: Sequence[Sample], cfg: AnomalyConfig, name: str, device: str, progress: Progress | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pool of patch features of the good parts `fit` and the rows of its coreset (the bank)."""
     spec = InputSpec.from_meta({"input": input_meta(cfg)}, name)
     pool = collect_patches(
         (read_image(s.image, cfg.color) for s in fit),
@@ -85,9 +105,12 @@ def train_patchcore(
         device=device,
         progress=progress,
     )
-    chosen = greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, device=device, progress=progress)
-    state = {"memory_bank": pool[chosen].contiguous()}
-    meta: dict[str, Any] = {
+    return pool, greedy_coreset(pool, cfg.coreset_size, seed=cfg.seed, device=device, progress=progress)
+
+
+def _metadata(cfg: AnomalyConfig, name: str, version: str) -> dict[str, Any]:
+    """A package's metadata before calibration: thresholds that pass every part and draw no mask."""
+    return {
         "kind": KIND,
         "name": name,
         "version": version,
@@ -105,29 +128,29 @@ def train_patchcore(
         "classes": ["anomaly"],
         "thresholds": {"ok_below": 0.0, "ng_at": 0.0, "pixel": float("inf")},
     }
+
+
+def _calibration(
+    meta: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    cal: Sequence[Sample],
+    cfg: AnomalyConfig,
+    device: str,
+    progress: Progress | None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Thresholds at the configured false-reject rates on the held-back good parts `cal`, as the
+    provisional model scores them, and the `calibration` record that keeps their scores."""
     provisional = build_inspector(meta, state, device=device)
-    cal = [samples[i] for i in cal_idx]
     cal_scores = []
     for k, s in enumerate(cal):
         cal_scores.append(provisional.predict(read_image(s.image, cfg.color)).score)
         if progress:
             progress("calibration", k + 1, len(cal))
-    meta["thresholds"] = calibrate(
-        cal_scores, false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject
-    )
-    meta["calibration"] = {
+    thresholds = calibrate(cal_scores, false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject)
+    return thresholds, {
         "good_parts": len(cal),
         "groups": len({s.group for s in cal}),
         "false_reject_target": cfg.false_reject,
         "review_false_reject": cfg.review_false_reject,
         "good_scores": sorted(round(float(v), 6) for v in cal_scores),
     }
-    meta["training"] = {
-        "good_parts": len(fit),
-        "groups": len({s.group for s in fit}),
-        "patch_pool": int(pool.shape[0]),
-        "memory_bank": int(chosen.numel()),
-        "seed": cfg.seed,
-        "fingerprint": fingerprint(s.image for s in fit),
-    }
-    return meta, state

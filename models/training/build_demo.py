@@ -1,6 +1,7 @@
 """Build the bundled demo model from the ball-screw development data, split by sequence.
 
-    python -m models.training.build_demo --dataset ../shared/datasets/bsdata_ballscrew --out resources/models/demo_ballscrew.lpkg
+    python -m models.training.build_demo --dataset ../shared/datasets/bsdata_ballscrew \\
+        --out resources/models/demo_ballscrew.lpkg
 
 A PatchCore model (good parts only) with a small memory bank, so that the package stays small:
 it learns from the good frames of six sequences (a group-aware share of them held back to
@@ -22,9 +23,8 @@ from models.training.anomaly import AnomalyConfig, train_patchcore
 
 HELD_OUT = ("01_397500_315", "01_635000_270")
 SAMPLE_SEQUENCE = "01_635000_270"
-CONFIG = AnomalyConfig(
-    size=(208, 512), color=True, coreset_size=2048, pooling="joint", seed=0
-)  # joint: finer maps for tiny pitting
+# Joint patch pooling: finer maps for tiny pitting.
+CONFIG = AnomalyConfig(size=(208, 512), color=True, coreset_size=2048, pooling="joint", seed=0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def collect_patches(
 def _reservoir(v: torch.Tensor, seen: int, cap: int, gen: torch.Generator) -> list[tuple[int, int]]:
     """Reservoir sampling (algorithm R) for a block of rows: (pool slot, block row) assignments."""
     n = v.shape[0]
-    out = []
+    out: list[tuple[int, int]] = []
     direct = max(0, min(n, cap - seen))
     out.extend((seen + j, j) for j in range(direct))
     if direct < n:

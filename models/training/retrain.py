@@ -29,6 +29,8 @@ from models.datasets import Dataset, Sample, fingerprint, group_holdout, read_im
 from models.errors import ModelError
 from models.features import InputSpec
 from models.package import build_inspector
+from models.training.patchcore_fit import collect_patches, greedy_coreset
+from models.training.segmentation import SegConfig, train_segmentation
 
 Progress = Callable[[str, int, int], None]
 HELD_BACK_FRACTION = 0.3
@@ -83,9 +85,8 @@ class RetrainOptions:
     bank_growth: float = 0.25  # anomaly: at most this share of the bank's rows added per retraining
     calibration_fraction: float = 0.3  # anomaly: good labels kept out of the bank to recalibrate on
     seed: int = 0
-    frozen_blocks: int | None = (
-        None  # segmentation: encoder blocks kept at their ImageNet weights (None: SegConfig's default)
-    )
+    # segmentation: encoder blocks kept at their ImageNet weights (None: SegConfig's default)
+    frozen_blocks: int | None = None
 
 
 def retrain(
@@ -104,7 +105,8 @@ def retrain(
     if kind == "anomaly":
         if meta["kind"] != "patchcore":
             raise ModelError(
-                "An anomaly candidate grows an anomaly model's memory bank; the current model is not one (retrain as segmentation)."
+                "An anomaly candidate grows an anomaly model's memory bank; the current model is not one "
+                "(retrain as segmentation)."
             )
         out_meta, out_state = _grow_patchcore(meta, state, labels.samples, train_idx, options, device, progress)
     elif kind == "segmentation":
@@ -140,8 +142,6 @@ def _grow_patchcore(
     device: str,
     progress: Progress | None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from models.training.patchcore_fit import collect_patches, greedy_coreset
-
     good = [i for i in train_idx if not samples[i].is_defect]
     if not good:
         raise ModelError(
@@ -153,10 +153,32 @@ def _grow_patchcore(
         if len(groups) >= 4
         else (good, [])
     )
+    new_state, rows = _grown_bank(meta, state, [samples[i] for i in fit_idx], options, device, progress)
+    out = {k: v for k, v in meta.items() if k not in ("metrics", "created_at", "format_version")}
+    _recalibrate(out, new_state, [samples[i] for i in cal_idx], device, progress)
+    out["training"] = {
+        **meta.get("training", {}),
+        "memory_bank": int(new_state["memory_bank"].shape[0]),
+        "rows_added": rows,
+        "good_labels_in_bank": len(fit_idx),
+        "good_labels_calibrated_on": len(cal_idx),
+    }
+    return out, new_state
+
+
+def _grown_bank(
+    meta: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    fit: Sequence[Sample],
+    options: RetrainOptions,
+    device: str,
+    progress: Progress | None,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The parent's memory bank plus a coreset of the patches of the good parts `fit` (at most
+    `bank_growth` of its rows); the state dict and how many rows were added."""
     spec = InputSpec.from_meta(meta, meta["name"])
     color = meta["input"].get("color") != "grey"
     bank = state["memory_bank"]
-    fit = [samples[i] for i in fit_idx]
     pool = collect_patches(
         (read_image(s.image, color) for s in fit),
         len(fit),
@@ -170,36 +192,41 @@ def _grow_patchcore(
     )
     rows = max(1, min(pool.shape[0], round(bank.shape[0] * options.bank_growth)))
     chosen = greedy_coreset(pool, rows, seed=options.seed, device=device, progress=progress)
-    new_state = {"memory_bank": torch.cat([bank, pool[chosen]]).contiguous()}
-    out = {k: v for k, v in meta.items() if k not in ("metrics", "created_at", "format_version")}
-    cal = dict(meta.get("calibration") or {})
-    scores = list(cal.get("good_scores") or [])
-    provisional = build_inspector(out, new_state, device=device)
+    return {"memory_bank": torch.cat([bank, pool[chosen]]).contiguous()}, rows
+
+
+def _recalibrate(
+    out: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    cal: Sequence[Sample],
+    device: str,
+    progress: Progress | None,
+) -> None:
+    """Set the thresholds and `calibration` of the candidate's metadata `out` (the parent's, as
+    yet): the parent's calibration scores, upper bounds under the grown bank, plus the candidate's
+    scores of the good parts `cal` kept out of the bank, at the parent's false-reject targets."""
+    color = out["input"].get("color") != "grey"
+    cal_record = dict(out.get("calibration") or {})
+    scores = list(cal_record.get("good_scores") or [])
+    provisional = build_inspector(out, state, device=device)
     new_scores = []
-    for k, i in enumerate(cal_idx):
-        new_scores.append(round(float(provisional.predict(read_image(samples[i].image, color)).score), 6))
+    for k, s in enumerate(cal):
+        new_scores.append(round(float(provisional.predict(read_image(s.image, color)).score), 6))
         if progress:
-            progress("calibration", k + 1, len(cal_idx))
-    fr = float(cal.get("false_reject_target", 0.01))
-    review = float(cal.get("review_false_reject", 0.05))
+            progress("calibration", k + 1, len(cal))
+    fr = float(cal_record.get("false_reject_target", 0.01))
+    review = float(cal_record.get("review_false_reject", 0.05))
     if scores or new_scores:
         out["thresholds"] = calibrate(scores + new_scores, false_reject=fr, review_false_reject=review)
     out["calibration"] = {
-        **cal,
-        "good_parts": int(cal.get("good_parts", 0)) + len(new_scores),
+        **cal_record,
+        "good_parts": int(cal_record.get("good_parts", 0)) + len(new_scores),
         "false_reject_target": fr,
         "review_false_reject": review,
         "good_scores": sorted(scores + new_scores),
-        "note": "the parent's calibration scores (upper bounds under the grown bank) plus good labels kept out of the bank",
+        "note": "the parent's calibration scores (upper bounds under the grown bank) "
+        "plus good labels kept out of the bank",
     }
-    out["training"] = {
-        **meta.get("training", {}),
-        "memory_bank": int(new_state["memory_bank"].shape[0]),
-        "rows_added": rows,
-        "good_labels_in_bank": len(fit_idx),
-        "good_labels_calibrated_on": len(cal_idx),
-    }
-    return out, new_state
 
 
 def _train_segmentation(
@@ -212,8 +239,6 @@ def _train_segmentation(
     device: str,
     progress: Progress | None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from models.training.segmentation import SegConfig, train_segmentation
-
     usable = [
         labels.samples[i] for i in train_idx if not (labels.samples[i].is_defect and labels.samples[i].mask is None)
     ]
@@ -221,32 +246,12 @@ def _train_segmentation(
     samples = [s for s in samples if not s.doubtful]
     if not any(s.is_defect for s in samples):
         raise ModelError("No labelled NG part has a mask: a segmentation model needs drawn defects to learn from.")
-    kw: dict[str, Any] = {"seed": options.seed, "color": meta["input"].get("color") != "grey"}
-    inp = meta["input"]
-    if meta["kind"] == "segmentation" and "height" in inp:
-        kw["size"] = (int(inp["height"]), int(inp["width"]))
-    if options.epochs:
-        kw["epochs"] = options.epochs
-    if options.time_limit_s:
-        kw["time_limit_s"] = options.time_limit_s
-    frozen = options.frozen_blocks
-    if frozen is None and meta["kind"] == "segmentation":
-        frozen = meta.get("training", {}).get("frozen_blocks")  # the parent's, unless asked otherwise
-    if frozen is not None:
-        kw["frozen_blocks"] = int(frozen)
     classes = sorted({s.cls for s in samples if s.is_defect})
-    init = None
-    if meta["kind"] == "segmentation":  # the class heads only when they name the same classes in the same order
-        init = (
-            state if list(meta["classes"]) == classes else {k: v for k, v in state.items() if not k.startswith("head.")}
-        )
-    if init is not None and "arch" in meta:
-        kw["arch"] = (tuple(meta["arch"]["taps"]), tuple(meta["arch"]["widths"]))
-        kw["decoder_block"] = meta["arch"].get("block", "conv")
+    init = _initial_weights(meta, state, classes)
     out, new_state = train_segmentation(
         samples,
         list(range(len(samples))),
-        SegConfig(**kw),
+        _seg_config(meta, options, init is not None),
         name=meta["name"],
         device=device,
         progress=progress,
@@ -263,3 +268,38 @@ def _train_segmentation(
         labels.samples[i].is_defect and labels.samples[i].mask is None for i in train_idx
     )
     return out, new_state
+
+
+def _initial_weights(
+    meta: dict[str, Any], state: dict[str, torch.Tensor], classes: list[str]
+) -> dict[str, torch.Tensor] | None:
+    """The weights a segmentation candidate starts from: a segmentation parent's, its class heads
+    only when they name the same classes in the same order; None (ImageNet) for any other parent."""
+    if meta["kind"] != "segmentation":
+        return None
+    if list(meta["classes"]) == classes:
+        return state
+    return {k: v for k, v in state.items() if not k.startswith("head.")}
+
+
+def _seg_config(meta: dict[str, Any], options: RetrainOptions, from_parent: bool) -> SegConfig:
+    """The candidate's training configuration: the parent's colour, and its working size, frozen
+    blocks and architecture where it is a segmentation model (the architecture only when
+    `from_parent`, starting from its weights); the options' epochs, time limit and frozen blocks."""
+    kw: dict[str, Any] = {"seed": options.seed, "color": meta["input"].get("color") != "grey"}
+    inp = meta["input"]
+    if meta["kind"] == "segmentation" and "height" in inp:
+        kw["size"] = (int(inp["height"]), int(inp["width"]))
+    if options.epochs:
+        kw["epochs"] = options.epochs
+    if options.time_limit_s:
+        kw["time_limit_s"] = options.time_limit_s
+    frozen = options.frozen_blocks
+    if frozen is None and meta["kind"] == "segmentation":
+        frozen = meta.get("training", {}).get("frozen_blocks")  # the parent's, unless asked otherwise
+    if frozen is not None:
+        kw["frozen_blocks"] = int(frozen)
+    if from_parent and "arch" in meta:
+        kw["arch"] = (tuple(meta["arch"]["taps"]), tuple(meta["arch"]["widths"]))
+        kw["decoder_block"] = meta["arch"].get("block", "conv")
+    return SegConfig(**kw)

@@ -12,6 +12,8 @@ from models.datasets import Dataset, load_dataset
 from models.errors import ModelError
 from models.features import Size
 from models.package import resolve_device, save_package
+from models.training.anomaly import AnomalyConfig, train_patchcore
+from models.training.segmentation import SegConfig, train_segmentation
 
 Progress = Callable[[str, int, int], None]
 KINDS = ("anomaly", "segmentation")
@@ -56,54 +58,94 @@ def train_model(
         torch.backends.cudnn.benchmark = False  # the same convolution algorithms from run to run:
         torch.backends.cudnn.deterministic = True  # a seed repeats a CUDA training as closely as it can
     doubtful = sum(ds.samples[i].doubtful for i in indices)
-    indices = [
-        i for i in indices if not ds.samples[i].doubtful
-    ]  # a good label that may hide a defect teaches nothing true
+    # A good label that may hide a defect teaches nothing true.
+    indices = [i for i in indices if not ds.samples[i].doubtful]
     torch.manual_seed(seed)
+    common: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
     if kind == "anomaly":
-        if frozen_blocks is not None or decoder is not None:
-            raise ModelError(
-                "Frozen encoder blocks and the decoder are segmentation options; the anomaly model's backbone is never trained."
-            )
-        from models.training.anomaly import AnomalyConfig, train_patchcore
-
-        a_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
-        for key, value in (("size", size), ("pooling", pooling), ("coreset_size", coreset)):
-            if value is not None:
-                a_kw[key] = value
-        meta, state = train_patchcore(
-            ds.samples, indices, AnomalyConfig(**a_kw), name=name, device=device, progress=progress
+        a_cfg = _anomaly_config(
+            common, size=size, pooling=pooling, coreset=coreset, frozen_blocks=frozen_blocks, decoder=decoder
         )
+        meta, state = train_patchcore(ds.samples, indices, a_cfg, name=name, device=device, progress=progress)
     else:
-        from models.training.segmentation import SegConfig, train_segmentation
-
-        if pooling is not None or coreset is not None:
-            raise ModelError(
-                "Patch pooling and the memory bank size are anomaly-model options; a segmentation model learns its own features."
-            )
-        cfg_kw: dict[str, Any] = {"color": color, "seed": seed, "false_reject": false_reject}
-        if frozen_blocks is not None:
-            cfg_kw["frozen_blocks"] = frozen_blocks
-        if decoder is not None:
-            cfg_kw["decoder_block"] = decoder
-        if crop is not None:
-            cfg_kw["crop"] = crop
-        elif isinstance(size, float):
-            cfg_kw["crop"] = SCALE_CROP  # images of different sizes train on crops of one size
-        if size is not None:
-            cfg_kw["size"] = (size, size) if isinstance(size, int) else size
-        if epochs:
-            cfg_kw["epochs"] = epochs
-        if time_limit_s:
-            cfg_kw["time_limit_s"] = time_limit_s
-        meta, state = train_segmentation(
-            ds.samples, indices, SegConfig(**cfg_kw), name=name, device=device, progress=progress
+        s_cfg = _segmentation_config(
+            common,
+            size=size,
+            crop=crop,
+            epochs=epochs,
+            time_limit_s=time_limit_s,
+            frozen_blocks=frozen_blocks,
+            decoder=decoder,
+            pooling=pooling,
+            coreset=coreset,
         )
+        meta, state = train_segmentation(ds.samples, indices, s_cfg, name=name, device=device, progress=progress)
     meta["training"]["doubtful_goods_left_out"] = doubtful
     meta["training"]["device"] = (
         torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
     )
     return meta, state
+
+
+def _anomaly_config(
+    common: dict[str, Any],
+    *,
+    size: Size | None,
+    pooling: str | None,
+    coreset: int | None,
+    frozen_blocks: int | None,
+    decoder: str | None,
+) -> AnomalyConfig:
+    """`common` options (colour, seed, false-reject target) and those given, AnomalyConfig's
+    defaults for the rest; ModelError if a segmentation option is given."""
+    if frozen_blocks is not None or decoder is not None:
+        raise ModelError(
+            "Frozen encoder blocks and the decoder are segmentation options; "
+            "the anomaly model's backbone is never trained."
+        )
+    kw = dict(common)
+    for key, value in (("size", size), ("pooling", pooling), ("coreset_size", coreset)):
+        if value is not None:
+            kw[key] = value
+    return AnomalyConfig(**kw)
+
+
+def _segmentation_config(
+    common: dict[str, Any],
+    *,
+    size: Size | None,
+    crop: tuple[int, int] | None,
+    epochs: int | None,
+    time_limit_s: float | None,
+    frozen_blocks: int | None,
+    decoder: str | None,
+    pooling: str | None,
+    coreset: int | None,
+) -> SegConfig:
+    """`common` options and those given, SegConfig's defaults for the rest: a long side becomes a
+    square size, a scale factor trains on crops of SCALE_CROP unless a crop is given. ModelError
+    if an anomaly-model option is given."""
+    if pooling is not None or coreset is not None:
+        raise ModelError(
+            "Patch pooling and the memory bank size are anomaly-model options; "
+            "a segmentation model learns its own features."
+        )
+    kw = dict(common)
+    if frozen_blocks is not None:
+        kw["frozen_blocks"] = frozen_blocks
+    if decoder is not None:
+        kw["decoder_block"] = decoder
+    if crop is not None:
+        kw["crop"] = crop
+    elif isinstance(size, float):
+        kw["crop"] = SCALE_CROP  # images of different sizes train on crops of one size
+    if size is not None:
+        kw["size"] = (size, size) if isinstance(size, int) else size
+    if epochs:
+        kw["epochs"] = epochs
+    if time_limit_s:
+        kw["time_limit_s"] = time_limit_s
+    return SegConfig(**kw)
 
 
 def train_package(
