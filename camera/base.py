@@ -19,7 +19,15 @@ import numpy as np
 from camera.errors import CameraError
 
 PixelFormat = Literal["Mono8", "RGB8"]
-PIXEL_FORMATS: tuple[str, ...] = ("Mono8", "RGB8")
+PIXEL_FORMATS: tuple[PixelFormat, ...] = ("Mono8", "RGB8")
+
+
+def pixel_format(value: str) -> PixelFormat:
+    """`value` as a pixel format; ValueError unless it is one of PIXEL_FORMATS."""
+    for fmt in PIXEL_FORMATS:
+        if fmt == value:
+            return fmt
+    raise ValueError(f"pixel format must be one of {', '.join(PIXEL_FORMATS)}, not {value!r}")
 
 
 class TriggerMode(str, enum.Enum):
@@ -48,8 +56,7 @@ class CameraSettings:
     roi: Roi | None = None
 
     def __post_init__(self) -> None:
-        if self.pixel_format not in PIXEL_FORMATS:
-            raise ValueError(f"pixel format must be one of {', '.join(PIXEL_FORMATS)}, not {self.pixel_format!r}")
+        pixel_format(self.pixel_format)  # ValueError for another
         object.__setattr__(self, "trigger", TriggerMode(self.trigger))
 
 

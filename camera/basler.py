@@ -1,6 +1,7 @@
 """Basler cameras through pypylon: real cameras and Basler's camera emulator alike.
 
-This is the only module that imports pypylon. Feature names differ between camera generations
+This module and `camera.pylon_driver` (pypylon's loading, device listing, buffers, device release
+and removal events) are the only ones that import pypylon. Feature names differ between camera generations
 (`ExposureTime` on SFNC 2 cameras, `ExposureTimeAbs` on older ones); `_FEATURES` maps them here
 and nowhere else.
 
@@ -16,7 +17,6 @@ debouncer and no encoder.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -25,12 +25,31 @@ from typing import Any
 
 import numpy as np
 
-from camera.base import Camera, CameraInfo, CameraSettings, Frame, IoSettings, Roi, TriggerMode, check_playback_folder
+from camera.base import (
+    Camera,
+    CameraSettings,
+    Frame,
+    IoSettings,
+    PixelFormat,
+    Roi,
+    TriggerMode,
+    check_playback_folder,
+)
 from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout, TriggerNotReady
+from camera.pylon_driver import (
+    EMULATOR_CLASS,
+    copy_out,
+    describe,
+    genicam_module,
+    list_basler,
+    pylon_module,
+    release,
+    removal_handler,
+    short,
+)
 
 log = logging.getLogger(__name__)
 
-EMULATOR_CLASS = "BaslerCamEmu"
 # GigE: pylon reports a camera removed when its heartbeat has been missing this long (pylon's default
 # is 3 s); USB cameras report removal at once, the emulator has no heartbeat.
 HEARTBEAT_TIMEOUT_MS = 1000
@@ -46,7 +65,7 @@ _FEATURES: dict[str, tuple[str, ...]] = {
     "encoder": ("EncoderValue", "ShaftEncoderModuleCounter"),
 }
 # Our pixel format -> pylon's names for it.
-_PIXEL_FORMATS: dict[str, tuple[str, ...]] = {"Mono8": ("Mono8",), "RGB8": ("RGB8", "RGB8Packed")}
+_PIXEL_FORMATS: dict[PixelFormat, tuple[str, ...]] = {"Mono8": ("Mono8",), "RGB8": ("RGB8", "RGB8Packed")}
 
 
 # Serial -> the BaslerCamera that has that device open in this process. pylon lets the emulator open one
@@ -55,43 +74,6 @@ _PIXEL_FORMATS: dict[str, tuple[str, ...]] = {"Mono8": ("Mono8",), "RGB8": ("RGB
 # does not block its device for the rest of the process.
 _open_by_serial: weakref.WeakValueDictionary[str, BaslerCamera] = weakref.WeakValueDictionary()
 _open_by_serial_lock = threading.Lock()
-
-
-def _pylon() -> Any:
-    """Import pypylon on first use. Emulated cameras are enumerated unless PYLON_CAMEMU says otherwise."""
-    os.environ.setdefault("PYLON_CAMEMU", "1")
-    from pypylon import pylon
-
-    return pylon
-
-
-def _genicam() -> Any:
-    from pypylon import genicam
-
-    return genicam
-
-
-def list_basler() -> list[CameraInfo]:
-    """Every Basler camera pylon can see, emulated ones included."""
-    pylon = _pylon()
-    infos = []
-    for dev in pylon.TlFactory.GetInstance().EnumerateDevices():
-        emulated = dev.GetDeviceClass() == EMULATOR_CLASS
-        infos.append(
-            CameraInfo(
-                spec=f"basler:{dev.GetSerialNumber()}",
-                kind="emulator" if emulated else "basler",
-                model=dev.GetModelName(),
-                serial=dev.GetSerialNumber(),
-            )
-        )
-    return infos
-
-
-def _describe(infos: list[CameraInfo]) -> str:
-    if not infos:
-        return "pylon sees no cameras at all"
-    return "pylon sees: " + ", ".join(f"{i.model} {i.serial} ({i.kind})" for i in infos)
 
 
 class BaslerCamera(Camera):
@@ -139,13 +121,13 @@ class BaslerCamera(Camera):
 
     # -- open / close ------------------------------------------------------------------
     def _find_device(self) -> Any:
-        pylon = _pylon()
+        pylon = pylon_module()
         devices = list(pylon.TlFactory.GetInstance().EnumerateDevices())
         if self.serial is not None:
             for dev in devices:
                 if dev.GetSerialNumber() == self.serial:
                     return dev
-            raise CameraNotFoundError(f"No Basler camera with serial {self.serial}; {_describe(list_basler())}.")
+            raise CameraNotFoundError(f"No Basler camera with serial {self.serial}; {describe(list_basler())}.")
         if self.emulator:
             emulated = [dev for dev in devices if dev.GetDeviceClass() == EMULATOR_CLASS]
             if self.emulator_index < len(emulated):
@@ -155,18 +137,18 @@ class BaslerCamera(Camera):
                 raise CameraNotFoundError(
                     f"The station needs {n} emulated cameras but pylon has {len(emulated)} (set PYLON_CAMEMU={n})."
                 )
-            raise CameraNotFoundError(f"No emulated Basler camera (is PYLON_CAMEMU=0?); {_describe(list_basler())}.")
+            raise CameraNotFoundError(f"No emulated Basler camera (is PYLON_CAMEMU=0?); {describe(list_basler())}.")
         for dev in devices:
             if dev.GetDeviceClass() != EMULATOR_CLASS:
                 return dev
-        raise CameraNotFoundError(f"No real Basler camera is connected; {_describe(list_basler())}.")
+        raise CameraNotFoundError(f"No real Basler camera is connected; {describe(list_basler())}.")
 
     def open(self) -> None:
         """Enumerate, attach and open (again after a removal: the serial found first is kept)."""
         self.close()  # a lost connection is released before a new one is made
         if self.playback_dir is not None:
             check_playback_folder(self.playback_dir)
-        pylon = _pylon()
+        pylon = pylon_module()
         device = self._find_device()
         serial = device.GetSerialNumber()
         with _open_by_serial_lock:
@@ -182,14 +164,14 @@ class BaslerCamera(Camera):
         try:
             cam = pylon.InstantCamera(pylon.TlFactory.GetInstance().CreateDevice(device))
             # Cleanup_Delete: the handler goes with the InstantCamera (close() releases both).
-            cam.RegisterConfiguration(_removal_handler(removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
+            cam.RegisterConfiguration(removal_handler(removed), pylon.RegistrationMode_Append, pylon.Cleanup_Delete)
             cam.Open()
-        except _genicam().GenericException as exc:
+        except genicam_module().GenericException as exc:
             if cam is not None:
-                _release(cam, self.camera_id)
+                release(cam, self.camera_id)
             self._let_go_of_serial()
             raise CameraError(
-                f"Basler camera {serial} cannot be opened (in use by another program?): {_short(exc)}."
+                f"Basler camera {serial} cannot be opened (in use by another program?): {short(exc)}."
             ) from exc
         self._cam = cam
         self._removed = removed
@@ -215,11 +197,11 @@ class BaslerCamera(Camera):
         the emulator and USB cameras have none)."""
         try:
             node = self._cam.GetTLNodeMap().GetNode("HeartbeatTimeout")
-            genicam = _genicam()
+            genicam = genicam_module()
             if node is not None and genicam.IsAvailable(node) and genicam.IsWritable(node):
                 node.SetValue(HEARTBEAT_TIMEOUT_MS)
-        except _genicam().GenericException as exc:
-            log.warning("camera %s: heartbeat timeout not set: %s", self.camera_id, _short(exc))
+        except genicam_module().GenericException as exc:
+            log.warning("camera %s: heartbeat timeout not set: %s", self.camera_id, short(exc))
 
     def close(self) -> None:
         """Stop grabbing, close and destroy the device (also a removed one); the InstantCamera and
@@ -227,7 +209,7 @@ class BaslerCamera(Camera):
         with self._io_lock:
             cam, self._cam = self._cam, None
         if cam is not None:
-            _release(cam, self.camera_id)
+            release(cam, self.camera_id)
         self._let_go_of_serial()
 
     def _let_go_of_serial(self) -> None:
@@ -269,7 +251,7 @@ class BaslerCamera(Camera):
     # -- features ----------------------------------------------------------------------
     def _node(self, name: str) -> Any:
         node = self._cam.GetNodeMap().GetNode(name)
-        genicam = _genicam()
+        genicam = genicam_module()
         if node is None or not genicam.IsAvailable(node):
             return None
         return node
@@ -291,7 +273,7 @@ class BaslerCamera(Camera):
         self._require_open()
         if self._cam.IsGrabbing():
             raise CameraError("Camera settings can only change while the camera is not grabbing.")
-        genicam = _genicam()
+        genicam = genicam_module()
         try:
             self._set_pixel_format(settings.pixel_format)
             if settings.roi is not None:
@@ -313,7 +295,7 @@ class BaslerCamera(Camera):
                 self._apply_io(self._io)
             self._apply_trigger(settings.trigger, self._io or IoSettings())
         except genicam.GenericException as exc:
-            raise CameraError(f"Camera {self.camera_id} refused the settings: {_short(exc)}.") from exc
+            raise CameraError(f"Camera {self.camera_id} refused the settings: {short(exc)}.") from exc
         self._settings = settings
 
     def configure_io(self, io: IoSettings) -> None:
@@ -323,8 +305,8 @@ class BaslerCamera(Camera):
         try:
             self._apply_io(io)
             self._apply_trigger(self._settings.trigger, io)
-        except _genicam().GenericException as exc:
-            raise CameraError(f"Camera {self.camera_id} refused the line settings: {_short(exc)}.") from exc
+        except genicam_module().GenericException as exc:
+            raise CameraError(f"Camera {self.camera_id} refused the line settings: {short(exc)}.") from exc
         self._io = io
 
     def _apply_io(self, io: IoSettings) -> None:
@@ -375,8 +357,8 @@ class BaslerCamera(Camera):
             try:
                 self._set_enum("UserOutputSelector", io.reject_output)
                 self._set("UserOutputValue", bool(value))
-            except _genicam().GenericException as exc:
-                raise CameraError(f"Camera {self.camera_id} cannot set {io.reject_output}: {_short(exc)}.") from exc
+            except genicam_module().GenericException as exc:
+                raise CameraError(f"Camera {self.camera_id} cannot set {io.reject_output}: {short(exc)}.") from exc
 
     def encoder_position(self) -> int:
         with self._io_lock:
@@ -388,10 +370,10 @@ class BaslerCamera(Camera):
                 )
             try:
                 return int(node.GetValue())
-            except _genicam().GenericException as exc:
-                raise CameraError(f"Camera {self.camera_id} cannot read its encoder: {_short(exc)}.") from exc
+            except genicam_module().GenericException as exc:
+                raise CameraError(f"Camera {self.camera_id} cannot read its encoder: {short(exc)}.") from exc
 
-    def _set_pixel_format(self, fmt: str) -> None:
+    def _set_pixel_format(self, fmt: PixelFormat) -> None:
         node = self._node("PixelFormat")
         available = list(node.Symbolics)
         for name in _PIXEL_FORMATS[fmt]:
@@ -439,19 +421,19 @@ class BaslerCamera(Camera):
     def save_settings(self, path: Path) -> None:
         self._require_open()
         try:
-            _pylon().FeaturePersistence.Save(str(path), self._cam.GetNodeMap())
-        except _genicam().GenericException as exc:
-            raise CameraError(f"Cannot save camera settings to {path}: {_short(exc)}.") from exc
+            pylon_module().FeaturePersistence.Save(str(path), self._cam.GetNodeMap())
+        except genicam_module().GenericException as exc:
+            raise CameraError(f"Cannot save camera settings to {path}: {short(exc)}.") from exc
 
     def load_settings(self, path: Path) -> None:
         self._require_open()
         if not Path(path).is_file():
             raise CameraError(f"Camera settings file {path} does not exist.")
         try:
-            _pylon().FeaturePersistence.Load(str(path), self._cam.GetNodeMap(), True)
-        except _genicam().GenericException as exc:
+            pylon_module().FeaturePersistence.Load(str(path), self._cam.GetNodeMap(), True)
+        except genicam_module().GenericException as exc:
             raise CameraError(
-                f"Camera settings file {path} does not fit camera {self.camera_id}: {_short(exc)}."
+                f"Camera settings file {path} does not fit camera {self.camera_id}: {short(exc)}."
             ) from exc
         self._settings = self._read_settings()
         if self._io is None:
@@ -459,8 +441,8 @@ class BaslerCamera(Camera):
         try:  # the station's wiring wins over the lines in a recipe's file
             self._apply_io(self._io)
             self._apply_trigger(self._settings.trigger, self._io)
-        except _genicam().GenericException as exc:
-            raise CameraError(f"Camera {self.camera_id} refused the line settings: {_short(exc)}.") from exc
+        except genicam_module().GenericException as exc:
+            raise CameraError(f"Camera {self.camera_id} refused the line settings: {short(exc)}.") from exc
 
     def device_settings(self) -> CameraSettings:
         """The settings in force on the camera, read back from it (ROI and frame rate left out)."""
@@ -469,7 +451,7 @@ class BaslerCamera(Camera):
 
     def _read_settings(self) -> CameraSettings:
         pixel = self._node("PixelFormat").ToString()
-        fmt = next((ours for ours, names in _PIXEL_FORMATS.items() if pixel in names), "Mono8")
+        fmt: PixelFormat = next((ours for ours, names in _PIXEL_FORMATS.items() if pixel in names), "Mono8")
         trigger = TriggerMode.FREE_RUN
         if self._node("TriggerMode").ToString() == "On":
             trigger = (
@@ -477,7 +459,7 @@ class BaslerCamera(Camera):
             )
         exposure, gain = self._feature("exposure_us"), self._feature("gain_db")
         return CameraSettings(
-            pixel_format=fmt,  # type: ignore[arg-type]
+            pixel_format=fmt,
             trigger=trigger,
             exposure_us=exposure.GetValue() if exposure is not None else None,
             gain_db=gain.GetValue() if gain is not None else None,
@@ -486,7 +468,7 @@ class BaslerCamera(Camera):
     # -- grabbing ----------------------------------------------------------------------
     def start(self) -> None:
         self._require_open()
-        pylon = _pylon()
+        pylon = pylon_module()
         # OneByOne: every part image is delivered in order; none is silently replaced by a newer one.
         self._cam.MaxNumBuffer.Value = 16
         self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
@@ -495,14 +477,14 @@ class BaslerCamera(Camera):
         if self._cam is not None and self._cam.IsGrabbing():
             try:
                 self._cam.StopGrabbing()
-            except _genicam().GenericException as exc:
+            except genicam_module().GenericException as exc:
                 if not self.removed:
-                    raise CameraError(f"Camera {self.camera_id} cannot stop grabbing: {_short(exc)}.") from exc
+                    raise CameraError(f"Camera {self.camera_id} cannot stop grabbing: {short(exc)}.") from exc
                 log.debug("stopping removed camera %s: %s", self.camera_id, exc)
 
     def grab(self, timeout_s: float = 1.0) -> Frame:
         self._require_open()
-        pylon, genicam = _pylon(), _genicam()
+        pylon, genicam = pylon_module(), genicam_module()
         cam = self._cam
         timeout_ms = max(1, int(timeout_s * 1000))
         try:
@@ -516,7 +498,7 @@ class BaslerCamera(Camera):
         except genicam.GenericException as exc:
             if self.removed:
                 raise CameraRemovedError(f"Camera {self.camera_id} was disconnected.") from exc
-            raise GrabFailed(f"Grab from camera {self.camera_id} failed: {_short(exc)}.") from exc
+            raise GrabFailed(f"Grab from camera {self.camera_id} failed: {short(exc)}.") from exc
         if self.removed:
             if result is not None and result.IsValid():
                 result.Release()
@@ -544,78 +526,16 @@ class BaslerCamera(Camera):
         """The frame's pixels in a fresh array: one copy straight out of pylon's buffer (Mono8, RGB8),
         or one conversion and then one copy (other pixel formats). `GetArray()` would copy once itself
         and a safe array needs a second copy; `GetArrayZeroCopy()` views the buffer in place."""
-        pylon = _pylon()
+        pylon = pylon_module()
         ptype = result.GetPixelType()
         if ptype in (pylon.PixelType_Mono8, pylon.PixelType_RGB8packed):
-            return _copy_out(result, int(result.GetPaddingX()))
+            return copy_out(result, int(result.GetPaddingX()))
         if self._converter is None:
             self._converter = pylon.ImageFormatConverter()
         want = self._settings.pixel_format
         self._converter.OutputPixelFormat = pylon.PixelType_Mono8 if want == "Mono8" else pylon.PixelType_RGB8packed
         converted = self._converter.Convert(result)
         try:
-            return _copy_out(converted, int(converted.GetPaddingX()))
+            return copy_out(converted, int(converted.GetPaddingX()))
         finally:
             converted.Release()
-
-
-def _copy_out(image: Any, padding_x: int = 0) -> np.ndarray:
-    """One copy of an 8-bit Mono or RGB pylon image (grab result or converted image) into a fresh,
-    contiguous array. No view may outlive the `with`: pylon checks it and the buffer goes back."""
-    if padding_x == 0:
-        with image.GetArrayZeroCopy() as view:
-            out = np.array(view, dtype=np.uint8, copy=True)
-            del view
-        return out
-    # Rows padded to an alignment: view the raw buffer with the row stride and copy the pixels only.
-    height, width = int(image.GetHeight()), int(image.GetWidth())
-    channels = 1 if image.GetPixelType() == _pylon().PixelType_Mono8 else 3
-    shape = (height, width) if channels == 1 else (height, width, channels)
-    strides = (width * channels + padding_x, channels, 1)[: len(shape)]
-    with image.GetArrayZeroCopy(raw=True) as raw:
-        rows = np.lib.stride_tricks.as_strided(raw, shape=shape, strides=strides, writeable=False)
-        out = np.array(rows, dtype=np.uint8, copy=True)
-        del rows, raw
-    return out
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.split(" : ")[0].rstrip(".")
-
-
-def _release(cam: Any, camera_id: str) -> None:
-    """Stop grabbing, close and destroy a device, each step on its own: a removed device may refuse
-    one politely, and DestroyDevice must still run (else the device and its handlers leak)."""
-    genicam = _genicam()
-    for step in ("StopGrabbing", "Close", "DestroyDevice"):
-        try:
-            if step != "StopGrabbing" or cam.IsGrabbing():
-                getattr(cam, step)()
-        except genicam.GenericException as exc:
-            log.debug("closing %s, %s: %s", camera_id, step, exc)
-
-
-# Removal handlers alive now (one per open connection; more would be a leak across reconnections).
-live_removal_handlers: weakref.WeakSet[Any] = weakref.WeakSet()
-_handler_class: Any = None
-
-
-def _removal_handler(flag: threading.Event) -> Any:
-    """A pylon configuration handler that sets `flag` when the device is removed (pylon's thread)."""
-    global _handler_class
-    if _handler_class is None:
-
-        class RemovalHandler(_pylon().ConfigurationEventHandler):  # type: ignore[misc]
-            def __init__(self, flag: threading.Event) -> None:
-                super().__init__()
-                self.flag = flag
-
-            def OnCameraDeviceRemoved(self, camera: Any) -> None:  # noqa: N802 (pylon's name)
-                log.warning("camera %s removed", camera.GetDeviceInfo().GetSerialNumber())
-                self.flag.set()
-
-        _handler_class = RemovalHandler
-    handler = _handler_class(flag)
-    live_removal_handlers.add(handler)
-    return handler

@@ -9,7 +9,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.base import Camera, CameraSettings, Frame, IoSettings, Roi, TriggerMode, check_playback_folder
+from camera.base import (
+    Camera,
+    CameraSettings,
+    Frame,
+    IoSettings,
+    Roi,
+    TriggerMode,
+    check_playback_folder,
+    pixel_format,
+)
 from camera.errors import CameraError, CameraNotFoundError, CameraRemovedError, GrabFailed, GrabTimeout
 
 _PFS_HEADER = "# Lepton Inspect simulated camera settings (pylon .pfs layout: name<TAB>value)\n"
@@ -230,12 +239,12 @@ class SimulatedCamera(Camera):
                 x, y, w, h = (int(v) for v in values["Roi"].split(","))
                 roi = Roi(x, y, w, h)
             settings = CameraSettings(
-                pixel_format=values.get("PixelFormat", "Mono8"),  # type: ignore[arg-type]
                 trigger=TriggerMode(values.get("TriggerMode", "software")),
                 exposure_us=float(values["ExposureTime"]) if "ExposureTime" in values else None,
                 gain_db=float(values["Gain"]) if "Gain" in values else None,
                 frame_rate=float(values["AcquisitionFrameRate"]) if "AcquisitionFrameRate" in values else None,
                 roi=roi,
+                pixel_format=pixel_format(values.get("PixelFormat", "Mono8")),  # checked last, as CameraSettings does
             )
         except ValueError as exc:
             raise CameraError(f"Camera settings file {path} is not valid: {exc}.") from exc

@@ -10,8 +10,9 @@ from camera.base import Camera, CameraInfo
 from camera.errors import CameraError
 
 SPEC_HELP = (
-    "sim:DIR (simulated camera playing DIR), emu:DIR (Basler's emulator playing DIR), basler (first real Basler camera) "
-    "or basler:SERIAL; a station of several cameras joins specs with + (emu:DIR_A+emu:DIR_B, basler:SERIAL+basler:SERIAL)"
+    "sim:DIR (simulated camera playing DIR), emu:DIR (Basler's emulator playing DIR), "
+    "basler (first real Basler camera) or basler:SERIAL; "
+    "a station of several cameras joins specs with + (emu:DIR_A+emu:DIR_B, basler:SERIAL+basler:SERIAL)"
 )
 
 # A `+` starts the next camera only where a spec follows (`kind:` of two letters or more, or a plain
@@ -29,8 +30,8 @@ def open_camera(spec: str) -> Camera:
     parts = split_station(spec)
     if len(parts) > 1:
         raise CameraError(
-            f"Camera spec {spec!r} names a station of {len(parts)} cameras joined by '+', but one camera is expected here "
-            "(open_cameras opens a station)."
+            f"Camera spec {spec!r} names a station of {len(parts)} cameras joined by '+', "
+            "but one camera is expected here (open_cameras opens a station)."
         )
     return _build(spec)
 
@@ -49,7 +50,8 @@ def open_cameras(spec: str) -> list[Camera]:
             kind, _, arg = part.partition(":")
             if part == "basler":
                 raise CameraError(
-                    f"Station spec {spec!r} has a plain 'basler'; name each real camera of a station by serial (basler:SERIAL)."
+                    f"Station spec {spec!r} has a plain 'basler'; "
+                    "name each real camera of a station by serial (basler:SERIAL)."
                 )
             if kind == "basler" and arg:
                 if arg in seen:
@@ -99,6 +101,6 @@ def _build(spec: str, *, emulator_index: int = 0, emulators_needed: int | None =
 
 def list_cameras() -> list[CameraInfo]:
     """Every Basler camera pylon sees, real and emulated (simulated cameras are folders, not devices)."""
-    from camera.basler import list_basler
+    from camera.pylon_driver import list_basler
 
     return list_basler()
