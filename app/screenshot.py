@@ -12,8 +12,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication
@@ -21,6 +23,11 @@ from PySide6.QtWidgets import QApplication
 import resources
 from app.cli import default_camera_spec
 from app.gui.main import build_window
+
+if TYPE_CHECKING:
+    from app.gui.main_window import MainWindow
+    from app.gui.review_controller import ReviewPart
+    from app.gui.review_view import ReviewView
 
 
 def _pump(app: QApplication, seconds: float) -> None:
@@ -30,7 +37,7 @@ def _pump(app: QApplication, seconds: float) -> None:
         time.sleep(0.01)
 
 
-def _wait(app: QApplication, done, seconds: float = 120) -> bool:  # noqa: ANN001
+def _wait(app: QApplication, done: Callable[[], bool], seconds: float = 120) -> bool:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         app.processEvents()
@@ -40,7 +47,7 @@ def _wait(app: QApplication, done, seconds: float = 120) -> bool:  # noqa: ANN00
     return False
 
 
-def _label_all(app: QApplication, view, truth) -> bool:  # noqa: ANN001
+def _label_all(app: QApplication, view: ReviewView, truth: Callable[[ReviewPart], str]) -> bool:
     """Label every part the review shows (the filter leaves out the unreviewed ones as they are labelled)."""
     if not _wait(app, lambda: view.page is not None and view.page.filter == view.current_filter(), 60):
         return False
@@ -53,8 +60,9 @@ def _label_all(app: QApplication, view, truth) -> bool:  # noqa: ANN001
             continue
         view.gallery.setCurrentRow(ids().index(part_id))
         if not _wait(app, lambda p=part_id: view.part is not None and view.part.row.part_id == p, 60):
+            shown = view.part.row.part_id if view.part else None
             print(
-                f"part {part_id} did not load: selected {view.selected_part_id()}, shown {view.part.row.part_id if view.part else None}, "
+                f"part {part_id} did not load: selected {view.selected_part_id()}, shown {shown}, "
                 f"save {view.save_button.isEnabled()}, {view.gallery.count()} in the gallery, filter {view.page.filter}"
             )
             return False
@@ -68,7 +76,7 @@ def _label_all(app: QApplication, view, truth) -> bool:  # noqa: ANN001
             view.reject_part()
         else:
             view.accept_part()
-        _wait(app, lambda: not view.save_button.isEnabled() or view.part.row.part_id != part_id, 10)
+        _wait(app, lambda p=part_id: not view.save_button.isEnabled() or view.part.row.part_id != p, 10)
         _pump(app, 0.3)
     return True
 
@@ -80,14 +88,14 @@ def tool_accounts(db: Path, name: str, role: str) -> None:
     """For the tools that drive the window on a fresh station (screenshots, the GUI bench): an admin
     and `name`, created through the core before the window opens the database."""
     from inspection.access import users
-    from inspection.record.store import open_store
+    from inspection.record.opening import open_record
 
-    with open_store(db) as store:
+    with open_record(db) as store:
         admin = users.create_first_admin(store, "admin", TOOL_PASSWORD)
         users.create_user(store, admin, name, role, TOOL_PASSWORD)
 
 
-def tool_login(app: QApplication, window, name: str) -> bool:  # noqa: ANN001
+def tool_login(app: QApplication, window: MainWindow, name: str) -> bool:
     """Log `name` in as a person does (the password is checked on the line's worker)."""
     window.session.login(name, TOOL_PASSWORD)
     return _wait(app, lambda: window.session.user is not None, 60)
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _engineer(app: QApplication, window, review_png: Path, models_png: Path) -> bool:  # noqa: ANN001
+def _engineer(app: QApplication, window: MainWindow, review_png: Path, models_png: Path) -> bool:
     """The engineer's pass over the record, as a person who knows the bundled images: the three
     pitted frames score above 40 with the demo model (two are rejected, one passes as OK: an
     escape), the five good ones below. Rejects are confirmed NG with the model's mask; the kept OK

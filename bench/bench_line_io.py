@@ -147,7 +147,7 @@ def changeover(work: Path, times: int) -> list[float]:
         out = []
         for k in range(times):
             t0 = time.perf_counter()
-            line.change_recipe(folder / ("b.toml" if k % 2 == 0 else "a.toml"))
+            line.change_recipe(folder / ("b.toml" if k % 2 == 0 else "a.toml"), by="bench")
             out.append(time.perf_counter() - t0)
         return out
     finally:
@@ -167,16 +167,18 @@ def main() -> int:
         rows.append(
             (
                 f"{name}: Trigger -> ResultReady, {len(trips)} parts",
-                f"p50 {p50:.1f} ms, max {max(trips):.1f} ms; the line's own p50 {line_p50:.1f} ms; ratio {p50 / line_p50:.2f}",
+                f"p50 {p50:.1f} ms, max {max(trips):.1f} ms; the line's own p50 {line_p50:.1f} ms; "
+                f"ratio {p50 / line_p50:.2f}",
             )
         )
     stats, rejected = reject(work, 5 * args.parts)
     rows.append(
         (
             f"Reject gate, {5 * args.parts} parts, delay 300 ms, pulse 10 ms",
-            f"{stats.pulses + stats.merged} pulses for {rejected} rejects, {stats.misses} misses; start late by at most "
-            f"{stats.late_pulse_ms_max:.1f} ms ({stats.late_pulse_ms_max / 10:.2f} of the pulse), width off by at most "
-            f"{stats.width_error_ms_max:.1f} ms",
+            f"{stats.pulses + stats.merged} pulses for {rejected} rejects, {stats.misses} misses; "
+            f"start late by at most {stats.late_pulse_ms_max:.1f} ms "
+            f"({stats.late_pulse_ms_max / 10:.2f} of the pulse), "
+            f"width off by at most {stats.width_error_ms_max:.1f} ms",
         )
     )
     times = changeover(work, 6)

@@ -119,7 +119,7 @@ def main() -> None:
                 closest_score_to_a_threshold=float(
                     np.min(np.abs(ref_scores[:, None] - np.array([th.ok_below, th.ng_at])[None, :]))
                 ),
-                verdicts_differing=sum(v != w for v, w in zip(verdicts, ref_verdicts)),
+                verdicts_differing=sum(v != w for v, w in zip(verdicts, ref_verdicts, strict=True)),
             )
 
     auto = "cpu-" + resolve_backend("auto", "cpu")
@@ -133,14 +133,16 @@ def main() -> None:
     batch = _batch_table(cpu[auto], images, a.n) if auto in cpu else []
 
     print(
-        f"model {a.model.name} ({any_inspector.info.kind}), {len(images)} images {images[0].shape[1]}x{images[0].shape[0]}, "
+        f"model {a.model.name} ({any_inspector.info.kind}), "
+        f"{len(images)} images {images[0].shape[1]}x{images[0].shape[0]}, "
         f"{a.n} timed predictions each, torch {torch.__version__}, {a.threads} CPU threads"
         + (f", GPU {gpu}" if gpu else ", no CUDA GPU")
     )
     search = getattr(cpu.get(auto), "search", None)
     if search is not None:
         print(
-            f"memory bank search on the CPU: {'bfloat16 candidates + exact float32' if search.use_bf16 else 'float32'} "
+            "memory bank search on the CPU: "
+            f"{'bfloat16 candidates + exact float32' if search.use_bf16 else 'float32'} "
             f"(probe of 512 patches: {search.probe_ms} ms)"
         )
     for name, why in failed.items():
@@ -150,14 +152,18 @@ def main() -> None:
         line = f"{name:<26} predict p50 {r['predict_p50_ms']:6.1f} ms  p99 {r['predict_p99_ms']:6.1f} ms"
         if "network_p50_ms" in r:
             line += (
-                f"  [pre {r['preprocess_p50_ms']:4.1f} + network {r['network_p50_ms']:5.1f} + search {r['search_p50_ms']:4.1f}"
-                f" + post {r['finish_p50_ms']:4.1f} ms]"
+                f"  [pre {r['preprocess_p50_ms']:4.1f} + network {r['network_p50_ms']:5.1f}"
+                f" + search {r['search_p50_ms']:4.1f} + post {r['finish_p50_ms']:4.1f} ms]"
             )
             if ref:
-                line += f"  vs eager: predict {ref['predict_p50_ms'] / r['predict_p50_ms']:4.2f}x, network {ref['network_p50_ms'] / r['network_p50_ms']:4.2f}x"
+                line += (
+                    f"  vs eager: predict {ref['predict_p50_ms'] / r['predict_p50_ms']:4.2f}x, "
+                    f"network {ref['network_p50_ms'] / r['network_p50_ms']:4.2f}x"
+                )
         if "max_score_difference" in r:
             line += (
-                f"  score difference max {r['max_score_difference']:.2e} (relative {r['max_relative_score_difference']:.2e}; "
+                f"  score difference max {r['max_score_difference']:.2e} "
+                f"(relative {r['max_relative_score_difference']:.2e}; "
                 f"closest score to a threshold {r['closest_score_to_a_threshold']:.2e})  "
                 f"verdicts differing {r['verdicts_differing']} of {len(images)}"
             )
@@ -177,8 +183,9 @@ def main() -> None:
         print("    N   batch p50 ms   forward p50 ms   ms per view   views/s   vs N=1")
         for row in batch:
             print(
-                f"  {row['n']:3d}   {row['batch_p50_ms']:12.1f}   {row['forward_p50_ms']:14.1f}   {row['ms_per_view']:11.2f}   "
-                f"{row['views_per_s']:7.1f}   {row['views_per_s'] / batch[0]['views_per_s']:5.2f}x"
+                f"  {row['n']:3d}   {row['batch_p50_ms']:12.1f}   {row['forward_p50_ms']:14.1f}   "
+                f"{row['ms_per_view']:11.2f}   {row['views_per_s']:7.1f}   "
+                f"{row['views_per_s'] / batch[0]['views_per_s']:5.2f}x"
             )
     if a.json:
         a.json.write_text(
@@ -288,7 +295,7 @@ def micro_batches(inspector: Inspector, images: list[np.ndarray], size: int, rou
         t1 = time.perf_counter()
         raws = inspector.forward(inputs)
         t2 = time.perf_counter()
-        for raw, v in zip(raws, views):
+        for raw, v in zip(raws, views, strict=True):
             inspector.finish(raw, v.shape)
         batch_ms.append((time.perf_counter() - t0) * 1000)
         forward_ms.append((t2 - t1) * 1000)

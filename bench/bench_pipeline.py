@@ -121,7 +121,7 @@ def line_runs(
     views = statuses[0].recorded / statuses[0].parts
     pps = [s.parts_per_s for s in statuses]
     per_view = mode == "latency"  # the raw figure to compare with: one at a time, or in micro-batches
-    ratios = [p * views / (r["pps"] if per_view else r["batch_pps"]) for p, r in zip(pps, raws)]
+    ratios = [p * views / (r["pps"] if per_view else r["batch_pps"]) for p, r in zip(pps, raws, strict=True)]
     ms = np.concatenate([r["ms"] for r in raws])
     return {
         "parts": sum(s.parts for s in statuses),
@@ -270,18 +270,23 @@ def main() -> None:
             f"{device:<6} {'raw model, batch 1':<28} {r['pps']:8.1f} {r['pps']:8.1f} {r['p50']:7.1f} {r['p99']:7.1f} |"
         )
         print(
-            f"{device:<6} {f'raw model, batch {a.max_batch}':<28} {r['batch_pps']:8.1f} {r['batch_pps']:8.1f} {'':>7} {'':>7} |"
+            f"{device:<6} {f'raw model, batch {a.max_batch}':<28} {r['batch_pps']:8.1f} {r['batch_pps']:8.1f} "
+            f"{'':>7} {'':>7} |"
         )
         for name, x in d["runs"].items():
             s = x["stages_ms"]
             print(
-                f"{device:<6} {'line, ' + name:<28} {x['pps']:8.1f} {x['views_per_s']:8.1f} {x['latency_p50']:7.1f} {x['latency_p99']:7.1f} | "
-                f"{x['trigger_p99']:8.1f} {s['grab']:5.1f} {s['preprocess']:5.1f} {s['queue']:5.1f} {s['network']:5.1f} {s['post']:5.1f} | "
+                f"{device:<6} {'line, ' + name:<28} {x['pps']:8.1f} {x['views_per_s']:8.1f} "
+                f"{x['latency_p50']:7.1f} {x['latency_p99']:7.1f} | "
+                f"{x['trigger_p99']:8.1f} {s['grab']:5.1f} {s['preprocess']:5.1f} {s['queue']:5.1f} "
+                f"{s['network']:5.1f} {s['post']:5.1f} | "
                 f"{x['dropped']:4d} {x['hand_off_ms']:7.3f}ms {x['commit_ms_per_row']:8.3f}ms"
             )
     print(
-        "p50/p99: grab-to-verdict (frame on the host -> verdict); trig p99: trigger-to-verdict; stages: mean ms per view; "
-        "hand-off: inspection-thread time per part giving rows and images to the writer; commit/row: the writer thread's"
+        "p50/p99: grab-to-verdict (frame on the host -> verdict); trig p99: trigger-to-verdict; "
+        "stages: mean ms per view; "
+        "hand-off: inspection-thread time per part giving rows and images to the writer; "
+        "commit/row: the writer thread's"
     )
     checks = [
         (

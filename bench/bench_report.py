@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PYLON_CAMEMU", "1")
 
 from bench.synthetic import add_parts, real_record  # noqa: E402
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 from inspection.reports.figures import gather, shift_window, write_csv
 from inspection.reports.pdf import write_pdf
 from inspection.settings.config import load_config
@@ -38,7 +38,7 @@ def main() -> int:
         db = work / f"shift-{n}.db"
         shutil.copy(base, db)
         shift_id = add_parts(db, n)
-        store = open_store(db)
+        store = open_record(db)
         try:
             t0 = time.perf_counter()
             data = gather(store, shift_window(store, shift_id), tz)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.synthetic import add_parts, real_record  # noqa: E402
 from inspection.engineering import review
 from inspection.engineering.review import ReviewFilter
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 
 PAGE = 48
 
@@ -40,7 +40,8 @@ def relabel_some(db: Path, share: float, seed: int = 0) -> int:
         chosen = rng.sample(ids, int(len(ids) * share))
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
         con.executemany(
-            "insert into relabels (inspection_id, at, who, previous_verdict, verdict, classes_json, mask_path, comment) "
+            "insert into relabels "
+            "(inspection_id, at, who, previous_verdict, verdict, classes_json, mask_path, comment) "
             "values (?, ?, 'bench', ?, ?, '[]', null, '')",
             [(i, now, v, rng.choice(["OK", "NG"])) for i, v in chosen],
         )
@@ -72,7 +73,7 @@ def main() -> int:
         shutil.copytree(work / "real-images", work / f"review-{n}-images", dirs_exist_ok=True)
         add_parts(db, n)
         relabel_some(db, 0.02)
-        store = open_store(db)
+        store = open_record(db)
         try:
             for name, f in filters.items():
                 t0 = time.perf_counter()
@@ -93,7 +94,8 @@ def main() -> int:
             thumbs = [review.thumbnail(r) for r in rows]
             cold = time.perf_counter() - t
             print(
-                f"{n:>8} thumbnails of one page, cold: {cold * 1000:.0f} ms ({sum(x is not None for x in thumbs)} images); "
+                f"{n:>8} thumbnails of one page, cold: {cold * 1000:.0f} ms "
+                f"({sum(x is not None for x in thumbs)} images); "
                 "the window's cache (2,000 thumbnails) serves the next visit"
             )
         finally:

@@ -137,7 +137,8 @@ def main() -> int:
         print(
             f"fold {k}: "
             + " ".join(f"{key}={r[key]:.3f}" for key in SUMMARY if key in r)
-            + f" caught@5%FR={ {c: round(v, 2) for c, v in r.get('per_class_at_5pct_false_rejects', {}).items()} } train {train_s:.0f} s"
+            + f" caught@5%FR={ {c: round(v, 2) for c, v in r.get('per_class_at_5pct_false_rejects', {}).items()} }"
+            + f" train {train_s:.0f} s"
             + f" peak memory {r['peak_rss_gb']:.1f} GB",
             flush=True,
         )

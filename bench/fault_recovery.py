@@ -23,17 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("PYLON_CAMEMU", "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import resources  # noqa: E402
-from camera import open_camera  # noqa: E402
-from inspection.line import Line  # noqa: E402
-from inspection.record.store import open_store
-from inspection.runtime.runner import Runner, RunnerState
+import resources
+from camera import open_camera
+from inspection.line import Line
+from inspection.record.opening import open_record
+from inspection.runtime.runner import Runner
+from inspection.runtime.status import RunnerState
 from inspection.settings.config import load_config
 from inspection.settings.recipe import load_recipe
+
+# pypylon is imported on first use (camera.pylon_driver), so this still comes before it.
+os.environ.setdefault("PYLON_CAMEMU", "1")
+# `python bench/fault_recovery.py` puts bench/, not the repository, on the path: the fake model (tests.fakes) needs it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def poll(predicate, timeout_s: float = 30.0) -> float:  # noqa: ANN001
@@ -63,7 +65,7 @@ def make_line(db: Path, model: str) -> Line:
 
         inspector = FakeInspector()
     return Line(
-        store=open_store(db),
+        store=open_record(db),
         config=config,
         recipe=load_recipe(),
         camera_spec=spec,
@@ -85,7 +87,8 @@ def pull_once(line: Line, runner: Runner, k: int, between: int) -> tuple[float, 
     status = runner.status()
     if (status.camera_losses, status.reconnects) != (k, k):
         raise SystemExit(
-            f"pull {k}: {status.camera_losses} losses, {status.reconnects} reconnections (another fault?): {status.message}"
+            f"pull {k}: {status.camera_losses} losses, {status.reconnects} reconnections (another fault?): "
+            f"{status.message}"
         )
     return t_fault - t_pull, t_back - t_fault, t_part - t_back
 
@@ -131,8 +134,9 @@ def main() -> int:
         values = [r[i] * 1000 for r in rows]
         print(f"{name}: median {statistics.median(values):.1f} ms, max {max(values):.1f} ms")
     print(
-        f"parts {status.parts}, rows {n}, duplicates {n - distinct}, recorded {status.recorded}, dropped {status.dropped}, "
-        f"failed grabs {status.failed_grabs}; losses {status.camera_losses}, reconnects {status.reconnects}; run ended {end_state}; "
+        f"parts {status.parts}, rows {n}, duplicates {n - distinct}, recorded {status.recorded}, "
+        f"dropped {status.dropped}, failed grabs {status.failed_grabs}; "
+        f"losses {status.camera_losses}, reconnects {status.reconnects}; run ended {end_state}; "
         f"camera events: {events.get('alarm', 0)} alarms, {events.get('info', 0)} returns "
         f"(losses closer together than the alarm monitor's {line.alarms.interval_s:g} s check share one)"
     )

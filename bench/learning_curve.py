@@ -137,14 +137,17 @@ HEADER = (
 
 def fmt(row: dict[str, Any]) -> str:
     if "error" in row:
-        return f"{row['round']:>5} {row['labelled']:>9} {row['labelled_good']:>4}/{row['labelled_defective']:<4}  failed: {row['error']}"
+        return (
+            f"{row['round']:>5} {row['labelled']:>9} {row['labelled_good']:>4}/{row['labelled_defective']:<4}"
+            f"  failed: {row['error']}"
+        )
     esc = f"{row['escapes']} ({row['escape_rate']:.0%})"
     fr = f"{row['false_rejects']} ({row['false_reject_rate']:.0%})"
     auc = f"{row['image_auroc']:.3f}" if "image_auroc" in row else "-"
     at5 = f"{row['escape_rate_at_5pct_false_rejects']:.0%}" if "escape_rate_at_5pct_false_rejects" in row else "-"
     return (
-        f"{row['round']:>5} {row['labelled']:>9} {row['labelled_good']:>4}/{row['labelled_defective']:<4} {esc:>12} {fr:>12} "
-        f"{auc:>11} {at5:>8} {row['train_s']:>8.0f}  {row['model']}, {row['started_from']}"
+        f"{row['round']:>5} {row['labelled']:>9} {row['labelled_good']:>4}/{row['labelled_defective']:<4} "
+        f"{esc:>12} {fr:>12} {auc:>11} {at5:>8} {row['train_s']:>8.0f}  {row['model']}, {row['started_from']}"
     )
 
 
@@ -209,7 +212,8 @@ def main() -> int:
         "--review-false-reject",
         type=float,
         default=0.2,
-        help="round 0's REVIEW band: the share of good parts it sends to review (the recipe's verdict.review_false_reject)",
+        help="round 0's REVIEW band: the share of good parts it sends to review "
+        "(the recipe's verdict.review_false_reject)",
     )
     ap.add_argument("--device", default="auto", help="auto (a CUDA GPU when there is one), cpu or cuda")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
@@ -256,9 +260,10 @@ def main() -> int:
     pc_settings = QUICK_PATCHCORE if a.quick else FULL_PATCHCORE
     print(
         f"{ds.root.name}: {len(ds.samples)} parts; held back fold {a.fold} of {FOLDS} by group: {len(test)} parts "
-        f"({sum(s.is_defect for s in test)} defective, {len({s.group for s in test})} groups); the line's parts: {len(line)} "
-        f"({sum(s.is_defect for s in line)} defective). Device {device}{f' ({gpu})' if gpu else ''}, torch threads "
-        f"{torch.get_num_threads()}, seed {a.seed}{', QUICK settings' if a.quick else ''}; outputs in {out_dir}",
+        f"({sum(s.is_defect for s in test)} defective, {len({s.group for s in test})} groups); "
+        f"the line's parts: {len(line)} ({sum(s.is_defect for s in line)} defective). "
+        f"Device {device}{f' ({gpu})' if gpu else ''}, torch threads {torch.get_num_threads()}, "
+        f"seed {a.seed}{', QUICK settings' if a.quick else ''}; outputs in {out_dir}",
         flush=True,
     )
     settings = {
@@ -329,8 +334,9 @@ def main() -> int:
     }
     report["queue"]["review_false_reject"] = a.review_false_reject
     print(
-        f"      queue: {len(queue)} of {len(line)} line parts NG or REVIEW (OK below {ok_below:.4g}: {a.review_false_reject:.0%} of "
-        f"calibration goods to REVIEW) ({len(queue) - q_def} good, "
+        f"      queue: {len(queue)} of {len(line)} line parts NG or REVIEW "
+        f"(OK below {ok_below:.4g}: {a.review_false_reject:.0%} of calibration goods to REVIEW) "
+        f"({len(queue) - q_def} good, "
         f"{q_def} defective: {', '.join(f'{c} {n}' for c, n in report['queue']['by_class'].items())}); "
         f"{line_defects - q_def} defective line parts passed as OK and are never labelled",
         flush=True,
@@ -402,7 +408,8 @@ def main() -> int:
         parent_meta, parent_state = cand_meta, cand_state
 
     print(
-        f"\nlearning curve on {ds.root.name} fold {a.fold} ({len(test)} held-back parts: {sum(not s.is_defect for s in test)} good, "
+        f"\nlearning curve on {ds.root.name} fold {a.fold} "
+        f"({len(test)} held-back parts: {sum(not s.is_defect for s in test)} good, "
         f"{sum(s.is_defect for s in test)} defective); escapes and false rejects at each model's own NG threshold:"
     )
     print(HEADER)

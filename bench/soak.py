@@ -34,9 +34,9 @@ import resources  # noqa: E402
 from camera import CameraSettings, TriggerMode  # noqa: E402
 from camera.spec import open_camera  # noqa: E402
 from inspection.line import Line  # noqa: E402
-from inspection.record.store import open_store
-from inspection.settings.config import load_config
-from inspection.settings.recipe import load_recipe
+from inspection.record.opening import open_record  # noqa: E402
+from inspection.settings.config import load_config  # noqa: E402
+from inspection.settings.recipe import load_recipe  # noqa: E402
 from tests.fakes import FakeInspector  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def main() -> int:
         )
         spec = f"emu:{a.folder}"
         line = Line(
-            store=open_store(work / "soak.db"),
+            store=open_record(work / "soak.db"),
             config=config,
             recipe=recipe,
             camera_spec=spec,
@@ -108,16 +108,17 @@ def main() -> int:
     for s in samples:
         print(f"{s['t_s']:>6} {s['parts']:>8} {s['rss_mb']:>8.1f} {s['threads']:>7} {s['os_threads']:>6} {s['fds']:>5}")
     print(
-        f"closed {closed['t_s']:>6} {closed['parts']:>8} {closed['rss_mb']:>8.1f} {closed['threads']:>7} {closed['os_threads']:>6} "
-        f"{closed['fds']:>5}"
+        f"closed {closed['t_s']:>6} {closed['parts']:>8} {closed['rss_mb']:>8.1f} {closed['threads']:>7} "
+        f"{closed['os_threads']:>6} {closed['fds']:>5}"
     )
     print(
-        f"\nparts {status.parts} in {closed['t_s']} s ({status.parts_per_s:.0f}/s), rows {rows}, dropped {status.dropped}, "
-        f"failed grabs {status.failed_grabs}, images removed by retention {removed}"
+        f"\nparts {status.parts} in {closed['t_s']} s ({status.parts_per_s:.0f}/s), rows {rows}, "
+        f"dropped {status.dropped}, failed grabs {status.failed_grabs}, images removed by retention {removed}"
     )
     print(
-        f"while running, after warm-up ({warm['parts']} parts) -> last sample ({end['parts']} parts): RSS {warm['rss_mb']:.1f} -> {end['rss_mb']:.1f} MB "
-        f"({end['rss_mb'] - warm['rss_mb']:+.1f}), threads {warm['threads']} -> {end['threads']} "
+        f"while running, after warm-up ({warm['parts']} parts) -> last sample ({end['parts']} parts): "
+        f"RSS {warm['rss_mb']:.1f} -> {end['rss_mb']:.1f} MB ({end['rss_mb'] - warm['rss_mb']:+.1f}), "
+        f"threads {warm['threads']} -> {end['threads']} "
         f"(OS {warm['os_threads']} -> {end['os_threads']}), open files {warm['fds']} -> {end['fds']}"
     )
     return 0

@@ -37,7 +37,7 @@ def add_parts(db: Path, total: int, seed: int = 0, shares: tuple[float, float, f
         rng = random.Random(seed)
         rows = []
         for k in range(total - have):
-            r = dict(zip(cols, template))
+            r = dict(zip(cols, template, strict=True))
             verdict = rng.choices(["OK", "NG", "REVIEW"], shares)[0]
             r.update(
                 part_id=uuid.uuid4().hex,

@@ -18,25 +18,27 @@ from pathlib import Path
 
 from camera.base import Camera, TriggerMode
 from camera.spec import open_cameras
+from inspection.access import audit
+from inspection.access.runs import start_run
+from inspection.access.users import Permission, User, require
+from inspection.engineering.model_registry import active, model_for
 from inspection.errors import ConfigError
 from inspection.plant.link import PlcLink, start_plc
+from inspection.record.opening import open_station_record
 from inspection.record.recipe_versions import recipe_version
 from inspection.record.retention import Retention
-from inspection.record.store import Store, is_url, open_station_store
+from inspection.record.runs import RunSpec
+from inspection.record.server import is_url
+from inspection.record.store import Store
 from inspection.record.writer import ResultWriter
 from inspection.reports.shifts import ShiftReporter
 from inspection.result import InspectionResult
 from inspection.runtime.alarms import AlarmMonitor
+from inspection.runtime.events import EventHub, SetupChanged
 from inspection.runtime.reject_gate import RejectGate, RejectStats
-from inspection.runtime.runner import (
-    ResultListener,
-    Runner,
-    RunnerState,
-    RunnerStatus,
-    TriggerGate,
-    apply_recipe,
-    check_station,
-)
+from inspection.runtime.runner import ResultListener, Runner
+from inspection.runtime.station import TriggerGate, apply_recipe, check_station
+from inspection.runtime.status import RunnerState, RunnerStatus
 from inspection.runtime.verdict import thresholds_in_force
 from inspection.settings.config import Config, data_dir, default_db, load_config, runner_options
 from inspection.settings.io import RejectConfig, io_settings
@@ -48,6 +50,7 @@ from models.package import load_package
 log = logging.getLogger(__name__)
 
 LOADED_MODELS = 4  # model packages kept loaded for changeovers back and forth
+PLC = "plc"  # who a PLC's changeover is by, in the audit trail
 
 
 def software_version() -> str:
@@ -85,6 +88,7 @@ class Line:
         recipe_path: Path | None = None,
     ) -> None:
         self.store = store
+        self.events = EventHub()  # the line's state changes, pushed: runs, changeovers, alarms
         self.base_config = config  # the station's; `config` is it with the recipe's shifts and retention
         self.config = recipe.in_force(config)
         self.camera_spec = camera_spec
@@ -103,7 +107,16 @@ class Line:
         self.trigger_gate = TriggerGate() if external_trigger else None
         self._lot = ""
         self.device = device  # where a changeover's model runs
-        self._models: dict[tuple, Inspector] = {}
+        self._models: dict[tuple[str, int, int], Inspector] = {}
+        self.plc: PlcLink | None = None  # the PLC handshake ([plc]; started by open_line)
+        self.runner: Runner | None = None
+        self._last_status: RunnerStatus | None = None
+        self.reject_gate: RejectGate | None = None  # the current run's, when [reject] is enabled
+        self._init_control()
+        self._start_services(config)
+
+    def _init_control(self) -> None:
+        """What start, stop, a changeover and close coordinate through, and what they count."""
         self._change_lock = threading.Lock()  # one changeover at a time (its model loads outside _control)
         # Start, stop, close and a changeover's stop-and-start take turns: a Stop pressed during a PLC
         # changeover waits for it and then stops the new run, never the other way round.
@@ -114,23 +127,21 @@ class Line:
         self._max_parts: int | None = None  # start()'s, across the runs of its changeovers
         self._carried = 0  # parts of the runs a changeover ended since start()
         self.run_statuses: list[RunnerStatus] = []  # how each run since start() ended (a changeover ends one)
-        self.reject_runs: list[
-            RejectStats
-        ] = []  # the reject gate's counts of each of those runs (the last: read by the alarm check after a stop)
+        # The reject gate's counts of each of those runs (the last: read by the alarm check after a stop).
+        self.reject_runs: list[RejectStats] = []
         self.failure = ""  # why the line stopped when a changeover could not start it again ("" if it did not)
-        self.plc: PlcLink | None = None  # the PLC handshake ([plc]; started by open_line)
-        self.runner: Runner | None = None
-        self._last_status: RunnerStatus | None = None
-        self.alarms = AlarmMonitor(store, self.config.alarms, self.status)
+
+    def _start_services(self, config: Config) -> None:
+        """The line's own threads: the alarm monitor, image retention and (if configured) shift reports."""
+        self.alarms = AlarmMonitor(self.store, self.config.alarms, self.status, on_change=self.events.publish)
         self._result_listeners: list[ResultListener] = [self.alarms.on_result, self._on_result_for_gate]
-        self.reject_gate: RejectGate | None = None  # the current run's, when [reject] is enabled
         self.alarms.watch_reject(self.reject_stats)
         self.alarms.start()
-        self.retention = Retention(store, self.config.retention)
+        self.retention = Retention(self.store, self.config.retention)
         self.retention.start()
         self.reports: ShiftReporter | None = None
         if config.reports_automatic:
-            self.reports = ShiftReporter(store, self.config, config.reports_folder or data_dir() / "reports")
+            self.reports = ShiftReporter(self.store, self.config, config.reports_folder or data_dir() / "reports")
             self.reports.start()
 
     @property
@@ -224,36 +235,8 @@ class Line:
             if not cam.is_open:
                 cam.open()
         self._wire(self.recipe)
-        run_id = self.store.start_run(
-            line=self.config.line,
-            station=self.config.station,
-            camera_spec=self.camera_spec,
-            recipe=self.recipe.name,
-            model_version_id=self.model_version_id,
-            software_version=software_version(),
-            ok_below=self.thresholds.ok_below,
-            ng_at=self.thresholds.ng_at,
-            recipe_version=self.recipe_version,
-        )
-        writer = ResultWriter(
-            self.store,
-            self.config,
-            self.recipe,
-            self.model_version_id,
-            on_error=lambda exc: log.error("record write failed: %s", exc),
-        )
-        runner = Runner(
-            self.cameras,
-            self.inspector,
-            self.recipe,
-            writer,
-            self.config,
-            run_id=run_id,
-            max_parts=max_parts,
-            result_listeners=self._result_listeners,
-            trigger_gate=self.trigger_gate,
-            recipe_version=self.recipe_version,
-        )
+        runner = self._new_runner(max_parts)
+        writer, run_id = runner.writer, runner.run_id
         runner.lot_id = self._lot
         try:
             if self.config.reject.enabled:
@@ -271,6 +254,43 @@ class Line:
         if self._stop_requested.is_set():  # (asked for while it started)
             runner.request_stop()
         return runner
+
+    def _new_runner(self, max_parts: int | None) -> Runner:
+        """A run recorded (its row, its changes audited by the station) and its runner, not started."""
+        run_id = start_run(
+            self.store,
+            RunSpec(
+                line=self.config.line,
+                station=self.config.station,
+                camera_spec=self.camera_spec,
+                recipe=self.recipe.name,
+                model_version_id=self.model_version_id,
+                software_version=software_version(),
+                ok_below=self.thresholds.ok_below,
+                ng_at=self.thresholds.ng_at,
+                recipe_version=self.recipe_version,
+            ),
+        )
+        writer = ResultWriter(
+            self.store,
+            self.config,
+            self.recipe,
+            self.model_version_id,
+            on_error=lambda exc: log.error("record write failed: %s", exc),
+        )
+        return Runner(
+            self.cameras,
+            self.inspector,
+            self.recipe,
+            writer,
+            self.config,
+            run_id=run_id,
+            max_parts=max_parts,
+            result_listeners=self._result_listeners,
+            trigger_gate=self.trigger_gate,
+            recipe_version=self.recipe_version,
+            on_state=self.events.publish,
+        )
 
     def _wire(self, recipe: Recipe) -> None:
         """The station's trigger input ([io]) on every camera of a hardware-triggered recipe, and the
@@ -309,57 +329,85 @@ class Line:
         return self._lot
 
     def change_recipe_index(self, index: int) -> None:
-        """`change_recipe` to the recipe whose `index` is `index`; ConfigError when none has it."""
-        self.change_recipe(recipe_for_index(recipes_folder(self.base_config), index))
+        """A PLC's RecipeIndex: `change_recipe` to the recipe whose `index` is `index`, by the PLC
+        (`PLC` in the audit trail); ConfigError when none has it."""
+        self.change_recipe(recipe_for_index(recipes_folder(self.base_config), index), by=PLC)
 
-    def change_recipe(self, path: Path | None) -> None:
-        """A changeover to the recipe at `path` (None: the packaged default), between parts, without restarting the program: its
-        model is loaded (and warmed up) while the line still runs, then the run in progress stops
-        after its parts in flight, the recipe's camera settings are applied and, if a run was in
-        progress, a new run starts. ConfigError, ModelError or CameraError (one sentence) when the
-        recipe, its model or a camera setting is refused; before the stop the line runs on as it was."""
-        from inspection.engineering.model_registry import active
-
+    def change_recipe(self, path: Path | None, *, by: User | str) -> None:
+        """A changeover to the recipe at `path` (None: the packaged default), between parts, without
+        restarting the program: its model is loaded (and warmed up) while the line still runs, then the
+        run in progress stops after its parts in flight, the recipe's camera settings are applied and,
+        if a run was in progress, a new run starts. ConfigError, ModelError or CameraError (one
+        sentence) when the recipe, its model or a camera setting is refused; before the stop the line
+        runs on as it was. `by`: the user who asked for it (PermissionDenied unless they may run the
+        line) or the machine that did (`PLC`); the changeover is in the audit trail under that name."""
+        if isinstance(by, User):
+            require(self.store, by, Permission.RUN_LINE)
         with self._change_lock:
-            rcp = load_recipe(path)
-            check_station(len(self.cameras), rcp)
-            check_plc(rcp, self.plc is not None)
-            promoted = active(self.store, rcp.name)
-            inspector = self._model(promoted.path(rcp) if promoted is not None else rcp.model)
-            thresholds = thresholds_in_force(rcp, inspector.info)
-            model_version_id = self.store.model_version(inspector.info)
-            version = recipe_version(self.store, rcp)
+            setup = self._new_setup(path)
             with self._control:
                 if self._closed:
                     raise RuntimeError("the line is closed")
                 running = self.runner is not None and self.runner.status().active and not self._stop_requested.is_set()
                 self._changing = True
                 try:
-                    status = self.stop()
-                    self.setup = Setup(rcp, path, inspector, thresholds, model_version_id, version)
-                    self.config = rcp.in_force(self.base_config)
-                    self.retention.config = self.config.retention
-                    if self.reports is not None:
-                        self.reports.config = self.config
-                    self.store.log_event("recipe", f"Changeover to recipe {rcp.name} version {version}.")
-                    if status is not None:
-                        self._carried += status.parts
-                    left = None if self._max_parts is None else self._max_parts - self._carried
-                    # (a stop asked for or a close during the stop, which waits for the parts in flight, wins)
-                    if (
-                        running
-                        and (left is None or left > 0)
-                        and not self._stop_requested.is_set()
-                        and not self._closed
-                    ):
-                        try:
-                            self._start_run(left)
-                        except Exception as exc:
-                            self.failure = f"The line stopped: after the changeover to recipe {rcp.name} it could not start again: {exc}"
-                            self.store.log_event("recipe", self.failure, level="alarm")
-                            raise
+                    self._change_over(setup, by, running)
                 finally:
                     self._changing = False
+                    if self.setup is setup:  # (in force, its next run started or not: subscribers see it whole)
+                        self.events.publish(
+                            SetupChanged(setup.recipe.name, setup.recipe_version, setup.model_version_id)
+                        )
+
+    def _new_setup(self, path: Path | None) -> Setup:
+        """The setup of the recipe at `path`: checked against the station, its model (the promoted one,
+        else the recipe's) loaded and warmed up, its thresholds and versions - all before the line stops."""
+        rcp = load_recipe(path)
+        check_station(len(self.cameras), rcp)
+        check_plc(rcp, self.plc is not None)
+        promoted = active(self.store, rcp.name)
+        inspector = self._model(promoted.path(rcp) if promoted is not None else rcp.model)
+        thresholds = thresholds_in_force(rcp, inspector.info)
+        return Setup(
+            rcp, path, inspector, thresholds, self.store.model_version(inspector.info), recipe_version(self.store, rcp)
+        )
+
+    def _change_over(self, setup: Setup, by: User | str, running: bool) -> None:
+        """(under `_control`) Stop the run, put `setup` in force (recorded, audited, published) and
+        start the next run if one was going and no stop was asked for meanwhile."""
+        status = self.stop()
+        before, self.setup = self.setup, setup
+        self.config = setup.recipe.in_force(self.base_config)
+        self.retention.config = self.config.retention
+        if self.reports is not None:
+            self.reports.config = self.config
+        self._record_switch(before, setup, by)
+        if status is not None:
+            self._carried += status.parts
+        left = None if self._max_parts is None else self._max_parts - self._carried
+        # (a stop asked for or a close during the stop, which waits for the parts in flight, wins)
+        if not running or (left is not None and left <= 0) or self._stop_requested.is_set() or self._closed:
+            return
+        try:
+            self._start_run(left)
+        except Exception as exc:
+            self.failure = (
+                f"The line stopped: after the changeover to recipe {setup.recipe.name} it could not start again: {exc}"
+            )
+            self.store.log_event("recipe", self.failure, level="alarm")
+            raise
+
+    def _record_switch(self, before: Setup, after: Setup, by: User | str) -> None:
+        """The changeover in the event log, and in the audit trail under the name of whoever asked for it."""
+        self.store.log_event("recipe", f"Changeover to recipe {after.recipe.name} version {after.recipe_version}.")
+        record_switch(
+            self.store,
+            by,
+            camera=self.camera_spec,
+            recipe=after.recipe_path,
+            from_camera=self.camera_spec,
+            from_recipe=before.recipe_path,
+        )
 
     def _model(self, package: Path) -> Inspector:
         """The loaded model of `package` (loaded and warmed up on first use; the last few are kept)."""
@@ -406,9 +454,8 @@ class Line:
             return None
         gate = self.reject_gate
         status = runner.stop(close_cameras=gate is None)
-        if (
-            gate is not None
-        ):  # the parts inspected last are still on their way to the gate: their pulses, then the cameras
+        # The parts inspected last are still on their way to the gate: their pulses, then the cameras.
+        if gate is not None:
             self._close_gate(finish=True)
             for cam in self.cameras:
                 cam.close()
@@ -433,6 +480,34 @@ class Line:
         return status
 
 
+def record_switch(
+    store: Store,
+    by: User | str,
+    *,
+    camera: str,
+    recipe: Path | None,
+    from_camera: str,
+    from_recipe: Path | None,
+) -> None:
+    """A switch of the line's camera or recipe (a changeover, or the line reopened on another) in the
+    audit trail, under the user's name (their permission to run the line checked against their
+    current row first: PermissionDenied) or the machine's (`PLC`)."""
+    who = by if isinstance(by, str) else require(store, by, Permission.RUN_LINE).name
+    with audit.session(store) as s:
+        audit.append(
+            s,
+            who=who,
+            action="line_switched",
+            target=camera,
+            detail={
+                "camera": camera,
+                "recipe": str(recipe) if recipe else "default",
+                "from_camera": from_camera,
+                "from_recipe": str(from_recipe) if from_recipe else "default",
+            },
+        )
+
+
 def check_plc(recipe: Recipe, plc: bool) -> None:
     """A PLC expects one result per part it knows of: a free-running camera is refused with the link on."""
     if plc and recipe.camera.trigger is TriggerMode.FREE_RUN:
@@ -440,6 +515,28 @@ def check_plc(recipe: Recipe, plc: bool) -> None:
             f"Recipe {recipe.name!r} lets the camera run free; with the PLC link on ([plc] enabled), a recipe needs a "
             "software or hardware trigger."
         )
+
+
+def _warm_model(package: Path, recipe: Recipe, device: str) -> Inspector:
+    """The model loaded and warmed up; a recipe that does not fit it fails here, before anything is opened."""
+    inspector = load_package(package, device=device)
+    thresholds_in_force(recipe, inspector.info)
+    inspector.warmup()
+    return inspector
+
+
+def _open_cameras_then_record(cameras: list[Camera], recipe: Recipe, db: Path | None, buffer: Path | None) -> Store:
+    """The cameras opened with the recipe's settings, then the station's record: a setting a camera
+    refuses fails before the database exists, and leaves the cameras closed."""
+    try:
+        for cam in cameras:
+            cam.open()
+            apply_recipe(cam, recipe)
+        return open_station_record(db, buffer)
+    except BaseException:
+        for cam in cameras:
+            cam.close()
+        raise
 
 
 def open_line(
@@ -470,23 +567,9 @@ def open_line(
     rcp = load_recipe(recipe)
     check_station(len(cameras), rcp)
     check_plc(rcp, cfg.plc.enabled)
-    from inspection.engineering.model_registry import model_for
-
-    record = (
-        Path(buffer or default_db()) if db is not None and is_url(db) else (db or default_db())
-    )  # the station's own file
-    inspector = load_package(model or model_for(rcp, record), device=device)
-    thresholds_in_force(rcp, inspector.info)  # a recipe that does not fit the model fails before anything is opened
-    inspector.warmup()
-    try:
-        for cam in cameras:
-            cam.open()
-            apply_recipe(cam, rcp)  # a setting a camera refuses fails here, before the database exists
-        store = open_station_store(db, buffer)
-    except BaseException:
-        for cam in cameras:
-            cam.close()
-        raise
+    own_file = Path(buffer or default_db()) if db is not None and is_url(db) else (db or default_db())
+    inspector = _warm_model(model or model_for(rcp, own_file), rcp, device)
+    store = _open_cameras_then_record(cameras, rcp, db, buffer)
     try:
         line = Line(
             store=store,

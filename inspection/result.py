@@ -52,6 +52,6 @@ class InspectionResult:
     error: str = ""  # set when the model failed on this part (verdict REVIEW)
     view: int = 0  # which camera of the station took this view of the part (0: the first, or the only one)
     part_verdict: Verdict | None = None  # the part's verdict, the worst of its views (None: this view's verdict)
-    recipe_version: int = 0  # the recipe's version (inspection.recipes; 0: not recorded)
+    recipe_version: int = 0  # the recipe's version (inspection.record.recipe_versions; 0: not recorded)
     lot_id: str = ""  # the lot the part belongs to ("": none)
     t0: float = 0.0  # time.perf_counter() when the part was imaged: the software trigger, else the frame's arrival

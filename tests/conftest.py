@@ -121,7 +121,7 @@ def backend(request) -> str:
 def read_from(backend, request):
     """`read_from(store)`: the store a test reads a station's record from, on the test's backend: the
     station's own SQLite file, or the plant database on PostgreSQL that its rows were forwarded to."""
-    from inspection.record.store import open_record
+    from inspection.record.opening import open_record
     from tests.pg import forward_all
 
     opened = []
@@ -131,7 +131,7 @@ def read_from(backend, request):
             return store
         url = request.getfixturevalue("pg_url")
         forward_all(store, url)
-        opened.append(open_record(url))
+        opened.append(open_record(url, read_only=True))
         return opened[-1]
 
     yield read

@@ -11,13 +11,14 @@ import numpy as np
 
 from models.base import DefectClass, Inspector, ModelInfo, Prediction, Thresholds
 
+FAKE_THRESHOLDS = Thresholds(115.0, 125.0, 125.0)
+"""The fake's thresholds unless a test gives its own: OK below 115, NG from 125 (mean grey)."""
+
 
 class FakeInspector(Inspector):
     """Scores a frame by its mean grey level; optionally slow, optionally failing on every k-th part."""
 
-    def __init__(
-        self, delay_s: float = 0.0, fail_every: int = 0, thresholds: Thresholds = Thresholds(115.0, 125.0, 125.0)
-    ) -> None:
+    def __init__(self, delay_s: float = 0.0, fail_every: int = 0, thresholds: Thresholds = FAKE_THRESHOLDS) -> None:
         self.info = ModelInfo("fake", "1", "fake", "f" * 64, thresholds, ("blob",), {})
         self.delay_s, self.fail_every, self.calls = delay_s, fail_every, 0
 

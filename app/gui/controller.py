@@ -8,6 +8,9 @@ Results are not pushed to the GUI: the runner's listener only keeps the latest o
 window pulls it on a timer, so a slow screen drops frames instead of queueing them.
 A second thread reads the station's statistics from the record once a second (shift counters,
 trend, rejects with thumbnails, events, alarms) and hands the window one frozen snapshot.
+State changes are pushed: the open line's events (`Line.events`) arrive on the publisher's thread
+and are handed on at once - a run's state and an alarm as Qt signals (queued to the GUI thread), a
+changeover (by a PLC's RecipeIndex) as a job for the worker, which tells the window what runs now.
 """
 
 from __future__ import annotations
@@ -27,18 +30,18 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, SignalInstance
 
 import resources
-from inspection.access import audit
 from inspection.access.users import Permission, User, require
 from inspection.errors import USER_ERRORS
-from inspection.line import Line
-from inspection.record.forwarding import ForwardStatus
+from inspection.line import Line, record_switch
+from inspection.record.forwarding import ForwardStatus, forwarder_of
 from inspection.record.store import utcnow
 from inspection.reports import stats
 from inspection.result import InspectionResult
 from inspection.runtime.alarms import Alarm
+from inspection.runtime.events import AlarmChanged, LineEvent, RunStateChanged, SetupChanged
 from inspection.runtime.overlay import recorded_part
 from inspection.runtime.reject_gate import RejectStats
-from inspection.runtime.runner import RunnerState, RunnerStatus
+from inspection.runtime.status import RunnerState, RunnerStatus
 from inspection.settings.config import default_db
 from inspection.settings.recipe_folder import recipes_folder
 
@@ -98,6 +101,8 @@ class LineController(QObject):
     part_loaded = Signal(object)  # PartView
     closed = Signal()  # the line is stopped and closed (after close_line)
     report_written = Signal(str)  # the PDF's path (after export_report)
+    run_state = Signal(object)  # RunStateChanged: the open line's run changed state (pushed by the runner)
+    alarm_changed = Signal(object)  # AlarmChanged: an alarm was raised or acknowledged
 
     def __init__(
         self, opener: Opener, camera_spec: str, recipe: Path | None = None, parent: QObject | None = None
@@ -114,16 +119,13 @@ class LineController(QObject):
         self._lock = threading.Lock()
         self._latest: tuple[InspectionResult, float] | None = None
         self._status: RunnerStatus | None = None
-        self._jobs: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = (
-            queue.SimpleQueue()
-        )  # None ends the worker
-        self._pending = 0  # jobs asked for and not finished (under _lock)
-        self._idle = threading.Event()
-        self._idle.set()
+        self._jobs: queue.SimpleQueue[tuple[str, Callable[[], None]] | None] = queue.SimpleQueue()  # None: the end
+        self._unsubscribe: Callable[[], None] | None = None  # from the open line's events
         self._closing = threading.Event()
         self._stats_wake = threading.Event()
         self._thumbs: OrderedDict[str, np.ndarray | None] = OrderedDict()
-        threading.Thread(target=self._work, name="lepton-gui-job", daemon=True).start()
+        self._worker = threading.Thread(target=self._work, name="lepton-gui-job", daemon=True)
+        self._worker.start()
         self._stats_thread = threading.Thread(target=self._poll_stats, name="lepton-gui-stats", daemon=True)
         self._stats_thread.start()
         self._fault_handled = False
@@ -157,7 +159,7 @@ class LineController(QObject):
         if line is None:
             return None
         plc = line.plc
-        forwarder = line.store.forwarder
+        forwarder = forwarder_of(line.store)
         return (
             line.recipe.name,
             line.recipe_version,
@@ -179,10 +181,7 @@ class LineController(QObject):
         self._spawn(what, job)
 
     def _spawn(self, what: str, job: Callable[[], None]) -> None:
-        """Queue a job for the worker thread (jobs run one at a time, in order)."""
-        with self._lock:
-            self._pending += 1
-            self._idle.clear()
+        """Queue a job for the worker thread (jobs run one at a time, in order; any thread may ask)."""
         self._jobs.put((what, job))
 
     def _work(self) -> None:
@@ -192,24 +191,46 @@ class LineController(QObject):
             try:
                 run_job(what, job, self.failed)
             finally:
-                with self._lock:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._idle.set()
                 self.busy.emit("")
 
     def _open_line(self) -> None:
         """(worker) Open the line on the current camera spec and recipe, and say what it offers."""
         line = self._opener(self.camera_spec, self.recipe)
         line.add_result_listener(self._on_result)
+        self._unsubscribe = line.events.subscribe(lambda event: self._on_line_event(line, event))
         self.line = line
         self._announce(line)
 
+    def _close_open_line(self) -> None:
+        """(worker) Stop listening to the open line, then close it (its run stopped, every part committed)."""
+        line, self.line = self.line, None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if line is not None:
+            line.close()
+
+    def _on_line_event(self, line: Line, event: LineEvent) -> None:
+        """(the publisher's thread: a runner's, the alarm monitor's, a changeover's) Hand the event on
+        at once, never blocking and never touching a widget: signals are queued to the GUI thread."""
+        if isinstance(event, RunStateChanged):
+            self.run_state.emit(event)
+        elif isinstance(event, AlarmChanged):
+            self.alarm_changed.emit(event)
+        elif isinstance(event, SetupChanged) and threading.current_thread() is not self._worker:
+            # (a changeover on the worker is the window's own: its job says what runs when it is done)
+            self._spawn("Following the PLC's recipe change", lambda: self._follow(line))
+
     def _follow(self, line: Line) -> None:
-        """(worker) A changeover the PLC asked for: the window follows (its boxes, title, settings)."""
-        if line is self.line and not line.changing:
-            self.recipe = line.recipe_path
-            self._announce(line)
+        """(worker) A changeover the window did not ask for (a PLC's RecipeIndex): the window follows
+        (its boxes, title, settings). The changeover is published once it is done (its next run started)."""
+        setup, choices = line.setup, self.choices
+        if line is not self.line or (
+            choices is not None and (setup.recipe_path, setup.recipe.name) == (choices.recipe_path, choices.recipe_name)
+        ):
+            return  # another line since, or the window's own changeover (announced already)
+        self.recipe = setup.recipe_path
+        self._announce(line)
 
     def _announce(self, line: Line) -> None:
         """(worker) Say what the open line offers and runs now."""
@@ -248,24 +269,15 @@ class LineController(QObject):
 
         def job() -> None:
             if user is not None and self.line is not None:
-                require(self.line.store, user, Permission.RUN_LINE)
-                with audit.session(self.line.store) as s:
-                    audit.append(
-                        s,
-                        who=user.name,
-                        action="line_switched",
-                        target=camera_spec,
-                        detail={
-                            "camera": camera_spec,
-                            "recipe": str(recipe) if recipe else "default",
-                            "from_camera": self.camera_spec,
-                            "from_recipe": str(self.recipe) if self.recipe else "default",
-                        },
-                    )
-            old, self.line = self.line, None
-            if old is not None:
-                old.close()
-            del old
+                record_switch(
+                    self.line.store,
+                    user,
+                    camera=camera_spec,
+                    recipe=recipe,
+                    from_camera=self.camera_spec,
+                    from_recipe=self.recipe,
+                )
+            self._close_open_line()
             self.camera_spec, self.recipe = camera_spec, recipe
             self._open_line()
 
@@ -279,21 +291,7 @@ class LineController(QObject):
             return
 
         def job() -> None:
-            require(line.store, user, Permission.RUN_LINE)
-            with audit.session(line.store) as s:
-                audit.append(
-                    s,
-                    who=user.name,
-                    action="line_switched",
-                    target=self.camera_spec,
-                    detail={
-                        "camera": self.camera_spec,
-                        "recipe": str(recipe) if recipe else "default",
-                        "from_camera": self.camera_spec,
-                        "from_recipe": str(self.recipe) if self.recipe else "default",
-                    },
-                )
-            line.change_recipe(recipe)
+            line.change_recipe(recipe, by=user)
             self.recipe = recipe
             self._announce(line)
 
@@ -381,13 +379,13 @@ class LineController(QObject):
             return
 
         def job() -> None:
-            from inspection.record.store import open_record
+            from inspection.record.opening import open_record
             from inspection.reports.figures import Window
             from inspection.reports.shifts import write_shift_report
 
             name, start, end = line.config.shifts.shift_at(dt.datetime.now(dt.UTC))
             window = Window(start.replace(tzinfo=None), end.replace(tzinfo=None), f"Shift {name}")
-            with open_record(line.store.path) as record:
+            with open_record(line.store.path, read_only=True) as record:
                 require(record, user, Permission.EXPORT_REPORT)
                 written = write_shift_report(record, line.config, window, path.parent, stem=path.stem)
             self.report_written.emit(str(written))
@@ -405,7 +403,7 @@ class LineController(QObject):
         self._stats_wake.set()
 
     def check_fault(self) -> str | None:
-        """On the GUI timer: a faulted run's message, once, and the run is wound up."""
+        """When a run's state changes (GUI thread): a faulted run's message, once, and the run is wound up."""
         s = self.status()
         if s is not None and s.state is RunnerState.FAULTED and not s.reconnecting and not self._fault_handled:
             self.stop()
@@ -421,9 +419,7 @@ class LineController(QObject):
 
         def job() -> None:
             self._stats_thread.join(10)
-            line, self.line = self.line, None
-            if line is not None:
-                line.close()
+            self._close_open_line()
             self._jobs.put(None)  # the last job
             self.closed.emit()
 
@@ -435,15 +431,6 @@ class LineController(QObject):
             line = self.line
             if line is not None:
                 try:
-                    setup = line.setup
-                    if (
-                        self.choices is not None
-                        and self._idle.is_set()
-                        and not line.changing
-                        and (setup.recipe_path, setup.recipe.name)
-                        != (self.choices.recipe_path, self.choices.recipe_name)
-                    ):
-                        self._spawn("Following the PLC's recipe change", lambda: self._follow(line))
                     self.stats.emit(self.snapshot(line))
                 except Exception:  # a busy or closing database: try again next time
                     log.exception("reading the station statistics failed")
@@ -501,9 +488,8 @@ def run_job(what: str, job: Callable[[], None], failed: SignalInstance, prefix: 
     except USER_ERRORS as exc:
         failed.emit(f"{prefix}{exc}")
     except OSError as exc:
-        failed.emit(
-            f"{prefix or 'A file could not be read or written: '}{exc.strerror or exc} ({exc.filename or 'no file name'})."
-        )
+        where = exc.filename or "no file name"
+        failed.emit(f"{prefix or 'A file could not be read or written: '}{exc.strerror or exc} ({where}).")
     except Exception as exc:
         log.exception("%s failed", what)
         failed.emit(f"{what} failed unexpectedly: {exc} (details in the log file).")

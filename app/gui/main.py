@@ -11,9 +11,10 @@ from PySide6.QtWidgets import QApplication
 
 import resources
 from app.gui.controller import LineController
-from app.gui.main_window import MainWindow, recipe_path
+from app.gui.main_window import MainWindow
+from app.gui.pickers import recipe_path
 from inspection.line import Line, open_line
-from inspection.record.store import is_url
+from inspection.record.server import is_url
 from inspection.settings.config import data_dir, default_db
 
 

@@ -1,32 +1,30 @@
 """The station's main window. The Line tab is the operator's: live view with the defect overlay,
 verdict, shift counters, NG-rate trend, filmstrip of rejects, line control (start / pause / stop,
 recipe, camera), camera light, alarms with acknowledge, and the event log. The Review and Models
-tabs are the engineer's (app.gui.review_view): relabel parts, train, compare, promote, roll back;
-the Users tab the administrator's. Above the tabs the login bar (app.gui.session): what the
+tabs are the engineer's (app.gui.review_view, app.gui.models_view): relabel parts, train, compare,
+promote, roll back; the Users tab the administrator's. Above the tabs the login bar (app.gui.session): what the
 logged-in role may not do is greyed out, and the core refuses it anyway.
 
 Everything slow runs in the controller's threads; this window only shows what they hand over.
 The live view is pulled on a timer (up to 30 Hz) and shows the newest part only: older ones that
-arrived between two ticks are skipped, never queued.
+arrived between two ticks are skipped, never queued. The camera light, Pause and the alarm banner
+follow the line's events (a run's state, an alarm raised or acknowledged), queued to the GUI thread
+by the controller; the counters come once a second from the controller's statistics thread.
 """
 
 from __future__ import annotations
 
 import collections
-import datetime as dt
-import gc
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
-    QDialog,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QMainWindow,
     QPushButton,
     QSplitter,
@@ -36,8 +34,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.controller import LineChoices, LineController, PartView, StationSnapshot, fallback_cameras
+from app.gui.garbage import GarbageTimer, settle_garbage
+from app.gui.models_view import ModelsView
+from app.gui.part_dialog import PartDialog
+from app.gui.pickers import camera_label
 from app.gui.review_controller import ReviewController
-from app.gui.review_view import ModelsView, ReviewView
+from app.gui.review_view import ReviewView
 from app.gui.session import LoginBar, SessionController, UsersView
 from app.gui.widgets import (
     AlarmBanner,
@@ -52,11 +54,11 @@ from app.gui.widgets import (
     labelled,
 )
 from inspection.access.users import Permission, User
+from inspection.runtime.events import AlarmChanged, RunStateChanged
 from inspection.runtime.overlay import MODES, render
-from inspection.runtime.runner import RunnerState
+from inspection.runtime.status import RunnerState
 
 REFRESH_HZ = 30
-GC_INTERVAL_MS = 1000
 ACTIVITY = (
     QEvent.Type.KeyPress,
     QEvent.Type.MouseButtonPress,
@@ -65,7 +67,7 @@ ACTIVITY = (
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: LineController, settings=None) -> None:  # noqa: ANN001 (a QSettings or None)
+    def __init__(self, controller: LineController, settings: QSettings | None = None) -> None:
         super().__init__()
         self.controller = controller
         self.settings = settings
@@ -75,13 +77,33 @@ class MainWindow(QMainWindow):
         self.overlay_mode = str(settings.value("overlay", "contours")) if settings is not None else "contours"
         if self.overlay_mode not in MODES:
             self.overlay_mode = "contours"
+        self._busy = ""
+        self._run_state = ("idle", "")  # (state, message) of the open line's run, as its events last said
+        self._shown_part: str | None = None
+        self.display_lags_ms: collections.deque[float] = collections.deque(maxlen=100_000)  # verdict published -> shown
+        self.part_dialog: PartDialog | None = None
+        self.snapshot: StationSnapshot | None = None  # the last one shown
+        self.closing = False  # the close was asked for: the line is being stopped and closed
+        self.closed = False  # ... and it is: the window may go
+        self._checked_alone = False  # the accounts were read without an open line (see _on_failed)
+        self._build_line_widgets()
+        self.splitter = self._lay_out_line_tab()
+        self._build_tabs()
+        self.statusBar().showMessage("Starting up")
+        self._restore_layout()
+        self._connect_controls()
+        self._connect_controller()
+        self._start_timers()
+        self._on_user(None)  # nobody is logged in at start
+        QApplication.instance().installEventFilter(self)  # keys and clicks anywhere keep a login alive
 
-        # -- widgets ---------------------------------------------------------------------
+    # -- building the window ---------------------------------------------------------------
+    def _build_line_widgets(self) -> None:
+        """The Line tab's widgets: the live view and what sits around it, the panels, the controls."""
         self.banner = AlarmBanner()
         self.view = ImageView()
         self.overlay_button = QPushButton()
         self.overlay_button.setObjectName("overlayButton")
-        self.overlay_button.clicked.connect(self.toggle_overlay)
         self._label_overlay_button()
         self.filmstrip = Filmstrip()
         self.verdict = VerdictPanel()
@@ -104,7 +126,8 @@ class MainWindow(QMainWindow):
         self.report_button.setEnabled(False)
         self.events = EventLog()
 
-        # -- layout ----------------------------------------------------------------------
+    def _lay_out_line_tab(self) -> QSplitter:
+        """The Line tab: the live view, its light and the filmstrip on the left; panels and controls on the right."""
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
@@ -119,20 +142,9 @@ class MainWindow(QMainWindow):
         right = QWidget()
         rv = QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
-        rv.addWidget(self.verdict)
-        rv.addWidget(self.counters)
-        rv.addWidget(self.signals)
-        rv.addWidget(self.trend)
-        # Start, Pause and the choices need a login with the right to run the line; Stop never does.
-        self.run_controls = QWidget()
-        buttons = QHBoxLayout(self.run_controls)
-        buttons.setContentsMargins(0, 0, 0, 0)
-        for b in (self.start_button, self.pause_button):
-            buttons.addWidget(b)
-        row_buttons = QHBoxLayout()
-        row_buttons.addWidget(self.run_controls, 2)
-        row_buttons.addWidget(self.stop_button, 1)
-        rv.addLayout(row_buttons)
+        for panel in (self.verdict, self.counters, self.signals, self.trend):
+            rv.addWidget(panel)
+        rv.addLayout(self._lay_out_run_buttons())
         self.choice_controls = QWidget()
         cv = QVBoxLayout(self.choice_controls)
         cv.setContentsMargins(0, 0, 0, 0)
@@ -140,19 +152,35 @@ class MainWindow(QMainWindow):
         cv.addWidget(labelled("Camera", self.camera_box))
         rv.addWidget(self.choice_controls)
         rv.addWidget(labelled("Event log", self.events), 1)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 1)
-        self.session = SessionController(controller, self)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        return splitter
+
+    def _lay_out_run_buttons(self) -> QHBoxLayout:
+        """Start and Pause (they need a login with the right to run the line), and Stop (it never does)."""
+        self.run_controls = QWidget()
+        buttons = QHBoxLayout(self.run_controls)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        for b in (self.start_button, self.pause_button):
+            buttons.addWidget(b)
+        row = QHBoxLayout()
+        row.addWidget(self.run_controls, 2)
+        row.addWidget(self.stop_button, 1)
+        return row
+
+    def _build_tabs(self) -> None:
+        """The login bar above the tabs: Line (the operator's), Review and Models (the engineer's), Users."""
+        self.session = SessionController(self.controller, self)
         self.login_bar = LoginBar(self.session)
-        self.review_controller = ReviewController(controller, self)
+        self.review_controller = ReviewController(self.controller, self)
         self.review = ReviewView(self.review_controller, self.session)
         self.models = ModelsView(self.review_controller, self.session)
         self.users = UsersView(self.session)
-        if settings is not None:
-            self.review.restore_state(settings)
+        if self.settings is not None:
+            self.review.restore_state(self.settings)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         self.tabs.addTab(self.splitter, "Line")
@@ -165,20 +193,18 @@ class MainWindow(QMainWindow):
         outer.addWidget(self.login_bar)
         outer.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
-        self.statusBar().showMessage("Starting up")
-        self._restore_layout()
 
-        # -- wiring ------------------------------------------------------------------------
+    def _connect_controls(self) -> None:
+        """The buttons, pickers and keys of the window, and the signals of its tabs."""
+        self.overlay_button.clicked.connect(self.toggle_overlay)
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.pause)
         self.stop_button.clicked.connect(self.stop)
         self.recipe_box.activated.connect(self._switch)
         self.camera_box.activated.connect(self._switch)
         self.banner.acknowledge.connect(self.acknowledge)
-        self.filmstrip.part_clicked.connect(controller.load_part)
+        self.filmstrip.part_clicked.connect(self.controller.load_part)
         self.report_button.clicked.connect(self.export_report)
-        # Signals from worker threads go to bound methods of this window (a lambda would run on the emitting thread).
-        controller.report_written.connect(self._on_report_written)
         # The operator's keys act while the Line tab shows: Space in the review must not start the line.
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=lambda: self._on_line_tab() and self.toggle())
         QShortcut(QKeySequence(Qt.Key.Key_P), self, activated=lambda: self._on_line_tab() and self.pause())
@@ -190,37 +216,30 @@ class MainWindow(QMainWindow):
         self.session.failed.connect(self._show_message)
         self.review_controller.busy.connect(self._on_review_busy)
         self.review_controller.model_changed.connect(self._on_model_changed)
-        controller.ready.connect(self._on_ready)
-        controller.failed.connect(self._on_failed)
-        controller.started.connect(self._on_started)
-        controller.stopped.connect(self._on_stopped)
-        controller.busy.connect(self._on_busy)
-        controller.stats.connect(self.show_stats)
-        controller.part_loaded.connect(self._on_part_loaded)
-        self._busy = ""
-        self._shown_part: str | None = None
-        self.display_lags_ms: collections.deque[float] = collections.deque(maxlen=100_000)  # verdict published -> shown
-        self.part_dialog: PartDialog | None = None
-        self.snapshot: StationSnapshot | None = None  # the last one shown
-        self.closing = False  # the close was asked for: the line is being stopped and closed
-        self.closed = False  # ... and it is: the window may go
+
+    def _connect_controller(self) -> None:
+        """The controller's signals, from its threads and the line's events, to bound methods of this
+        window (a lambda would run on the emitting thread); the line's events always queued."""
+        c = self.controller
+        c.report_written.connect(self._on_report_written)
+        c.ready.connect(self._on_ready)
+        c.failed.connect(self._on_failed)
+        c.started.connect(self._on_started)
+        c.stopped.connect(self._on_stopped)
+        c.busy.connect(self._on_busy)
+        c.stats.connect(self.show_stats)
+        c.part_loaded.connect(self._on_part_loaded)
+        c.run_state.connect(self._on_run_state, Qt.ConnectionType.QueuedConnection)
+        c.alarm_changed.connect(self._on_alarm_changed, Qt.ConnectionType.QueuedConnection)
+
+    def _start_timers(self) -> None:
+        """The pull timer (the newest part, up to 30 Hz) and the garbage collector's (app.gui.garbage)."""
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / REFRESH_HZ))
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
-        # Garbage is collected here, on the GUI thread, and nowhere else while the window is open:
-        # an automatic collection runs on whichever thread allocates (the inspection thread, most
-        # often), and a Qt object in a reference cycle must be destroyed on its own thread (such
-        # a collection crashed the GUI tests now and then).
-        gc.disable()
-        self._gc_ticks = 0
-        self.gc_timer = QTimer(self)
-        self.gc_timer.setInterval(GC_INTERVAL_MS)
-        self.gc_timer.timeout.connect(self._collect_garbage)
-        self.gc_timer.start()
-        self._checked_alone = False  # the accounts were read without an open line (see _on_failed)
-        self._on_user(None)  # nobody is logged in at start
-        QApplication.instance().installEventFilter(self)  # keys and clicks anywhere keep a login alive
+        self.garbage = GarbageTimer(self)
+        self.garbage.start()
 
     # -- actions -------------------------------------------------------------------------
     def _user(self, permission: Permission) -> User | None:
@@ -348,6 +367,8 @@ class MainWindow(QMainWindow):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.pause_button.setEnabled(running)
+        self._sync_run_state()
+        self.banner.show_alarms(self.controller.active_alarms())
         self._gate_choices()
         self.report_button.setEnabled(self.session.may(Permission.EXPORT_REPORT))
         line = self.controller.line
@@ -365,7 +386,13 @@ class MainWindow(QMainWindow):
             self.settings.setValue("camera", choices.camera_spec)
             self.settings.setValue("recipe", str(choices.recipe_path) if choices.recipe_path else "")
 
-    def _fill_boxes(self, recipes, recipe_path, cameras, camera_spec) -> None:  # noqa: ANN001
+    def _fill_boxes(
+        self,
+        recipes: tuple[tuple[str, Path | None], ...],
+        recipe_path: Path | None,
+        cameras: tuple[str, ...],
+        camera_spec: str,
+    ) -> None:
         self.recipe_box.clear()
         for name, path in recipes:
             self.recipe_box.addItem(name, path)
@@ -400,7 +427,7 @@ class MainWindow(QMainWindow):
         brought up. Start needs a login either way; the next run's start records the recipe."""
         self.choice_controls.setEnabled(self.session.may(Permission.RUN_LINE) or self.controller.line is None)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() in ACTIVITY:
             self.session.touch()
         return False
@@ -420,17 +447,21 @@ class MainWindow(QMainWindow):
             )
         self.start_button.setEnabled(self.controller.line is not None and not self.controller.running)
         self.stop_button.setEnabled(self.controller.running)
+        self.banner.show_alarms(self.controller.active_alarms())
+        self._sync_run_state()
         self._gate_choices()
 
     def _on_started(self, run_id: int) -> None:
         self.stop_button.setEnabled(True)
         self.pause_button.setEnabled(True)
+        self._sync_run_state()
         self.statusBar().showMessage(f"Running (run {run_id})")
 
     def _on_stopped(self, message: str) -> None:
         self.start_button.setEnabled(True)
         self.stop_button.setEnabled(False)
         self.pause_button.setEnabled(False)
+        self._sync_run_state()
         self.statusBar().showMessage(message)
 
     def _on_busy(self, what: str) -> None:
@@ -440,6 +471,7 @@ class MainWindow(QMainWindow):
             self.setCursor(Qt.CursorShape.BusyCursor)
         else:
             self.unsetCursor()
+        self._show_light()
 
     def _on_part_loaded(self, part: PartView) -> None:
         if self.part_dialog is None:
@@ -462,15 +494,7 @@ class MainWindow(QMainWindow):
 
     # -- the pull timer ------------------------------------------------------------------
     def refresh(self) -> None:
-        """Show the latest result (only if new), the light, the buttons and the alarms; never waits."""
-        status = self.controller.status()
-        fault = self.controller.check_fault()
-        if fault:
-            self.banner.show_message(fault)
-        alarms = self.controller.active_alarms()
-        if alarms != self.banner.alarms:
-            self.banner.show_alarms(alarms)
-        self._show_light(status)
+        """Show the latest result (only if new) and the line's signals (values in memory); never waits."""
         wiring = self.controller.line_signals()
         if wiring is not None:
             self.signals.show_signals(*wiring)
@@ -485,18 +509,37 @@ class MainWindow(QMainWindow):
             self.verdict.show_result(result)
             self.display_lags_ms.append((time.perf_counter() - published) * 1000)
 
-    def _show_light(self, status) -> None:  # noqa: ANN001
-        paused = status is not None and status.state is RunnerState.PAUSED
-        self.pause_button.setText("Resume" if paused else "Pause")
+    # -- the line's events (GUI thread, queued) ------------------------------------------
+    def _on_run_state(self, event: RunStateChanged) -> None:
+        """The open line's run changed state: the light and Pause follow; a fault is shown and wound up."""
+        self._run_state = (event.state, event.message)
+        if event.state == RunnerState.FAULTED.value and (fault := self.controller.check_fault()):
+            self.banner.show_message(fault)
+        self._show_light()
+
+    def _on_alarm_changed(self, _event: AlarmChanged) -> None:
+        """An alarm was raised or acknowledged: the banner shows the ones active now (in memory)."""
+        self.banner.show_alarms(self.controller.active_alarms())
+
+    def _sync_run_state(self) -> None:
+        """The run's state as the controller has it now (a run started or stopped, a line opened); the
+        line's events carry it on from here."""
+        status = self.controller.status()
+        self._run_state = (status.state.value, status.message) if status is not None else ("idle", "")
+        self._show_light()
+
+    def _show_light(self) -> None:
+        state, message = self._run_state
+        self.pause_button.setText("Resume" if state == RunnerState.PAUSED.value else "Pause")
         if self._busy:
             self.light.set_state("busy", self._busy)
-        elif status is not None and status.state is RunnerState.FAULTED:
-            self.light.set_state("fault", status.message)
+        elif state == RunnerState.FAULTED.value:
+            self.light.set_state("fault", message)
         elif self.controller.line is None:
             self.light.set_state("off", "No camera open")
-        elif status is not None and status.state is RunnerState.RUNNING and self.controller.running:
+        elif state == RunnerState.RUNNING.value:
             self.light.set_state("live", "Grabbing and inspecting")
-        elif paused:
+        elif state == RunnerState.PAUSED.value:
             self.light.set_state("paused", "Paused: not grabbing")
         else:
             self.light.set_state("ready", f"{self.controller.camera_spec} open, not grabbing")
@@ -519,7 +562,7 @@ class MainWindow(QMainWindow):
             self.review.save_state(self.settings)
             self.settings.sync()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+    def closeEvent(self, event: QCloseEvent) -> None:
         """The line is stopped and closed in the background (every part committed); the window stays
         live meanwhile and goes when that is done."""
         if self.closed:
@@ -544,73 +587,5 @@ class MainWindow(QMainWindow):
         QApplication.instance().removeEventFilter(self)
         self.session.idle_timer.stop()
         self.timer.stop()
-        self.gc_timer.stop()
-        gc.collect()
-        gc.enable()
+        self.garbage.stop()
         self.close()
-
-    def _collect_garbage(self) -> None:
-        """The two young generations every tick (about a millisecond), everything not frozen every minute."""
-        self._gc_ticks += 1
-        gc.collect(2 if self._gc_ticks % 60 == 0 else 1)
-
-
-class PartDialog(QDialog):
-    """A recorded reject at full size with its defect outline, its verdict, classes and score."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Part")
-        self.resize(1000, 560)
-        layout = QVBoxLayout(self)
-        self.info = QLabel("")
-        self.info.setObjectName("detail")
-        self.view = ImageView()
-        close = QPushButton("Close")
-        close.clicked.connect(self.accept)
-        layout.addWidget(self.info)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(close, alignment=Qt.AlignmentFlag.AlignRight)
-
-    def show_part(self, part: PartView, tz: dt.tzinfo | None = None) -> None:
-        r = part.row
-        score = f"{r.score:.3g}" if r.score is not None else "n/a"
-        when = r.ts.replace(tzinfo=dt.UTC).astimezone(tz)
-        self.info.setText(
-            f"{r.verdict} - part {r.seq} ({r.part_id}) at {when:%Y-%m-%d %H:%M:%S %Z} - "
-            f"{', '.join(r.classes) or 'no class'} - score {score}" + (f"\n{part.message}" if part.message else "")
-        )
-        if part.image is not None:
-            self.view.set_image(part.image)
-        else:
-            self.view.show_text(part.message)
-        self.show()
-        self.raise_()
-
-
-def settle_garbage() -> None:
-    """Once a line is open: collect, then freeze what is alive. A full garbage collection walks
-    every live object (the model, SQLAlchemy, Qt's wrappers) holding the GIL - 150 ms measured in
-    bench/bench_gui.py, a frozen window; frozen objects are left out of later collections. It runs
-    here, on the GUI thread: a collection on a worker thread may free Qt objects caught in
-    reference cycles, and Qt objects must be destroyed on their own thread (it crashed the tests).
-    Unfreezing first lets a line closed by a switch of recipe or camera be freed."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-def camera_label(spec: str) -> str:
-    """How a camera spec reads in the picker: `Emulator: samples`, `Simulated: parts`, `Basler 2301...`."""
-    kind, _, arg = spec.partition(":")
-    names = {"sim": "Simulated", "emu": "Basler emulator", "basler": "Basler"}
-    if kind in ("sim", "emu"):
-        return f"{names[kind]}: {Path(arg).name}"
-    return f"Basler {arg}" if arg else "Basler (first found)"
-
-
-def recipe_path(value: object) -> Path | None:
-    """A remembered recipe path that still exists, else None (the default recipe)."""
-    if isinstance(value, str) and value and Path(value).is_file():
-        return Path(value)
-    return None

@@ -271,10 +271,10 @@ class MaskEditor(QWidget):
 
     # -- painting -------------------------------------------------------------------------------
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+    def sizeHint(self) -> QSize:
         return QSize(800, 400)
 
-    def paintEvent(self, _event: QPaintEvent) -> None:  # noqa: N802 (Qt's name)
+    def paintEvent(self, _event: QPaintEvent) -> None:
         painter = QPainter(self)
         try:
             self._paint(painter)
@@ -360,7 +360,7 @@ class MaskEditor(QWidget):
             return True
         return super().event(e)
 
-    def keyPressEvent(self, e: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+    def keyPressEvent(self, e: QKeyEvent) -> None:
         action = self._key_action(e)
         if action is None:
             super().keyPressEvent(e)  # ignored: on to the parent
@@ -368,7 +368,7 @@ class MaskEditor(QWidget):
             action()
             e.accept()
 
-    def mousePressEvent(self, e: QMouseEvent) -> None:  # noqa: N802 (Qt's name)
+    def mousePressEvent(self, e: QMouseEvent) -> None:
         if self._image is None:
             super().mousePressEvent(e)
         elif e.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.RightButton):
@@ -387,13 +387,13 @@ class MaskEditor(QWidget):
         else:
             super().mousePressEvent(e)
 
-    def mouseDoubleClickEvent(self, e: QMouseEvent) -> None:  # noqa: N802 (Qt's name)
+    def mouseDoubleClickEvent(self, e: QMouseEvent) -> None:
         if e.button() == Qt.MouseButton.LeftButton and self._tool == "polygon" and self._polygon:
             self._close_polygon()  # the first press of the double click already added the last vertex
         else:
             self.mousePressEvent(e)
 
-    def mouseMoveEvent(self, e: QMouseEvent) -> None:  # noqa: N802 (Qt's name)
+    def mouseMoveEvent(self, e: QMouseEvent) -> None:
         pos = self._cursor = e.position()
         if self._pan_from is not None:
             self._offset += pos - self._pan_from
@@ -405,7 +405,7 @@ class MaskEditor(QWidget):
                 self._last = xy
         self.update()
 
-    def mouseReleaseEvent(self, e: QMouseEvent) -> None:  # noqa: N802 (Qt's name)
+    def mouseReleaseEvent(self, e: QMouseEvent) -> None:
         if e.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.RightButton) and self._pan_from is not None:
             self._pan_from = None
             self.setCursor(Qt.CursorShape.CrossCursor)
@@ -415,7 +415,7 @@ class MaskEditor(QWidget):
         else:
             super().mouseReleaseEvent(e)
 
-    def wheelEvent(self, e: QWheelEvent) -> None:  # noqa: N802 (Qt's name)
+    def wheelEvent(self, e: QWheelEvent) -> None:
         steps = e.angleDelta().y() / 120
         if steps and self._image is not None:
             self._zoom_about(e.position(), ZOOM_STEP**steps)
@@ -423,12 +423,12 @@ class MaskEditor(QWidget):
         else:
             super().wheelEvent(e)
 
-    def leaveEvent(self, e: QEvent) -> None:  # noqa: N802 (Qt's name)
+    def leaveEvent(self, e: QEvent) -> None:
         self._cursor = None
         self.update()
         super().leaveEvent(e)
 
-    def resizeEvent(self, e: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
+    def resizeEvent(self, e: QResizeEvent) -> None:
         super().resizeEvent(e)
         if self._fitted:
             self.fit()

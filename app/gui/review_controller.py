@@ -31,8 +31,10 @@ from PySide6.QtCore import QObject, Signal
 from app.gui.controller import LineController, run_job
 from inspection.access.users import Permission, User, require
 from inspection.engineering import model_registry, review
+from inspection.engineering.relabel import relabel
 from inspection.engineering.review import LabelRow, PartImages, ReviewFilter, ReviewRow
 from inspection.errors import ConfigError, PermissionDenied
+from inspection.record.store import Store
 from inspection.settings.config import data_dir
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,8 @@ class ReviewController(QObject):
         self.busy.emit(what)
         self._jobs.put(job)
 
-    def _store(self):  # noqa: ANN202 (the open line's Store)
+    def _store(self) -> Store:
+        """(worker) The open line's store."""
         line = self.line.line
         if line is None:
             raise ConfigError("The station is not open yet; wait until the line is ready.")
@@ -192,7 +195,8 @@ class ReviewController(QObject):
         mask = None if mask is None else mask.copy()
 
         def job() -> None:
-            self._store().relabel(
+            relabel(
+                self._store(),
                 part_id,
                 verdict,
                 user=user,
@@ -209,10 +213,10 @@ class ReviewController(QObject):
 
         def job() -> None:
             from inspection.engineering.dataset_export import export_dataset
-            from inspection.record.store import open_record
+            from inspection.record.opening import open_record
 
             require(self._store(), user, Permission.EXPORT_DATASET)
-            with open_record(self._store().path) as record:
+            with open_record(self._store().path, read_only=True) as record:
                 summary = export_dataset(record, folder)
             self.exported.emit(
                 f"Wrote {summary.parts} labelled parts ({summary.good} OK, {summary.defect} NG) to {folder}"
@@ -365,7 +369,7 @@ class ReviewController(QObject):
             return
 
         def job() -> None:
-            from inspection.record.store import open_store
+            from inspection.record.opening import open_record
             from inspection.settings.recipe import load_recipe
 
             if self.line.running:  # checked again here: Start may have been pressed since
@@ -374,7 +378,7 @@ class ReviewController(QObject):
             if line is not None:
                 p = change(line.store, line.recipe)
             else:  # the line could not open (say, on a model that does not fit): the record is ours to open
-                with open_store(self.line.db) as store:
+                with open_record(self.line.db) as store:
                     p = change(store, load_recipe(self.line.recipe))
             self.model_changed.emit(f"Recipe {p.recipe} now runs {p.model}.")
 

@@ -1,6 +1,5 @@
-"""The engineer's tabs: Review (a filtered gallery of inspected parts, the part with the model's
-mask and the engineer's, relabel with a mask editor, keyboard flow) and Models (train a candidate,
-compare it with the current model on held-back labelled parts, promote, roll back).
+"""The engineer's Review tab: a filtered gallery of inspected parts, the part with the model's mask and
+the engineer's, relabel with a mask editor, keyboard flow. (The Models tab: app.gui.models_view.)
 
 Keys in Review: A accept (OK) and next, R reject (NG with the classes ticked and the mask drawn)
 and next, Ctrl+Return save as set, Right / J next part, Left / K previous part; the mask editor's
@@ -11,25 +10,21 @@ Nothing here reads a file or the database: the ReviewController does, off the GU
 from __future__ import annotations
 
 import datetime as dt
-import html
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QSplitter,
@@ -38,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.mask_editor import MaskEditor
-from app.gui.review_controller import PAGE_SIZE, THUMB_HEIGHT, ModelsState, ReviewController, ReviewPage, ReviewPart
+from app.gui.review_controller import PAGE_SIZE, THUMB_HEIGHT, ReviewController, ReviewPage, ReviewPart
 from app.gui.session import SessionController
 from app.gui.widgets import labelled, to_qimage
 from inspection.access.users import User
@@ -76,7 +71,17 @@ def _score_box() -> QDoubleSpinBox:
     return box
 
 
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    """Widgets side by side."""
+    row = QHBoxLayout()
+    for w in widgets:
+        row.addWidget(w)
+    return row
+
+
 class ReviewView(QWidget):
+    """The Review tab: filters, the gallery of parts, the part in the mask editor and its label panel."""
+
     def __init__(self, controller: ReviewController, session: SessionController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
@@ -85,8 +90,34 @@ class ReviewView(QWidget):
         self.part: ReviewPart | None = None
         self.offset = 0
         self._select_after_load: int | None = None  # row to select when the asked page arrives (paging by keys)
+        self.checks: dict[str, QCheckBox] = {}  # the defect classes of the part shown, ticked or not
+        filters = self._build_filters()
+        gallery = self._build_gallery()
+        self.editor = MaskEditor()
+        self.editor.setObjectName("maskEditor")
+        self._build_label_widgets()
+        panel = self._lay_out_label_panel()
+        self._set_part_enabled(False)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(gallery)
+        split.addWidget(self.editor)
+        split.addWidget(panel)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 4)
+        split.setStretchFactor(2, 1)
+        outer = QVBoxLayout(self)
+        outer.addLayout(filters)
+        outer.addWidget(split, 1)
+        self._add_keys()
+        controller.page_loaded.connect(self._on_page)
+        controller.part_loaded.connect(self._on_part)
+        controller.saved.connect(self._on_saved)
+        controller.shifts_loaded.connect(self._on_shifts)
+        controller.failed.connect(self._on_failed)
 
-        # -- filters -------------------------------------------------------------------------
+    # -- building the tab ----------------------------------------------------------------------
+    def _build_filters(self) -> QHBoxLayout:
+        """The filter boxes in a row; a change reloads the gallery."""
         self.shift_box = QComboBox()
         self.shift_box.addItem("All shifts", None)
         self.time_box = QComboBox()
@@ -120,8 +151,10 @@ class ReviewView(QWidget):
             box.activated.connect(self.reload)
         self.score_min.valueChanged.connect(self.reload)
         self.score_max.valueChanged.connect(self.reload)
+        return filters
 
-        # -- gallery ---------------------------------------------------------------------------
+    def _build_gallery(self) -> QWidget:
+        """The page of parts as thumbnails, with the page buttons below."""
         self.gallery = QListWidget()
         self.gallery.setObjectName("reviewGallery")
         self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
@@ -135,8 +168,8 @@ class ReviewView(QWidget):
         self.page_label = QLabel("")
         self.prev_page.clicked.connect(lambda: self._go_page(-1))
         self.next_page.clicked.connect(lambda: self._go_page(+1))
-        gallery_box = QWidget()
-        gv = QVBoxLayout(gallery_box)
+        box = QWidget()
+        gv = QVBoxLayout(box)
         gv.setContentsMargins(0, 0, 0, 0)
         gv.addWidget(self.gallery, 1)
         paging = QHBoxLayout()
@@ -144,36 +177,20 @@ class ReviewView(QWidget):
         paging.addWidget(self.page_label, 1)
         paging.addWidget(self.next_page)
         gv.addLayout(paging)
+        return box
 
-        # -- the part: editor and label panel ----------------------------------------------------
-        self.editor = MaskEditor()
-        self.editor.setObjectName("maskEditor")
+    def _build_label_widgets(self) -> None:
+        """The label panel's widgets: the part's info, the editor's tools, the verdict and classes, the buttons."""
         self.info = QLabel("Pick a part")
         self.info.setWordWrap(True)
         self.info.setObjectName("reviewInfo")
-        tools = QGridLayout()
-        self.tool_buttons: dict[str, QPushButton] = {}
-        group = QButtonGroup(self)
-        for k, (name, text) in enumerate(
-            (("brush", "Brush (B)"), ("eraser", "Eraser (E)"), ("polygon", "Polygon (G)"), ("fill", "Fill (F)"))
-        ):
-            b = QPushButton(text)
-            b.setCheckable(True)
-            b.clicked.connect(lambda _=False, n=name: self._tool(n))
-            group.addButton(b)
-            self.tool_buttons[name] = b
-            tools.addWidget(b, k // 2, k % 2)
-        self.tool_buttons["brush"].setChecked(True)
         self.from_model = QPushButton("Start from model's mask")
         self.from_model.clicked.connect(self.editor.start_from_model)
         self.show_model = QCheckBox("Show model's mask")
         self.show_model.setChecked(True)
         self.show_model.toggled.connect(self.editor.show_model_mask)
-        self.undo_button, self.redo_button, self.clear_button = (
-            QPushButton("Undo"),
-            QPushButton("Redo"),
-            QPushButton("Clear mask"),
-        )
+        self.undo_button, self.redo_button = QPushButton("Undo"), QPushButton("Redo")
+        self.clear_button = QPushButton("Clear mask")
         self.undo_button.clicked.connect(self.editor.undo)
         self.redo_button.clicked.connect(self.editor.redo)
         self.clear_button.clicked.connect(self.editor.clear)
@@ -191,41 +208,42 @@ class ReviewView(QWidget):
         self.reject_button.clicked.connect(self.reject_part)
         self.history = QListWidget()
         self.history.setObjectName("labelHistory")
+
+    def _tool_grid(self) -> QGridLayout:
+        """The mask editor's tools, two by two, one checked at a time."""
+        tools = QGridLayout()
+        self.tool_buttons: dict[str, QPushButton] = {}
+        group = QButtonGroup(self)
+        for k, (name, text) in enumerate(
+            (("brush", "Brush (B)"), ("eraser", "Eraser (E)"), ("polygon", "Polygon (G)"), ("fill", "Fill (F)"))
+        ):
+            b = QPushButton(text)
+            b.setCheckable(True)
+            b.clicked.connect(lambda _=False, n=name: self._tool(n))
+            group.addButton(b)
+            self.tool_buttons[name] = b
+            tools.addWidget(b, k // 2, k % 2)
+        self.tool_buttons["brush"].setChecked(True)
+        return tools
+
+    def _lay_out_label_panel(self) -> QWidget:
         panel = QWidget()
         pv = QVBoxLayout(panel)
         pv.addWidget(self.info)
-        pv.addLayout(tools)
+        pv.addLayout(self._tool_grid())
         pv.addWidget(self.from_model)
         pv.addWidget(self.show_model)
-        row = QHBoxLayout()
-        for b in (self.undo_button, self.redo_button, self.clear_button):
-            row.addWidget(b)
-        pv.addLayout(row)
-        verdicts = QHBoxLayout()
-        verdicts.addWidget(QLabel("True verdict:"))
-        verdicts.addWidget(self.ok_radio)
-        verdicts.addWidget(self.ng_radio)
-        pv.addLayout(verdicts)
+        pv.addLayout(_row(self.undo_button, self.redo_button, self.clear_button))
+        pv.addLayout(_row(QLabel("True verdict:"), self.ok_radio, self.ng_radio))
         pv.addWidget(labelled("Defect classes", self.class_checks))
         pv.addWidget(self.comment)
-        quick = QHBoxLayout()
-        quick.addWidget(self.accept_button)
-        quick.addWidget(self.reject_button)
-        pv.addLayout(quick)
+        pv.addLayout(_row(self.accept_button, self.reject_button))
         pv.addWidget(self.save_button)
         pv.addWidget(labelled("Label history", self.history), 1)
-        self._set_part_enabled(False)
+        return panel
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(gallery_box)
-        split.addWidget(self.editor)
-        split.addWidget(panel)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 4)
-        split.setStretchFactor(2, 1)
-        outer = QVBoxLayout(self)
-        outer.addLayout(filters)
-        outer.addWidget(split, 1)
+    def _add_keys(self) -> None:
+        """The review's keys (while the tab has the focus)."""
         for keys, slot in (
             ("A", self.accept_part),
             ("R", self.reject_part),
@@ -238,24 +256,18 @@ class ReviewView(QWidget):
         ):
             QShortcut(QKeySequence(keys), self, activated=slot, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
-        controller.page_loaded.connect(self._on_page)
-        controller.part_loaded.connect(self._on_part)
-        controller.saved.connect(self._on_saved)
-        controller.shifts_loaded.connect(self._on_shifts)
-        controller.failed.connect(self._on_failed)
-
     # -- filters and pages ---------------------------------------------------------------------
     def _boxes(self) -> dict[str, QComboBox]:
         return {"time": self.time_box, "verdict": self.verdict_box, "label": self.label_box, "sort": self.sort_box}
 
-    def save_state(self, settings) -> None:  # noqa: ANN001 (a QSettings)
+    def save_state(self, settings: QSettings) -> None:
         """The filters, for the next start."""
         for key, box in self._boxes().items():
             settings.setValue(f"review/{key}", box.currentIndex())
         settings.setValue("review/score_min", self.score_min.value())
         settings.setValue("review/score_max", self.score_max.value())
 
-    def restore_state(self, settings) -> None:  # noqa: ANN001
+    def restore_state(self, settings: QSettings) -> None:
         for key, box in self._boxes().items():
             try:
                 index = int(settings.value(f"review/{key}", 0))
@@ -410,7 +422,7 @@ class ReviewView(QWidget):
         for i in reversed(range(self.class_layout.count())):
             self.class_layout.itemAt(i).widget().deleteLater()
         ticked = set(r.label_classes) or set(r.classes)
-        self.checks: dict[str, QCheckBox] = {}
+        self.checks = {}
         for c in part.classes:
             box = QCheckBox(c)
             box.setChecked(c in ticked)
@@ -499,225 +511,3 @@ class ReviewView(QWidget):
             self.controller.load_page(self.current_filter(), self.offset)
         if self.selected_part_id() == part_id:  # not when the engineer has picked another part meanwhile
             self.next_part()
-
-
-class ModelsView(QWidget):
-    """Train a candidate (progress, cancel), compare it with the running model, promote, roll back."""
-
-    def __init__(self, controller: ReviewController, session: SessionController, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.controller = controller
-        self.session = session
-        self.state: ModelsState | None = None
-        self.running = QLabel("")
-        self.running.setObjectName("runningModel")
-        self.train_button = QPushButton("Train a candidate from the labels")
-        self.train_button.setObjectName("trainButton")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.export_button = QPushButton("Export labels as a dataset...")
-        self.export_button.setObjectName("exportButton")
-        self.progress = QProgressBar()
-        self.progress.setObjectName("trainProgress")
-        self.stage = QLabel("")
-        self.candidates = QListWidget()
-        self.candidates.setObjectName("candidates")
-        self.table = QLabel(
-            ""
-        )  # the comparison as a rich-text table (no table items made in Python: see widgets.append_item)
-        self.table.setObjectName("comparison")
-        self.table.setTextFormat(Qt.TextFormat.RichText)
-        self.table.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.rows: list[tuple[str, str, str]] = []  # what the table shows
-        self.held = QLabel("")
-        self.held.setWordWrap(True)
-        self.promote_button = QPushButton("Promote the candidate")
-        self.promote_button.setObjectName("promoteButton")
-        self.rollback_button = QPushButton("Roll back")
-        self.rollback_button.setObjectName("rollbackButton")
-        self.history = QListWidget()
-        self.history.setObjectName("promotions")
-        top = QHBoxLayout()
-        top.addWidget(self.running, 1)
-        top.addWidget(self.export_button)
-        top.addWidget(self.rollback_button)
-        train = QHBoxLayout()
-        train.addWidget(self.train_button)
-        train.addWidget(self.progress, 1)
-        train.addWidget(self.cancel_button)
-        left = QVBoxLayout()
-        left.addWidget(labelled("Candidates (newest first)", self.candidates), 1)
-        left.addWidget(labelled("Promotions and rollbacks", self.history), 1)
-        right = QVBoxLayout()
-        right.addWidget(self.held)
-        right.addWidget(self.table, 1)
-        right.addWidget(self.promote_button)
-        body = QHBoxLayout()
-        body.addLayout(left, 1)
-        body.addLayout(right, 2)
-        outer = QVBoxLayout(self)
-        outer.addLayout(top)
-        outer.addLayout(train)
-        outer.addWidget(self.stage)
-        outer.addLayout(body, 1)
-        self.train_button.clicked.connect(self.train)
-        self.export_button.clicked.connect(self.export)
-        controller.exported.connect(self.stage.setText)
-        self.cancel_button.clicked.connect(controller.cancel_training)
-        self.promote_button.clicked.connect(self.promote)
-        self.rollback_button.clicked.connect(self.rollback)
-        self.candidates.currentRowChanged.connect(self._show_candidate)
-        controller.models_loaded.connect(self._on_models)
-        controller.training_progress.connect(self._on_progress)
-        controller.training_finished.connect(self._on_finished)
-        controller.failed.connect(self._on_failed)
-        self.promote_button.setEnabled(False)
-        self.rollback_button.setEnabled(False)
-
-    def activate(self) -> None:
-        self.controller.load_models()
-
-    def _on_models(self, state: ModelsState) -> None:
-        self.state = state
-        self.running.setText(f"Recipe <b>{state.recipe}</b> runs <b>{state.running}</b>")
-        self.rollback_button.setEnabled(state.can_roll_back)
-        self.history.clear()
-        for p in state.promotions:
-            self.history.addItem(
-                f"{p.at:%Y-%m-%d %H:%M} UTC {p.action} {p.model} by {p.who}" + (f": {p.comment}" if p.comment else "")
-            )
-        self.candidates.blockSignals(True)
-        self.candidates.clear()
-        for path, comparison in state.candidates:
-            text = path.name
-            if comparison:
-                c = comparison["models"]["candidate"]
-                text += (
-                    f"  (escapes {c['escapes']}, false rejects {c['false_rejects']} of {comparison['parts']} held back)"
-                )
-            self.candidates.addItem(text)
-        self.candidates.blockSignals(False)
-        if state.candidates:
-            self.candidates.setCurrentRow(0)
-            self._show_candidate(0)
-        else:
-            self._show_rows([])
-            self.held.setText("No candidate yet: relabel parts in Review, then train one.")
-            self.promote_button.setEnabled(False)
-
-    def selected_candidate(self) -> tuple[Path, dict[str, Any] | None] | None:
-        row = self.candidates.currentRow()
-        if self.state is None or not 0 <= row < len(self.state.candidates):
-            return None
-        return self.state.candidates[row]
-
-    def _show_candidate(self, row: int) -> None:
-        chosen = self.selected_candidate()
-        self._show_rows([])
-        self.promote_button.setEnabled(chosen is not None and chosen[1] is not None)  # promoted only on a comparison
-        if chosen is None or chosen[1] is None:
-            self.held.setText("This candidate has no comparison." if chosen else "")
-            return
-        s = chosen[1]
-        parts = f"{s['parts']} labelled part" + ("s" if s["parts"] != 1 else "")
-        self.held.setText(
-            f"Both models judged the same {parts} ({s['good']} OK, {s['defective']} NG) held back from training; "
-            f"the candidate learnt from {s['trained_on_labels']} other labelled parts."
-        )
-        self._show_rows(comparison_rows(s))
-
-    def _show_rows(self, rows: list[tuple[str, str, str]]) -> None:
-        self.rows = rows
-        if not rows:
-            self.table.setText("")
-            return
-        cells = "".join(
-            f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>" for a, b, c in rows
-        )
-        self.table.setText(
-            "<table cellpadding='6'><tr><th align='left'>held-back labelled parts</th><th align='left'>current</th>"
-            f"<th align='left'>candidate</th></tr>{cells}</table>"
-        )
-
-    def export(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "An empty folder for the dataset")
-        if folder and (user := self._user()):
-            self.controller.export(Path(folder), user)
-
-    def train(self) -> None:
-        if (user := self._user()) is None:
-            return
-        self.progress.setRange(0, 0)  # busy until the first step says how many
-        self.stage.setText("Starting the training (its own process, lowest priority, one thread)")
-        self.train_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.controller.train_candidate(user)
-
-    def _on_progress(self, stage: str, i: int, n: int) -> None:
-        self.progress.setRange(0, max(n, 1))
-        self.progress.setValue(i)
-        self.stage.setText(f"{stage}: {i} of {n}")
-
-    def _on_finished(self, candidate: str, message: str) -> None:
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1 if candidate else 0)
-        self.stage.setText(message)
-        self.train_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self.controller.load_models()
-
-    def _user(self) -> User | None:
-        if self.session.user is None:
-            self.stage.setText("Log in first: training, promotions and rollbacks record who made them.")
-        return self.session.user
-
-    def promote(self) -> None:
-        chosen = self.selected_candidate()
-        if chosen is not None and (user := self._user()):
-            self._changing()
-            self.controller.promote(chosen[0], user)
-
-    def rollback(self) -> None:
-        if user := self._user():
-            self._changing()
-            self.controller.rollback(user)
-
-    def _changing(self) -> None:
-        """One change at a time: the buttons come back with the reloaded models (or a failure)."""
-        self.promote_button.setEnabled(False)
-        self.rollback_button.setEnabled(False)
-        self.stage.setText("Changing the model; the line reopens on it ...")
-
-    def _on_failed(self, message: str) -> None:
-        if self.state is not None and not self.controller.training:
-            self.stage.setText(message)
-            self.rollback_button.setEnabled(self.state.can_roll_back)
-            chosen = self.selected_candidate()
-            self.promote_button.setEnabled(chosen is not None and chosen[1] is not None)
-
-
-def comparison_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(what, current, candidate) rows of a comparison."""
-    cur, cand = summary["models"]["current"], summary["models"]["candidate"]
-
-    def cell(m: dict[str, Any], key: str, fmt: str) -> str:
-        return fmt.format(m[key]) if m.get(key) is not None else "-"
-
-    rows = [
-        ("model", cur["model"], cand["model"]),
-        ("escapes (NG passed)", cell(cur, "escapes", "{}"), cell(cand, "escapes", "{}")),
-        ("false rejects (OK rejected)", cell(cur, "false_rejects", "{}"), cell(cand, "false_rejects", "{}")),
-        ("escape rate", cell(cur, "escape_rate", "{:.1%}"), cell(cand, "escape_rate", "{:.1%}")),
-        ("false-reject rate", cell(cur, "false_reject_rate", "{:.1%}"), cell(cand, "false_reject_rate", "{:.1%}")),
-        ("image AUROC", cell(cur, "image_auroc", "{:.3f}"), cell(cand, "image_auroc", "{:.3f}")),
-        ("latency p50 (ms)", cell(cur, "latency_ms_p50", "{:.1f}"), cell(cand, "latency_ms_p50", "{:.1f}")),
-    ]
-    for cls in sorted(set(cur.get("per_class", {})) | set(cand.get("per_class", {}))):
-        rows.append(
-            (
-                f"caught: {cls}",
-                cell(cur.get("per_class", {}), cls, "{:.0%}"),
-                cell(cand.get("per_class", {}), cls, "{:.0%}"),
-            )
-        )
-    return rows

@@ -1,5 +1,5 @@
 """Who is at the station: login, the first administrator, logout after inactivity, and the admin's
-user list. The checks themselves are in the core (inspection.users: every change re-reads the
+user list. The checks themselves are in the core (inspection.access.users: every change re-reads the
 user's row); the window only greys out what the logged-in role may not do.
 
 `SessionController` runs every password check and user change on the line controller's worker
@@ -12,6 +12,7 @@ and Stop is never locked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -31,6 +32,7 @@ from app.gui.widgets import append_item
 from inspection.access import users
 from inspection.access.users import Permission, Role, User
 from inspection.errors import AuthError
+from inspection.record.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class SessionController(QObject):
             self.failed.emit("The two passwords differ; type the same password twice.")
             return
 
-        def create(store) -> None:  # noqa: ANN001
+        def create(store: Store) -> None:
             users.create_first_admin(store, name, password)
             self._logged_in(users.authenticate(store, name, password))
 
@@ -111,13 +113,14 @@ class SessionController(QObject):
         self._change("Setting the password", lambda store, by: users.set_password(store, by, name, password))
 
     # -- worker ----------------------------------------------------------------------------------
-    def _store(self):  # noqa: ANN202 (the open line's Store)
+    def _store(self) -> Store:
+        """(worker) The open line's store."""
         line = self.line.line
         if line is None:
             raise AuthError("The station is not open yet; wait until the line is ready.")
         return line.store
 
-    def _with_store(self, job) -> None:  # noqa: ANN001 (a callable of the Store)
+    def _with_store(self, job: Callable[[Store], None]) -> None:
         """`job(store)` on the open line's store, or - when the line could not open (a model that does
         not load, a missing camera) - on the database opened for this job alone: someone must be
         able to log in and put the station right (pick another camera, roll a model back)."""
@@ -125,9 +128,9 @@ class SessionController(QObject):
         if line is not None:
             job(line.store)
             return
-        from inspection.record.store import open_store
+        from inspection.record.opening import open_record
 
-        with open_store(self.line.db) as store:
+        with open_record(self.line.db) as store:
             job(store)
 
     def _check_job(self) -> None:
@@ -137,7 +140,8 @@ class SessionController(QObject):
         self.first_start.emit(False)
         self.user_changed.emit(user)
 
-    def _change(self, what: str, change) -> None:  # noqa: ANN001 (a callable of (store, admin))
+    def _change(self, what: str, change: Callable[[Store, User], object]) -> None:
+        """(GUI thread) An administrator's change of the accounts, `change(store, admin)`, on the worker."""
         by = self.user
         if by is None:
             self.failed.emit("Log in as an administrator first.")

@@ -10,7 +10,7 @@ import html
 import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPaintEvent, QPen, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -73,13 +73,14 @@ class ImageView(QLabel):
         self.clear()
         self.setText(text)
 
-    def resizeEvent(self, event) -> None:  # noqa: ANN001, N802 (Qt's name)
+    def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._rescale()
 
     def _rescale(self) -> None:
         if self._pixmap is not None:
-            # Fast scaling: at 30 Hz a smooth scale of a large frame would cost the GUI thread more than the frame is worth.
+            # Fast scaling: at 30 Hz a smooth scale of a large frame would cost the GUI thread more than
+            # the frame is worth.
             self.setPixmap(
                 self._pixmap.scaled(
                     self.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
@@ -187,7 +188,7 @@ class TrendStrip(QWidget):
         self.points, self.limit = points, limit
         self.update()
 
-    def paintEvent(self, _event) -> None:  # noqa: ANN001, N802 (Qt's name)
+    def paintEvent(self, _event: QPaintEvent) -> None:
         p = QPainter(self)
         r = QRectF(self.rect()).adjusted(4, 4, -4, -16)
         p.fillRect(self.rect(), QColor("#0b0d10"))
@@ -334,8 +335,9 @@ class SignalsPanel(QLabel):
             )
             inputs = " ".join(_lamp(name, bool(plc.get(name)), "#28c") for name in self.INPUTS)
             code = plc.get("ErrorCode", 0)
+            endpoint = html.escape(str(plc.get("endpoint", "")))
             lines.append(
-                f"<b>PLC</b> {html.escape(str(plc.get('endpoint', '')))}<br>{lamps}<br>{inputs} RecipeIndex {plc.get('RecipeIndex', 0)}"
+                f"<b>PLC</b> {endpoint}<br>{lamps}<br>{inputs} RecipeIndex {plc.get('RecipeIndex', 0)}"
                 + (f" &middot; <span style='color:#d33'>ErrorCode {code}</span>" if code else "")
                 + f" &middot; {plc.get('count_triggers', 0)} triggers, {plc.get('count_trigger_overrun', 0)} overruns"
             )

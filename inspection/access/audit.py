@@ -8,8 +8,8 @@ link; `verify` finds both. (Removing the newest entries leaves a shorter chain t
 compare the count and last hash with a copy kept elsewhere for that.)
 
 An entry is added inside the caller's transaction, so a change and its entry commit together or
-not at all. Appends are serialized in the process by `Store.audit_lock` from reading the last hash
-to the commit (one process writes a database: `open_store` holds its file lock); `session(store)`
+not at all. Appends are serialized in the process by `Store.serial_lock` from reading the last hash
+to the commit (one process writes a database: `open_record` holds its file lock); `session(store)`
 takes the lock and commits.
 """
 
@@ -65,15 +65,15 @@ def entry_hash(prev_hash: str, id: int, at: dt.datetime, who: str, action: str, 
 
 @contextmanager
 def session(store: Store) -> Iterator[Session]:
-    """A session for a change and its audit entries: holds `store.audit_lock` and commits at the
+    """A session for a change and its audit entries: holds `store.serial_lock` and commits at the
     end (an exception rolls everything back, entries included)."""
-    with store.audit_lock, store.session() as s:
+    with store.serial_lock, store.session() as s:
         yield s
         s.commit()
 
 
 def append(session: Session, *, who: str, action: str, target: str, detail: dict[str, Any]) -> AuditEntry:
-    """Add an entry in `session`'s transaction; the caller holds `Store.audit_lock` until it commits
+    """Add an entry in `session`'s transaction; the caller holds `Store.serial_lock` until it commits
     (use `session(store)`). `detail` must be JSON (never a password or its hash)."""
     last = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
     new_id, prev = (last.id + 1, last.hash) if last is not None else (1, GENESIS)
@@ -110,7 +110,8 @@ def verify(store: Store) -> AuditCheck:
                     False,
                     n,
                     id,
-                    f"Audit entry {id} ({action} by {who}) does not match its hash: it was changed after it was written.",
+                    f"Audit entry {id} ({action} by {who}) does not match its hash: "
+                    "it was changed after it was written.",
                 )
             if link != prev_hash:
                 return AuditCheck(

@@ -106,9 +106,8 @@ def verify_password(password: str, stored: str) -> bool:
         p = dict(kv.split("=") for kv in params.split(","))
         n, r, par = int(p["n"]), int(p["r"]), int(p["p"])
         salt_b, key_b = base64.b64decode(salt), base64.b64decode(key)
-        if (
-            scheme != "scrypt" or n > 2**20 or r > 32 or par > 16
-        ):  # (a hash written with absurd costs is not worked through)
+        # (a hash written with absurd costs is not worked through)
+        if scheme != "scrypt" or n > 2**20 or r > 32 or par > 16:
             return False
         got = hashlib.scrypt(password.encode("utf-8"), salt=salt_b, n=n, r=r, p=par, dklen=len(key_b), maxmem=2**28)
     except (ValueError, KeyError, TypeError):
@@ -135,7 +134,8 @@ def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or not name.isprintable() or name == audit.STATION:
         raise AuthError(
-            f"A user name is 1 to {MAX_NAME} printable characters (and not {audit.STATION!r}), not {name[: MAX_NAME + 1]!r}."
+            f"A user name is 1 to {MAX_NAME} printable characters (and not {audit.STATION!r}), "
+            f"not {name[: MAX_NAME + 1]!r}."
         )
     return name
 
@@ -307,5 +307,5 @@ def _keep_an_admin(s: Session, row: UserRow, what: str) -> None:
         admins = s.scalar(
             select(func.count()).select_from(UserRow).where(UserRow.role == Role.ADMIN.value, UserRow.active.is_(True))
         )
-        if admins <= 1:
+        if (admins or 0) <= 1:
             raise AuthError(f"Cannot {what}: {row.name} is the last active admin (make another admin first).")

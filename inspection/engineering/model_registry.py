@@ -24,8 +24,10 @@ from sqlalchemy import select
 from inspection.access import audit
 from inspection.access.users import Permission, User, require
 from inspection.errors import ConfigError, StoreError
-from inspection.record.schema import ModelPromotion, ModelVersion
-from inspection.record.store import Store, open_record, utcnow
+from inspection.record.opening import open_record
+from inspection.record.schema import Event, ModelPromotion, ModelVersion
+from inspection.record.store import Store, utcnow
+from inspection.runtime.verdict import thresholds_in_force
 from inspection.settings.config import data_dir
 from inspection.settings.recipe import Recipe
 from models.package import model_info, read_package
@@ -111,7 +113,7 @@ def model_for(recipe: Recipe, db: Path) -> Path:
     if not Path(db).is_file():
         return recipe.model
     try:
-        store = open_record(db)
+        store = open_record(db, read_only=True)
     except StoreError:
         return recipe.model  # an old or unreadable record has no promotions; opening it will say what is wrong
     try:
@@ -123,7 +125,8 @@ def model_for(recipe: Recipe, db: Path) -> Path:
     path = current.path(recipe)
     if not path.is_file():
         raise ConfigError(
-            f"The model promoted for recipe {recipe.name} ({current.model}) is missing at {path}; restore it or roll back."
+            f"The model promoted for recipe {recipe.name} ({current.model}) is missing at {path}; "
+            "restore it or roll back."
         )
     return path
 
@@ -131,8 +134,6 @@ def model_for(recipe: Recipe, db: Path) -> Path:
 def _register(store: Store, package: Path, recipe: Recipe | None = None) -> tuple[int, dict[str, Any], str]:
     """Read a package once: its model version id (recorded on first sight), metadata and sha256.
     With `recipe`, ConfigError/ModelError in one sentence if the recipe cannot run it."""
-    from inspection.runtime.verdict import thresholds_in_force
-
     meta, _state, sha = read_package(package)
     try:
         info = model_info(meta, sha)
@@ -232,8 +233,6 @@ def _add(
     evaluation: dict[str, Any] | None,
     message: str,
 ) -> Promotion:
-    from inspection.record.schema import Event
-
     with audit.session(store) as s:
         row = ModelPromotion(
             at=utcnow(),

@@ -14,13 +14,20 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from inspection.engineering.dataset_export import export_dataset
+from inspection.engineering.dataset_export import ExportSummary, export_dataset
 from inspection.engineering.model_registry import candidates_dir, model_for
 from inspection.errors import ConfigError
-from inspection.record.store import open_record
+from inspection.record.opening import open_record
+from inspection.record.store import Store
 from inspection.settings.recipe import Recipe
+
+if TYPE_CHECKING:  # (torch and the training code load only when a candidate is trained)
+    import torch
+
+    from models.datasets import Dataset, Sample
+    from models.training.retrain import RetrainOptions
 
 Progress = Callable[[str, int, int], None]
 
@@ -39,9 +46,10 @@ def comparison_path(package: Path) -> Path:
 def read_comparison(package: Path) -> dict[str, Any] | None:
     """The comparison written beside a candidate; None when there is none or it is unreadable."""
     try:
-        return json.loads(comparison_path(package).read_text(encoding="utf-8"))
+        comparison = json.loads(comparison_path(package).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return comparison if isinstance(comparison, dict) else None
 
 
 def train_candidate(
@@ -58,70 +66,34 @@ def train_candidate(
 ) -> Candidate:
     """Train and compare a candidate for `recipe` from the labels in the record at `db`."""
     from models.datasets import load_dataset
-    from models.evaluation import compare
-    from models.package import build_inspector, read_package, resolve_device, save_package
-    from models.training.retrain import RetrainOptions, held_back_split, next_version, retrain
+    from models.package import read_package, resolve_device
+    from models.training.retrain import RetrainOptions, held_back_split
 
     device = resolve_device(device)
-    current = model_for(recipe, db)
-    meta, state, sha = read_package(current)
+    current_path = model_for(recipe, db)
+    current = _Package(*read_package(current_path))
     if base_dataset is None:
-        trained_on = Path(str(meta.get("training", {}).get("dataset", "")))
-        base_dataset = trained_on if str(trained_on) and (trained_on / "manifest.csv").is_file() else None
+        base_dataset = _trained_on(current.meta)
     base = load_dataset(base_dataset) if base_dataset is not None else None
-    trained = set(meta.get("training", {}).get("labels", {}).get("groups", [])) | (
+    trained = set(current.meta.get("training", {}).get("labels", {}).get("groups", [])) | (
         {s.group for s in base.samples} if base else set()
     )
-    if out is None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = candidates_dir() / f"{meta['name']}-v{next_version(str(meta['version']))}-{stamp}.lpkg"
-    partial = out.with_name(
-        out.name + ".partial"
-    )  # renamed only when the comparison is written too: a cancel leaves no candidate
-    store = open_record(db)
+    out = out if out is not None else _candidate_path(current.meta)
+    partial = out.with_name(out.name + ".partial")  # renamed only with its comparison: a cancel leaves no candidate
+    store = open_record(db, read_only=True)
     try:
         with tempfile.TemporaryDirectory(prefix="lepton-labels-") as tmp:
-            try:
-                exported = export_dataset(store, Path(tmp) / "labels")
-            finally:
-                store.close()
-            if exported.parts == 0:
-                raise ConfigError(
-                    f"The database {db} has no relabelled part with its image: review and relabel parts first."
-                )
-            labels = load_dataset(Path(tmp) / "labels")
+            labels, exported = _export_labels(store, db, Path(tmp) / "labels")
             train_idx, held_idx = held_back_split(labels.samples, trained=trained)
-            new_meta, new_state = retrain(
-                meta,
-                state,
-                labels,
-                train_idx,
-                base=base,
-                options=RetrainOptions(kind=kind, epochs=epochs, time_limit_s=time_limit_s),
-                device=device,
-                progress=progress,
-            )
-            new_meta["training"]["record"] = str(db)
-            new_meta["training"]["held_back_parts"] = sorted({labels.samples[i].group for i in held_idx})
-            out.parent.mkdir(parents=True, exist_ok=True)
-            cand_sha = save_package(partial, new_meta, new_state)
-            held = [labels.samples[i] for i in held_idx]
-            result = compare(
-                {
-                    "current": build_inspector(
-                        meta, state, sha256=sha, device=device
-                    ),  # the packages as read and written
-                    "candidate": build_inspector(new_meta, new_state, sha256=cand_sha, device=device),
-                },
-                held,
-                progress=(lambda i, n: progress("comparison", i, n)) if progress else None,
-            )
+            options = RetrainOptions(kind=kind, epochs=epochs, time_limit_s=time_limit_s)
+            candidate = _retrain(current, labels, train_idx, held_idx, base, options, device, progress, db, partial)
+            result = _compare(current, candidate, [labels.samples[i] for i in held_idx], device, progress)
         summary = {
             "recipe": recipe.name,
-            "current_package": str(current),
-            "current_sha256": sha,
+            "current_package": str(current_path),
+            "current_sha256": current.sha256,
             "candidate_package": str(out),
-            "candidate_sha256": cand_sha,
+            "candidate_sha256": candidate.sha256,
             "labelled_parts": exported.parts,
             "trained_on_labels": len(train_idx),
             "held_back": len(held_idx),
@@ -139,6 +111,89 @@ def train_candidate(
     finally:
         partial.unlink(missing_ok=True)
     return Candidate(out, path, summary)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Package:
+    """A model package as read or written: its metadata, weights and sha256."""
+
+    meta: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    sha256: str
+
+
+def _trained_on(meta: dict[str, Any]) -> Path | None:
+    """The dataset the current model was trained on, where it is still on this machine."""
+    trained_on = Path(str(meta.get("training", {}).get("dataset", "")))
+    return trained_on if str(trained_on) and (trained_on / "manifest.csv").is_file() else None
+
+
+def _candidate_path(meta: dict[str, Any]) -> Path:
+    """Where a candidate goes by default: the candidates folder, named for the next version and the time."""
+    from models.training.retrain import next_version
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return candidates_dir() / f"{meta['name']}-v{next_version(str(meta['version']))}-{stamp}.lpkg"
+
+
+def _export_labels(store: Store, db: Path, folder: Path) -> tuple[Dataset, ExportSummary]:
+    """The record's labelled parts exported into `folder` and read back as a dataset; closes `store`."""
+    from models.datasets import load_dataset
+
+    try:
+        exported = export_dataset(store, folder)
+    finally:
+        store.close()
+    if exported.parts == 0:
+        raise ConfigError(f"The database {db} has no relabelled part with its image: review and relabel parts first.")
+    return load_dataset(folder), exported
+
+
+def _retrain(
+    current: _Package,
+    labels: Dataset,
+    train_idx: list[int],
+    held_idx: list[int],
+    base: Dataset | None,
+    options: RetrainOptions,
+    device: str,
+    progress: Progress | None,
+    db: Path,
+    partial: Path,
+) -> _Package:
+    """The candidate trained from `current` on the labels' training side (and `base`), noted with the
+    record and the parts held back, and written to `partial`."""
+    from models.package import save_package
+    from models.training.retrain import retrain
+
+    meta, state = retrain(
+        current.meta,
+        current.state,
+        labels,
+        train_idx,
+        base=base,
+        options=options,
+        device=device,
+        progress=progress,
+    )
+    meta["training"]["record"] = str(db)
+    meta["training"]["held_back_parts"] = sorted({labels.samples[i].group for i in held_idx})
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    return _Package(meta, state, save_package(partial, meta, state))
+
+
+def _compare(
+    current: _Package, candidate: _Package, held: list[Sample], device: str, progress: Progress | None
+) -> dict[str, Any]:
+    """The current model and the candidate evaluated side by side on the held-back parts."""
+    from models.evaluation import compare
+    from models.package import build_inspector
+
+    inspectors = {  # the packages as read and written
+        "current": build_inspector(current.meta, current.state, sha256=current.sha256, device=device),
+        "candidate": build_inspector(candidate.meta, candidate.state, sha256=candidate.sha256, device=device),
+    }
+    return compare(inspectors, held, progress=(lambda i, n: progress("comparison", i, n)) if progress else None)
 
 
 def list_candidates(recipe: str | None = None, folder: Path | None = None) -> list[tuple[Path, dict[str, Any] | None]]:

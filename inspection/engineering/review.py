@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, Subquery, and_, func, select
 
 from inspection.errors import ConfigError
 from inspection.record.schema import Inspection, ModelVersion, Relabel
@@ -75,7 +75,8 @@ class LabelRow:
     comment: str
 
 
-def _latest_label():  # noqa: ANN202 (a SQLAlchemy subquery)
+def _latest_label() -> Subquery:
+    """Each relabelled inspection (iid) with its latest relabel (rid)."""
     return (
         select(Relabel.inspection_id.label("iid"), func.max(Relabel.id).label("rid"))
         .group_by(Relabel.inspection_id)
@@ -83,7 +84,7 @@ def _latest_label():  # noqa: ANN202 (a SQLAlchemy subquery)
     )
 
 
-def _query(f: ReviewFilter) -> Select:
+def _query(f: ReviewFilter) -> Select[Inspection, str, str, Relabel]:
     latest = _latest_label()
     q = (
         select(Inspection, ModelVersion.name, ModelVersion.version, Relabel)
@@ -132,11 +133,10 @@ def page(store: Store, f: ReviewFilter, offset: int = 0, limit: int = 100) -> li
     q = _query(f).order_by(*order).offset(max(0, offset)).limit(max(1, limit))
     with store.session() as s:
         rows = s.execute(q).all()
-    base = store.path.parent
-    return [_row(base, i, name, version, r) for i, name, version, r in rows]
+    return [_row(store, i, name, version, r) for i, name, version, r in rows]
 
 
-def _row(base: Path, i: Inspection, name: str, version: str, r: Relabel | None) -> ReviewRow:
+def _row(store: Store, i: Inspection, name: str, version: str, r: Relabel | None) -> ReviewRow:
     return ReviewRow(
         id=i.id,
         part_id=i.part_id,
@@ -145,12 +145,12 @@ def _row(base: Path, i: Inspection, name: str, version: str, r: Relabel | None) 
         verdict=i.verdict,
         score=i.score,
         classes=tuple(json.loads(i.classes_json)),
-        image=base / i.image_path if i.image_path else None,
-        mask=base / i.mask_path if i.mask_path else None,
+        image=store.image_file(i.image_path),
+        mask=store.image_file(i.mask_path),
         model=f"{name} v{version}",
         label=r.verdict if r else None,
         label_classes=tuple(json.loads(r.classes_json)) if r else (),
-        label_mask=base / r.mask_path if r and r.mask_path else None,
+        label_mask=store.image_file(r.mask_path) if r else None,
     )
 
 
@@ -159,8 +159,8 @@ def part(store: Store, part_id: str) -> ReviewRow:
     with store.session() as s:
         row = s.execute(q).first()
     if row is None:
-        raise ConfigError(f"The database {store.path} has no part {part_id}.")
-    return _row(store.path.parent, *row)
+        raise ConfigError(f"The database {store.name} has no part {part_id}.")
+    return _row(store, *row)
 
 
 def history(store: Store, part_id: str) -> list[LabelRow]:
@@ -173,7 +173,6 @@ def history(store: Store, part_id: str) -> list[LabelRow]:
     )
     with store.session() as s:
         rows = s.scalars(q).all()
-    base = store.path.parent
     return [
         LabelRow(
             r.id,
@@ -182,7 +181,7 @@ def history(store: Store, part_id: str) -> list[LabelRow]:
             r.previous_verdict,
             r.verdict,
             tuple(json.loads(r.classes_json)),
-            base / r.mask_path if r.mask_path else None,
+            store.image_file(r.mask_path),
             r.comment,
         )
         for r in rows

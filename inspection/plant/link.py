@@ -1,15 +1,17 @@
-"""The PLC link: the handshake served over the configured transport (OPC UA or Modbus TCP)."""
+"""The PLC link: the handshake served over the configured transport (OPC UA or Modbus TCP).
+
+The one place that picks a transport: the transports import the handshake and the server base, never this.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from inspection.plant.handshake import Handshake, PlcServer
+from inspection.plant.handshake import Handshake
+from inspection.plant.line_view import PlcLine
+from inspection.plant.server import PlcServer
 from inspection.settings.plc import PlcConfig
-
-if TYPE_CHECKING:
-    from inspection.line import Line
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class PlcLink:
         self.server.close()
 
 
-def start_plc(line: Line, config: PlcConfig) -> PlcLink | None:
+def start_plc(line: PlcLine, config: PlcConfig) -> PlcLink | None:
     """Serve the handshake for `line` as `config` says; None when the PLC link is off. PlcError if it cannot listen."""
     if not config.enabled:
         return None

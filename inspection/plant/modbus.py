@@ -23,7 +23,9 @@ from typing import Any
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from inspection.plant.handshake import STRING_CHARS, Handshake, PlcServer
+from inspection.plant.handshake import Handshake
+from inspection.plant.server import PlcServer
+from inspection.plant.signals import STRING_CHARS
 from inspection.settings.plc import PlcConfig
 
 COILS = ("Trigger", "ResultAck")
@@ -133,7 +135,7 @@ class ModbusServer(PlcServer):
             self._started.set()
             await self._stop.wait()
         finally:
-            await server.shutdown()
+            await server.shutdown()  # type: ignore[no-untyped-call]  # (pymodbus leaves it untyped)
 
     async def _access(
         self,
@@ -158,7 +160,8 @@ class ModbusServer(PlcServer):
             after[address - start : address - start + len(values)] = values
             for name, (at, kind) in HOLDING.items():
                 if address < at + _WIDTH[kind] and at < address + len(values):  # written
+                    # (a string written in pieces is taken only when written whole: no half lot id in the rows)
                     if kind == "str" and not (address <= at and at + _WIDTH[kind] <= address + len(values)):
-                        continue  # (a string written in pieces is taken only when written whole: no half lot id in the rows)
+                        continue
                     regs = after[at : at + _WIDTH[kind]]
                     self.handshake.write(name, decode_string(regs) if kind == "str" else regs[0])

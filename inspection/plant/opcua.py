@@ -15,10 +15,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from asyncua import Server, ua
+from asyncua import ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
+from asyncua.server.server import Server
+from asyncua.ua.attribute_ids import AttributeIds
 
-from inspection.plant.handshake import SIGNALS, Handshake, Kind, PlcServer
+from inspection.plant.handshake import Handshake
+from inspection.plant.server import PlcServer
+from inspection.plant.signals import KINDS, SIGNALS, Kind
 from inspection.settings.plc import PlcConfig
 
 _VARIANTS = {
@@ -27,7 +31,11 @@ _VARIANTS = {
     Kind.FLOAT: ua.VariantType.Double,
     Kind.STR: ua.VariantType.String,
 }
-_KINDS = {s.name: s.kind for s in SIGNALS}
+
+
+def _node_id(name: str, ns: int) -> ua.NodeId:
+    """A string node id in namespace `ns`."""
+    return ua.NodeId(ua.String(name), ua.Int16(ns))
 
 
 def endpoint_url(host: str, port: int) -> str:
@@ -68,15 +76,15 @@ class OpcUaServer(PlcServer):
         server.set_identity_tokens([ua.AnonymousIdentityToken])
         server.allow_remote_admin(False)  # (asyncua's default lets a client named "admin" write anything)
         ns = await server.register_namespace(self.config.namespace)
-        station = await server.nodes.objects.add_object(ua.NodeId("Station", ns), ua.QualifiedName("Station", ns))
+        station = await server.nodes.objects.add_object(_node_id("Station", ns), ua.QualifiedName("Station", ns))
         values = self.handshake.values()
         for sig in SIGNALS:
             node = await station.add_variable(
-                ua.NodeId(f"Station.{sig.name}", ns),
+                _node_id(f"Station.{sig.name}", ns),
                 ua.QualifiedName(sig.name, ns),
                 ua.Variant(values[sig.name], _VARIANTS[sig.kind]),
             )
-            await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(sig.doc))))
+            await node.write_attribute(AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(sig.doc))))
             if not sig.output:
                 await node.set_writable()
                 self._inputs[node.nodeid] = sig.name
@@ -89,7 +97,7 @@ class OpcUaServer(PlcServer):
             while (changes := await self._writes.get()) is not None:
                 for name, value in changes.items():
                     await server.write_attribute_value(
-                        self._nodes[name], ua.DataValue(ua.Variant(value, _VARIANTS[_KINDS[name]]))
+                        self._nodes[name], ua.DataValue(ua.Variant(value, _VARIANTS[KINDS[name]]))
                     )
         finally:
             await server.stop()
@@ -97,7 +105,7 @@ class OpcUaServer(PlcServer):
     def _on_write(self, event: ServerItemCallback, _dispatcher: Any) -> None:
         if not event.is_external:
             return
-        for item, status in zip(event.request_params.NodesToWrite, event.response_params or ()):
+        for item, status in zip(event.request_params.NodesToWrite, event.response_params or (), strict=False):
             name = self._inputs.get(item.NodeId)
-            if name and item.AttributeId == ua.AttributeIds.Value and status.is_good():
+            if name and item.AttributeId == AttributeIds.Value and status.is_good():
                 self.handshake.write(name, item.Value.Value.Value)

@@ -1,6 +1,7 @@
 """The published verdicts as JSON lines (`lepton-inspect run --events FILE`): one object per part
-(per view of a part on a station of several cameras, each with the part's verdict), written and flushed the moment the verdict is published, so that after a crash or a `kill -9`
-the file says which verdicts were out - and the record can be checked against it (every part
+(per view of a part on a station of several cameras, each with the part's verdict), written and
+flushed the moment the verdict is published, so that after a crash or a `kill -9` the file says
+which verdicts were out - and the record can be checked against it (every part
 published more than a commit interval before the end must have its row)."""
 
 from __future__ import annotations

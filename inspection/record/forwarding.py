@@ -27,19 +27,20 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from inspection.errors import StoreError
 from inspection.priority import background_thread
 from inspection.record.schema import Base, ForwardState
-from inspection.record.store import Store, error_reason, open_store, server_error, server_url, shown_url
+from inspection.record.server import error_reason, open_server, server_error, server_url, shown_url
+from inspection.record.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ class Forwarder:
         backlog = self.status().backlog
         if backlog:
             log.warning(
-                "%d rows of the station's record are not yet in the plant database %s; they are forwarded at the next start.",
+                "%d rows of the station's record are not yet in the plant database %s; "
+                "they are forwarded at the next start.",
                 backlog,
                 self.shown,
             )
@@ -159,7 +161,8 @@ class Forwarder:
             started = time.monotonic()
             try:
                 if self._server is None:
-                    self._server = open_store(self.url)  # (migrates the server to this program's schema)
+                    # (migrates the server to this program's schema)
+                    self._server = open_server(self.url, read_only=False)
                 while self._pass() and time.monotonic() < self._deadline:
                     pass
                 self._answered()
@@ -270,7 +273,7 @@ class Forwarder:
             self._forwarded += len(rows)
         return len(rows)
 
-    def _send(self, conn: Connection, name: str, rows: list[Mapping[str, Any]], *, ids: bool) -> None:
+    def _send(self, conn: Connection, name: str, rows: Sequence[RowMapping], *, ids: bool) -> None:
         """Insert `rows` of the buffer's table `name` on the server (skipping those it has; replacing
         them for runs), their references first; with `ids`, remember the server's id of each."""
         if name == "recipe_versions":
@@ -280,7 +283,7 @@ class Forwarder:
         refs = dict(spec.refs)
         for column, parent in spec.refs:
             self._ensure(conn, parent, {r[column] for r in rows if r[column] is not None})
-        values = [
+        values: list[dict[str, Any]] = [
             {c: (self._ids[refs[c]][v] if c in refs and v is not None else v) for c, v in r.items() if c != "id"}
             for r in rows
         ]
@@ -301,7 +304,7 @@ class Forwarder:
         conn.execute(stmt)
         if ids:
             found = dict(_by_key(conn, table, spec.key, [tuple(v[k] for k in spec.key) for v in values]))
-            for r, v in zip(rows, values):
+            for r, v in zip(rows, values, strict=True):
                 self._ids[name][r["id"]] = found[tuple(v[k] for k in spec.key)]
 
     def _ensure(self, conn: Connection, name: str, local_ids: Iterable[int]) -> None:
@@ -312,7 +315,7 @@ class Forwarder:
         table = Base.metadata.tables[name]
         with self.local.engine.connect() as lc:
             rows = lc.execute(select(table).where(table.c.id.in_(missing))).mappings().all()
-        self._send(conn, name, list(rows), ids=True)
+        self._send(conn, name, rows, ids=True)
 
     def _ensure_versions(self, conn: Connection, pairs: set[tuple[str, int]]) -> None:
         """The server's version number of each (recipe, local version) is known (sent if need be)."""
@@ -323,9 +326,9 @@ class Forwarder:
                 rows = (
                     lc.execute(select(table).where(tuple_(table.c.name, table.c.version).in_(missing))).mappings().all()
                 )
-            self._send_versions(conn, list(rows))
+            self._send_versions(conn, rows)
 
-    def _send_versions(self, conn: Connection, rows: list[Mapping[str, Any]]) -> None:
+    def _send_versions(self, conn: Connection, rows: Sequence[RowMapping]) -> None:
         """Recipe versions onto the server, numbered there: a content it has keeps the server's
         number, a new one gets the recipe's next (the table is locked against another station's
         numbering until the transaction ends)."""
@@ -372,6 +375,12 @@ class Forwarder:
         except SQLAlchemyError as exc:  # the buffer itself is failing: the writer says so; keep the last count
             log.debug("backlog not counted: %s", exc)
             return self._backlog
+
+
+def forwarder_of(store: Store) -> Forwarder | None:
+    """The forwarder attached to a station's record (`open_station_record`), for its status; None
+    when the record is local only."""
+    return next((a for a in store.attached if isinstance(a, Forwarder)), None)
 
 
 def _by_key(

@@ -52,9 +52,3 @@ def recipe_version(store: Store, recipe: Recipe) -> int:
             except IntegrityError:
                 s.rollback()
     raise ConfigError(f"The version of recipe {recipe.name!r} could not be recorded.")
-
-
-
-
-
-

@@ -6,7 +6,7 @@ deletes part images, oldest first: good parts' images before any reject's, then 
 REVIEW) older than `keep_rejects_days`. It never deletes a database row (the row's `image_status`
 becomes `removed`), nor the images of parts an engineer labelled (they train the next model), nor
 the engineers' masks. What it deleted is one event in the record per pass. When that is not enough
-the disk alarm (inspection.alarms) tells the operator, and the writer stops saving images below the
+the disk alarm (inspection.runtime.alarms) tells the operator, and the writer stops saving images below the
 alarm's limit while every part still gets its row.
 """
 
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import ColumnElement, exists, select, update
 
 from inspection.priority import background_thread
 from inspection.record.schema import Event, Inspection, Relabel
@@ -73,7 +73,8 @@ class Retention:
     def needed_bytes(self) -> int:
         """How much the policy wants deleted now (0: nothing). Once over a limit it goes HEADROOM
         below it, so that a line at its limit is not trimmed a few images at every pass."""
-        c, folder = self.config, self.store.images_dir
+        c = self.config
+        base, folder = self.store.image_folders()
         need = 0
         if c.max_image_mb > 0:
             limit, used = c.max_image_mb * 2**20, folder_bytes(folder)
@@ -81,7 +82,7 @@ class Retention:
                 need = int(used - (1 - HEADROOM) * limit)
         if c.min_free_mb > 0:
             try:
-                free = shutil.disk_usage(folder if folder.is_dir() else self.store.path.parent).free
+                free = shutil.disk_usage(folder if folder.is_dir() else base).free
             except OSError:
                 free = None
             floor = c.min_free_mb * 2**20
@@ -98,58 +99,74 @@ class Retention:
             self._short = False
             return RetentionPass(0, 0, 0, 0)
         cutoff = self._now() - dt.timedelta(days=self.config.keep_rejects_days)
+        deletable = self._deletable()
+        base, _ = self.store.image_folders()
         removed = freed = 0
+        for where in ((Inspection.verdict == "OK",), (Inspection.verdict != "OK", Inspection.ts < cutoff)):
+            after = 0
+            while freed < need and not self._stop.is_set():
+                rows = self._oldest(deletable, where, after)
+                if not rows:
+                    break
+                files, after = _plan(rows, base, need - freed)
+                claimed = self._claim(deletable, files)
+                for row_id in claimed:
+                    freed += sum(_delete(f) for f in files[row_id])
+                removed += len(claimed)
+        short = max(0, need - freed)
+        self._tell(removed, freed, short)
+        return RetentionPass(need, removed, freed, short)
+
+    def _deletable(self) -> tuple[ColumnElement[bool], ...]:
+        """What a part whose images may go is: it has an image still on disk, nobody labelled it,
+        and it is not one of the last RECENT_S seconds' parts (their images may still be on their
+        way to the disk)."""
         labelled = exists().where(Relabel.inspection_id == Inspection.id)
-        # (Not the last RECENT_S seconds' parts: their images may still be on their way to the disk.)
-        kept = (
+        return (
             Inspection.image_path.is_not(None),
             Inspection.image_status.is_(None),
             ~labelled,
             Inspection.ts < self._now() - dt.timedelta(seconds=RECENT_S),
         )
-        base = self.store.path.parent
-        for where in ((Inspection.verdict == "OK",), (Inspection.verdict != "OK", Inspection.ts < cutoff)):
-            after = 0
-            while freed < need and not self._stop.is_set():
-                with self.store.session() as s:
-                    rows = s.execute(
-                        select(Inspection.id, Inspection.image_path, Inspection.mask_path)
-                        .where(*kept, *where, Inspection.id > after)
-                        .order_by(Inspection.id)
-                        .limit(CHUNK)
-                    ).all()
-                if not rows:
-                    break
-                files: dict[int, list[Path]] = {}
-                planned = 0
-                for row_id, image, mask in rows:
-                    after = row_id
-                    files[row_id] = [base / p for p in (image, mask) if p]
-                    planned += sum(_size(f) for f in files[row_id])
-                    if freed + planned >= need:
-                        break
-                with (
-                    self.store.session() as s
-                ):  # claim them: still unlabelled and not yet removed (an engineer may just have labelled one)
-                    claimed = s.scalars(
-                        update(Inspection)
-                        .where(Inspection.id.in_(list(files)), *kept[1:3])
-                        .values(image_status=REMOVED)
-                        .returning(Inspection.id)
-                    ).all()
-                    s.commit()
-                for row_id in claimed:
-                    freed += sum(_delete(f) for f in files[row_id])
-                removed += len(claimed)
-        short = max(0, need - freed)
+
+    def _oldest(
+        self, deletable: tuple[ColumnElement[bool], ...], where: tuple[ColumnElement[bool], ...], after: int
+    ) -> list[tuple[int, str | None, str | None]]:
+        """The next CHUNK deletable parts matching `where`, after the id `after`: (id, image, mask)."""
+        with self.store.session() as s:
+            rows = s.execute(
+                select(Inspection.id, Inspection.image_path, Inspection.mask_path)
+                .where(*deletable, *where, Inspection.id > after)
+                .order_by(Inspection.id)
+                .limit(CHUNK)
+            ).all()
+        return [(row_id, image, mask) for row_id, image, mask in rows]
+
+    def _claim(self, deletable: tuple[ColumnElement[bool], ...], files: dict[int, list[Path]]) -> list[int]:
+        """Mark the planned parts' images `removed` (committed) if they are still unlabelled and not
+        yet removed (an engineer may just have labelled one); the ids claimed."""
+        with self.store.session() as s:
+            claimed = s.scalars(
+                update(Inspection)
+                .where(Inspection.id.in_(list(files)), *deletable[1:3])
+                .values(image_status=REMOVED)
+                .returning(Inspection.id)
+            ).all()
+            s.commit()
+        return list(claimed)
+
+    def _tell(self, removed: int, freed: int, short: int) -> None:
+        """Log a pass that deleted something, or that could not free enough (once, not every
+        pass), and keep it as an event in the record."""
         message = (
-            f"Image retention removed the images of {removed} parts ({freed / 2**20:.1f} MB), oldest first, good parts "
-            f"before rejects; their rows stay."
+            f"Image retention removed the images of {removed} parts ({freed / 2**20:.1f} MB), oldest first, "
+            "good parts before rejects; their rows stay."
         )
         if short:
             message += (
                 f" {short / 2**20:.1f} MB more should go, but only the images of rejects younger than "
-                f"{self.config.keep_rejects_days} days, of labelled parts and of the last {RECENT_S} seconds' parts are left."
+                f"{self.config.keep_rejects_days} days, of labelled parts and of the last {RECENT_S} seconds' "
+                "parts are left."
             )
         said, self._short = self._short, bool(short)
         if removed or (short and not said):
@@ -157,7 +174,6 @@ class Retention:
             with self.store.session() as s:
                 s.add(Event(ts=utcnow(), level="warning" if short else "info", kind="retention", message=message))
                 s.commit()
-        return RetentionPass(need, removed, freed, short)
 
     # -- the thread ------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,6 +194,20 @@ class Retention:
             except Exception:  # the policy must never die: log and try again at the next check
                 log.exception("image retention failed")
             self._stop.wait(self.config.check_interval_s)
+
+
+def _plan(rows: list[tuple[int, str | None, str | None]], base: Path, need: int) -> tuple[dict[int, list[Path]], int]:
+    """The files of the first rows that together free `need` bytes (all the rows if they do not),
+    by row id, and the last row id planned."""
+    files: dict[int, list[Path]] = {}
+    planned = after = 0
+    for row_id, image, mask in rows:
+        after = row_id
+        files[row_id] = [base / p for p in (image, mask) if p]
+        planned += sum(_size(f) for f in files[row_id])
+        if planned >= need:
+            break
+    return files, after
 
 
 def _size(path: Path) -> int:

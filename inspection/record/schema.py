@@ -215,7 +215,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(20))
-    password_hash: Mapped[str] = mapped_column(String(200))  # scrypt$n=..,r=..,p=..$salt$key (inspection.users)
+    password_hash: Mapped[str] = mapped_column(String(200))  # scrypt$n=..,r=..,p=..$salt$key (inspection.access.users)
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     created_by: Mapped[str] = mapped_column(String(64))
@@ -223,7 +223,7 @@ class User(Base):
 
 class AuditEntry(Base):
     """The audit trail: every change that touches quality, append-only (triggers refuse UPDATE and
-    DELETE), each entry chained to the one before by a hash (inspection.audit)."""
+    DELETE), each entry chained to the one before by a hash (inspection.access.audit)."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(primary_key=True)  # 1, 2, 3 ... without gaps: a gap is a deleted entry
@@ -237,7 +237,7 @@ class AuditEntry(Base):
 
 
 class ForwardState(Base):
-    """How far a station's rows have been forwarded to a plant database (inspection.forward): per
+    """How far a station's rows have been forwarded to a plant database (inspection.record.forwarding): per
     server and table, the highest local id the server has committed."""
 
     __tablename__ = "forward_state"

@@ -13,28 +13,28 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 
-class int_floor(FunctionElement):  # noqa: N801 (reads as the SQL function it is)
+class int_floor(FunctionElement[int]):  # noqa: N801 (reads as the SQL function it is)
     """A non-negative number rounded down to an integer (SQLite's CAST truncates; PostgreSQL's rounds)."""
 
     type = Integer()
     inherit_cache = True
 
 
-class epoch_seconds(FunctionElement):  # noqa: N801
+class epoch_seconds(FunctionElement[int]):  # noqa: N801
     """Whole seconds since 1970 of a naive UTC time."""
 
     type = Integer()
     inherit_cache = True
 
 
-class julian_day(FunctionElement):  # noqa: N801
+class julian_day(FunctionElement[float]):  # noqa: N801
     """The Julian day number (with its fraction) of a naive UTC time."""
 
     type = Float()
     inherit_cache = True
 
 
-class least(FunctionElement):  # noqa: N801
+class least(FunctionElement[Any]):  # noqa: N801
     """The smaller of two values."""
 
     inherit_cache = True

@@ -4,7 +4,7 @@ Results arrive on a bounded queue. The writer thread commits a batch's rows in o
 (commits per second, not rows, are SQLite's limit) and only then hands the batch's images to the
 image thread, which writes them as PNG. So a verdict's row is committed within the commit interval
 of its publication, whatever the disk does with images; a `kill -9` can leave rows whose image was
-not yet written, which the next start marks missing (`Store.end_dangling_runs`). Every row is
+not yet written, which the next start marks missing (`reconcile.end_dangling_runs`). Every row is
 written whether its image can be or not: below the free-space floor, or when a PNG write fails (a
 full disk), the row's `image_status` says `missing` and the line goes on.
 
@@ -26,8 +26,9 @@ from collections.abc import Callable
 from sqlalchemy import update
 
 from inspection.priority import background_thread
+from inspection.record.images import ImageStore
 from inspection.record.schema import Inspection
-from inspection.record.store import ImageStore, Store, inspection_row, shift_id
+from inspection.record.store import Store, inspection_row, shift_id
 from inspection.result import InspectionResult, Verdict
 from inspection.settings.config import Config
 from inspection.settings.recipe import Recipe
@@ -249,7 +250,7 @@ class ResultWriter:
         failed: list[str] = []  # parts whose image failed, still to be marked in their rows
         while True:
             try:
-                item = self._image_queue.get(timeout=0.5)
+                item: tuple[InspectionResult, str, str | None] | object | None = self._image_queue.get(timeout=0.5)
             except queue.Empty:
                 item = _IDLE
             if isinstance(item, tuple):

@@ -1,5 +1,5 @@
 """The data behind a shift report, aggregated in SQL (a 100,000-part shift in seconds), and its
-exports: the figures as JSON, one CSV row per inspection. `inspection.report_pdf` draws the PDF.
+exports: the figures as JSON, one CSV row per inspection. `inspection.reports.pdf` draws the PDF.
 
 Every figure comes from the record: counts from `inspections`, production time and thresholds from
 `runs`, the event log from `events`. Times are naive UTC in the database and shown in the line's
@@ -13,10 +13,12 @@ import dataclasses
 import datetime as dt
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, select, text
+from sqlalchemy import ColumnElement, Integer, Select, cast, func, select, text
+from sqlalchemy.orm import Session
 
 from inspection.errors import ConfigError
 from inspection.record.schema import PART_ROW, PART_VERDICT, Event, Inspection, ModelVersion, Relabel, Run, Shift
@@ -232,194 +234,273 @@ def gather(store: Store, window: Window, tz: dt.tzinfo, line: str = "", now: dt.
     now = now or utcnow()
     with store.session() as s:
         last_id = s.scalar(select(func.max(Inspection.id))) or 0
-        in_window = (Inspection.ts >= window.start, Inspection.ts < window.end, Inspection.id <= last_id)
-        by_verdict = dict(
-            s.execute(select(PART_VERDICT, func.count()).where(*in_window, PART_ROW).group_by(PART_VERDICT)).all()
-        )
-        by_station = s.execute(
-            select(Run.line, Run.station, PART_VERDICT, func.count())
-            .join(Run, Run.id == Inspection.run_id)
-            .where(*in_window, PART_ROW)
-            .group_by(Run.line, Run.station, PART_VERDICT)
-        ).all()
-        runs = (
-            s.execute(select(Run).where(Run.started_at < window.end, func.coalesce(Run.ended_at, now) > window.start))
-            .scalars()
-            .all()
-        )
-        model_ids = {r.model_version_id for r in runs} | set(
-            s.scalars(select(Inspection.model_version_id).where(*in_window).distinct())
-        )
-        models = s.scalars(select(ModelVersion).where(ModelVersion.id.in_(model_ids)).order_by(ModelVersion.id)).all()
-        pareto = s.execute(
-            text(
-                "SELECT CASE WHEN j.value IS NULL THEN 'unclassified' ELSE j.value END AS cls, count(DISTINCT i.id) AS n "
-                f"FROM inspections AS i {json_values_join(store.engine.dialect.name, 'i.classes_json')} "
-                "WHERE i.verdict = 'NG' AND i.ts >= :a AND i.ts < :b AND i.id <= :last GROUP BY cls ORDER BY n DESC, cls"
+        where = _in_window(window, last_id)
+        runs = _runs(s, window, now)
+        by_verdict = _verdict_counts(s, where)
+        outcomes = _relabel_outcomes(s, where)
+        hours, p_bar = _control_chart(window, _parts_per_hour(s, window, where))
+        production = _production_minutes(runs, window, now)
+        span = max(0.0, (min(window.end, now) - window.start).total_seconds()) / 60
+        return ReportData(
+            window=window,
+            last_id=last_id,
+            tz=str(tz),
+            generated_at=now,
+            line=line or ", ".join(sorted({r.line for r in runs})) or "-",
+            stations=tuple(sorted({r.station for r in runs})),
+            cameras=tuple(sorted({r.camera_spec for r in runs})),
+            recipes=tuple(sorted({_recipe_label(r) for r in runs})),
+            models=_models(s, runs, where),
+            thresholds_in_force=tuple(
+                {"ok_below": a, "ng_at": b}
+                for a, b in sorted({(r.ok_below, r.ng_at) for r in runs if r.ng_at is not None})
             ),
-            {"a": window.start, "b": window.end, "last": last_id},
-        ).all()
-        # Whole seconds since the window's start, then whole hours (julianday's doubles put parts
-        # stamped on the hour into the hour before).
-        seconds = epoch_seconds(Inspection.ts) - int(window.start.replace(tzinfo=dt.UTC).timestamp())
-        hour = seconds // 3600
-        hourly = s.execute(
-            select(hour, func.count(), func.sum(cast(PART_VERDICT == "NG", Integer)))
-            .where(*in_window, PART_ROW)
-            .group_by(hour)
-            .order_by(hour)
-        ).all()
-        lo, hi = s.execute(select(func.min(Inspection.score), func.max(Inspection.score)).where(*in_window)).one()
-        histogram: list[tuple[float, float, int]] = []
-        if lo is not None:
-            width = (hi - lo) / HIST_BINS if hi > lo else 1.0
-            b = least(int_floor((Inspection.score - lo) / width), HIST_BINS - 1)
-            counts = dict(
-                s.execute(select(b, func.count()).where(*in_window, Inspection.score.is_not(None)).group_by(b)).all()
-            )
-            histogram = [(lo + k * width, lo + (k + 1) * width, int(counts.get(k, 0))) for k in range(HIST_BINS)]
-        worst_rows = (
-            s.execute(
-                select(Inspection)
-                .where(*in_window, Inspection.verdict != "OK")
-                .order_by(Inspection.score.desc().nulls_last(), Inspection.id)
-                .limit(WORST_REJECTS)
-            )
-            .scalars()
-            .all()
+            software=tuple(sorted({r.software_version for r in runs})),
+            inspected=sum(by_verdict.values()),
+            ok=by_verdict.get("OK", 0),
+            ng=by_verdict.get("NG", 0),
+            review=by_verdict.get("REVIEW", 0),
+            good_in_the_end=_good_in_the_end(by_verdict, outcomes),
+            production_minutes=production,
+            downtime_minutes=max(0.0, span - production),
+            pareto=_pareto(s, store.engine.dialect.name, window, last_id),
+            hours=hours,
+            p_bar=p_bar,
+            histogram=_histogram(s, where),
+            relabels=_relabel_figures(outcomes),
+            worst=_worst_rejects(s, store, where),
+            events=_events(s, window),
+            per_station=_per_station(s, where),
         )
-        events = s.scalars(
-            select(Event).where(Event.ts >= window.start, Event.ts < window.end).order_by(Event.id)
-        ).all()
-        # Each relabelled part's current label (its latest relabel) against the model's verdict.
-        latest = (
-            select(func.max(Relabel.id))
-            .join(Inspection, Inspection.id == Relabel.inspection_id)
-            .where(*in_window)
-            .group_by(Relabel.inspection_id)
-        )
-        outcomes = dict(
-            ((m, l), int(n))
-            for m, l, n in s.execute(
-                select(Inspection.verdict, Relabel.verdict, func.count())
-                .join(Relabel, Relabel.inspection_id == Inspection.id)
-                .where(Relabel.id.in_(latest))
-                .group_by(Inspection.verdict, Relabel.verdict)
-            ).all()
-        )
-    per_hour = {int(k): (int(n), int(g or 0)) for k, n, g in hourly}
+
+
+# The rows a report counts: a tuple of conditions on `inspections`.
+Where = tuple[ColumnElement[bool], ...]
+
+
+def _in_window(window: Window, last_id: int) -> Where:
+    """The inspections in the window, none newer than the last row the report read."""
+    return (Inspection.ts >= window.start, Inspection.ts < window.end, Inspection.id <= last_id)
+
+
+def _runs(s: Session, window: Window, now: dt.datetime) -> Sequence[Run]:
+    """The runs that overlap the window (a run still going counts until now)."""
+    q = select(Run).where(Run.started_at < window.end, func.coalesce(Run.ended_at, now) > window.start)
+    return s.execute(q).scalars().all()
+
+
+def _recipe_label(run: Run) -> str:
+    """A run's recipe with its version (when it has one)."""
+    return run.recipe + (f" v{run.recipe_version}" if run.recipe_version else "")
+
+
+def _verdict_counts(s: Session, where: Where) -> dict[str, int]:
+    """Parts per verdict (OK, NG, REVIEW)."""
+    q = select(PART_VERDICT, func.count()).where(*where, PART_ROW).group_by(PART_VERDICT)
+    return {verdict: n for verdict, n in s.execute(q).all()}
+
+
+def _models(s: Session, runs: Sequence[Run], where: Where) -> tuple[dict[str, Any], ...]:
+    """The models of the runs and of the window's inspections, each with its own thresholds."""
+    model_ids = {r.model_version_id for r in runs} | set(
+        s.scalars(select(Inspection.model_version_id).where(*where).distinct())
+    )
+    models = s.scalars(select(ModelVersion).where(ModelVersion.id.in_(model_ids)).order_by(ModelVersion.id)).all()
+    return tuple(
+        {
+            "name": m.name,
+            "version": m.version,
+            "kind": m.kind,
+            "sha256": m.sha256,
+            "thresholds": json.loads(m.thresholds_json),
+        }
+        for m in models
+    )
+
+
+def _pareto(s: Session, dialect: str, window: Window, last_id: int) -> tuple[tuple[str, int], ...]:
+    """NG parts per defect class, most first ("unclassified" for NG parts with no class)."""
+    rows = s.execute(
+        text(
+            "SELECT CASE WHEN j.value IS NULL THEN 'unclassified' ELSE j.value END AS cls, "
+            "count(DISTINCT i.id) AS n "
+            f"FROM inspections AS i {json_values_join(dialect, 'i.classes_json')} "
+            "WHERE i.verdict = 'NG' AND i.ts >= :a AND i.ts < :b AND i.id <= :last "
+            "GROUP BY cls ORDER BY n DESC, cls"
+        ),
+        {"a": window.start, "b": window.end, "last": last_id},
+    ).all()
+    return tuple((str(c), int(n)) for c, n in rows)
+
+
+def _parts_per_hour(s: Session, window: Window, where: Where) -> dict[int, tuple[int, int]]:
+    """Parts and NG parts per hour of the window, by the hour's number (hours without parts left out)."""
+    # Whole seconds since the window's start, then whole hours (julianday's doubles put parts
+    # stamped on the hour into the hour before).
+    seconds = epoch_seconds(Inspection.ts) - int(window.start.replace(tzinfo=dt.UTC).timestamp())
+    hour = seconds // 3600
+    hourly = s.execute(
+        select(hour, func.count(), func.sum(cast(PART_VERDICT == "NG", Integer)))
+        .where(*where, PART_ROW)
+        .group_by(hour)
+        .order_by(hour)
+    ).all()
+    return {int(k): (int(n), int(g or 0)) for k, n, g in hourly}
+
+
+def _control_chart(window: Window, per_hour: dict[int, tuple[int, int]]) -> tuple[tuple[HourPoint, ...], float]:
+    """The p-chart: each hour from the first to the last with parts (hours without parts stay on the
+    axis, empty) with its 3-sigma limits, and the mean NG rate p."""
     p_total = sum(n for n, _ in per_hour.values())
     p_bar = sum(g for _, g in per_hour.values()) / p_total if p_total else 0.0
     hours = []
-    for k in range(
-        min(per_hour, default=0), max(per_hour, default=-1) + 1
-    ):  # hours without parts stay on the axis, empty
+    for k in range(min(per_hour, default=0), max(per_hour, default=-1) + 1):
         n, g = per_hour.get(k, (0, 0))
         sigma = math.sqrt(p_bar * (1 - p_bar) / n) if n else 0.0
-        hours.append(
-            HourPoint(
-                window.start + dt.timedelta(hours=k), n, g, max(0.0, p_bar - 3 * sigma), min(1.0, p_bar + 3 * sigma)
-            )
+        lcl, ucl = max(0.0, p_bar - 3 * sigma), min(1.0, p_bar + 3 * sigma)
+        hours.append(HourPoint(window.start + dt.timedelta(hours=k), n, g, lcl, ucl))
+    return tuple(hours), p_bar
+
+
+def _histogram(s: Session, where: Where) -> tuple[tuple[float, float, int], ...]:
+    """HIST_BINS equal bins from the lowest score to the highest, with their parts; empty with no scores."""
+    lo, hi = s.execute(select(func.min(Inspection.score), func.max(Inspection.score)).where(*where)).one()
+    if lo is None or hi is None:
+        return ()
+    width = (hi - lo) / HIST_BINS if hi > lo else 1.0
+    b = least(int_floor((Inspection.score - lo) / width), HIST_BINS - 1)
+    q = select(b, func.count()).where(*where, Inspection.score.is_not(None)).group_by(b)
+    counts: dict[int, int] = {k: n for k, n in s.execute(q).all()}
+    return tuple((lo + k * width, lo + (k + 1) * width, int(counts.get(k, 0))) for k in range(HIST_BINS))
+
+
+def _worst_rejects(s: Session, store: Store, where: Where) -> tuple[dict[str, Any], ...]:
+    """The WORST_REJECTS parts not OK with the highest scores, with their image files on this machine."""
+    rows = (
+        s.execute(
+            select(Inspection)
+            .where(*where, Inspection.verdict != "OK")
+            .order_by(Inspection.score.desc().nulls_last(), Inspection.id)
+            .limit(WORST_REJECTS)
         )
-    production = (
-        sum(
-            max(0.0, (min(r.ended_at or now, window.end, now) - max(r.started_at, window.start)).total_seconds())
-            for r in runs
-        )
-        / 60
+        .scalars()
+        .all()
     )
-    span = max(0.0, (min(window.end, now) - window.start).total_seconds()) / 60
-    inspected = sum(by_verdict.values())
+    return tuple(
+        {
+            "part_id": r.part_id,
+            "ts": r.ts,
+            "verdict": r.verdict,
+            "score": r.score,
+            "classes": json.loads(r.classes_json),
+            "image": store.image_file(r.image_path),
+            "mask": store.image_file(r.mask_path),
+            "image_path": r.image_path,
+        }
+        for r in rows
+    )
+
+
+def _events(s: Session, window: Window) -> tuple[dict[str, Any], ...]:
+    """The event log of the window, oldest first."""
+    events = s.scalars(select(Event).where(Event.ts >= window.start, Event.ts < window.end).order_by(Event.id)).all()
+    return tuple(
+        {"ts": e.ts, "level": e.level, "kind": e.kind, "message": e.message, "acknowledged_at": e.acknowledged_at}
+        for e in events
+    )
+
+
+def _relabel_outcomes(s: Session, where: Where) -> dict[tuple[str, str], int]:
+    """Relabelled parts by (the model's verdict, their current label): each part's latest relabel counts."""
+    latest = (
+        select(func.max(Relabel.id))
+        .join(Inspection, Inspection.id == Relabel.inspection_id)
+        .where(*where)
+        .group_by(Relabel.inspection_id)
+    )
+    q = (
+        select(Inspection.verdict, Relabel.verdict, func.count())
+        .join(Relabel, Relabel.inspection_id == Inspection.id)
+        .where(Relabel.id.in_(latest))
+        .group_by(Inspection.verdict, Relabel.verdict)
+    )
+    return {(model, label): int(n) for model, label, n in s.execute(q).all()}
+
+
+def _good_in_the_end(by_verdict: dict[str, int], outcomes: dict[tuple[str, str], int]) -> int:
+    """The station's OK parts not relabelled NG, plus NG or REVIEW parts relabelled OK."""
+    return (
+        by_verdict.get("OK", 0)
+        - outcomes.get(("OK", "NG"), 0)
+        + outcomes.get(("NG", "OK"), 0)
+        + outcomes.get(("REVIEW", "OK"), 0)
+    )
+
+
+def _relabel_figures(outcomes: dict[tuple[str, str], int]) -> dict[str, int] | None:
+    """The relabel outcomes a report shows; None when no part was relabelled."""
+    if not outcomes:
+        return None
+    return {
+        "relabelled": sum(outcomes.values()),
+        "confirmed_ng": outcomes.get(("NG", "NG"), 0),
+        "false_rejects": outcomes.get(("NG", "OK"), 0),
+        "escapes_found": outcomes.get(("OK", "NG"), 0),
+        "confirmed_ok": outcomes.get(("OK", "OK"), 0),
+        "review_to_ok": outcomes.get(("REVIEW", "OK"), 0),
+        "review_to_ng": outcomes.get(("REVIEW", "NG"), 0),
+    }
+
+
+def _production_minutes(runs: Sequence[Run], window: Window, now: dt.datetime) -> float:
+    """Minutes of the window (up to now) with a run going."""
+    seconds = sum(
+        max(0.0, (min(r.ended_at or now, window.end, now) - max(r.started_at, window.start)).total_seconds())
+        for r in runs
+    )
+    return seconds / 60
+
+
+def _per_station(s: Session, where: Where) -> tuple[dict[str, Any], ...]:
+    """Parts per verdict and first-pass yield by line and station."""
+    q = (
+        select(Run.line, Run.station, PART_VERDICT, func.count())
+        .join(Run, Run.id == Inspection.run_id)
+        .where(*where, PART_ROW)
+        .group_by(Run.line, Run.station, PART_VERDICT)
+    )
     stations: dict[tuple[str, str], dict[str, Any]] = {}
-    for line_name, station, verdict, n in by_station:
+    for line_name, station, verdict, n in s.execute(q).all():
         row = stations.setdefault(
             (line_name, station), {"line": line_name, "station": station, "parts": 0, "ok": 0, "ng": 0, "review": 0}
         )
         row[verdict.lower()] = int(n)
         row["parts"] += int(n)
-    return ReportData(
-        window=window,
-        last_id=last_id,
-        tz=str(tz),
-        generated_at=now,
-        line=line or ", ".join(sorted({r.line for r in runs})) or "-",
-        stations=tuple(sorted({r.station for r in runs})),
-        cameras=tuple(sorted({r.camera_spec for r in runs})),
-        recipes=tuple(
-            sorted({r.recipe + (f" v{r.recipe_version}" if r.recipe_version else "") for r in runs})
-        ),  # (with its version)
-        models=tuple(
-            {
-                "name": m.name,
-                "version": m.version,
-                "kind": m.kind,
-                "sha256": m.sha256,
-                "thresholds": json.loads(m.thresholds_json),
-            }
-            for m in models
-        ),
-        thresholds_in_force=tuple(
-            {"ok_below": a, "ng_at": b} for a, b in sorted({(r.ok_below, r.ng_at) for r in runs if r.ng_at is not None})
-        ),
-        software=tuple(sorted({r.software_version for r in runs})),
-        inspected=inspected,
-        ok=by_verdict.get("OK", 0),
-        ng=by_verdict.get("NG", 0),
-        review=by_verdict.get("REVIEW", 0),
-        good_in_the_end=by_verdict.get("OK", 0)
-        - outcomes.get(("OK", "NG"), 0)
-        + outcomes.get(("NG", "OK"), 0)
-        + outcomes.get(("REVIEW", "OK"), 0),
-        production_minutes=production,
-        downtime_minutes=max(0.0, span - production),
-        pareto=tuple((str(c), int(n)) for c, n in pareto),
-        hours=tuple(hours),
-        p_bar=p_bar,
-        histogram=tuple(histogram),
-        relabels=None
-        if not outcomes
-        else {
-            "relabelled": sum(outcomes.values()),
-            "confirmed_ng": outcomes.get(("NG", "NG"), 0),
-            "false_rejects": outcomes.get(("NG", "OK"), 0),
-            "escapes_found": outcomes.get(("OK", "NG"), 0),
-            "confirmed_ok": outcomes.get(("OK", "OK"), 0),
-            "review_to_ok": outcomes.get(("REVIEW", "OK"), 0),
-            "review_to_ng": outcomes.get(("REVIEW", "NG"), 0),
-        },
-        worst=tuple(
-            {
-                "part_id": r.part_id,
-                "ts": r.ts,
-                "verdict": r.verdict,
-                "score": r.score,
-                "classes": json.loads(r.classes_json),
-                "image": store.image_file(r.image_path),
-                "mask": store.image_file(r.mask_path),
-                "image_path": r.image_path,
-            }
-            for r in worst_rows
-        ),
-        events=tuple(
-            {"ts": e.ts, "level": e.level, "kind": e.kind, "message": e.message, "acknowledged_at": e.acknowledged_at}
-            for e in events
-        ),
-        per_station=tuple(
-            {**row, "yield_pct": 100.0 * row["ok"] / row["parts"]} for _, row in sorted(stations.items())
-        ),
-    )
+    return tuple({**row, "yield_pct": 100.0 * row["ok"] / row["parts"]} for _, row in sorted(stations.items()))
 
 
 def write_json(data: ReportData, path: Path) -> None:
+    """The report's figures (`ReportData.figures`) as JSON."""
     path.write_text(json.dumps(data.figures(), indent=2))
 
 
 def write_csv(store: Store, data: ReportData, path: Path) -> int:
     """One row per inspection of the report (CSV_COLUMNS; the rows its figures count), streamed;
     returns the number of rows."""
-    window = data.window
+    n = 0
+    with store.session() as s, path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for row in s.execute(_csv_query(data).execution_options(yield_per=5000)):
+            w.writerow(_csv_row(row))
+            n += 1
+    return n
+
+
+def _csv_query(data: ReportData) -> Select[*tuple[Any, ...]]:
+    """The report's inspections, oldest first, with their shift's name and their model (CSV_COLUMNS, raw)."""
     i = Inspection
-    q = (
+    return (
         select(
             i.part_id,
             i.ts,
@@ -442,53 +523,31 @@ def write_csv(store: Store, data: ReportData, path: Path) -> int:
         )
         .join(Shift, Shift.id == i.shift_id)
         .join(ModelVersion, ModelVersion.id == i.model_version_id)
-        .where(i.ts >= window.start, i.ts < window.end, i.id <= data.last_id)
+        .where(*_in_window(data.window, data.last_id))
         .order_by(i.id)
     )
-    n = 0
-    with store.session() as s, path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_COLUMNS)
-        for (
-            part_id,
-            ts,
-            shift,
-            run_id,
-            seq,
-            camera_id,
-            recipe,
-            mname,
-            mversion,
-            msha,
-            score,
-            verdict,
-            classes,
-            areas,
-            latency,
-            image,
-            mask,
-            error,
-        ) in s.execute(q.execution_options(yield_per=5000)):
-            w.writerow(
-                [
-                    part_id,
-                    _iso(ts),
-                    shift,
-                    run_id,
-                    seq,
-                    camera_id,
-                    recipe,
-                    f"{mname} v{mversion}",
-                    msha,
-                    "" if score is None else f"{score:.6g}",
-                    verdict,
-                    ";".join(json.loads(classes)),
-                    sum(json.loads(areas).values()),
-                    f"{latency:.1f}",
-                    image or "",
-                    mask or "",
-                    error or "",
-                ]
-            )
-            n += 1
-    return n
+
+
+def _csv_row(row: Sequence[Any]) -> list[Any]:
+    """One row of `_csv_query` as written to the CSV."""
+    (part_id, ts, shift, run_id, seq, camera_id, recipe, mname, mversion, msha) = row[:10]
+    (score, verdict, classes, areas, latency, image, mask, error) = row[10:]
+    return [
+        part_id,
+        _iso(ts),
+        shift,
+        run_id,
+        seq,
+        camera_id,
+        recipe,
+        f"{mname} v{mversion}",
+        msha,
+        "" if score is None else f"{score:.6g}",
+        verdict,
+        ";".join(json.loads(classes)),
+        sum(json.loads(areas).values()),
+        f"{latency:.1f}",
+        image or "",
+        mask or "",
+        error or "",
+    ]

@@ -32,7 +32,7 @@ def report_stem(config: Config, name: str, start_utc: dt.datetime) -> str:
 def write_shift_report(store: Store, config: Config, window: Window, folder: Path, stem: str | None = None) -> Path:
     """PDF, CSV and JSON of one window into `folder` (named `stem`, else after the line and shift);
     returns the PDF's path."""
-    from inspection.reports.pdf import write_pdf
+    from inspection.reports.pdf import write_pdf  # (reportlab loads when a report is written, not with the line)
 
     folder.mkdir(parents=True, exist_ok=True)
     stem = stem or report_stem(config, window.title.removeprefix("Shift "), window.start)

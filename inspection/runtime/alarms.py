@@ -8,12 +8,14 @@ stayed clear for `HOLD_OFF_S`). Conditions seen on the inspection thread (NG in 
 rate) are kept until the next check, so a streak between two checks is not missed. A lost camera
 is read from the runner's loss and reconnection counts, not only its state, so a camera that is
 lost and back between two checks still raises its alarm; each check that finds a new loss raises
-one (its message counts the run's losses), and the return is an info event ("Camera ... reconnected after 3.2 s; inspection resumed.") in the event log. An alarm stays
-active until acknowledged (`acknowledged_at` in its row), also across a restart: unacknowledged
-alarms are read back from the record at start. Database writes happen on the monitor's thread
-only, never on the inspection or GUI thread; an alarm that cannot be written (a full disk) is
-still shown, with a negative id and a note. A reject gate (`watch_reject`) raises the "reject" alarm
-for parts that reached the gate before their verdict and for failed writes to its output.
+one (its message counts the run's losses), and the return is an info event ("Camera ...
+reconnected after 3.2 s; inspection resumed.") in the event log. An alarm stays active until
+acknowledged (`acknowledged_at` in its row), also across a restart: unacknowledged alarms are
+read back from the record at start. Database writes happen on the monitor's thread only, never on
+the inspection or GUI thread; an alarm that cannot be written (a full disk) is still shown, with a
+negative id and a note. A reject gate (`watch_reject`) raises the "reject" alarm for parts that
+reached the gate before their verdict and for failed writes to its output. Every alarm raised or
+acknowledged is also published (`on_change`: the line's event hub).
 """
 
 from __future__ import annotations
@@ -30,14 +32,13 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sqlalchemy import select, update
-
 from inspection.priority import background_thread
-from inspection.record.schema import Event
+from inspection.record import event_log
 from inspection.record.store import Store, utcnow
 from inspection.result import InspectionResult, Verdict
+from inspection.runtime.events import AlarmChanged
 from inspection.runtime.reject_gate import RejectStats
-from inspection.runtime.runner import RunnerState, RunnerStatus
+from inspection.runtime.status import RunnerState, RunnerStatus
 from inspection.settings.config import AlarmConfig
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,17 @@ class AlarmMonitor:
         *,
         disk_path: Path | None = None,
         interval_s: float = 0.5,
+        on_change: Callable[[AlarmChanged], None] | None = None,
     ) -> None:
         self.store = store
+        self._on_change = on_change  # told of every alarm raised or acknowledged
         self.config = config
         self._status = status
-        self.disk_path = disk_path or store.path.parent
+        if disk_path is None:
+            if store.path is None:
+                raise ValueError("an alarm monitor of a record on a server needs the disk to watch (disk_path)")
+            disk_path = store.path.parent
+        self.disk_path = disk_path
         self.interval_s = interval_s
         self._lock = threading.Lock()  # the counts and the active alarms (any thread)
         self._check_lock = threading.Lock()  # one check at a time (the monitor's thread, or a test's call)
@@ -114,12 +121,17 @@ class AlarmMonitor:
         `active()` at once, the record follows on the monitor's thread."""
         with self._lock:
             ids = list(self._active) if event_ids is None else [i for i in event_ids if i in self._active]
-            for i in ids:
-                self._active.pop(i)
+            gone = [self._active.pop(i) for i in ids]
         for i in ids:
             if i > 0:
                 self._acks.put(i)
         self._wake.set()
+        for alarm in gone:
+            self._publish(AlarmChanged(alarm.kind, alarm.message, active=False))
+
+    def _publish(self, event: AlarmChanged) -> None:
+        if self._on_change is not None:
+            self._on_change(event)
 
     def on_result(self, result: InspectionResult) -> None:
         """A result listener (inspection thread): counts only, no I/O. Counts parts: a station of
@@ -185,18 +197,25 @@ class AlarmMonitor:
             self._write_acks()
         except Exception:  # the record cannot be written now: the acknowledgements wait
             log.exception("writing alarm acknowledgements failed")
-        c = self.config
         status = self._status()
         if status is not None and status.run_id != self._run_id:  # a new run: its counts start at 0
             self._run_id, self._lost_frames, self._images_missing = status.run_id, 0, 0
             self._losses_alarmed = self._backs_logged = 0
+        self._check_faults(status)
+        self._check_parts()
+        self._check_disk()
+        if status is not None:
+            self._check_frames(status)
+        self._check_reject()
+        if status is not None:
+            self._check_images(status)
+
+    def _check_faults(self, status: RunnerStatus | None) -> None:
+        """The run's faults (a lost camera, the record, the inspection thread) and model failures."""
         faulted = status is not None and status.state is RunnerState.FAULTED
-        fault = status.fault if faulted else ""
+        fault = status.fault if status is not None and faulted else ""
         message = status.message if status is not None else ""
         with self._lock:
-            streak, self._max_in_a_row = self._max_in_a_row, self._ng_in_a_row
-            rate, self._max_rate = self._max_rate, 0.0
-            window = len(self._recent_ng)
             model_errors, model_error, self._model_errors = self._model_errors, self._model_error, 0
         self._check_camera(status, fault == "camera", message)
         self._condition("record", fault == "record", message)
@@ -209,6 +228,14 @@ class AlarmMonitor:
                 f"The model failed on {model_errors} part(s), the last with: "
                 f"{model_error.removeprefix('Model failed: ')}. They were recorded as REVIEW.",
             )
+
+    def _check_parts(self) -> None:
+        """NG in a row, and the NG rate over the last parts (the worst since the last check)."""
+        c = self.config
+        with self._lock:
+            streak, self._max_in_a_row = self._max_in_a_row, self._ng_in_a_row
+            rate, self._max_rate = self._max_rate, 0.0
+            window = len(self._recent_ng)
         self._condition(
             "consecutive_ng",
             c.consecutive_ng > 0 and streak >= c.consecutive_ng,
@@ -217,15 +244,23 @@ class AlarmMonitor:
         self._condition(
             "ng_rate",
             c.ng_rate_limit > 0 and rate > c.ng_rate_limit,
-            f"NG rate {100 * rate:.0f} % over the last {window} parts, above the limit of {100 * c.ng_rate_limit:.0f} %.",
+            f"NG rate {100 * rate:.0f} % over the last {window} parts, "
+            f"above the limit of {100 * c.ng_rate_limit:.0f} %.",
         )
+
+    def _check_disk(self) -> None:
+        c = self.config
         free_mb = _free_mb(self.disk_path)
         self._condition(
             "disk",
             free_mb is not None and free_mb < c.min_free_disk_mb,
-            f"Disk space low: {free_mb} MB free where the record is kept ({self.disk_path}), limit {c.min_free_disk_mb} MB.",
+            f"Disk space low: {free_mb} MB free where the record is kept ({self.disk_path}), "
+            f"limit {c.min_free_disk_mb} MB.",
         )
-        if status is not None and c.dropped_frames:
+
+    def _check_frames(self, status: RunnerStatus) -> None:
+        """Frames dropped or failed since the last check."""
+        if self.config.dropped_frames:
             lost = status.dropped + status.failed_grabs
             new = lost - self._lost_frames
             self._lost_frames = lost
@@ -234,15 +269,16 @@ class AlarmMonitor:
                 new > 0,
                 f"{new} frames dropped or failed since the last check ({lost} in this run): they were not inspected.",
             )
-        self._check_reject()
-        if status is not None:
-            new, self._images_missing = status.images_missing - self._images_missing, status.images_missing
-            self._condition(
-                "images",
-                new > 0,
-                f"{new} part images could not be saved since the last check ({status.images_missing} "
-                f"in this run; {status.image_error}): their parts are recorded, the images marked missing.",
-            )
+
+    def _check_images(self, status: RunnerStatus) -> None:
+        """Part images not saved since the last check."""
+        new, self._images_missing = status.images_missing - self._images_missing, status.images_missing
+        self._condition(
+            "images",
+            new > 0,
+            f"{new} part images could not be saved since the last check ({status.images_missing} "
+            f"in this run; {status.image_error}): their parts are recorded, the images marked missing.",
+        )
 
     def _check_reject(self) -> None:
         """A part that reached the reject gate before its verdict, or a failed write to the reject output."""
@@ -290,9 +326,7 @@ class AlarmMonitor:
 
     def _record(self, level: str, kind: str, message: str) -> None:
         try:
-            with self.store.session() as s:
-                s.add(Event(ts=utcnow(), run_id=self._run_id, level=level, kind=kind, message=message))
-                s.commit()
+            event_log.add_event(self.store, level=level, kind=kind, message=message, run_id=self._run_id, ts=utcnow())
         except Exception as exc:  # the record cannot be written now: the log says so
             log.error("event (%s) could not be recorded: %s", kind, exc)
 
@@ -311,11 +345,10 @@ class AlarmMonitor:
         log.warning("alarm (%s): %s", kind, message)
         raised = utcnow()
         try:
-            with self.store.session() as s:
-                row = Event(ts=raised, run_id=self._run_id, level="alarm", kind=kind, message=message)
-                s.add(row)
-                s.commit()
-                alarm = Alarm(row.id, kind, message, raised)
+            event_id = event_log.add_event(
+                self.store, level="alarm", kind=kind, message=message, run_id=self._run_id, ts=raised
+            )
+            alarm = Alarm(event_id, kind, message, raised)
         except Exception as exc:  # a full disk, a locked database: the operator must still see it
             log.error("alarm (%s) could not be recorded: %s", kind, exc)
             alarm = Alarm(
@@ -324,6 +357,7 @@ class AlarmMonitor:
         self._latched.add(kind)
         with self._lock:
             self._active[alarm.event_id] = alarm
+        self._publish(AlarmChanged(kind, alarm.message, active=True))
 
     def _write_acks(self) -> None:
         ids = []
@@ -335,25 +369,16 @@ class AlarmMonitor:
         if not ids:
             return
         try:
-            with self.store.session() as s:
-                s.execute(
-                    update(Event)
-                    .where(Event.id.in_(ids), Event.acknowledged_at.is_(None))
-                    .values(acknowledged_at=utcnow())
-                )
-                s.commit()
+            event_log.acknowledge(self.store, ids)
         except Exception:
             for i in ids:  # try again at the next check
                 self._acks.put(i)
             raise
 
     def _load_unacknowledged(self) -> None:
-        with self.store.session() as s:
-            rows = s.scalars(
-                select(Event).where(Event.level == "alarm", Event.kind.in_(KINDS), Event.acknowledged_at.is_(None))
-            ).all()
+        rows = event_log.unacknowledged_alarms(self.store, KINDS)
         with self._lock:
-            self._active = {r.id: Alarm(r.id, r.kind, r.message, r.ts) for r in rows}
+            self._active = {r.event_id: Alarm(r.event_id, r.kind, r.message, r.raised_at) for r in rows}
         # A condition still true at start (a full disk) does not raise its unacknowledged alarm again.
         self._latched = {r.kind for r in rows}
 

@@ -1,4 +1,4 @@
-"""Batch inspection of image files (`lepton-inspect predict`): a CSV of verdicts and, per image,
+"""Inspection of image files (`lepton-inspect predict`): a CSV of verdicts and, per image,
 the anomaly map and the defect mask as PNG at the image's own size."""
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def collect_inputs(inputs: Sequence[Path]) -> list[Path]:
 
 
 @dataclasses.dataclass(frozen=True)
-class BatchSummary:
-    """What a batch did: the CSV (one row per input file, in order), and the files it could not
+class FilesSummary:
+    """What predicting on files did: the CSV (one row per input file, in order), and the files it could not
     inspect with the sentence that says why (also in the CSV's error column)."""
 
     csv: Path
@@ -49,14 +49,7 @@ class BatchSummary:
 
 def predict_files(
     inspector: Inspector, files: Sequence[Path], out: Path, *, color: bool = True, progress: Progress | None = None
-) -> Path:
-    """`predict_batch`, returning the CSV's path."""
-    return predict_batch(inspector, files, out, color=color, progress=progress).csv
-
-
-def predict_batch(
-    inspector: Inspector, files: Sequence[Path], out: Path, *, color: bool = True, progress: Progress | None = None
-) -> BatchSummary:
+) -> FilesSummary:
     """Write out/predictions.csv and out/maps/<stem>_map.png, out/masks/<stem>_mask.png.
     Anomaly maps are scaled to 0-255 between the OK threshold (0) and twice the NG threshold (255).
     A file that cannot be read or inspected (damaged, truncated, not an image, too large, a model
@@ -93,7 +86,7 @@ def predict_batch(
             fh.flush()
             if progress:
                 progress("predict", i + 1, len(files))
-    return BatchSummary(csv_path, len(files) - len(failed), tuple(failed))
+    return FilesSummary(csv_path, len(files) - len(failed), tuple(failed))
 
 
 def _predict_one(

@@ -27,7 +27,7 @@ def render_heatmap(image: np.ndarray, anomaly_map: np.ndarray, ng_at: float, alp
     """An RGB copy of `image` blended with its anomaly map, scaled so that the NG threshold is red."""
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
     scale = 255.0 / ng_at if ng_at > 0 and np.isfinite(ng_at) else 255.0 / max(float(anomaly_map.max()), 1e-6)
-    heat = np.clip(anomaly_map * scale, 0, 255).astype(np.uint8)
+    heat: np.ndarray = np.clip(anomaly_map * scale, 0, 255).astype(np.uint8)
     if heat.shape != rgb.shape[:2]:
         heat = cv2.resize(heat, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     colored = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)

@@ -52,14 +52,6 @@ HISTORY_S = 10.0  # encoder readings kept (a result later than this after its tr
 SPEED_WINDOW_S = 0.1  # the conveyor's speed is measured over this long
 
 
-
-
-
-
-
-
-
-
 @dataclasses.dataclass(frozen=True)
 class RejectStats:
     """The gate's counts for the current run."""
@@ -166,8 +158,8 @@ class RejectGate:
         finish_by: float | None = None  # finishing: return once nothing is due, or at this time
         while True:
             if finish_by is not None and ((not self._due and self._on_at is None) or self._clock() >= finish_by):
-                for _, _, part in sorted(self._due):  # (the belt stopped, in encoder mode): counted, never silent
-                    self._miss(part, "was still on its way to the reject gate when the line stopped")
+                for _, _, late in sorted(self._due):  # (the belt stopped, in encoder mode): counted, never silent
+                    self._miss(late, "was still on its way to the reject gate when the line stopped")
                 return
             wake, edge = self._next_wake()
             block_until = wake - SPIN_S if edge else wake  # a pulse edge is spun for, a read is not

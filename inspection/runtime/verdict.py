@@ -34,7 +34,8 @@ def thresholds_in_force(recipe: Recipe, model: ModelInfo) -> Thresholds:
         )
         if review < fr:
             raise ConfigError(
-                f"verdict.review_false_reject ({review}) must not be below verdict.false_reject ({fr}) in recipe {recipe.name}."
+                f"verdict.review_false_reject ({review}) must not be below verdict.false_reject ({fr}) "
+                f"in recipe {recipe.name}."
             )
         new = recalibrate(model.metadata, false_reject=fr, review_false_reject=review)
         if new is None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import logging
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import resources
 from inspection.errors import ConfigError
@@ -35,26 +36,6 @@ from inspection.settings.plc import PlcConfig, parse_plc
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 @dataclasses.dataclass(frozen=True)
 class ShiftPattern:
     names: tuple[str, ...]
@@ -67,9 +48,9 @@ class ShiftPattern:
         starts = sorted(
             (dt.datetime.combine(local.date() + dt.timedelta(days=k), t, tzinfo=self.tz), n)
             for k in (-1, 0, 1)
-            for n, t in zip(self.names, self.starts)
+            for n, t in zip(self.names, self.starts, strict=True)
         )
-        for (begin, name), (end, _) in zip(starts, starts[1:]):
+        for (begin, name), (end, _) in itertools.pairwise(starts):
             if begin <= local < end:
                 return name, begin.astimezone(dt.UTC), end.astimezone(dt.UTC)
         raise AssertionError("shift pattern does not cover the day")  # pragma: no cover
@@ -116,7 +97,8 @@ class Config:
 
 
 def runner_options(config: Config, mode: str | None = None, max_batch: int | None = None) -> Config:
-    """`config` with runner.mode and runner.max_batch replaced where given (the command line's options), checked alike."""
+    """`config` with runner.mode and runner.max_batch replaced where given (the command line's options),
+    checked alike."""
     where = "the command line"
     if mode is not None:
         config = dataclasses.replace(config, mode=choice(mode, "--mode", where, MODES))
@@ -148,69 +130,24 @@ def shift_pattern(names: Any, starts: Any, tz: zoneinfo.ZoneInfo, where: str) ->
 
 
 def load_config(path: Path | None = None) -> Config:
+    """The station config: the packaged default with the file at `path` (if any) merged over it, every value checked."""
     raw = read_toml(resources.DEFAULT_CONFIG, "default config")
     where = f"config {path}" if path else "default config"
     if path is not None:
         raw = merge(raw, read_toml(path, "config"), "", where)
     line = raw["line"]
-    tz_name = line["timezone"]
-    try:
-        tz = zoneinfo.ZoneInfo(tz_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise ConfigError(f"Time zone {show(tz_name)} in {where} is not a known IANA time zone.") from None
-    shifts = shift_pattern(raw["shifts"]["names"], raw["shifts"]["starts"], tz, where)
-    r, a = raw["runner"], raw["alarms"]
-    k = raw["retention"]
+    tz = _time_zone(line["timezone"], where)
+    here = Path(path).parent if path else Path(".")  # (relative folders are the config file's)
     return Config(
         line=line["name"],
         station=line["station"],
-        shifts=shifts,
-        queue_size=int_in(r["queue_size"], "runner.queue_size", where, 1, MAX_QUEUE_SIZE),
-        commit_interval_s=float_in(
-            r["commit_interval_s"],
-            "runner.commit_interval_s",
-            where,
-            0.0,
-            MAX_COMMIT_INTERVAL_S,
-            lo_open=True,
-            rule=f"a time in seconds above 0 and at most {MAX_COMMIT_INTERVAL_S:g}",
-        ),
-        commit_batch=int_in(r["commit_batch"], "runner.commit_batch", where, 1, MAX_COMMIT_BATCH),
-        mode=choice(r["mode"], "runner.mode", where, MODES),
-        max_batch=int_in(r["max_batch"], "runner.max_batch", where, 1, MAX_BATCH),
-        alarms=AlarmConfig(
-            consecutive_ng=int_in(a["consecutive_ng"], "alarms.consecutive_ng", where, 0, MAX_ALARM_COUNT),
-            ng_rate_limit=float_in(
-                a["ng_rate_limit"], "alarms.ng_rate_limit", where, 0.0, 1.0, rule="a share from 0 to 1 (0: off)"
-            ),
-            ng_rate_window=int_in(a["ng_rate_window"], "alarms.ng_rate_window", where, 1, MAX_ALARM_COUNT),
-            min_free_disk_mb=int_in(a["min_free_disk_mb"], "alarms.min_free_disk_mb", where, 0, MAX_FREE_DISK_MB),
-            dropped_frames=a["dropped_frames"],
-        ),
+        shifts=shift_pattern(raw["shifts"]["names"], raw["shifts"]["starts"], tz, where),
+        **_runner(raw["runner"], where),
+        alarms=_alarms(raw["alarms"], where),
         reports_automatic=raw["reports"]["automatic"],
-        reports_folder=(
-            (Path(path).parent if path else Path(".")) / path_text(raw["reports"]["folder"], "reports.folder", where)
-            if raw["reports"]["folder"]
-            else None
-        ),
-        retention=RetentionConfig(
-            max_image_mb=int_in(k["max_image_mb"], "retention.max_image_mb", where, 0, MAX_FREE_DISK_MB),
-            min_free_mb=int_in(k["min_free_mb"], "retention.min_free_mb", where, 0, MAX_FREE_DISK_MB),
-            keep_rejects_days=int_in(k["keep_rejects_days"], "retention.keep_rejects_days", where, 0, 100 * 365),
-            check_interval_s=float_in(
-                k["check_interval_s"],
-                "retention.check_interval_s",
-                where,
-                1.0,
-                86_400.0,
-                rule="a time in seconds from 1 to 86400",
-            ),
-        ),
-        recipes_folder=(
-            (Path(path).parent if path else Path(".")) / path_text(raw["recipes"]["folder"], "recipes.folder", where)
-            if raw["recipes"]["folder"]
-            else None
-        ),
+        reports_folder=_folder(raw["reports"]["folder"], "reports.folder", here, where),
+        retention=_retention(raw["retention"], where),
+        recipes_folder=_folder(raw["recipes"]["folder"], "recipes.folder", here, where),
         auto_logout_min=float_in(
             raw["users"]["auto_logout_min"],
             "users.auto_logout_min",
@@ -225,28 +162,76 @@ def load_config(path: Path | None = None) -> Config:
     )
 
 
+def _time_zone(name: Any, where: str) -> zoneinfo.ZoneInfo:
+    """line.timezone: an IANA time zone."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ConfigError(f"Time zone {show(name)} in {where} is not a known IANA time zone.") from None
 
 
+class _RunnerFields(TypedDict):
+    """The Config fields that [runner] sets."""
+
+    queue_size: int
+    commit_interval_s: float
+    commit_batch: int
+    mode: str
+    max_batch: int
 
 
+def _runner(r: dict[str, Any], where: str) -> _RunnerFields:
+    """[runner]: the queue, the commits, the mode and the micro-batch."""
+    return {
+        "queue_size": int_in(r["queue_size"], "runner.queue_size", where, 1, MAX_QUEUE_SIZE),
+        "commit_interval_s": float_in(
+            r["commit_interval_s"],
+            "runner.commit_interval_s",
+            where,
+            0.0,
+            MAX_COMMIT_INTERVAL_S,
+            lo_open=True,
+            rule=f"a time in seconds above 0 and at most {MAX_COMMIT_INTERVAL_S:g}",
+        ),
+        "commit_batch": int_in(r["commit_batch"], "runner.commit_batch", where, 1, MAX_COMMIT_BATCH),
+        "mode": choice(r["mode"], "runner.mode", where, MODES),
+        "max_batch": int_in(r["max_batch"], "runner.max_batch", where, 1, MAX_BATCH),
+    }
 
 
+def _alarms(a: dict[str, Any], where: str) -> AlarmConfig:
+    """[alarms]."""
+    return AlarmConfig(
+        consecutive_ng=int_in(a["consecutive_ng"], "alarms.consecutive_ng", where, 0, MAX_ALARM_COUNT),
+        ng_rate_limit=float_in(
+            a["ng_rate_limit"], "alarms.ng_rate_limit", where, 0.0, 1.0, rule="a share from 0 to 1 (0: off)"
+        ),
+        ng_rate_window=int_in(a["ng_rate_window"], "alarms.ng_rate_window", where, 1, MAX_ALARM_COUNT),
+        min_free_disk_mb=int_in(a["min_free_disk_mb"], "alarms.min_free_disk_mb", where, 0, MAX_FREE_DISK_MB),
+        dropped_frames=a["dropped_frames"],
+    )
 
 
+def _retention(k: dict[str, Any], where: str) -> RetentionConfig:
+    """[retention]."""
+    return RetentionConfig(
+        max_image_mb=int_in(k["max_image_mb"], "retention.max_image_mb", where, 0, MAX_FREE_DISK_MB),
+        min_free_mb=int_in(k["min_free_mb"], "retention.min_free_mb", where, 0, MAX_FREE_DISK_MB),
+        keep_rejects_days=int_in(k["keep_rejects_days"], "retention.keep_rejects_days", where, 0, 100 * 365),
+        check_interval_s=float_in(
+            k["check_interval_s"],
+            "retention.check_interval_s",
+            where,
+            1.0,
+            86_400.0,
+            rule="a time in seconds from 1 to 86400",
+        ),
+    )
 
 
-
-
-
-
-
-
-
-
-
-
-
-
+def _folder(value: str, key: str, here: Path, where: str) -> Path | None:
+    """A folder key: relative to the config file's folder; None when empty (the user data folder's)."""
+    return here / path_text(value, key, where) if value else None
 
 
 def data_dir() -> Path:

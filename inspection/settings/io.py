@@ -8,31 +8,19 @@ import re
 from typing import Any
 
 from camera.base import TRIGGER_ACTIVATIONS, IoSettings
+from inspection.errors import ConfigError
+from inspection.settings.parse import choice, float_in, int_in, show
 
 log = logging.getLogger(__name__)
 
-
-AFTER = ("time", "encoder")
-
-
+AFTER = ("time", "encoder")  # reject.after
 _LINE = re.compile(r"(Line|Out)[1-9][0-9]?")  # Line1..: SFNC; Out1..: outputs of ace GigE cameras
-
-
 _USER_OUTPUT = re.compile(r"UserOutput[1-9][0-9]?")
-
-
+# Checked ranges of [io] and [reject].
 MAX_DEBOUNCE_US = 1_000_000.0
-
-
 MAX_TRIGGER_DELAY_US = 1_000_000.0
-
-
 MAX_DELAY_MS = 60_000.0
-
-
 MAX_PULSE_MS = 10_000.0
-
-
 MAX_ENCODER_COUNTS = 2**31 - 1
 
 
@@ -77,16 +65,23 @@ def io_settings(io: IoConfig, reject: RejectConfig) -> IoSettings:
 
 def parse_io_reject(io: dict[str, Any], reject: dict[str, Any], where: str) -> tuple[IoConfig, RejectConfig]:
     """[io] and [reject] of a merged config (types already checked), ranges and names checked here."""
-    from inspection.errors import ConfigError
-    from inspection.settings.parse import choice, float_in, int_in, show
+    io_config = _io(io, where)
+    reject_config = _reject(reject, where)
+    _check_together(io_config, reject_config, where)
+    return io_config, reject_config
 
-    def name(value: str, key: str, pattern: re.Pattern[str], example: str) -> str:
-        if not pattern.fullmatch(value):
-            raise ConfigError(f"{key} in {where} must name a camera {example}, not {show(value)}.")
-        return value
 
-    io_config = IoConfig(
-        trigger_line=name(io["trigger_line"], "io.trigger_line", _LINE, 'line such as "Line1"'),
+def _name(value: str, key: str, where: str, pattern: re.Pattern[str], example: str) -> str:
+    """A camera line or output name, as `pattern` says."""
+    if not pattern.fullmatch(value):
+        raise ConfigError(f"{key} in {where} must name a camera {example}, not {show(value)}.")
+    return value
+
+
+def _io(io: dict[str, Any], where: str) -> IoConfig:
+    """[io]: the trigger input's line, edge, debounce and delay."""
+    return IoConfig(
+        trigger_line=_name(io["trigger_line"], "io.trigger_line", where, _LINE, 'line such as "Line1"'),
         trigger_activation=choice(io["trigger_activation"], "io.trigger_activation", where, TRIGGER_ACTIVATIONS),
         debounce_us=float_in(
             io["debounce_us"],
@@ -105,11 +100,14 @@ def parse_io_reject(io: dict[str, Any], reject: dict[str, Any], where: str) -> t
             rule=f"a time in microseconds from 0 (the camera's own) to {MAX_TRIGGER_DELAY_US:,.0f}",
         ),
     )
-    r = reject
-    config = RejectConfig(
+
+
+def _reject(r: dict[str, Any], where: str) -> RejectConfig:
+    """[reject]: the output, when a part reaches the gate and the pulse."""
+    return RejectConfig(
         enabled=r["enabled"],
-        line=name(r["line"], "reject.line", _LINE, 'output line such as "Line2"'),
-        output=name(r["output"], "reject.output", _USER_OUTPUT, 'user output such as "UserOutput1"'),
+        line=_name(r["line"], "reject.line", where, _LINE, 'output line such as "Line2"'),
+        output=_name(r["output"], "reject.output", where, _USER_OUTPUT, 'user output such as "UserOutput1"'),
         inverted=r["inverted"],
         after=choice(r["after"], "reject.after", where, AFTER),
         delay_ms=float_in(
@@ -140,11 +138,14 @@ def parse_io_reject(io: dict[str, Any], reject: dict[str, Any], where: str) -> t
         ),
         reject_review=r["reject_review"],
     )
-    if config.enabled and config.line == io_config.trigger_line:
-        raise ConfigError(f"reject.line in {where} must not be the trigger line io.trigger_line ({config.line!r}).")
-    if config.enabled and config.after == "time" and config.ready_margin_ms >= config.delay_ms:
+
+
+def _check_together(io: IoConfig, reject: RejectConfig, where: str) -> None:
+    """What [io] and an enabled [reject] must agree on: separate lines, and a margin a part can make."""
+    if reject.enabled and reject.line == io.trigger_line:
+        raise ConfigError(f"reject.line in {where} must not be the trigger line io.trigger_line ({reject.line!r}).")
+    if reject.enabled and reject.after == "time" and reject.ready_margin_ms >= reject.delay_ms:
         raise ConfigError(
-            f"reject.ready_margin_ms ({config.ready_margin_ms:g}) must be below reject.delay_ms "
-            f"({config.delay_ms:g}) in {where}, or every part would miss the gate."
+            f"reject.ready_margin_ms ({reject.ready_margin_ms:g}) must be below reject.delay_ms "
+            f"({reject.delay_ms:g}) in {where}, or every part would miss the gate."
         )
-    return io_config, config

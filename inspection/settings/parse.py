@@ -1,4 +1,5 @@
-"""The parsers every settings file shares: TOML read, merged over a default, values checked, each refusal one sentence."""
+"""The parsers every settings file shares: TOML read, merged over a default, values checked; each refusal is one
+sentence."""
 
 from __future__ import annotations
 
@@ -103,9 +104,7 @@ def int_in(value: Any, key: str, where: str, lo: int, hi: int) -> int:
     return value
 
 
-def float_in(
-    value: Any, key: str, where: str, lo: float, hi: float, *, lo_open: bool = False, rule: str = ""
-) -> float:
+def float_in(value: Any, key: str, where: str, lo: float, hi: float, *, lo_open: bool = False, rule: str = "") -> float:
     f = finite(value)
     if f is None or not (lo < f if lo_open else lo <= f) or not f <= hi:
         rule = rule or (f"a number above {lo:g} and at most {hi:g}" if lo_open else f"a number from {lo:g} to {hi:g}")

@@ -7,13 +7,11 @@ import logging
 from typing import Any
 
 from inspection.errors import ConfigError
+from inspection.settings.parse import choice, float_in, int_in
 
 log = logging.getLogger(__name__)
 
-
 PROTOCOLS = ("opcua", "modbus")
-
-
 DEFAULT_PORTS = {"opcua": 4840, "modbus": 5020}
 
 
@@ -43,8 +41,6 @@ def _host_text(value: str, where: str) -> str:
 
 def parse_plc(raw: dict[str, Any], where: str) -> PlcConfig:
     """The [plc] table (already merged over the default, so every key is there with its type)."""
-    from inspection.settings.parse import choice, float_in, int_in
-
     enabled = raw["enabled"]
     protocol = choice(raw["protocol"], "plc.protocol", where, PROTOCOLS)
     host = raw["host"].strip()

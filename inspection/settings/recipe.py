@@ -1,4 +1,5 @@
-"""A recipe: how one product is inspected (camera settings, model, thresholds, image saving, its PLC index), read from TOML merged over the packaged default."""
+"""A recipe: how one product is inspected (camera settings, model, thresholds, image saving, its PLC index), read
+from TOML merged over the packaged default."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def _rate(value: Any, key: str, where: str) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0:
         return float(value)
     raise ConfigError(
-        f'verdict.{key} in {where} must be a share of good parts between 0 and 1 (e.g. 0.01) or "model", not {show(value)}.'
+        f"verdict.{key} in {where} must be a share of good parts between 0 and 1 (e.g. 0.01) or "
+        f'"model", not {show(value)}.'
     )
 
 
@@ -118,8 +120,8 @@ def _camera(cam: dict[str, Any], where: str) -> CameraSettings:
         or (any(roi) and not (roi[2] and roi[3]))
     ):
         raise ConfigError(
-            f"camera.roi in {where} must be four whole numbers x, y, width, height up to {MAX_SENSOR_PX} with width and "
-            f"height at least 1 (all 0 for the full sensor), not {show(roi)}."
+            f"camera.roi in {where} must be four whole numbers x, y, width, height up to {MAX_SENSOR_PX} with "
+            f"width and height at least 1 (all 0 for the full sensor), not {show(roi)}."
         )
     exposure = float_in(
         cam["exposure_us"],
@@ -180,7 +182,8 @@ def load_recipe(path: Path | None = None) -> Recipe:
     review_false_reject = _rate(v["review_false_reject"], "review_false_reject", where)
     if false_reject is not None and review_false_reject is not None and review_false_reject < false_reject:
         raise ConfigError(
-            f"verdict.review_false_reject ({review_false_reject}) must not be below verdict.false_reject ({false_reject}) in {where}."
+            f"verdict.review_false_reject ({review_false_reject}) must not be below verdict.false_reject "
+            f"({false_reject}) in {where}."
         )
     model, settings_file = (
         path_text(raw["model"], "model", where),
@@ -232,7 +235,7 @@ def _recipe_digest(content: str, settings_file: Path | None, where: str) -> str:
     return digest.hexdigest()
 
 
-def _defect_classes(values: list, where: str) -> tuple[str, ...]:
+def _defect_classes(values: list[Any], where: str) -> tuple[str, ...]:
     if not all(isinstance(c, str) and c.strip() and c.strip() != "good" for c in values) or len(set(values)) != len(
         values
     ):

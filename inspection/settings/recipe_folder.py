@@ -48,7 +48,8 @@ def recipe_indexes(folder: Path) -> dict[int, Path]:
             continue
         if index in out:
             raise ConfigError(
-                f"Recipes {out[index].name} and {path.name} in {folder} both have index {index}; a PLC could not tell them apart."
+                f"Recipes {out[index].name} and {path.name} in {folder} both have index {index}; "
+                "a PLC could not tell them apart."
             )
         out[index] = path
     return out

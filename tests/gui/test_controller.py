@@ -11,8 +11,9 @@ from PySide6.QtCore import QObject, Qt
 from app.gui.controller import LineController
 from inspection.access import users
 from inspection.line import Setup
-from inspection.record.store import open_store
-from inspection.runtime.runner import RunnerState
+from inspection.record.opening import open_record
+from inspection.runtime.events import EventHub
+from inspection.runtime.status import RunnerState
 from inspection.runtime.verdict import thresholds_in_force
 from inspection.settings.config import load_config
 from inspection.settings.recipe import load_recipe
@@ -40,6 +41,7 @@ class _Line:
             self.recipe, None, self.inspector, thresholds_in_force(self.recipe, self.inspector.info), 1, 1
         )
         self.changing = False
+        self.events = EventHub()
 
     def add_result_listener(self, listener) -> None:
         pass
@@ -65,7 +67,7 @@ class _Operator(QObject):
 
 
 def test_start_right_after_ready_is_queued_not_dropped(qtbot, tmp_path):
-    store = open_store(tmp_path / "c.db")
+    store = open_record(tmp_path / "c.db")
     admin = users.create_first_admin(store, "admin", "a-long-password")
     users.create_user(store, admin, "op", "operator", "a-long-password")
     line = _Line(store)

@@ -14,8 +14,8 @@ from PySide6.QtCore import QSettings, Qt
 
 from app.gui.main import build_window
 from inspection.access import users
-from inspection.record.store import open_store
-from inspection.runtime.runner import RunnerState
+from inspection.record.opening import open_record
+from inspection.runtime.status import RunnerState
 from inspection.settings.config import load_config
 from tests.fakes import sql
 
@@ -28,7 +28,7 @@ PASSWORD = "line-pc-test"
 def accounts(db, *people):
     """The station's accounts (created through the core before the window opens the database): an
     admin, and each (name, role) asked for, all with PASSWORD."""
-    with open_store(db) as store:
+    with open_record(db) as store:
         if not users.has_users(store):
             users.create_first_admin(store, "admin", PASSWORD)
         admin = users.authenticate(store, "admin", PASSWORD)
@@ -54,7 +54,8 @@ def make_window(qtbot, tmp_path, camera, model=None, user=("eng", "engineer")):
     args = argparse.Namespace(camera=camera, model=model, db=db, recipe=None, config=None, device="cpu")
     settings = QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat)
     win = build_window(args, default_camera_spec="unused", settings=settings)
-    win.show()  # (not qtbot.addWidget: its teardown deletes the window while the line is still closing; close() below waits)
+    # (not qtbot.addWidget: its teardown deletes the window while the line is still closing; close() below waits)
+    win.show()
     if user is not None:
         log_in(qtbot, win, user[0])
     return win

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QAction, QKeySequence, QWheelEvent
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from app.gui.mask_editor import MaskEditor
@@ -113,7 +113,7 @@ def test_tool_keys_and_other_keys_reach_the_parent(qtbot):
             super().__init__()
             self.keys: list[int] = []
 
-        def keyPressEvent(self, e) -> None:  # noqa: ANN001, N802
+        def keyPressEvent(self, e: QKeyEvent) -> None:
             if e.key() != Qt.Key.Key_Control:
                 self.keys.append(e.key())
 

@@ -1,5 +1,5 @@
 """Shared by the PLC handshake tests: a station on the pylon emulator with the PLC link on loopback,
-and the handshake a PLC program runs, driven through a protocol's real client (`PlcClient`)."""
+and the handshake a PLC program runs, driven through a protocol's real client (`plc_clients.PlcClient`)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,17 @@ import dataclasses
 import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from inspection.line import Line, open_line
-from inspection.plant.handshake import ErrorCode
 from inspection.plant.link import PlcLink
+from inspection.plant.signals import ErrorCode
 from inspection.record.schema import Inspection
 from tests.fakes import free_port, wait_for
+from tests.integration.plc_clients import PlcClient
 
 RECIPES = {1: "prod-a", 2: "prod-b"}
-
-
-class PlcClient(Protocol):
-    def read(self, name: str) -> Any: ...
-    def write(self, name: str, value: Any) -> None: ...
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ every row keeps its recipe's name and version and the lot."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from camera import TriggerMode
 from inspection.errors import ConfigError
 from inspection.line import open_line
-from inspection.record.store import open_record
+from inspection.record.opening import open_record
 from inspection.reports.figures import gather, shift_window
 from inspection.settings.config import load_config
 from inspection.settings.recipe import load_recipe
@@ -79,10 +80,17 @@ def test_changeover_between_parts_keeps_recipe_version_and_lot_in_every_row(tmp_
         rows = c.execute("SELECT recipe, recipe_version, lot_id FROM inspections ORDER BY id").fetchall()
         runs = c.execute("SELECT recipe, recipe_version FROM runs ORDER BY id").fetchall()
         versions = c.execute("SELECT name, version FROM recipe_versions ORDER BY id").fetchall()
+        switches = c.execute("SELECT who, detail_json FROM audit_log WHERE action = 'line_switched'").fetchall()
+    # Each changeover that happened is in the audit trail, by the PLC; the refused one (index 9) is not.
+    assert [(who, json.loads(detail)["recipe"].rsplit("/", 1)[-1]) for who, detail in switches] == [
+        ("plc", "b.toml"),
+        ("plc", "a.toml"),
+        ("plc", "b.toml"),
+    ]
     assert rows == [("prod-a", 1, "LOT-A1")] * 3 + [("prod-b", 1, "LOT-B1")] * 2 + [("prod-a", 2, "LOT-B1")]
     assert runs == [("prod-a", 1), ("prod-b", 1), ("prod-a", 2)]
     assert versions == [("prod-a", 1), ("prod-b", 1), ("prod-a", 2)]
-    with open_record(db) as store:  # the shift report names each recipe version that ran
+    with open_record(db, read_only=True) as store:  # the shift report names each recipe version that ran
         (shift_id,) = {i for (i,) in sqlite3.connect(db).execute("SELECT DISTINCT shift_id FROM inspections")}
         data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
     assert data.recipes == ("prod-a v1", "prod-a v2", "prod-b v1")

@@ -19,7 +19,7 @@ import torch
 
 import resources
 from app.cli import main
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 from tests.unit.test_bad_input import newer_schema_db, sha
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_a_config_out_of_range_for_a_report(capsys, tmp_path):
     config = tmp_path / "station.toml"
     config.write_text("[alarms]\nng_rate_limit = inf\n")
     db = tmp_path / "lepton.db"
-    open_store(db).close()
+    open_record(db).close()
     code, _, err = run_cli(
         capsys,
         "report",
@@ -133,7 +133,7 @@ def test_a_corrupt_or_foreign_model_package(capsys, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     (images / "a.jpg").write_bytes(sorted(SAMPLES.glob("*.jpg"))[0].read_bytes())
-    for name, package in corrupt_packages(tmp_path).items():
+    for package in corrupt_packages(tmp_path).values():
         code, _, err = run_cli(
             capsys, "run", "--camera", f"sim:{SAMPLES}", "--model", str(package), "--db", str(db), "--parts", "2"
         )
@@ -196,7 +196,7 @@ def test_bad_databases_for_run_shifts_and_report(capsys, tmp_path):
 
 def test_a_database_locked_by_a_running_instance(capsys, tmp_path):
     db = tmp_path / "lepton.db"
-    with open_store(db):  # the station, in this process
+    with open_record(db):  # the station, in this process
         before = sha(db)
         code, _, err = run_cli(capsys, "run", "--camera", f"sim:{SAMPLES}", "--parts", "2", "--db", str(db))
         assert_one_line(code, err, "in use by another Lepton Inspect instance")
@@ -218,7 +218,7 @@ def test_a_database_locked_by_a_running_instance(capsys, tmp_path):
 
 def test_a_read_only_database(capsys, tmp_path):
     db = tmp_path / "archive.db"
-    open_store(db).close()
+    open_record(db).close()
     db.chmod(0o444)
     try:
         before = sha(db)

@@ -3,7 +3,7 @@
 The run plays the bundled images through Basler's emulator into the demo model, with `--events`
 (one JSON line per published verdict, flushed at once), and is killed a random 0.2-3 s after its
 first verdict. Then: SQLite's integrity check is ok, every verdict published more than one commit
-interval before the kill has its row, and after the next start (`open_store`) the run ended
+interval before the kill has its row, and after the next start (`open_record`) the run ended
 "crashed" and its images are reconciled: no row names a file that is not there unless it says
 `missing`, no image file lacks a row, no half-written file is left.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 import resources
-from inspection.record.store import PARTIAL, open_store
+from inspection.record.images import PARTIAL
+from inspection.record.opening import open_record
 from inspection.settings.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def kill_and_check(seed: int, work: Path) -> dict:
     out = published(events)
     interval = load_config().commit_interval_s
     missing = [e for e in out if e["part_id"] not in rows]
-    open_store(db).close()  # the next start: the run is ended and its images reconciled
+    open_record(db).close()  # the next start: the run is ended and its images reconciled
     con = sqlite3.connect(db)
     try:
         run_end = con.execute("select end_state from runs order by id desc limit 1").fetchone()[0]

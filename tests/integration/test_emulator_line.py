@@ -10,8 +10,8 @@ import sqlite3
 from camera import CameraSettings, TriggerMode, open_camera
 from camera.basler import BaslerCamera
 from inspection.line import Line, open_line
-from inspection.record.store import open_store
-from inspection.runtime.runner import RunnerState
+from inspection.record.opening import open_record
+from inspection.runtime.status import RunnerState
 from inspection.settings.config import load_config
 from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector, wait_for
@@ -72,7 +72,7 @@ def test_frames_dropped_behind_a_free_running_emulator_are_counted_recorded_and_
         load_recipe(), camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.FREE_RUN, frame_rate=100.0)
     )
     line = Line(
-        store=open_store(tmp_path / "drops.db"),
+        store=open_record(tmp_path / "drops.db"),
         config=config,
         recipe=recipe,
         camera_spec=f"emu:{samples}",

@@ -6,6 +6,7 @@ cannot be reached."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 
@@ -21,9 +22,11 @@ from camera.simulated import SimulatedCamera
 from inspection.access import audit, users
 from inspection.errors import StoreError
 from inspection.line import Line, open_line
-from inspection.record.forwarding import Forwarder
+from inspection.record.forwarding import Forwarder, forwarder_of
+from inspection.record.migrate import alembic_config
+from inspection.record.opening import open_record, open_station_record
 from inspection.record.schema import Base, ForwardState
-from inspection.record.store import _alembic_config, open_record, open_station_store, open_store, utcnow
+from inspection.record.store import utcnow
 from inspection.reports.figures import gather, shift_window
 from inspection.reports.pdf import write_pdf
 from inspection.settings.config import load_config
@@ -33,16 +36,16 @@ from tests.integration.test_cli import assert_one_sentence_error, cli
 
 
 def server(url, query, **params):
-    with open_record(url) as store, store.engine.connect() as conn:
+    with open_record(url, read_only=True) as store, store.engine.connect() as conn:
         return conn.execute(text(query), params).all()
 
 
 def test_migrations_build_exactly_the_schema_on_postgres(pg_url):
-    with open_store(pg_url) as store:
+    with open_record(pg_url) as store:
         with store.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         assert store.path is None and store.images_dir is None and "postgres" in store.name
-    with open_store(pg_url) as store:  # again: nothing to migrate
+    with open_record(pg_url) as store:  # again: nothing to migrate
         assert store.counts() == {"ok": 0, "ng": 0, "review": 0, "parts": 0}
         users.create_first_admin(store, "admin", "admin-password")  # an audited change
         for change in ("UPDATE audit_log SET who = 'y'", "DELETE FROM audit_log"):
@@ -50,7 +53,7 @@ def test_migrations_build_exactly_the_schema_on_postgres(pg_url):
                 conn.exec_driver_sql(change)
         check = audit.verify(store)
         assert check.ok and check.entries == 1, check.message
-        cfg = _alembic_config()
+        cfg = alembic_config()
         with store.engine.begin() as conn:  # every migration goes down and up again on PostgreSQL too
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, "base")
@@ -59,7 +62,7 @@ def test_migrations_build_exactly_the_schema_on_postgres(pg_url):
 
 def test_servers_that_cannot_be_reached_are_one_sentence_without_the_password(tmp_path):
     url = f"postgresql://lepton:s3cret-pw@127.0.0.1:{free_port()}/plant"
-    for opener in (open_store, open_record):
+    for opener in (open_record, functools.partial(open_record, read_only=True)):
         with pytest.raises(
             StoreError, match=r"^The database server at 127\.0\.0\.1:\d+ cannot be reached: .*\.$"
         ) as err:
@@ -72,7 +75,7 @@ def test_servers_that_cannot_be_reached_are_one_sentence_without_the_password(tm
         ("postgresql://lepton:s3cret@pw@127.0.0.1/plant", "has an '@' in its password or host: write it as %40"),
     ):
         with pytest.raises(StoreError, match=message) as err:
-            open_store(bad)
+            open_record(bad)
         assert "s3cret" not in str(err.value)
     proc = cli("report", "--db", url, "--shift", "1", "--out", str(tmp_path / "r.pdf"), data_dir=tmp_path)
     assert_one_sentence_error(proc, "cannot be reached")
@@ -87,7 +90,7 @@ def test_a_server_cut_mid_run_gets_every_part_exactly_once(pg_server, pg_url, tm
     caplog.set_level(logging.WARNING, logger="inspection.record.forwarding")
     monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path))  # the buffer: the default lepton.db there
     line = open_line(camera_spec=f"emu:{samples}", db=pg_url, device="cpu")
-    forwarder = line.store.forwarder
+    forwarder = forwarder_of(line.store)
     assert forwarder is not None and line.store.path == tmp_path / "lepton.db"
     try:
         runner = line.start()
@@ -108,7 +111,9 @@ def test_a_server_cut_mid_run_gets_every_part_exactly_once(pg_server, pg_url, tm
     finally:
         line.close()
     warnings = [
-        r.getMessage() for r in caplog.records if r.name == "inspection.record.forwarding" and r.levelno == logging.WARNING
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "inspection.record.forwarding" and r.levelno == logging.WARNING
     ]
     assert len(warnings) == 1 and "cannot be reached" in warnings[0]  # one per outage, not one per retry
     buffer = tmp_path / "lepton.db"
@@ -143,7 +148,7 @@ def station(name: str, url: str, buffer, samples, parts: int, recipe_file=None) 
         camera=CameraSettings(pixel_format="Mono8", trigger=TriggerMode.SOFTWARE, frame_rate=200.0),
     )
     line = Line(
-        store=open_station_store(url, buffer),
+        store=open_station_record(url, buffer),
         config=config,
         recipe=recipe,
         camera_spec=f"sim:{samples}",
@@ -163,15 +168,15 @@ def test_recipe_versions_are_numbered_plant_wide_on_the_server(pg_url, tmp_path,
     y.write_text('name = "prod"\n[verdict]\nmin_defect_area_px = 9\n', encoding="utf-8")
     a = station("press-1", pg_url, tmp_path / "a.db", samples, 2, x)  # x is press-1's version 1
     try:
-        assert a.store.forwarder.sync(60)
+        assert forwarder_of(a.store).sync(60)
     finally:
         a.close()
     b = station("press-2", pg_url, tmp_path / "b.db", samples, 2, y)  # y is press-2's version 1 ...
     try:
-        b.change_recipe(x)  # ... and x its version 2
+        b.change_recipe(x, by="test")  # ... and x its version 2
         b.start(max_parts=3).wait(60)
         b.stop()
-        assert b.store.forwarder.sync(60)
+        assert forwarder_of(b.store).sync(60)
     finally:
         b.close()
     assert sql(tmp_path / "b.db", "select recipe_version, count(*) from inspections group by 1 order by 1") == [
@@ -198,7 +203,7 @@ def test_two_stations_forward_to_one_server_and_one_report_spans_both(pg_url, tm
     a = station("press-1", pg_url, tmp_path / "a.db", samples, 6)
     b = station("press-2", pg_url, tmp_path / "b.db", samples, 4)
     try:
-        assert a.store.forwarder.sync(60) and b.store.forwarder.sync(60)
+        assert forwarder_of(a.store).sync(60) and forwarder_of(b.store).sync(60)
     finally:
         a.close()
         b.close()
@@ -210,7 +215,7 @@ def test_two_stations_forward_to_one_server_and_one_report_spans_both(pg_url, tm
     }
     assert by_station == {"press-1": 6, "press-2": 4}
     (shift_id,) = {i for (i,) in server(pg_url, "select distinct shift_id from inspections")}  # one shift on the server
-    with open_record(pg_url) as plant:
+    with open_record(pg_url, read_only=True) as plant:
         data = gather(plant, shift_window(plant, shift_id), load_config().shifts.tz)
     assert data.inspected == 10 and data.stations == ("press-1", "press-2")
     rows = {r["station"]: r for r in data.per_station}
@@ -243,7 +248,7 @@ def test_rows_sent_again_after_a_lost_position_are_not_duplicated(pg_url, tmp_pa
     rows again, and the server keeps one of each."""
     line = station("press-1", pg_url, tmp_path / "a.db", samples, 5)
     try:
-        assert line.store.forwarder.sync(60)
+        assert forwarder_of(line.store).sync(60)
         before = server(
             pg_url,
             "select (select count(*) from inspections), (select count(*) from events), (select count(*) from runs)",
@@ -266,7 +271,7 @@ def test_rows_sent_again_after_a_lost_position_are_not_duplicated(pg_url, tmp_pa
         )
         == before
     )
-    with open_store(tmp_path / "a.db") as store, store.session() as s:
+    with open_record(tmp_path / "a.db") as store, store.session() as s:
         assert {n for (n,) in s.execute(select(ForwardState.table_name))} >= {"runs", "inspections", "events"}
 
 
@@ -274,7 +279,7 @@ def test_a_station_starts_and_inspects_while_the_server_cannot_be_reached(tmp_pa
     url = f"postgresql://lepton:s3cret-pw@127.0.0.1:{free_port()}/plant"
     line = station("press-1", url, tmp_path / "a.db", samples, 5)  # (inspects and records: see station())
     try:
-        forwarder = line.store.forwarder
+        forwarder = forwarder_of(line.store)
         assert wait_for(lambda: forwarder.status().failed_tries >= 1, 60)
         tries = forwarder.status().failed_tries
         forwarder.retry_now()  # a try begun after the parts were recorded (its backlog counts them)
@@ -294,12 +299,12 @@ def test_an_alarm_acknowledged_after_it_was_forwarded_is_acknowledged_on_the_ser
     line = station("press-1", pg_url, tmp_path / "a.db", samples, 2)
     try:
         line.store.log_event("disk", "Free disk space is low.", level="alarm")
-        assert line.store.forwarder.sync(60)
+        assert forwarder_of(line.store).sync(60)
         assert server(pg_url, "select acknowledged_at from events where kind = 'disk'") == [(None,)]
         with line.store.session() as s:  # what the alarm monitor writes when an operator acknowledges it
             s.execute(text("update events set acknowledged_at = :at where kind = 'disk'"), {"at": utcnow()})
             s.commit()
-        assert line.store.forwarder.sync(60)
+        assert forwarder_of(line.store).sync(60)
     finally:
         line.close()
     (acked,) = sql(tmp_path / "a.db", "select acknowledged_at from events where kind = 'disk'")[0]

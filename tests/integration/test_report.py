@@ -20,8 +20,10 @@ import pytest
 from pypdf import PdfReader
 
 from bench.synthetic import add_parts
+from inspection.engineering.relabel import relabel
 from inspection.line import open_line
-from inspection.record.store import is_url, open_record, open_store
+from inspection.record.opening import open_record
+from inspection.record.server import is_url
 from inspection.reports.figures import CSV_COLUMNS, gather, shift_window, time_window
 from inspection.reports.pdf import write_pdf
 from inspection.settings.config import load_config
@@ -45,7 +47,7 @@ def on_backend(db, backend, tmp_path, request) -> str:
     url = request.getfixturevalue("pg_url")
     copy = tmp_path / "station.db"
     copy.write_bytes(db.read_bytes())
-    with open_store(copy) as store:
+    with open_record(copy) as store:
         forward_all(store, url)
     return url
 
@@ -55,7 +57,7 @@ def the_shift(db: str) -> int:
     if not is_url(db):
         (shift_id,) = {i for (i,) in sql(db, "select distinct shift_id from inspections")}
         return shift_id
-    with open_record(db) as store, store.engine.connect() as conn:
+    with open_record(db, read_only=True) as store, store.engine.connect() as conn:
         (shift_id,) = {i for (i,) in conn.exec_driver_sql("select distinct shift_id from inspections")}
         return shift_id
 
@@ -168,7 +170,7 @@ def test_report_figures_match_the_database(recorded, tmp_path, backend, request)
 
 def test_pages_render_and_are_not_blank(recorded, tmp_path, backend, request):
     db = on_backend(recorded, backend, tmp_path, request)
-    with open_record(db) as store:
+    with open_record(db, read_only=True) as store:
         data = gather(store, shift_window(store, the_shift(db)), load_config().shifts.tz)
     pages = write_pdf(data, tmp_path / "r.pdf")
     pdf = pypdfium2.PdfDocument(str(tmp_path / "r.pdf"))
@@ -185,7 +187,7 @@ def test_empty_period_and_all_ok_shift(tmp_path, samples, backend, request):
     recipe.write_text('name = "all-ok"\n[verdict]\nok_below = 1e9\nng_at = 2e9\n')
     run_line(tmp_path / "ok.db", samples, 8, recipe=recipe)
     db = on_backend(tmp_path / "ok.db", backend, tmp_path, request)
-    store = open_record(db)
+    store = open_record(db, read_only=True)
     try:
         tz = load_config().shifts.tz
         data = gather(store, shift_window(store, the_shift(db)), tz)
@@ -209,7 +211,7 @@ def test_a_100000_part_shift(recorded, tmp_path):
     db = tmp_path / "big.db"
     db.write_bytes(recorded.read_bytes())
     shift_id = add_parts(db, 100_000)
-    store = open_store(db)
+    store = open_record(db)
     try:
         data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
         pages = write_pdf(data, tmp_path / "big.pdf")
@@ -295,7 +297,9 @@ def test_parts_on_the_hour_odd_messages_and_a_station_holding_the_database(recor
     con = sqlite3.connect(db)
     try:
         cols = [c[1] for c in con.execute("pragma table_info(inspections)") if c[1] != "id"]
-        template = dict(zip(cols, con.execute(f"select {', '.join(cols)} from inspections limit 1").fetchone()))
+        template = dict(
+            zip(cols, con.execute(f"select {', '.join(cols)} from inspections limit 1").fetchone(), strict=True)
+        )
         shift_id, start = con.execute("select id, start_at from shifts limit 1").fetchone()
         t0 = dt.datetime.fromisoformat(start)
         # Two hours of the shift that the real parts (recorded just now) are not in.
@@ -323,7 +327,7 @@ def test_parts_on_the_hour_odd_messages_and_a_station_holding_the_database(recor
         con.commit()
     finally:
         con.close()
-    station = open_store(db)  # the station holds the database
+    station = open_record(db)  # the station holds the database
     try:
         proc = cli(
             "report",
@@ -343,7 +347,10 @@ def test_parts_on_the_hour_odd_messages_and_a_station_holding_the_database(recor
     hours = {
         h["hour_utc"]: (h["parts"], h["ng"]) for h in json.loads((tmp_path / "e.json").read_text())["ng_rate_per_hour"]
     }
-    at = lambda k: (t0 + dt.timedelta(hours=k)).replace(tzinfo=dt.UTC).isoformat()
+
+    def at(k: int) -> str:
+        return (t0 + dt.timedelta(hours=k)).replace(tzinfo=dt.UTC).isoformat()
+
     assert hours[at(h1)] == (1, 1) and hours[at(h2)] == (2, 0)
     starts = sorted(dt.datetime.fromisoformat(h) for h in hours)
     assert starts == [
@@ -359,18 +366,18 @@ def test_relabels_add_history_and_feed_the_report(recorded, tmp_path):
     ng = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'NG' order by id")]
     ok = [p for (p,) in sql(db, "select part_id from inspections where verdict = 'OK' order by id")]
     before = sql(db, "select part_id, verdict, score from inspections order by id")
-    store = open_store(db)
+    store = open_record(db)
     try:
         eng, lead = engineers(store, "eng", "lead")
-        store.relabel(ng[0], "OK", user=eng, comment="lubricant, not pitting")  # false reject
-        store.relabel(ng[1], "NG", user=eng, classes=("pitting",))  # confirmed
-        store.relabel(ng[2], "NG", user=eng, classes=("pitting",))
-        store.relabel(ng[2], "OK", user=lead, comment="second look")  # the latest label counts
+        relabel(store, ng[0], "OK", user=eng, comment="lubricant, not pitting")  # false reject
+        relabel(store, ng[1], "NG", user=eng, classes=("pitting",))  # confirmed
+        relabel(store, ng[2], "NG", user=eng, classes=("pitting",))
+        relabel(store, ng[2], "OK", user=lead, comment="second look")  # the latest label counts
         mask = np.zeros((460, 1130), bool)
         mask[200:210, 300:320] = True
-        store.relabel(ok[0], "NG", user=eng, classes=("pitting",), mask=mask)  # an escape found
+        relabel(store, ok[0], "NG", user=eng, classes=("pitting",), mask=mask)  # an escape found
         with pytest.raises(Exception, match="OK or NG"):
-            store.relabel(ok[1], "REVIEW", user=eng)
+            relabel(store, ok[1], "REVIEW", user=eng)
         (shift_id,) = {i for (i,) in sql(db, "select distinct shift_id from inspections")}
         data = gather(store, shift_window(store, shift_id), load_config().shifts.tz)
         write_pdf(data, tmp_path / "r.pdf")
@@ -381,7 +388,8 @@ def test_relabels_add_history_and_feed_the_report(recorded, tmp_path):
     )  # the model's verdicts untouched
     history = sql(
         db,
-        "select i.part_id, r.previous_verdict, r.verdict, r.who from relabels r join inspections i on i.id = r.inspection_id "
+        "select i.part_id, r.previous_verdict, r.verdict, r.who "
+        "from relabels r join inspections i on i.id = r.inspection_id "
         "where i.part_id = ? order by r.id",
         ng[2],
     )
@@ -427,14 +435,14 @@ def test_labelled_parts_export_as_a_dataset_both_layouts(recorded, tmp_path):
             db, "select part_id from inspections where verdict = 'OK' and image_path is not null order by id"
         )
     ]
-    store = open_store(db)
+    store = open_record(db)
     try:
         mask = np.zeros((460, 1130), bool)
         mask[200:210, 300:320] = True
         (eng,) = engineers(store, "eng")
-        store.relabel(ng[0], "NG", user=eng, classes=("pitting",), mask=mask)
-        store.relabel(ng[1], "OK", user=eng)
-        store.relabel(ok[0], "NG", user=eng, classes=("scratch",))
+        relabel(store, ng[0], "NG", user=eng, classes=("pitting",), mask=mask)
+        relabel(store, ng[1], "OK", user=eng)
+        relabel(store, ok[0], "NG", user=eng, classes=("scratch",))
     finally:
         store.close()
     out = tmp_path / "ds"

@@ -11,9 +11,10 @@ import pytest
 
 from inspection.access import audit, users
 from inspection.engineering import model_registry, review
+from inspection.engineering.relabel import relabel
 from inspection.engineering.review import ReviewFilter
 from inspection.errors import ConfigError
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 from inspection.settings.recipe import load_recipe
 from tests.integration.test_cli import assert_one_sentence_error, cli
 from tests.integration.test_report import run_line, sql
@@ -28,7 +29,7 @@ def labelled(tmp_path_factory, samples):
     drawn mask, kept OK parts confirmed."""
     db = tmp_path_factory.mktemp("loop") / "line.db"
     run_line(db, samples, 48)
-    store = open_store(db)
+    store = open_record(db)
     try:
         admin = users.create_first_admin(store, "admin", "admin-password")
         eng = users.create_user(store, admin, "eng", users.Role.ENGINEER, ENG_PASSWORD)
@@ -36,20 +37,20 @@ def labelled(tmp_path_factory, samples):
             db, "select part_id, verdict, score from inspections where image_path is not null order by id"
         ):
             if verdict == "NG" and score < 50:
-                store.relabel(part_id, "OK", user=eng, comment="lubricant")
+                relabel(store, part_id, "OK", user=eng, comment="lubricant")
             elif verdict == "NG":
                 mask = np.zeros((460, 1130), bool)
                 mask[200:230, 500:540] = True
-                store.relabel(part_id, "NG", user=eng, classes=("pitting",), mask=mask)
+                relabel(store, part_id, "NG", user=eng, classes=("pitting",), mask=mask)
             else:
-                store.relabel(part_id, "OK", user=eng)
+                relabel(store, part_id, "OK", user=eng)
     finally:
         store.close()
     return db
 
 
 def test_review_queries_filter_sort_and_page(labelled):
-    store = open_store(labelled)
+    store = open_record(labelled)
     try:
         everything = ReviewFilter(verdicts=(), sort="oldest")
         total = review.count_parts(store, everything)
@@ -139,12 +140,14 @@ def test_candidate_compared_promoted_judges_the_next_run_and_rolls_back(labelled
     last_run = sql(db, "select max(run_id) from inspections")[0][0]
     assert sql(
         db,
-        "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id where i.run_id = ?",
+        "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id "
+        "where i.run_id = ?",
         last_run,
     ) == [("2",)]
     assert sql(
         db,
-        "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id where i.run_id = 1",
+        "select distinct m.version from inspections i join model_versions m on m.id = i.model_version_id "
+        "where i.run_id = 1",
     ) == [("1",)]
     row = sql(db, "select who, action, comment, evaluation_json from model_promotions")[0]
     assert (
@@ -186,7 +189,7 @@ def test_promotions_push_rollbacks_pop_and_a_missing_model_is_one_sentence(label
     v2, v3 = tmp_path / "v2.lpkg", tmp_path / "v3.lpkg"
     save_package(v2, {**meta, "version": "2"}, state)
     save_package(v3, {**meta, "version": "3"}, state)
-    store = open_store(db)
+    store = open_record(db)
     try:
         eng = users.authenticate(store, "eng", ENG_PASSWORD)
         with pytest.raises(ConfigError, match="nothing to roll back"):

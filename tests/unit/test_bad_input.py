@@ -33,7 +33,7 @@ import resources
 from camera.base import check_playback_folder
 from camera.errors import CameraError
 from inspection.errors import ConfigError, StoreError
-from inspection.record.store import open_record, open_store
+from inspection.record.opening import open_record
 from inspection.settings.config import Config, load_config
 from inspection.settings.recipe import Recipe, load_recipe
 from models.base import MAX_IMAGE_PIXELS, model_image
@@ -233,9 +233,7 @@ def check_config(cfg: Config) -> None:
         and len(cfg.shifts.names) == len(cfg.shifts.starts)
         and all(t.tzinfo is None for t in cfg.shifts.starts)
     )
-    cfg.shifts.shift_at(
-        dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)
-    )  # a day of a clock change: still one shift
+    cfg.shifts.shift_at(dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC))  # a day of a clock change: still one shift
 
 
 def check_recipe(r: Recipe) -> None:
@@ -292,7 +290,9 @@ def test_arbitrary_bytes_as_config_or_recipe(tmp_path, data):
 def test_the_generators_reach_both_outcomes(tmp_path):
     """Guards the properties above: a generator that only ever made invalid files would test little."""
     outcomes = set()
-    for default, load in ((CONFIG_DEFAULT, load_config), (RECIPE_DEFAULT, load_recipe)):
+
+    def probe_loader(default, load):
+        """Feed `load` documents made from `default`, noting whether each loaded or was refused."""
 
         @settings(
             max_examples=150,
@@ -312,6 +312,9 @@ def test_the_generators_reach_both_outcomes(tmp_path):
                 outcomes.add((load.__name__, "refused"))
 
         probe()
+
+    for default, load in ((CONFIG_DEFAULT, load_config), (RECIPE_DEFAULT, load_recipe)):
+        probe_loader(default, load)
     assert outcomes == {(f, o) for f in ("load_config", "load_recipe") for o in ("loaded", "refused")}
 
 
@@ -748,7 +751,7 @@ def test_a_grey_model_takes_colour_and_a_colour_model_grey():
 
 
 def test_predict_reports_bad_files_and_inspects_the_rest(tmp_path):
-    from inspection.runtime.files import collect_inputs, predict_batch
+    from inspection.runtime.files import collect_inputs, predict_files
     from tests.fakes import FakeInspector
 
     folder = tmp_path / "in"
@@ -765,7 +768,7 @@ def test_predict_reports_bad_files_and_inspects_the_rest(tmp_path):
     (folder / "i_good.jpg").write_bytes(data["small.jpg"])
     files = collect_inputs([folder])
     seen = []
-    summary = predict_batch(FakeInspector(), files, tmp_path / "out", progress=lambda s, i, n: seen.append((i, n)))
+    summary = predict_files(FakeInspector(), files, tmp_path / "out", progress=lambda s, i, n: seen.append((i, n)))
     rows = list(csv.DictReader(summary.csv.open(encoding="utf-8")))
     assert [Path(r["image"]).name for r in rows] == [f.name for f in files]  # every file has its row, in order
     bad = {Path(r["image"]).name: r["error"] for r in rows if r["error"]}
@@ -780,14 +783,14 @@ def test_predict_reports_bad_files_and_inspects_the_rest(tmp_path):
 
 
 def test_predict_goes_on_after_a_model_failure(tmp_path):
-    from inspection.runtime.files import predict_batch
+    from inspection.runtime.files import predict_files
     from tests.fakes import FakeInspector
 
     files = []
     for k in range(5):
         files.append(tmp_path / f"p{k}.png")
         cv2.imwrite(str(files[-1]), np.full((8, 8), 100 + k, np.uint8))
-    summary = predict_batch(FakeInspector(fail_every=2), files, tmp_path / "out")
+    summary = predict_files(FakeInspector(fail_every=2), files, tmp_path / "out")
     rows = list(csv.DictReader(summary.csv.open(encoding="utf-8")))
     assert [bool(r["error"]) for r in rows] == [False, True, False, True, False]
     assert all("injected model failure" in r["error"] and "\n" not in r["error"] for r in rows if r["error"])
@@ -802,7 +805,7 @@ def sha(path: Path) -> str:
 
 
 def newer_schema_db(path: Path) -> Path:
-    open_store(path).close()
+    open_record(path).close()
     con = sqlite3.connect(path)
     con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
     con.commit()
@@ -832,7 +835,7 @@ BAD_DATABASES = {
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_DATABASES))
-@pytest.mark.parametrize("opener", [open_store, open_record])
+@pytest.mark.parametrize("opener", [open_record, functools.partial(open_record, read_only=True)])
 def test_bad_databases_are_one_sentence_and_left_as_they_were(tmp_path, kind, opener):
     make, words = BAD_DATABASES[kind]
     path = make(tmp_path / "lepton.db")
@@ -847,16 +850,16 @@ def test_bad_databases_are_one_sentence_and_left_as_they_were(tmp_path, kind, op
 
 def test_a_read_only_database_is_not_opened_for_writing(tmp_path):
     path = tmp_path / "archive.db"
-    with open_store(path):
+    with open_record(path):
         pass
     path.chmod(0o444)
     before = sha(path)
     try:
         with pytest.raises(StoreError, match="read-only|not writable") as err:
-            open_store(path)
+            open_record(path)
         one_sentence(str(err.value), path)
         assert sha(path) == before
-        with open_record(path) as store:  # reading it is what a read-only record is for
+        with open_record(path, read_only=True) as store:  # reading it is what a read-only record is for
             assert store.counts()["parts"] == 0
     finally:
         path.chmod(0o644)
@@ -864,25 +867,25 @@ def test_a_read_only_database_is_not_opened_for_writing(tmp_path):
 
 def test_a_database_locked_by_this_process(tmp_path):
     path = tmp_path / "lepton.db"
-    with open_store(path):
+    with open_record(path):
         before = sha(path)
         with pytest.raises(StoreError, match="in use by another Lepton Inspect instance") as err:
-            open_store(path)
+            open_record(path)
         one_sentence(str(err.value), path)
         assert sha(path) == before
-        with open_record(path) as store:  # reports run beside the station
+        with open_record(path, read_only=True) as store:  # reports run beside the station
             assert store.counts()["parts"] == 0
 
 
 def test_a_database_locked_by_another_process(tmp_path):
     path = tmp_path / "lepton.db"
-    open_store(path).close()
+    open_record(path).close()
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys; from inspection.record.store import open_store; s = open_store(sys.argv[1]); print('held', flush=True); "
-            "sys.stdin.read(); s.close()",
+            "import sys; from inspection.record.opening import open_record; "
+            "s = open_record(sys.argv[1]); print('held', flush=True); sys.stdin.read(); s.close()",
             str(path),
         ],
         cwd=REPO,
@@ -894,10 +897,10 @@ def test_a_database_locked_by_another_process(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         before = sha(path)
         with pytest.raises(StoreError, match="in use by another Lepton Inspect instance") as err:
-            open_store(path)
+            open_record(path)
         one_sentence(str(err.value), path)
         assert sha(path) == before
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    open_store(path).close()  # free again once the other instance has gone
+    open_record(path).close()  # free again once the other instance has gone

@@ -16,9 +16,9 @@ from camera import (
     CameraSettings,
     Roi,
     TriggerMode,
-    basler,
     list_cameras,
     open_camera,
+    pylon_driver,
 )
 from camera.basler import BaslerCamera
 
@@ -60,7 +60,7 @@ def test_reopening_after_a_removal_releases_the_old_camera_and_its_handler(sampl
     camera starts from the device's defaults (so settings must be applied again)."""
     cam = BaslerCamera(emulator=True, playback_dir=samples)
     gc.collect()
-    handlers_before = len(basler.live_removal_handlers)
+    handlers_before = len(pylon_driver.live_removal_handlers)
     cam.open()
     try:
         for _ in range(3):
@@ -75,12 +75,12 @@ def test_reopening_after_a_removal_releases_the_old_camera_and_its_handler(sampl
             cam.open()
             gc.collect()
             assert old() is None and not cam.removed
-            assert len(basler.live_removal_handlers) == handlers_before + 1
+            assert len(pylon_driver.live_removal_handlers) == handlers_before + 1
             assert cam.device_settings().exposure_us != 4321.0  # the emulator forgot: the runner reapplies the recipe
     finally:
         cam.close()
     gc.collect()
-    assert len(basler.live_removal_handlers) == handlers_before
+    assert len(pylon_driver.live_removal_handlers) == handlers_before
 
 
 @pytest.mark.parametrize("fmt", ["Mono8", "RGB8"])
@@ -141,9 +141,9 @@ class _PaddedImage:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_padded_rows_are_copied_without_their_padding(channels):
-    pylon = basler._pylon()
+    pylon = pylon_driver.pylon_module()
     shape = (5, 7) if channels == 1 else (5, 7, 3)
     pixels = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
     ptype = pylon.PixelType_Mono8 if channels == 1 else pylon.PixelType_RGB8packed
-    out = basler._copy_out(_PaddedImage(pixels, 3, ptype), padding_x=3)
+    out = pylon_driver.copy_out(_PaddedImage(pixels, 3, ptype), padding_x=3)
     assert np.array_equal(out, pixels) and out.flags.owndata and out.flags.c_contiguous

@@ -9,7 +9,7 @@ import pytest
 from camera import CameraSettings, TriggerMode
 from camera.simulated import SimulatedCamera
 from inspection.line import Line
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 from inspection.settings.config import load_config
 from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector
@@ -29,7 +29,7 @@ def make_line(tmp_path, samples):
         mode="latency",
         max_batch=4,
     ):
-        store = open_store(tmp_path / "runner.db")
+        store = open_record(tmp_path / "runner.db")
         config = load_config()
         # No low-disk alarm and no image retention on a test machine with little room (test_alarms and
         # test_disk check them on purpose).

@@ -11,10 +11,10 @@ import numpy as np
 
 from camera import TriggerMode
 from camera.simulated import SimulatedCamera
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 from inspection.result import Verdict
 from inspection.runtime.alarms import AlarmMonitor
-from inspection.runtime.runner import RunnerState
+from inspection.runtime.status import RunnerState
 from inspection.settings.config import AlarmConfig
 from models.base import Thresholds
 from tests.fakes import FakeInspector
@@ -74,9 +74,9 @@ def test_each_pulled_cable_is_a_camera_alarm_and_its_return_is_logged(make_line,
 
     for pull in (1, 2):
         camera.disconnect()
-        assert until(lambda: runner.status().camera_losses == pull)
+        assert until(lambda pull=pull: runner.status().camera_losses == pull)
         camera.plug_in()
-        assert until(lambda: runner.status().reconnects == pull and runner.state is RunnerState.RUNNING)
+        assert until(lambda pull=pull: runner.status().reconnects == pull and runner.state is RunnerState.RUNNING)
         line.alarms.check()  # lost and back between two checks: still an alarm, and the return logged
         active = line.alarms.active()
         assert [a.kind for a in active] == ["camera"] * pull and "disconnected" in active[-1].message
@@ -125,7 +125,7 @@ def test_unacknowledged_alarms_survive_a_restart(make_line, tmp_path):
     assert runner.wait(30)
     line.alarms.check()
     line.close()
-    store = open_store(tmp_path / "runner.db")
+    store = open_record(tmp_path / "runner.db")
     try:
         monitor = AlarmMonitor(store, AlarmConfig(), lambda: None)
         assert [a.kind for a in monitor.active()] == ["consecutive_ng"]

@@ -4,6 +4,7 @@ entry edited or deleted with the file in hand (triggers dropped, as an attacker 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import shutil
 import sqlite3
@@ -13,9 +14,12 @@ import pytest
 
 import resources
 from inspection.access import audit, users
+from inspection.access.runs import start_run
 from inspection.engineering import recipe_edit
+from inspection.engineering.relabel import relabel
 from inspection.errors import AuthError, StoreError
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
+from inspection.record.runs import RunSpec
 from tests.fakes import FakeInspector
 from tests.unit.inspection.test_users import PASSWORD, add_part, make_people
 
@@ -28,19 +32,19 @@ def db(tmp_path, monkeypatch):
     path = tmp_path / "x.db"
     recipe_file = tmp_path / "line.toml"
     shutil.copyfile(resources.DEFAULT_RECIPE, recipe_file)
-    with open_store(path) as store:
+    with open_record(path) as store:
         make_people(store)
         eng = users.authenticate(store, "engineer1", PASSWORD)
         with pytest.raises(AuthError):
             users.authenticate(store, "engineer1", "not it")
         add_part(store)
-        store.relabel("p1", "OK", user=eng, comment="lubricant")
-        store.relabel("p1", "NG", user=eng, classes=("blob",))
+        relabel(store, "p1", "OK", user=eng, comment="lubricant")
+        relabel(store, "p1", "NG", user=eng, classes=("blob",))
         recipe_edit.set_thresholds(store, eng, recipe_file, ok_below=0.3, ng_at=0.5)
         mv = store.model_version(FakeInspector().info)
         kw = {"line": "L", "station": "S", "camera_spec": "sim:x", "model_version_id": mv, "software_version": "0"}
-        store.start_run(recipe="line", ok_below=1.0, ng_at=2.0, **kw)
-        store.start_run(recipe="line", ok_below=1.0, ng_at=3.0, **kw)
+        start_run(store, RunSpec(recipe="line", ok_below=1.0, ng_at=2.0, **kw))
+        start_run(store, RunSpec(recipe="line", ok_below=1.0, ng_at=3.0, **kw))
         users.logout(store, eng, "window closed")
     return path
 
@@ -56,7 +60,7 @@ def sql(db, *statements: str) -> list:
 
 
 def check(db) -> audit.AuditCheck:
-    with open_store(db) as store:
+    with open_record(db) as store:
         return audit.verify(store)
 
 
@@ -70,7 +74,7 @@ def test_the_chain_verifies_after_a_mix_of_changes(db):
         f"The audit trail is intact: {len(rows)} entries checked, the last {rows[-1][0]} with hash {rows[-1][6]}.",
     )
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
-    assert rows[0][5] == "0" * 64 and all(b[5] == a[6] for a, b in zip(rows, rows[1:]))
+    assert rows[0][5] == "0" * 64 and all(b[5] == a[6] for a, b in itertools.pairwise(rows))
     actions = [r[2] for r in rows]
     assert actions == ["user_created"] * 4 + [
         "login",
@@ -143,7 +147,7 @@ def test_the_triggers_refuse_update_and_delete(db):
 
 
 def test_a_change_whose_transaction_fails_leaves_no_entry(db):
-    with open_store(db) as store:
+    with open_record(db) as store:
         eng = users.authenticate(store, "engineer1", PASSWORD)
         before = sql(db, "select count(*) from audit_log")[0][0]
         with pytest.raises(RuntimeError):
@@ -151,7 +155,7 @@ def test_a_change_whose_transaction_fails_leaves_no_entry(db):
                 audit.append(s, who="admin", action="user_created", target="ghost", detail={})
                 raise RuntimeError("the change failed after its entry was added")
         with pytest.raises(StoreError, match="no part nope"):
-            store.relabel("nope", "OK", user=eng)
+            relabel(store, "nope", "OK", user=eng)
         assert sql(db, "select count(*) from audit_log")[0][0] == before
         users.logout(store, eng, "inactivity")  # the next entry takes the next id: no gap
         assert audit.verify(store).ok
@@ -159,7 +163,7 @@ def test_a_change_whose_transaction_fails_leaves_no_entry(db):
 
 
 def test_appends_from_many_threads_keep_one_chain(db):
-    with open_store(db) as store:
+    with open_record(db) as store:
         op = users.authenticate(store, "operator1", PASSWORD)
         before = audit.verify(store).entries
 

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from inspection.record.retention import Retention
 from inspection.record.schema import Event, Inspection, Relabel
 from inspection.record.store import utcnow
-from inspection.runtime.runner import RunnerState
+from inspection.runtime.status import RunnerState
 from inspection.settings.config import RetentionConfig
 
 

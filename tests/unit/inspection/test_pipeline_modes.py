@@ -15,7 +15,8 @@ from camera import TriggerMode
 from camera.simulated import SimulatedCamera
 from inspection.errors import ConfigError
 from inspection.result import Verdict
-from inspection.runtime.runner import Runner, _View, worst
+from inspection.runtime.part import View, worst
+from inspection.runtime.runner import Runner
 from tests.fakes import FakeInspector, wait_for
 
 
@@ -38,7 +39,8 @@ class BatchInspector(FakeInspector):
 def views(line, run_id):
     db = sqlite3.connect(line.store.path)
     return db.execute(
-        "select seq, view, camera_id, frame_id, verdict, part_verdict from inspections where run_id=? order by seq, view",
+        "select seq, view, camera_id, frame_id, verdict, part_verdict from inspections "
+        "where run_id=? order by seq, view",
         (run_id,),
     ).fetchall()
 
@@ -96,7 +98,8 @@ def test_a_failed_grab_on_one_camera_drops_that_part_and_the_next_parts_stay_pai
     s = line.stop()
     assert (s.parts, s.recorded, s.failed_grabs, s.dropped) == (10, 20, 1, 1)  # camera 0's view of that part
     rows = views(line, s.run_id)
-    assert all(a[3] == b[3] for a, b in zip(rows[::2], rows[1::2])), rows  # each part: the same frame of both cameras
+    # each part: the same frame of both cameras
+    assert all(a[3] == b[3] for a, b in zip(rows[::2], rows[1::2], strict=True)), rows
 
 
 def test_both_views_of_a_part_are_kept_or_neither(make_line, samples):
@@ -110,7 +113,8 @@ def test_both_views_of_a_part_are_kept_or_neither(make_line, samples):
     kept = (
         sqlite3.connect(line.store.path)
         .execute(
-            "select seq, count(image_path), min(part_verdict) from inspections where run_id=? group by seq order by seq",
+            "select seq, count(image_path), min(part_verdict) from inspections "
+            "where run_id=? group by seq order by seq",
             (s.run_id,),
         )
         .fetchall()
@@ -145,7 +149,8 @@ def test_a_station_of_two_cameras_records_both_views_of_each_part_with_the_worst
     assert {verdict for _, view, _, _, verdict, _ in rows if view == 1} == {"NG"}
     assert {verdict for _, view, _, _, verdict, _ in rows if view == 0} >= {"OK"}  # the first camera's views differ...
     assert {part for *_, part in rows} == {"NG"}  # ...the part is NG by its worst view
-    assert all(a[3] == b[3] for a, b in zip(rows[::2], rows[1::2]))  # each part: the same frame of both cameras
+    # each part: the same frame of both cameras
+    assert all(a[3] == b[3] for a, b in zip(rows[::2], rows[1::2], strict=True))
 
 
 def test_one_camera_rows_say_view_0_and_their_own_verdict_as_the_parts(make_line):
@@ -167,8 +172,8 @@ def test_views_whose_part_another_camera_has_passed_are_dropped_never_paired(mak
     line = make_line(cameras=[SimulatedCamera(samples), SimulatedCamera(samples)], queue_size=2)
     runner = Runner(line.cameras, line.inspector, line.recipe, writer=_NoWriter(), config=line.config, run_id=0)
 
-    def view(name: str) -> _View:
-        return _View(frame=name, t0=0.0, data=name, error="", t_prepared=0.0)  # (the frame is not looked at here)
+    def view(name: str) -> View:
+        return View(frame=name, t0=0.0, data=name, error="", t_prepared=0.0)  # (the frame is not looked at here)
 
     for name in ("a0", "a1", "a2"):  # camera 0 runs ahead: its full queue drops its view of part 0
         runner._accept(0, view(name))

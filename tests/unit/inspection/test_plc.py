@@ -1,8 +1,10 @@
-"""The PLC handshake state machine (inspection.plc.Handshake) against a fake line: every transition,
-REVIEW and failed parts, overruns, recipe changes, error codes and the heartbeat; and the [plc] config."""
+"""The PLC handshake state machine (inspection.plant.handshake.Handshake) against a fake line that
+publishes its state changes as the line does: every transition, REVIEW and failed parts, overruns, recipe
+changes, error codes and the heartbeat; and the [plc] config."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from types import SimpleNamespace
@@ -10,74 +12,17 @@ from types import SimpleNamespace
 import pytest
 
 from inspection.errors import ConfigError
-from inspection.plant.handshake import ErrorCode, Handshake, line_error
+from inspection.plant.handshake import Handshake
 from inspection.plant.link import start_plc
+from inspection.plant.signals import ErrorCode, line_error
 from inspection.result import Verdict
-from inspection.runtime.runner import RunnerState
+from inspection.runtime.events import RunStateChanged
+from inspection.runtime.status import RunnerState
 from inspection.settings.config import load_config
 from inspection.settings.plc import PlcConfig
 from models.base import DefectClass
 from tests.fakes import wait_for
-
-
-class FakeLine:
-    """What the handshake uses of inspection.line.Line."""
-
-    def __init__(self) -> None:
-        self.recipe = SimpleNamespace(name="shaft", index=1)
-        self.recipe_version = 3
-        self.recipes = {1: "shaft", 2: "flange"}
-        self.state = RunnerState.RUNNING
-        self.fault = ""
-        self.reconnecting = False
-        self.requests = 0
-        self.cancels = 0
-        self.trigger_gate = SimpleNamespace(request=self._request, cancel=self._cancel)
-        self.lots: list[str] = []
-        self.listeners: list = []
-        self.recipe_gate = threading.Event()
-        self.recipe_gate.set()
-        self.recipe_error: Exception | None = None
-
-    @property
-    def setup(self):
-        return SimpleNamespace(recipe=self.recipe, recipe_version=self.recipe_version)
-
-    def _request(self) -> None:
-        self.requests += 1
-
-    def _cancel(self) -> None:
-        self.cancels += 1
-
-    def status(self):
-        return SimpleNamespace(state=self.state, fault=self.fault, reconnecting=self.reconnecting)
-
-    def change_recipe_index(self, index: int) -> None:
-        self.recipe_gate.wait(30)
-        if self.recipe_error is not None:
-            raise self.recipe_error
-        if index not in self.recipes:
-            raise ConfigError(f"No recipe has index {index}.")
-        self.recipe = SimpleNamespace(name=self.recipes[index], index=index)
-        self.recipe_version += 1
-
-    def set_lot(self, lot_id: str) -> None:
-        self.lots.append(lot_id)
-
-    def add_result_listener(self, fn) -> None:
-        self.listeners.append(fn)
-
-
-def part(seq: int, verdict: Verdict = Verdict.OK, score: float = 0.1, classes=(), view: int = 0, part_verdict=None):
-    return SimpleNamespace(
-        part_id=f"{seq:032x}",
-        seq=seq,
-        score=score,
-        verdict=verdict,
-        part_verdict=part_verdict,
-        classes=tuple(classes),
-        view=view,
-    )
+from tests.unit.inspection.plc_fake_line import FakeLine, part
 
 
 class Probe:
@@ -203,33 +148,54 @@ def test_a_trigger_while_busy_or_before_the_ack_is_an_overrun_and_ignored(probe)
 
 
 def test_line_state_sets_error_codes_and_a_refused_trigger_is_latched(probe):
-    line = FakeLine()
-    line.state = RunnerState.IDLE
+    line = FakeLine(RunnerState.IDLE)
     p = probe(line)
     p.until(Error=True, ErrorCode=ErrorCode.NOT_RUNNING, Ready=False)
     p.pulse("Trigger")
     assert wait_for(lambda: p.hs.signals().get("count_trigger_refused") == 1)
     assert line.requests == 0
-    line.state = RunnerState.RUNNING
+    line.run_state(RunnerState.RUNNING)
     p.until(ErrorCode=ErrorCode.TRIGGER_REFUSED, Ready=True)  # the line runs; the refusal stays until acknowledged
     p.pulse("ResultAck")
     p.until(Error=False, ErrorCode=0)
-    line.state, line.fault = RunnerState.FAULTED, "camera"
+    line.run_state(RunnerState.FAULTED, "camera")
     p.until(ErrorCode=ErrorCode.CAMERA_FAULT, Ready=False)
-    line.reconnecting = True
+    line.run_state(RunnerState.FAULTED, "camera", reconnecting=True)
     p.until(ErrorCode=ErrorCode.CAMERA_LOST)
-    line.reconnecting, line.fault = False, "record"
+    line.run_state(RunnerState.FAULTED, "record")
     p.until(ErrorCode=ErrorCode.RECORD_FAULT)
-    line.state, line.fault = RunnerState.PAUSED, ""
+    line.run_state(RunnerState.PAUSED)
     p.until(ErrorCode=ErrorCode.PAUSED)
-    line.state = RunnerState.RUNNING
+    line.run_state(RunnerState.RUNNING)
     p.until(Error=False, Ready=True)
 
 
+def test_the_line_state_is_pushed_and_read_again_until_the_status_shows_the_event(probe):
+    line = FakeLine(RunnerState.IDLE)
+    p = probe(line)
+    p.until(ErrorCode=ErrorCode.NOT_RUNNING)
+    line.state = RunnerState.RUNNING  # no event: nothing polls the line's state
+    assert not wait_for(lambda: p.v("ErrorCode") == 0, 0.5)
+    line.state = RunnerState.IDLE
+    line.events.publish(RunStateChanged(2, "running"))  # a run publishes before the line shows it
+    assert not wait_for(lambda: p.v("ErrorCode") == 0, 0.3)
+    line.state = RunnerState.RUNNING  # (no second event: the status is read again until it shows "running")
+    p.until(ErrorCode=0, Ready=True)
+
+
+def test_closing_unsubscribes_from_the_line(probe):
+    line = FakeLine()
+    hs = Handshake(line, PlcConfig(enabled=True, host="127.0.0.1"))
+    hs.start(lambda changes: None)
+    hs.close()
+    line.run_state(RunnerState.PAUSED)  # nobody listens: nothing queued for a closed handshake
+    assert hs._inbox.empty()
+
+
 def test_line_error_table():
-    st = lambda state, fault="", reconnecting=False: SimpleNamespace(
-        state=state, fault=fault, reconnecting=reconnecting
-    )  # noqa: E731
+    def st(state, fault="", reconnecting=False):
+        return SimpleNamespace(state=state, fault=fault, reconnecting=reconnecting)
+
     assert line_error(None) is ErrorCode.NOT_RUNNING
     assert line_error(st(RunnerState.RUNNING)) is ErrorCode.NONE
     assert line_error(st(RunnerState.STOPPING)) is ErrorCode.NOT_RUNNING
@@ -325,8 +291,7 @@ def test_a_trigger_without_a_result_times_out(probe):
 def test_the_recipe_signals_follow_a_changeover_the_plc_did_not_ask_for(probe):
     p = probe()
     p.until(Ready=True, RecipeName="shaft", RecipeIndexActive=1)
-    p.line.recipe = SimpleNamespace(name="flange", index=2)  # the operator changed it in the window
-    p.line.recipe_version = 7
+    p.line.change_setup("flange", 2, 7)  # the operator changed it in the window
     p.until(RecipeName="flange", RecipeIndexActive=2, RecipeVersion=7)
 
 
@@ -334,7 +299,7 @@ def test_heartbeat_toggles(probe):
     p = probe(heartbeat_s=0.05)
     assert wait_for(lambda: sum(1 for k, _ in p.changes() if k == "Heartbeat") >= 3, 10)
     beats = [v for k, v in p.changes() if k == "Heartbeat"]
-    assert all(a != b for a, b in zip(beats, beats[1:]))
+    assert all(a != b for a, b in itertools.pairwise(beats))
 
 
 def test_inputs_are_coerced_and_outputs_are_not_writable(probe):

@@ -14,7 +14,7 @@ from inspection.access import audit
 from inspection.access.users import Role
 from inspection.engineering import recipe_edit
 from inspection.errors import ConfigError
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 from inspection.settings.recipe import load_recipe
 from tests.unit.inspection.test_users import make_people
 
@@ -24,7 +24,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path / "data"))
     recipe = tmp_path / "line.toml"
     shutil.copyfile(resources.DEFAULT_RECIPE, recipe)
-    store = open_store(tmp_path / "x.db")
+    store = open_record(tmp_path / "x.db")
     yield store, make_people(store)[Role.ENGINEER], recipe
     store.close()
 

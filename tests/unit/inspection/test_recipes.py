@@ -11,10 +11,10 @@ import pytest
 from camera.errors import GrabTimeout, TriggerNotReady
 from camera.simulated import SimulatedCamera
 from inspection.errors import ConfigError
+from inspection.record.opening import open_record
 from inspection.record.recipe_versions import recipe_version
 from inspection.record.schema import RecipeVersion
-from inspection.record.store import open_store
-from inspection.runtime.runner import TriggerGate
+from inspection.runtime.station import TriggerGate
 from inspection.settings.config import load_config
 from inspection.settings.recipe import load_recipe
 from inspection.settings.recipe_folder import recipe_for_index, recipe_indexes
@@ -24,7 +24,7 @@ from tests.fakes import wait_for
 def test_a_recipe_version_follows_its_content_and_settings_file(tmp_path):
     path = tmp_path / "bolt.toml"
     path.write_text('name = "bolt"\n', encoding="utf-8")
-    with open_store(tmp_path / "r.db") as store:
+    with open_record(tmp_path / "r.db") as store:
         v1 = recipe_version(store, load_recipe(path))
         assert recipe_version(store, load_recipe(path)) == v1 == 1  # the same content: the same version
         path.write_text('name = "bolt"\n[verdict]\nmin_defect_area_px = 12\n', encoding="utf-8")

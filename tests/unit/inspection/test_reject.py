@@ -14,7 +14,7 @@ from camera.base import IoSettings
 from camera.errors import CameraError
 from camera.simulated import SimulatedCamera
 from inspection.errors import ConfigError
-from inspection.record.store import open_store
+from inspection.record.opening import open_record
 from inspection.result import InspectionResult, Timing, Verdict
 from inspection.runtime.alarms import AlarmMonitor
 from inspection.runtime.reject_gate import RejectGate, RejectStats
@@ -278,7 +278,7 @@ def test_a_full_reject_table_loads(tmp_path):
 
 # -- the alarm ----------------------------------------------------------------------------------
 def test_new_misses_raise_one_reject_alarm(tmp_path):
-    store = open_store(tmp_path / "alarms.db")
+    store = open_record(tmp_path / "alarms.db")
     monitor = AlarmMonitor(store, dataclasses.replace(AlarmConfig(), min_free_disk_mb=0), lambda: None)
     stats = RejectStats(1, 0, 0, 0, 0, 0, 0.0, 0.0, "", "")
     monitor.watch_reject(lambda: stats)

@@ -8,7 +8,7 @@ import time
 
 from camera import CameraError, TriggerMode
 from camera.simulated import SimulatedCamera
-from inspection.runtime.runner import RunnerState
+from inspection.runtime.status import RunnerState
 from tests.fakes import FakeInspector, wait_for
 
 

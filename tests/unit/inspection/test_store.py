@@ -10,9 +10,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from inspection.access.runs import start_run
 from inspection.errors import StoreError
+from inspection.record.opening import open_record
+from inspection.record.runs import RunSpec
 from inspection.record.schema import Base
-from inspection.record.store import is_url, open_store
+from inspection.record.server import is_url
 
 
 def database(backend, tmp_path, request) -> str:
@@ -39,7 +42,7 @@ def rows(db, query):
 
 
 def test_migrations_build_exactly_the_schema(tmp_path):
-    with open_store(tmp_path / "a.db") as store:
+    with open_record(tmp_path / "a.db") as store:
         with store.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
@@ -47,15 +50,15 @@ def test_migrations_build_exactly_the_schema(tmp_path):
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
     # Opening again is a no-op migration.
-    with open_store(tmp_path / "a.db") as store:
+    with open_record(tmp_path / "a.db") as store:
         assert store.counts() == {"ok": 0, "ng": 0, "review": 0, "parts": 0}
 
 
 def test_a_second_instance_is_refused(tmp_path):
-    with open_store(tmp_path / "a.db"):
+    with open_record(tmp_path / "a.db"):
         with pytest.raises(StoreError, match="in use by another"):
-            open_store(tmp_path / "a.db")
-    open_store(tmp_path / "a.db").close()  # free again once closed
+            open_record(tmp_path / "a.db")
+    open_record(tmp_path / "a.db").close()  # free again once closed
 
 
 def test_a_store_closed_on_another_thread_frees_the_database(tmp_path):
@@ -64,11 +67,11 @@ def test_a_store_closed_on_another_thread_frees_the_database(tmp_path):
     import threading
 
     opened = []
-    t = threading.Thread(target=lambda: opened.append(open_store(tmp_path / "a.db")))
+    t = threading.Thread(target=lambda: opened.append(open_record(tmp_path / "a.db")))
     t.start()
     t.join()
     opened[0].close()
-    open_store(tmp_path / "a.db").close()
+    open_record(tmp_path / "a.db").close()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
@@ -77,29 +80,29 @@ def test_unwritable_folder(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)
     with pytest.raises(StoreError, match="not writable"):
-        open_store(ro / "a.db")
+        open_record(ro / "a.db")
 
 
 def test_unwritable_path_is_one_sentence(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(StoreError, match="Cannot create the database folder"):
-        open_store(blocker / "sub" / "a.db")
+        open_record(blocker / "sub" / "a.db")
 
 
 def test_a_file_that_is_not_a_database(tmp_path):
     p = tmp_path / "junk.db"
     p.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot be opened"):
-        open_store(p)
+        open_record(p)
     assert p.read_bytes() == b"this is not sqlite" * 100  # left as it was
     with pytest.raises(StoreError, match="cannot be opened"):  # not "in use": the lock was released
-        open_store(p)
+        open_record(p)
 
 
 def test_model_versions_are_recorded_once(tmp_path, demo_inspector, backend, request):
     db = database(backend, tmp_path, request)
-    with open_store(db) as store:
+    with open_record(db) as store:
         a = store.model_version(demo_inspector.info)
         b = store.model_version(demo_inspector.info)
         assert a == b
@@ -112,16 +115,17 @@ def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_
     import dataclasses
 
     db = database(backend, tmp_path, request)
-    with open_store(db) as store:
+    with open_record(db) as store:
         first = store.model_version(demo_inspector.info)
         other = store.model_version(dataclasses.replace(demo_inspector.info, sha256="e" * 64, version="2"))
         kw = {"line": "L", "station": "S", "camera_spec": "sim:x", "recipe": "r", "software_version": "0"}
-        store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)
-        store.start_run(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw)  # nothing changed
-        store.start_run(model_version_id=other, ok_below=1.0, ng_at=3.0, **kw)
+        start_run(store, RunSpec(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw))
+        start_run(store, RunSpec(model_version_id=first, ok_below=1.0, ng_at=2.0, **kw))  # nothing changed
+        start_run(store, RunSpec(model_version_id=other, ok_below=1.0, ng_at=3.0, **kw))
     logged = rows(
         db,
-        "select run_id, kind, message from events where kind in ('model', 'thresholds') and message like '%changed%' order by id",
+        "select run_id, kind, message from events "
+        "where kind in ('model', 'thresholds') and message like '%changed%' order by id",
     )
     assert [(r, k) for r, k, _ in logged] == [(3, "model"), (3, "thresholds")]
     assert "NG at 2 to OK below 1 / NG at 3" in logged[1][2]
@@ -132,13 +136,11 @@ def test_model_and_threshold_changes_are_logged_at_the_run_that_brings_them(tmp_
 def test_a_run_left_open_by_a_crash_is_ended_at_the_next_start(tmp_path, demo_inspector):
     import sqlite3
 
-    with open_store(tmp_path / "a.db") as store:
+    with open_record(tmp_path / "a.db") as store:
         mv = store.model_version(demo_inspector.info)
-        store.start_run(
-            line="L", station="S", camera_spec="sim:x", recipe="r", model_version_id=mv, software_version="0"
-        )
+        start_run(store, RunSpec("L", "S", "sim:x", "r", model_version_id=mv, software_version="0"))
         # (killed here: no end_run)
-    open_store(tmp_path / "a.db").close()
+    open_record(tmp_path / "a.db").close()
     con = sqlite3.connect(tmp_path / "a.db")
     ended, state = con.execute("select ended_at, end_state from runs").fetchone()
     con.close()
@@ -149,7 +151,7 @@ def test_a_run_left_open_by_a_crash_is_ended_at_the_next_start(tmp_path, demo_in
 def test_encoded_pngs_read_back_exactly_with_opencv(tmp_path, shape):
     import cv2
 
-    from inspection.record.store import encode_png
+    from inspection.record.images import encode_png
 
     image = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
     path = tmp_path / "x.png"
@@ -163,7 +165,7 @@ def test_without_isal_the_standard_zlib_writes_the_same_image(tmp_path, monkeypa
 
     import cv2
 
-    from inspection.record.store import encode_png
+    from inspection.record.images import encode_png
 
     real_import = builtins.__import__
 
@@ -181,7 +183,7 @@ def test_without_isal_the_standard_zlib_writes_the_same_image(tmp_path, monkeypa
 
 
 def test_an_image_png_cannot_hold_is_refused_in_a_sentence():
-    from inspection.record.store import encode_png
+    from inspection.record.images import encode_png
 
     with pytest.raises(StoreError, match="Cannot encode an image of shape"):
         encode_png(np.zeros((4, 4), np.float32))

@@ -12,12 +12,16 @@ import pytest
 
 import resources
 from inspection.access import audit, users
+from inspection.access.runs import start_run
 from inspection.access.users import Permission as P
 from inspection.access.users import Role
 from inspection.engineering import model_registry, recipe_edit
+from inspection.engineering.relabel import relabel
 from inspection.errors import AuthError, ConfigError, PermissionDenied
+from inspection.record.opening import open_record
+from inspection.record.runs import RunSpec
 from inspection.record.schema import Inspection
-from inspection.record.store import open_store, shift_id, utcnow
+from inspection.record.store import shift_id, utcnow
 from inspection.settings.recipe import load_recipe
 from tests.fakes import FakeInspector
 
@@ -54,9 +58,7 @@ def make_people(store) -> dict[Role, users.User]:
 def add_part(store, part_id: str = "p1") -> None:
     """One inspected part (NG), as the writer would have recorded it."""
     mv = store.model_version(FakeInspector().info)
-    run = store.start_run(
-        line="L", station="S", camera_spec="sim:x", recipe="r", model_version_id=mv, software_version="0"
-    )
+    run = start_run(store, RunSpec("L", "S", "sim:x", "r", model_version_id=mv, software_version="0"))
     now = utcnow()
     with store.session() as s:
         sid = shift_id(s, "A", now, now)
@@ -99,7 +101,7 @@ def count(db, table: str) -> int:
 
 @pytest.fixture(scope="module")
 def crew(tmp_path_factory):
-    store = open_store(tmp_path_factory.mktemp("crew") / "x.db")
+    store = open_record(tmp_path_factory.mktemp("crew") / "x.db")
     yield store, make_people(store)
     store.close()
 
@@ -128,13 +130,13 @@ def test_core_functions_check_the_role_and_a_refusal_leaves_no_row(role, tmp_pat
     db = tmp_path / "x.db"
     recipe_file = tmp_path / "line.toml"
     shutil.copyfile(resources.DEFAULT_RECIPE, recipe_file)
-    with open_store(db) as store:
+    with open_record(db) as store:
         user = make_people(store)[role]
         add_part(store)
         entries, recipe_text = count(db, "audit_log"), recipe_file.read_text()
         recipe = load_recipe()
         if role in MAY_CHANGE_QUALITY:
-            store.relabel("p1", "OK", user=user, comment="fine")
+            relabel(store, "p1", "OK", user=user, comment="fine")
             # Past the permission check: the model's own package already runs, and there is no promotion to undo.
             with pytest.raises(ConfigError, match="already runs"):
                 model_registry.promote(store, recipe, recipe.model, user=user)
@@ -145,7 +147,7 @@ def test_core_functions_check_the_role_and_a_refusal_leaves_no_row(role, tmp_pat
             assert [e.action for e in audit.entries(store, 2)] == ["thresholds_changed", "relabel"]
             return
         for change in (
-            lambda: store.relabel("p1", "OK", user=user),
+            lambda: relabel(store, "p1", "OK", user=user),
             lambda: model_registry.promote(store, recipe, tmp_path / "never-read.lpkg", user=user),
             lambda: model_registry.rollback(store, recipe, user=user),
             lambda: recipe_edit.set_thresholds(store, user, recipe_file, ok_below=0.1, ng_at=0.2),
@@ -157,19 +159,19 @@ def test_core_functions_check_the_role_and_a_refusal_leaves_no_row(role, tmp_pat
 
 
 def test_a_demoted_or_disabled_user_is_refused_at_once(tmp_path):
-    with open_store(tmp_path / "x.db") as store:
+    with open_record(tmp_path / "x.db") as store:
         people = make_people(store)
         add_part(store)
         eng = users.authenticate(store, "engineer1", PASSWORD)  # logged in (a window keeps this User)
-        store.relabel("p1", "NG", user=eng, classes=("blob",))
+        relabel(store, "p1", "NG", user=eng, classes=("blob",))
         users.set_role(store, people[Role.ADMIN], "engineer1", Role.OPERATOR)
         with pytest.raises(PermissionDenied, match="engineer1 \\(operator\\) may not relabel parts"):
-            store.relabel("p1", "OK", user=eng)  # the same User object: the core reads the role afresh
+            relabel(store, "p1", "OK", user=eng)  # the same User object: the core reads the role afresh
         users.set_role(store, people[Role.ADMIN], "engineer1", Role.ENGINEER)
-        store.relabel("p1", "OK", user=eng)
+        relabel(store, "p1", "OK", user=eng)
         users.set_active(store, people[Role.ADMIN], "engineer1", False)
         with pytest.raises(PermissionDenied, match="disabled"):
-            store.relabel("p1", "NG", user=eng)
+            relabel(store, "p1", "NG", user=eng)
         with pytest.raises(AuthError):
             users.authenticate(store, "engineer1", PASSWORD)
         users.set_active(store, people[Role.ADMIN], "engineer1", True)
@@ -193,7 +195,7 @@ def test_passwords_are_salted_slow_hashes_that_name_their_parameters():
 
 
 def test_the_first_admin_is_made_once_and_there_is_no_default_account(tmp_path):
-    with open_store(tmp_path / "x.db") as store:
+    with open_record(tmp_path / "x.db") as store:
         assert not users.has_users(store)
         for name in ("admin", "root"):
             with pytest.raises(AuthError):
@@ -218,7 +220,7 @@ def test_the_first_admin_is_made_once_and_there_is_no_default_account(tmp_path):
 
 
 def test_logins_and_failures_are_audited_without_saying_which_was_wrong(tmp_path):
-    with open_store(tmp_path / "x.db") as store:
+    with open_record(tmp_path / "x.db") as store:
         people = make_people(store)
         users.set_active(store, people[Role.ADMIN], "qa1", False)
         messages = []
@@ -248,7 +250,7 @@ def test_logins_and_failures_are_audited_without_saying_which_was_wrong(tmp_path
 
 def test_passwords_change_by_their_owner_or_an_admin_and_never_reach_the_audit_trail(tmp_path):
     db = tmp_path / "x.db"
-    with open_store(db) as store:
+    with open_record(db) as store:
         people = make_people(store)
         op = people[Role.OPERATOR]
         with pytest.raises(AuthError, match="old password is wrong"):

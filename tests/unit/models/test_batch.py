@@ -21,7 +21,8 @@ from tests.fakes import FakeInspector
 
 
 def _images(seed: int = 0) -> list[np.ndarray]:
-    """Two views of one size and one of another: at a long side of 128, inputs 80x128 (64x128 at a multiple of 32) and 32x128."""
+    """Two views of one size and one of another: at a long side of 128, inputs 80x128 (64x128 at a
+    multiple of 32) and 32x128."""
     rng = np.random.default_rng(seed)
     base = [
         cv2.GaussianBlur((rng.random(shape) * 255).astype(np.uint8), (5, 5), 1.5)
@@ -80,12 +81,12 @@ def test_forward_on_a_mixed_batch_gives_what_predict_gives(make, backend):
     singles = [inspector.predict(im) for im in images]
     raws = inspector.forward(inputs)
     assert len(raws) == 3
-    for raw, image, single in zip(raws, images, singles):
+    for raw, image, single in zip(raws, images, singles, strict=True):
         _same(inspector.finish(raw, image.shape), single)
     # The reused input buffer holds nothing the outputs depend on: a second batch leaves the first's results alone.
-    first = [inspector.finish(r, im.shape).score for r, im in zip(raws, images)]
+    first = [inspector.finish(r, im.shape).score for r, im in zip(raws, images, strict=True)]
     inspector.forward([inspector.preprocess(im) for im in _images(seed=1)])
-    assert [inspector.finish(r, im.shape).score for r, im in zip(raws, images)] == first
+    assert [inspector.finish(r, im.shape).score for r, im in zip(raws, images, strict=True)] == first
 
 
 def test_demo_model_batch_of_three_parts(demo_inspector, samples):
@@ -93,7 +94,7 @@ def test_demo_model_batch_of_three_parts(demo_inspector, samples):
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(samples.glob("*.jpg"))[-3:]]
     singles = [demo_inspector.predict(im) for im in images]
     raws = demo_inspector.forward([demo_inspector.preprocess(im) for im in images])
-    for raw, image, single in zip(raws, images, singles):
+    for raw, image, single in zip(raws, images, singles, strict=True):
         _same(demo_inspector.finish(raw, image.shape), single)
 
 

@@ -1,4 +1,5 @@
-"""Patch features: where the neighbourhood average is taken, and packages that predate the choice; the fast area resize."""
+"""Patch features: where the neighbourhood average is taken, and packages that predate the choice;
+the fast area resize."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from models.metrics import aupro, auroc, per_class_detection, pixel_auroc, rates
 
 
 def brute_auroc(y, s):
-    pos = [b for b, l in zip(s, y) if l]
-    neg = [b for b, l in zip(s, y) if not l]
+    pos = [score for score, defective in zip(s, y, strict=True) if defective]
+    neg = [score for score, defective in zip(s, y, strict=True) if not defective]
     wins = sum((p > n) + 0.5 * (p == n) for p, n in itertools.product(pos, neg))
     return wins / (len(pos) * len(neg))
 
@@ -54,10 +54,10 @@ def brute_aupro(masks, maps, limit=0.3):
     import cv2
 
     regions = []
-    for m, a in zip(masks, maps):
+    for m, a in zip(masks, maps, strict=True):
         n, lab = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
         regions += [a[lab == r] for r in range(1, n)]
-    neg = np.concatenate([a[~m] for m, a in zip(masks, maps)])
+    neg = np.concatenate([a[~m] for m, a in zip(masks, maps, strict=True)])
     pts = [(0.0, 0.0)]
     for t in np.unique(np.concatenate([a.ravel() for a in maps]))[::-1]:
         pts.append(((neg >= t).mean(), np.mean([(r >= t).mean() for r in regions])))

@@ -88,7 +88,8 @@ def test_segmentation_candidate_starts_from_its_parents_weights(tiny_dataset):
     fresh_meta, fresh_state = train_segmentation(
         ds.samples, list(range(len(ds.samples))), dataclasses.replace(cfg, seed=1), name="fresh"
     )
-    key = "decoder.0.0.weight"  # a layer that learns: one epoch moves it a little from the parent, a fresh start is far away
+    # A layer that learns: one epoch moves it a little from the parent, a fresh start is far away.
+    key = "decoder.0.0.weight"
     assert (cand_state[key] - state[key]).norm() < 0.5 * (fresh_state[key] - state[key]).norm()
     assert cand_meta["training"]["frozen_blocks"] == 5  # the parent's, carried over
     renamed = Dataset(
