@@ -75,7 +75,9 @@ def test_throughput_mode_sends_the_waiting_views_together_and_records_every_part
     assert runner.wait(60)
     s = line.stop()
     assert (s.parts, s.recorded, s.dropped, s.mode) == (24, 24, 0, "throughput")
-    assert model.sizes[:2] == [1, 3] and sum(model.sizes) == 24 and max(model.sizes) == 3
+    # The first call takes what waits when the network thread starts (1 to 3 views, as the threads
+    # happen to start); the views that queued while it was held go in the next call, together.
+    assert model.sizes[1] == 3 and sum(model.sizes) == 24 and max(model.sizes) == 3
     rows = views(line, s.run_id)
     assert [r[0] for r in rows] == list(range(1, 25))  # one row a part, in order
 
