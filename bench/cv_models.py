@@ -28,7 +28,7 @@ from models.evaluation import evaluate  # noqa: E402
 from models.features import POOLINGS  # noqa: E402
 from models.package import build_inspector, save_package  # noqa: E402
 from models.segmentation import BLOCKS  # noqa: E402
-from models.training.train import train_model  # noqa: E402
+from models.training.train import COLD_STARTS, train_model  # noqa: E402
 
 SUMMARY = (
     "image_auroc",
@@ -85,6 +85,13 @@ def main() -> int:
         "--epochs", type=int, default=None, help="segmentation: epochs per fold (repeatable, unlike a time limit)"
     )
     ap.add_argument("--time-limit", type=float, default=None, help="segmentation: training seconds per fold")
+    ap.add_argument(
+        "--cold-start", choices=COLD_STARTS, default=None, help="anomaly: synthetic defects (U-Net) or PatchCore"
+    )
+    ap.add_argument(
+        "--synthetic", type=float, default=None, help="segmentation: share of each batch's defects drawn synthetically"
+    )
+    ap.add_argument("--min-defect-px", type=int, default=None, help="U-Net: the smallest synthetic defect, in pixels")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -114,6 +121,9 @@ def main() -> int:
             coreset=args.coreset,
             frozen_blocks=args.frozen_blocks,
             decoder=args.decoder,
+            cold_start=args.cold_start,
+            synthetic=args.synthetic,
+            min_defect_px=args.min_defect_px,
             seed=args.seed,
             name=f"cv{k}",
             device=args.device,

@@ -13,6 +13,12 @@ if TYPE_CHECKING:
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
+# models.training.train's COLD_STARTS and DEFAULT_COLD_START, without importing torch for --help
+# (tests/integration/test_cli.py checks that they agree).
+COLD_STARTS = ("synthetic", "patchcore")
+DEFAULT_COLD_START = "patchcore"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """`lepton-inspect` with all its commands."""
     p = argparse.ArgumentParser(
@@ -110,6 +116,7 @@ def _add_train(sub: Subparsers) -> None:
     )
     _train_sources(train)
     _train_model_options(train)
+    _train_synthetic_options(train)
     _train_calibration_and_machine(train)
 
 
@@ -145,9 +152,35 @@ def _train_sources(train: argparse.ArgumentParser) -> None:
         "--kind",
         choices=("anomaly", "segmentation"),
         default=None,
-        help="anomaly: PatchCore from good parts only; segmentation: U-Net from defect masks",
+        help="anomaly: from good parts only (see --cold-start); segmentation: U-Net from defect masks",
     )
     train.add_argument("--out", type=Path, default=None, metavar="PKG", help="model package to write (.lpkg)")
+
+
+def _train_synthetic_options(train: argparse.ArgumentParser) -> None:
+    """How a product starts from good parts only, and synthetic defects beside the labelled ones."""
+    train.add_argument(
+        "--cold-start",
+        choices=COLD_STARTS,
+        default=None,
+        help="anomaly: the U-Net trained on synthetic defects drawn on the good parts, or PatchCore's memory bank "
+        f"(default {DEFAULT_COLD_START})",
+    )
+    train.add_argument(
+        "--synthetic",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="segmentation: the share of each batch's defects drawn on good parts besides the labelled ones "
+        "(default 0: labelled defects only)",
+    )
+    train.add_argument(
+        "--min-defect-px",
+        type=int,
+        default=None,
+        metavar="N",
+        help="U-Net: the product's smallest defect, in pixels at the working size (synthetic defects go down to it)",
+    )
 
 
 def _train_model_options(train: argparse.ArgumentParser) -> None:

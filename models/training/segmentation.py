@@ -31,9 +31,11 @@ from models.segmentation import (
     defect_probability,
     part_scores,
 )
+from models.training import synthetic_defects
 
 Progress = Callable[[str, int, int], None]
 STEPS_PER_EPOCH = 40  # validation (and early stopping) at least this often
+ANOMALY_CLASS = "anomaly"  # the class of synthetic defects: what no labelled class describes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,11 @@ class SegConfig:
     ema_decay: float = 0.99
     score: str = "mean"  # part score rule, one of models.segmentation.SCORE_RULES
     image_loss_weight: float = 0.5
+    # Synthetic defects (models.training.synthetic_defects) on good parts, class ANOMALY_CLASS: the
+    # share of each batch's defective slots they fill when real defects exist (0: none); with no
+    # real defect in the data, any share above 0 fills them all (the good-parts-only cold start).
+    synthetic: float = 0.0
+    min_defect_px: int = 4  # the product's smallest defect, in pixels at the working size
 
 
 # Parts at their working size: stacked (N, ...) at a fixed size, one tensor each at a scale factor.
@@ -313,31 +320,59 @@ class _Parts:
     good_rows: torch.Tensor  # ... and good
     x_val: Images
     val_labels: np.ndarray  # bool (M,): True for a defective part
+    anomaly: int | None = None  # the class index of synthetic defects (None: none are drawn)
+    val_synthetic: int = 0  # validation parts that are good ones with a synthetic defect
 
 
 def _split(samples: Sequence[Sample], indices: Sequence[int], cfg: SegConfig) -> _Parts:
-    """The classes, a validation split by group that holds good and defective parts, and both
-    sides prepared at the working size; ModelError if either side lacks good or defective parts."""
+    """The classes, a validation split by group that holds good and defective parts (synthetic
+    ones on copies of its goods when the data has no defect), and both sides prepared at the
+    working size; ModelError if either side lacks good or defective parts."""
     classes = sorted({samples[i].cls for i in indices if samples[i].is_defect})
-    if not classes:
+    if not classes and cfg.synthetic <= 0:
         raise ModelError("Training a segmentation model needs defective parts with masks; this dataset has none.")
-    fit_idx, val_idx = group_holdout(samples, indices, cfg.validation_fraction, seed=cfg.seed, both_labels=True)
+    if cfg.synthetic > 0:
+        classes.append(ANOMALY_CLASS)
+    real = len(classes) > (cfg.synthetic > 0)
+    fit_idx, val_idx = group_holdout(samples, indices, cfg.validation_fraction, seed=cfg.seed, both_labels=real)
     val_labels = np.array([samples[i].is_defect for i in val_idx])
+    x_fit, y_fit = _prepare(samples, fit_idx, cfg, classes)
+    x_val, _ = _prepare(samples, val_idx, cfg, classes)
+    val_synthetic = 0
+    if not real:
+        drawn = synthetic_defects.validation_copies(
+            [x_val[i] for i in range(len(val_idx))], cfg.seed + 2, min_size_px=cfg.min_defect_px
+        )
+        copies = [c for c in drawn if c is not None]
+        x_val = torch.cat([x_val, torch.stack(copies)]) if isinstance(x_val, torch.Tensor) else [*x_val, *copies]
+        val_labels, val_synthetic = np.concatenate([val_labels, np.ones(len(copies), bool)]), len(copies)
     if val_labels.all() or not val_labels.any():
         raise ModelError(
             "The group-aware validation split holds no good or no defective parts; the dataset needs more groups."
         )
-    x_fit, y_fit = _prepare(samples, fit_idx, cfg, classes)
-    x_val, _ = _prepare(samples, val_idx, cfg, classes)
     defect_rows = torch.tensor([i for i, k in enumerate(fit_idx) if samples[k].is_defect], dtype=torch.long)
     good_rows = torch.tensor([i for i, k in enumerate(fit_idx) if not samples[k].is_defect], dtype=torch.long)
-    if not len(defect_rows) or not len(good_rows):
+    if (real and not len(defect_rows)) or not len(good_rows):
         raise ModelError(
             "After the validation split no good or no defective part is left to train on; "
             "the dataset needs defects in more groups."
         )
     fit_defective = torch.tensor([float(samples[k].is_defect) for k in fit_idx])
-    return _Parts(classes, fit_idx, val_idx, x_fit, y_fit, fit_defective, defect_rows, good_rows, x_val, val_labels)
+    anomaly = len(classes) if cfg.synthetic > 0 else None
+    return _Parts(
+        classes,
+        fit_idx,
+        val_idx,
+        x_fit,
+        y_fit,
+        fit_defective,
+        defect_rows,
+        good_rows,
+        x_val,
+        val_labels,
+        anomaly,
+        val_synthetic,
+    )
 
 
 def _network(
@@ -403,13 +438,19 @@ class _Trainer:
         gen: torch.Generator,
     ) -> None:
         self.net, self.frozen, self.parts, self.cfg, self.dev, self.gen = net, frozen, parts, cfg, dev, gen
-        self.weights = _class_weights(torch.cat([t.flatten() for t in parts.y_fit]), len(parts.classes)).to(dev)
+        self.weights = _class_weights(_weighed_targets(parts, cfg), len(parts.classes)).to(dev)
         self.opt = torch.optim.AdamW(param_groups(net, cfg), weight_decay=1e-4)
         self.steps_per_epoch = max(1, min(STEPS_PER_EPOCH, math.ceil(len(parts.fit_idx) / cfg.batch_size)))
         self.budget = _Budget(cfg.epochs * self.steps_per_epoch, cfg.time_limit_s)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self.budget.lr_factor)
         self.average = WeightAverage(net, cfg.ema_decay)
-        self.n_def = max(1, round(cfg.batch_size * cfg.defect_share))
+        n_def = max(1, round(cfg.batch_size * cfg.defect_share))
+        # Defective slots: real defects, and good parts that get a synthetic one (all, without real ones).
+        self.n_syn = (
+            0 if parts.anomaly is None else n_def if not len(parts.defect_rows) else round(n_def * cfg.synthetic)
+        )
+        self.n_def = n_def - self.n_syn
+        self.synthetic_gen = torch.Generator().manual_seed(cfg.seed + 1)  # (the batches' draws stay as they were)
 
     def epoch(self) -> float:
         """`steps_per_epoch` optimizer steps; their mean loss."""
@@ -425,20 +466,32 @@ class _Trainer:
         """Images, targets and part labels of one batch, on the CPU: `n_def` defective and the rest
         good parts drawn at random, cropped when training on crops, augmented."""
         parts, gen = self.parts, self.gen
-        n_good = self.cfg.batch_size - self.n_def
-        rows = torch.cat(
-            [
-                parts.defect_rows[torch.randint(len(parts.defect_rows), (self.n_def,), generator=gen)],
-                parts.good_rows[torch.randint(len(parts.good_rows), (n_good,), generator=gen)],
-            ]
+        n_good = self.cfg.batch_size - self.n_def  # (the synthetic defects' good parts among them)
+        real = (
+            parts.defect_rows[torch.randint(len(parts.defect_rows), (self.n_def,), generator=gen)]
+            if self.n_def
+            else None
         )
+        goods = parts.good_rows[torch.randint(len(parts.good_rows), (n_good,), generator=gen)]
+        rows = goods if real is None else torch.cat([real, goods])
         x, y, defective = _rows(parts.x_fit, rows), _rows(parts.y_fit, rows), parts.fit_defective[rows]
         if self.cfg.crop is not None:
             x, y = _crop(x, y, self.cfg.crop, gen)
             defective = (y.flatten(1) > 0).any(1).float()  # a crop is defective if it holds the defect
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):  # _architecture refuses this
             raise ModelError("Parts of different sizes (a scale factor) train on crops; give a crop size.")
-        x, y = _augment(x.float() / 255, y, gen)
+        x = x.float() / 255
+        if self.n_syn and parts.anomaly is not None:
+            x, y, defective = synthetic_defects.add_to_batch(
+                x,
+                y,
+                defective,
+                slice(self.n_def, self.n_def + self.n_syn),
+                parts.anomaly,
+                self.synthetic_gen,
+                min_size_px=self.cfg.min_defect_px,
+            )
+        x, y = _augment(x, y, gen)
         return x, y, defective
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, defective: torch.Tensor) -> float:
@@ -455,6 +508,19 @@ class _Trainer:
         value = float(loss.detach())
         self.average.update(self.budget.step)
         return value
+
+
+def _weighed_targets(parts: _Parts, cfg: SegConfig) -> torch.Tensor:
+    """The pixels the class weights are counted on: the training targets, and, when synthetic
+    defects are drawn, those of one synthetic defect on each of up to 32 good training parts."""
+    targets = [t.flatten() for t in parts.y_fit]
+    if parts.anomaly is not None:
+        goods = [parts.x_fit[int(r)] for r in parts.good_rows[:32]]
+        drawn = synthetic_defects.validation_copies(goods, cfg.seed + 3, min_size_px=cfg.min_defect_px)
+        for image, copied in zip(goods, drawn, strict=True):
+            if copied is not None:
+                targets.append(((copied != image).any(0) * parts.anomaly).flatten().to(targets[0].dtype))
+    return torch.cat(targets)
 
 
 def _rows(parts: Images, rows: torch.Tensor) -> Images:
@@ -516,6 +582,7 @@ def _training_record(
         "seed": cfg.seed,
         "weight_average_decay": cfg.ema_decay,
         "frozen_blocks": cfg.frozen_blocks,
+        "synthetic": {"share": cfg.synthetic, "min_defect_px": cfg.min_defect_px, "validation": parts.val_synthetic},
         "tensors_from_init": started_from,
         "class_weights": [round(float(w), 3) for w in trainer.weights],
         "seconds": round(trainer.budget.seconds(), 1),

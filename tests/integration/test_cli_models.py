@@ -142,7 +142,7 @@ def test_model_commands_with_bad_input(tiny_dataset, tmp_path):
             "9",
             data_dir=tmp_path,
         ),
-        "anomaly-model options",
+        "PatchCore options",
     )
     import resources
 

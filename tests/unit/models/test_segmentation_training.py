@@ -67,7 +67,7 @@ def test_frozen_blocks_out_of_range_is_one_sentence(tiny_dataset):
     ds = load_dataset(tiny_dataset)
     with pytest.raises(ModelError, match="Frozen encoder blocks must be between 0 and 15"):
         train_model(ds, range(len(ds.samples)), "segmentation", size=(64, 64), frozen_blocks=16, name="x")
-    with pytest.raises(ModelError, match="segmentation option"):
+    with pytest.raises(ModelError, match="U-Net options"):
         train_model(ds, range(len(ds.samples)), "anomaly", size=(64, 64), frozen_blocks=3, name="x")
 
 
