@@ -35,9 +35,14 @@ SUMMARY = (
     "pixel_auroc",
     "aupro",
     "escape_rate_at_5pct_false_rejects",
+    "escape_rate_at_1pct_false_rejects",
     "f1",
     "false_reject_rate",
     "escape_rate",
+    "defects_passed_ok",
+    "defects_to_review",
+    "good_ng",
+    "good_review",
     "latency_ms_p50",
 )
 

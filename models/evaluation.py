@@ -60,6 +60,7 @@ def evaluate(
         out["image_auroc"] = auroc(y, x)
         at5 = threshold_at_false_reject(x[~y], 0.05)
         out["escape_rate_at_5pct_false_rejects"] = rates_at(y, x, at5)["escape_rate"]
+        out["escape_rate_at_1pct_false_rejects"] = rates_at(y, x, threshold_at_false_reject(x[~y], 0.01))["escape_rate"]
         out["per_class_at_5pct_false_rejects"] = per_class_detection(classes, x, at5)
     if any(m.any() for m in masks):
         out["pixel_auroc"] = pixel_auroc(masks, maps)
@@ -73,6 +74,7 @@ def evaluate(
             "false_reject_rate": r["false_reject_rate"],
             "escape_rate": r["escape_rate"],
             "review_rate": float(((x >= t.ok_below) & (x < t.ng_at)).mean()),
+            **verdict_shares(y, x, t.ok_below, t.ng_at),
             "per_class": per_class_detection(classes, x, t.ng_at),
             "latency_ms_p50": float(np.percentile(latencies, 50)),
             "latency_ms_p99": float(np.percentile(latencies, 99)),
@@ -80,6 +82,24 @@ def evaluate(
         }
     )
     return out
+
+
+def verdict_shares(y: np.ndarray, x: np.ndarray, ok_below: float, ng_at: float) -> dict[str, float]:
+    """Where the package's own thresholds send the parts: the shares of defective parts passed as
+    OK and sent to REVIEW (`escape_rate` counts both), of good parts rejected (NG) and sent to
+    REVIEW. NaN where there is no part of that label."""
+    ok, ng = x < ok_below, x >= ng_at
+    review = ~ok & ~ng
+
+    def share(label: np.ndarray, verdict: np.ndarray) -> float:
+        return float((label & verdict).sum() / label.sum()) if label.any() else float("nan")
+
+    return {
+        "defects_passed_ok": share(y, ok),
+        "defects_to_review": share(y, review),
+        "good_ng": share(~y, ng),
+        "good_review": share(~y, review),
+    }
 
 
 def compare(

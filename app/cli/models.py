@@ -190,8 +190,13 @@ def _metrics_table(m: dict[str, Any]) -> str:
         "f1",
         "false_reject_rate",
         "escape_rate",
+        "defects_passed_ok",
+        "defects_to_review",
+        "good_ng",
+        "good_review",
         "review_rate",
         "escape_rate_at_5pct_false_rejects",
+        "escape_rate_at_1pct_false_rejects",
         "latency_ms_p50",
         "latency_ms_p99",
     )

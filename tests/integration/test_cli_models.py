@@ -6,6 +6,7 @@ import csv
 import json
 
 import cv2
+import pytest
 
 from tests.integration.test_cli import assert_one_sentence_error, cli
 
@@ -49,11 +50,18 @@ def test_train_eval_predict(tiny_dataset, tmp_path):
         "f1",
         "false_reject_rate",
         "escape_rate",
+        "defects_passed_ok",
+        "defects_to_review",
+        "good_ng",
+        "good_review",
+        "escape_rate_at_1pct_false_rejects",
         "per_class",
         "latency_ms_p50",
         "latency_ms_p99",
     ):
         assert key in m
+    # escape_rate counts a defect sent to REVIEW as an escape; the two are reported apart as well.
+    assert m["escape_rate"] == pytest.approx(m["defects_passed_ok"] + m["defects_to_review"])
     assert m["parts"] == 48 and m["image_auroc"] > 0.9
     assert "image_auroc" in proc.stdout
     # Only the held-out groups: 2 groups of 6 parts.
