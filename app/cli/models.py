@@ -60,6 +60,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"thresholds: OK below {t['ok_below']:.4g}, NG at {t['ng_at']:.4g} (calibrated on "
         f"{calibration['good_parts']} good parts of {calibration['groups']} groups not trained on)"
     )
+    if (fr := calibration.get("false_reject")) is not None:
+        lo, hi = fr["interval_95"]
+        print(
+            f"false rejects: {fr['rejected']} of those {fr['of']} good parts at NG, for a target of "
+            f"{calibration['false_reject_target']:.1%}; the rate on new parts may lie between {lo:.1%} and {hi:.1%} "
+            "(95 %): more good parts from more groups narrow it"
+        )
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 import models.backbone as backbone
-from models.calibration import calibrate
+from models.calibration import calibrate, false_reject_interval
 from models.datasets import Sample, fingerprint, group_holdout, read_image
 from models.errors import ModelError
 from models.features import DEFAULT_TAPS, InputSpec, Size, size_meta
@@ -153,4 +153,5 @@ def _calibration(
         "false_reject_target": cfg.false_reject,
         "review_false_reject": cfg.review_false_reject,
         "good_scores": sorted(round(float(v), 6) for v in cal_scores),
+        "false_reject": false_reject_interval(cal_scores, thresholds["ng_at"]),
     }

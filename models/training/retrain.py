@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from models.calibration import calibrate
+from models.calibration import calibrate, false_reject_interval
 from models.datasets import Dataset, Sample, fingerprint, group_holdout, read_image
 from models.errors import ModelError
 from models.features import InputSpec
@@ -224,6 +224,7 @@ def _recalibrate(
         "false_reject_target": fr,
         "review_false_reject": review,
         "good_scores": sorted(scores + new_scores),
+        "false_reject": false_reject_interval(scores + new_scores, out["thresholds"]["ng_at"]),
         "note": "the parent's calibration scores (upper bounds under the grown bank) "
         "plus good labels kept out of the bank",
     }

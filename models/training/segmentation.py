@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import models.backbone as backbone
-from models.calibration import calibrate
+from models.calibration import calibrate, false_reject_interval
 from models.datasets import Sample, fingerprint, group_holdout, read_image, read_mask
 from models.errors import ModelError
 from models.features import Size, input_size, shrink, size_meta
@@ -255,6 +255,7 @@ def train_segmentation(
     net.load_state_dict(fitted.best_state)
     val_scores = _scores(net, parts.x_val, cfg.score)
     good_scores = val_scores[~parts.val_labels]
+    thresholds = calibrate(good_scores, false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject)
     meta: dict[str, Any] = {
         "kind": KIND,
         "name": name,
@@ -271,15 +272,14 @@ def train_segmentation(
         "score": cfg.score,
         "score_pool": SCORE_POOL,
         "classes": parts.classes,
-        "thresholds": calibrate(
-            good_scores, false_reject=cfg.false_reject, review_false_reject=cfg.review_false_reject
-        ),
+        "thresholds": thresholds,
         "calibration": {
             "good_parts": int((~parts.val_labels).sum()),
             "groups": len({samples[i].group for i in parts.val_idx}),
             "false_reject_target": cfg.false_reject,
             "review_false_reject": cfg.review_false_reject,
             "good_scores": sorted(round(float(v), 6) for v in good_scores),
+            "false_reject": false_reject_interval(good_scores, thresholds["ng_at"]),
         },
         "training": _training_record(samples, parts, cfg, trainer, fitted, started_from),
         "metrics": {"validation_image_auroc": round(fitted.best_auroc, 4)},
