@@ -328,12 +328,11 @@ def _split(samples: Sequence[Sample], indices: Sequence[int], cfg: SegConfig) ->
     """The classes, a validation split by group that holds good and defective parts (synthetic
     ones on copies of its goods when the data has no defect), and both sides prepared at the
     working size; ModelError if either side lacks good or defective parts."""
-    classes = sorted({samples[i].cls for i in indices if samples[i].is_defect})
-    if not classes and cfg.synthetic <= 0:
+    labelled = sorted({samples[i].cls for i in indices if samples[i].is_defect})
+    if not labelled and cfg.synthetic <= 0:
         raise ModelError("Training a segmentation model needs defective parts with masks; this dataset has none.")
-    if cfg.synthetic > 0:
-        classes.append(ANOMALY_CLASS)
-    real = len(classes) > (cfg.synthetic > 0)
+    classes = [*labelled, ANOMALY_CLASS] if cfg.synthetic > 0 else labelled
+    real = bool(labelled)
     fit_idx, val_idx = group_holdout(samples, indices, cfg.validation_fraction, seed=cfg.seed, both_labels=real)
     val_labels = np.array([samples[i].is_defect for i in val_idx])
     x_fit, y_fit = _prepare(samples, fit_idx, cfg, classes)
